@@ -1,0 +1,1 @@
+"""The rtm2 command line."""

@@ -1,0 +1,6 @@
+"""The rtm2 client SDK. Application code imports these names from ``rtm2`` directly."""
+
+from .client import PARAM_ENDPOINT, LoginStreams, RTMClient, RTMConfig
+from .streams import EventStream
+
+__all__ = ["PARAM_ENDPOINT", "EventStream", "LoginStreams", "RTMClient", "RTMConfig"]

@@ -1,0 +1,317 @@
+"""RTMClient: login lifecycle, connection events and token renewal.
+
+The API follows the RTM 2 Go SDK (``Login`` returns the connection-event and token-event
+streams; ``RenewToken``; ``Logout``), with its bugs left out: every call before login raises
+NOT_LOGIN, a second concurrent login is refused, every request times out, nothing blocks the
+read loop, and a client can log in again after logout.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+from dataclasses import dataclass
+from enum import Enum
+from typing import Any, NamedTuple
+
+from ..errors import ErrorCode, RTMError
+from ..protocol.codes import LOGIN_FAILURE_REASONS, TERMINAL_REASONS
+from ..protocol.frames import (
+    Hello,
+    Login,
+    LoginResult,
+    Logout,
+    RenewToken,
+    ServerFrame,
+    TokenWillExpire,
+    Welcome,
+)
+from ..protocol.names import is_valid_user_id
+from ..types import ConnectionChangeReason, ConnectionEvent, ConnectionState
+from .connection import Link
+from .streams import EventStream
+
+__all__ = ["PARAM_ENDPOINT", "LoginStreams", "RTMClient", "RTMConfig"]
+
+PARAM_ENDPOINT = "endpoint"
+DEFAULT_ENDPOINT = "ws://127.0.0.1:7001"
+
+_PRESENCE_TIMEOUT_RANGE = (5, 300)
+_client_ids = itertools.count(1)
+
+
+@dataclass(frozen=True, slots=True)
+class RTMConfig:
+    """Client configuration.
+
+    Attributes:
+        app_id: the app to log into.
+        user_id: this client's user id (1-64 characters, RTM 2 rules).
+        request_timeout: seconds any request may take before it fails with a timeout code.
+        presence_timeout: seconds the server keeps a lost user present (clamped to 5-300).
+        log_file: a file the SDK appends its log to, if given.
+        logger: a stdlib logger to log to instead of ``rtm2.client``.
+    """
+
+    app_id: str
+    user_id: str
+    request_timeout: float = 10.0
+    presence_timeout: int = 300
+    log_file: str | None = None
+    logger: logging.Logger | None = None
+
+    def __post_init__(self) -> None:
+        if self.request_timeout <= 0:
+            raise RTMError(ErrorCode.INVALID_PARAMETER, "request_timeout must be > 0")
+
+
+class LoginStreams(NamedTuple):
+    """What ``login`` returns: connection events and token-will-expire notices."""
+
+    conn_events: EventStream[ConnectionEvent]
+    token_events: EventStream[str]
+
+
+class _State(Enum):
+    IDLE = "idle"
+    LOGGING_IN = "logging in"
+    LOGGED_IN = "logged in"
+    FAILED = "failed"
+
+
+def _failure_reason(code: int) -> ConnectionChangeReason:
+    """The connection-change reason reported with FAILED when a login is refused."""
+    if code in (ErrorCode.NOT_CONNECTED, ErrorCode.LOGIN_TIMEOUT):
+        return ConnectionChangeReason.LOST
+    return LOGIN_FAILURE_REASONS.get(code, ConnectionChangeReason.REJECTED_BY_SERVER)
+
+
+class RTMClient:
+    """An RTM 2 client. Create one per user; ``login``, work, ``logout``; log in again if needed."""
+
+    def __init__(self, config: RTMConfig) -> None:
+        self.config = config
+        self._params: dict[str, Any] = {PARAM_ENDPOINT: DEFAULT_ENDPOINT}
+        self._state = _State.IDLE
+        self._link: Link | None = None
+        self._session_id = ""
+        self._token_expires_at = 0
+        self._id = next(_client_ids)
+        self._file_handler: logging.FileHandler | None = None
+        self._log = config.logger or logging.getLogger(f"rtm2.client.{self._id}")
+        self._new_streams()
+
+    def __repr__(self) -> str:
+        return f"<RTMClient {self.config.user_id}@{self.config.app_id[:8]} {self._state.value}>"
+
+    def _new_streams(self) -> None:
+        self._conn_events: EventStream[ConnectionEvent] = EventStream(
+            "conn_events", on_overflow=self._overflowed
+        )
+        self._token_events: EventStream[str] = EventStream(
+            "token_events", on_overflow=self._overflowed
+        )
+        self._errors: EventStream[RTMError] = EventStream("errors")
+
+    def _overflowed(self, stream: EventStream[Any]) -> None:
+        self._log.warning("event stream %s is full; dropped %d events", stream.name, stream.dropped)
+        self._errors.put(
+            RTMError(
+                ErrorCode.INVALID_PARAMETER,
+                f"event stream {stream.name} overflowed: the application is not reading it",
+            )
+        )
+
+    # --- public properties -----------------------------------------------------------------
+
+    @property
+    def errors(self) -> EventStream[RTMError]:
+        """Fatal errors of the current login, such as a connection that cannot come back."""
+        return self._errors
+
+    @property
+    def logged_in(self) -> bool:
+        return self._state is _State.LOGGED_IN
+
+    @property
+    def session_id(self) -> str:
+        return self._session_id
+
+    def set_parameters(self, params: dict[str, Any]) -> None:
+        """Set client parameters, such as ``PARAM_ENDPOINT`` (a ``ws://`` or ``wss://`` URL)."""
+        endpoint = params.get(PARAM_ENDPOINT)
+        if endpoint is not None and (
+            not isinstance(endpoint, str) or not endpoint.startswith(("ws://", "wss://"))
+        ):
+            raise RTMError(ErrorCode.INVALID_PARAMETER, f"bad endpoint {endpoint!r}")
+        self._params.update(params)
+
+    def get_parameters(self) -> dict[str, Any]:
+        """A copy of the parameters; changing it changes nothing."""
+        return dict(self._params)
+
+    # --- login lifecycle -------------------------------------------------------------------
+
+    async def login(self, token: str = "") -> LoginStreams:
+        """Connect and log in.
+
+        Returns the connection-event stream (CONNECTING, then CONNECTED/LOGIN_SUCCESS, and
+        later changes) and the token-event stream ("" when the login token will expire soon).
+
+        Raises:
+            RTMError: DUPLICATE_OPERATION if already logged in or logging in; INVALID_USER_ID;
+                INVALID_APP_ID, INVALID_TOKEN, TOKEN_EXPIRED, INCONSISTENT_APPID from the server;
+                NOT_CONNECTED if the endpoint cannot be reached; LOGIN_TIMEOUT.
+        """
+        if self._state is not _State.IDLE:
+            raise RTMError(ErrorCode.DUPLICATE_OPERATION, f"client is {self._state.value}")
+        cfg = self.config
+        if not is_valid_user_id(cfg.user_id):
+            raise RTMError(ErrorCode.INVALID_USER_ID, f"invalid user id {cfg.user_id!r}")
+        if not cfg.app_id:
+            raise RTMError(ErrorCode.INVALID_APP_ID, "app id is empty")
+        self._state = _State.LOGGING_IN
+        if self._conn_events.closed:
+            self._new_streams()
+        self._open_log_file()
+        self._emit(ConnectionState.CONNECTING, ConnectionChangeReason.CONNECTING)
+        link = Link(self._on_push, self._on_lost, self._log)
+        self._link = link
+        endpoint = str(self._params[PARAM_ENDPOINT])
+        try:
+            welcome, result = await self._handshake(link, endpoint, token)
+        except BaseException as exc:
+            link.close()
+            self._link = None
+            self._state = _State.IDLE
+            if isinstance(exc, RTMError):
+                self._emit(ConnectionState.FAILED, _failure_reason(exc.code))
+                self._log.warning("login of %s failed: %s", cfg.user_id, exc)
+            raise
+        self._session_id = result.session_id
+        self._token_expires_at = result.expires_at
+        self._state = _State.LOGGED_IN
+        link.start_keepalive(welcome.heartbeat_interval, welcome.heartbeat_grace)
+        self._log.info(
+            "logged in as %s to %s (session %s)", cfg.user_id, endpoint, self._session_id
+        )
+        self._emit(ConnectionState.CONNECTED, ConnectionChangeReason.LOGIN_SUCCESS)
+        return LoginStreams(self._conn_events, self._token_events)
+
+    async def _handshake(
+        self, link: Link, endpoint: str, token: str
+    ) -> tuple[Welcome, LoginResult]:
+        """Connect, say hello and log in, all within one request timeout."""
+        cfg = self.config
+        timeout = cfg.request_timeout
+        low, high = _PRESENCE_TIMEOUT_RANGE
+        presence_timeout = min(max(cfg.presence_timeout, low), high)
+        try:
+            async with asyncio.timeout(timeout):
+                await link.open(endpoint)
+                welcome = await link.request(
+                    lambda rid: Hello(rid, agent="rtm2-python"), Welcome, timeout
+                )
+                result = await link.request(
+                    lambda rid: Login(rid, cfg.app_id, cfg.user_id, token, presence_timeout),
+                    LoginResult,
+                    timeout,
+                )
+        except TimeoutError:
+            raise RTMError(
+                ErrorCode.LOGIN_TIMEOUT, f"no answer from {endpoint} within {timeout:g} s"
+            ) from None
+        assert welcome is not None
+        assert result is not None
+        return welcome, result
+
+    async def renew_token(self, token: str) -> None:
+        """Replace the login token; the session then lives until the new token expires.
+
+        Raises:
+            RTMError: NOT_LOGIN; INVALID_TOKEN or TOKEN_EXPIRED (the session keeps the old
+                token); RENEW_TOKEN_TIMEOUT.
+        """
+        link = self._require_login()
+        result = await link.request(
+            lambda rid: RenewToken(rid, token), LoginResult, self.config.request_timeout
+        )
+        assert result is not None
+        self._token_expires_at = result.expires_at
+        self._log.info("login token renewed")
+
+    async def logout(self) -> None:
+        """Log out, close the connection and end every event stream of this login.
+
+        Idempotent: logging out a client that is not logged in (or whose session already
+        failed) just cleans up. The client can log in again afterwards.
+        """
+        if self._state is _State.LOGGING_IN:
+            raise RTMError(ErrorCode.DUPLICATE_OPERATION, "a login is in progress")
+        link, self._link = self._link, None
+        was_logged_in = self._state is _State.LOGGED_IN
+        self._state = _State.IDLE
+        if link is not None:
+            if was_logged_in and link.is_open:
+                try:
+                    await link.request(Logout, None, self.config.request_timeout)
+                except RTMError as exc:
+                    self._log.info("logout request not answered (%s); closing anyway", exc)
+            link.close()
+            await link.wait_closed()
+        if was_logged_in or not self._conn_events.closed:
+            self._emit(ConnectionState.DISCONNECTED, ConnectionChangeReason.LOGOUT)
+        self._conn_events.close()
+        self._token_events.close()
+        self._errors.close()
+        self._log.info("logged out")
+        self._close_log_file()
+
+    # --- internals -------------------------------------------------------------------------
+
+    def _require_login(self) -> Link:
+        if self._state is not _State.LOGGED_IN or self._link is None:
+            raise RTMError(ErrorCode.NOT_LOGIN, f"client is {self._state.value}; log in first")
+        return self._link
+
+    def _emit(self, state: ConnectionState, reason: ConnectionChangeReason) -> None:
+        self._log.info("connection %s (%s)", state.name, reason.name)
+        self._conn_events.put(ConnectionEvent(state, reason, ""))
+
+    def _on_push(self, frame: ServerFrame) -> None:
+        if isinstance(frame, TokenWillExpire):
+            self._log.info("token for %r will expire at %d", frame.channel, frame.expires_at)
+            self._token_events.put(frame.channel)
+
+    def _on_lost(self, reason: ConnectionChangeReason, message: str) -> None:
+        """The connection ended without our asking: the session is over (FAILED)."""
+        if self._state is not _State.LOGGED_IN:
+            return
+        self._state = _State.FAILED
+        self._link = None
+        code = ErrorCode.NOT_CONNECTED
+        if reason is ConnectionChangeReason.SAME_UID_LOGIN:
+            code = ErrorCode.LOGIN_ABORTED
+        elif reason is ConnectionChangeReason.TOKEN_EXPIRED:
+            code = ErrorCode.TOKEN_EXPIRED
+        terminal = "" if reason in TERMINAL_REASONS else " (the connection cannot come back)"
+        self._log.warning("session ended: %s: %s%s", reason.name, message, terminal)
+        self._emit(ConnectionState.FAILED, reason)
+        self._errors.put(RTMError(code, f"{reason.name.lower()}: {message}"))
+
+    def _open_log_file(self) -> None:
+        if self.config.log_file and self._file_handler is None and self.config.logger is None:
+            handler = logging.FileHandler(self.config.log_file, encoding="utf-8")
+            handler.setFormatter(
+                logging.Formatter("%(asctime)s %(levelname)s %(name)s %(message)s")
+            )
+            self._log.addHandler(handler)
+            self._log.setLevel(logging.DEBUG)
+            self._file_handler = handler
+
+    def _close_log_file(self) -> None:
+        if self._file_handler is not None:
+            self._log.removeHandler(self._file_handler)
+            self._file_handler.close()
+            self._file_handler = None

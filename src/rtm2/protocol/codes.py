@@ -1,0 +1,59 @@
+"""How error codes, kick reasons and request types relate, for both sides of the wire."""
+
+from __future__ import annotations
+
+from ..errors import ErrorCode
+from ..types import ConnectionChangeReason
+from .frames import Hello, Login, Logout, RenewToken, Request
+
+__all__ = [
+    "CLOSE_GOING_AWAY",
+    "CLOSE_NORMAL",
+    "CLOSE_POLICY",
+    "CLOSE_PROTOCOL_ERROR",
+    "CLOSE_TOO_BIG",
+    "LOGIN_FAILURE_REASONS",
+    "TERMINAL_REASONS",
+    "timeout_code",
+]
+
+# WebSocket close codes the server uses (RFC 6455 §7.4.1).
+CLOSE_NORMAL = 1000
+CLOSE_GOING_AWAY = 1001
+CLOSE_PROTOCOL_ERROR = 1002
+CLOSE_POLICY = 1008
+CLOSE_TOO_BIG = 1009
+
+_TIMEOUT_CODES: dict[type[Request], ErrorCode] = {
+    Hello: ErrorCode.LOGIN_TIMEOUT,
+    Login: ErrorCode.LOGIN_TIMEOUT,
+    Logout: ErrorCode.NOT_CONNECTED,
+    RenewToken: ErrorCode.RENEW_TOKEN_TIMEOUT,
+}
+
+
+def timeout_code(request: Request) -> ErrorCode:
+    """The official code a request raises when no reply comes within the request timeout."""
+    return _TIMEOUT_CODES.get(type(request), ErrorCode.NOT_CONNECTED)
+
+
+# A login refused with one of these codes ends in FAILED with the matching reason.
+LOGIN_FAILURE_REASONS: dict[int, ConnectionChangeReason] = {
+    ErrorCode.INVALID_TOKEN: ConnectionChangeReason.INVALID_TOKEN,
+    ErrorCode.TOKEN_EXPIRED: ConnectionChangeReason.TOKEN_EXPIRED,
+    ErrorCode.INVALID_APP_ID: ConnectionChangeReason.INVALID_APP_ID,
+    ErrorCode.INCONSISTENT_APPID: ConnectionChangeReason.INCONSISTENT_APPID,
+}
+
+# Kick reasons after which retrying with the same credentials cannot succeed.
+TERMINAL_REASONS = frozenset(
+    {
+        ConnectionChangeReason.SAME_UID_LOGIN,
+        ConnectionChangeReason.TOKEN_EXPIRED,
+        ConnectionChangeReason.INVALID_TOKEN,
+        ConnectionChangeReason.BANNED_BY_SERVER,
+        ConnectionChangeReason.REJECTED_BY_SERVER,
+        ConnectionChangeReason.INVALID_APP_ID,
+        ConnectionChangeReason.INCONSISTENT_APPID,
+    }
+)

@@ -1,0 +1,146 @@
+"""Server configuration: apps, timers and limits, from flags, a TOML file, or code.
+
+Only the CLI reads the environment and flags; everything below takes explicit values.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import secrets
+import tomllib
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from ..protocol.codec import DEFAULT_MAX_FRAME_SIZE
+
+__all__ = ["AppConfig", "ConfigError", "ServerConfig", "Timers", "ensure_dev_app", "load_config"]
+
+_HEX32 = re.compile(r"^[0-9a-fA-F]{32}$")
+
+
+class ConfigError(ValueError):
+    """A configuration value is invalid; the message names the field."""
+
+
+@dataclass(frozen=True, slots=True)
+class AppConfig:
+    """One app: its id and, unless it runs without tokens, one or two certificates.
+
+    Apps are isolated: users, channels and tokens of one app never meet another's.
+    """
+
+    app_id: str
+    # Primary first; a second certificate lets operators rotate without downtime.
+    # Empty: no certificate, so the login token must be "" or the app id itself.
+    certificates: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        if not _HEX32.match(self.app_id):
+            raise ConfigError(f"app id {self.app_id!r} must be 32 hex characters")
+        for cert in self.certificates:
+            if not _HEX32.match(cert):
+                raise ConfigError(f"certificate of app {self.app_id} must be 32 hex characters")
+
+    @classmethod
+    def parse(cls, spec: str) -> AppConfig:
+        """Parse ``APP_ID[:CERTIFICATE[,SECOND_CERTIFICATE]]`` as given to ``--app``."""
+        app_id, _, certs = spec.partition(":")
+        return cls(app_id, tuple(c for c in certs.split(",") if c))
+
+
+@dataclass(frozen=True, slots=True)
+class Timers:
+    """Server timers, in seconds. Tests shrink them so they run in seconds."""
+
+    # A client pings this often; the server tells it the value at hello.
+    heartbeat_interval: float = 5.0
+    # A connection silent for heartbeat_interval + heartbeat_grace is dropped.
+    heartbeat_grace: float = 10.0
+    # How long before a token expires the client is warned (RTM 2: 30 s).
+    token_warning: float = 30.0
+    # A connection that has not logged in by then is closed.
+    login_timeout: float = 10.0
+    # Period of the one sweep that checks keepalive and token expiry of every connection.
+    sweep_interval: float = 1.0
+
+    def __post_init__(self) -> None:
+        for name in self.__slots__:
+            if getattr(self, name) <= 0:
+                raise ConfigError(f"timers.{name} must be > 0")
+
+
+@dataclass(frozen=True, slots=True)
+class ServerConfig:
+    host: str = "127.0.0.1"
+    port: int = 7001
+    data_dir: Path = Path("rtm2-data")
+    apps: tuple[AppConfig, ...] = ()
+    timers: Timers = field(default_factory=Timers)
+    # Largest WebSocket message accepted from a client; larger ones close the connection (1009).
+    max_frame_size: int = DEFAULT_MAX_FRAME_SIZE
+    # Bytes queued for one slow client before it is disconnected.
+    max_send_buffer: int = 4 * 1024 * 1024
+
+    def __post_init__(self) -> None:
+        ids = [a.app_id for a in self.apps]
+        if len(ids) != len(set(ids)):
+            raise ConfigError("an app id is configured twice")
+        if not 0 <= self.port <= 65535:
+            raise ConfigError("port must be 0..65535")
+
+    def with_apps(self, apps: tuple[AppConfig, ...]) -> ServerConfig:
+        return replace(self, apps=apps)
+
+
+def load_config(path: Path, base: ServerConfig | None = None) -> ServerConfig:
+    """Read a TOML config file over ``base``. See ``docs/CONFIG.md`` for the format."""
+    try:
+        data = tomllib.loads(path.read_text())
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        raise ConfigError(f"cannot read config {path}: {exc}") from None
+    cfg = base or ServerConfig()
+    server: dict[str, Any] = data.get("server", {})
+    timers: dict[str, Any] = data.get("timers", {})
+    apps = tuple(
+        AppConfig(str(a["id"]), tuple(str(c) for c in a.get("certificates", ())))
+        for a in data.get("apps", ())
+    )
+    unknown = set(data) - {"server", "timers", "apps"}
+    if unknown:
+        raise ConfigError(f"unknown config sections: {', '.join(sorted(unknown))}")
+    try:
+        return replace(
+            cfg,
+            host=str(server.get("host", cfg.host)),
+            port=int(server.get("port", cfg.port)),
+            data_dir=Path(server.get("data_dir", cfg.data_dir)),
+            max_frame_size=int(server.get("max_frame_size", cfg.max_frame_size)),
+            max_send_buffer=int(server.get("max_send_buffer", cfg.max_send_buffer)),
+            apps=cfg.apps + apps,
+            timers=replace(cfg.timers, **{k: float(v) for k, v in timers.items()}),
+        )
+    except TypeError as exc:
+        raise ConfigError(f"bad config {path}: {exc}") from None
+
+
+def ensure_dev_app(data_dir: Path) -> tuple[AppConfig, bool]:
+    """The development app kept in ``data_dir``, created on first use.
+
+    Returns the app and whether it was created now. The file is private to its owner since
+    it holds the certificate.
+    """
+    path = data_dir / "dev-app.json"
+    if path.exists():
+        raw = json.loads(path.read_text())
+        return AppConfig(raw["app_id"], (raw["certificate"],)), False
+    data_dir.mkdir(parents=True, exist_ok=True)
+    app = AppConfig(secrets.token_hex(16), (secrets.token_hex(16),))
+    tmp = path.with_suffix(".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        json.dump({"app_id": app.app_id, "certificate": app.certificates[0]}, f)
+    tmp.replace(path)
+    return app, True

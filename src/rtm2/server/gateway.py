@@ -1,0 +1,142 @@
+"""WebSocket I/O: one :class:`Connection` per client, and the :class:`Outbox` that batches writes.
+
+This is the only server module that knows about picows. Outgoing frames are pre-built WebSocket
+frames (``protocol.codec.ws_binary_frame``) appended to the connection's pending list; the outbox
+writes every dirty connection's list with one ``write()`` per event-loop pass. Under load this
+batches many frames per system call by itself; when idle it adds no delay, since the flush runs
+in the same loop pass that queued the frame.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Protocol
+
+from picows import WSCloseCode, WSFrame, WSListener, WSMsgType, WSTransport
+
+from ..protocol.codes import CLOSE_POLICY, CLOSE_PROTOCOL_ERROR
+
+if TYPE_CHECKING:
+    from .session import Session
+
+__all__ = ["Connection", "Outbox", "SessionFactory"]
+
+log = logging.getLogger("rtm2.server")
+
+
+class SessionFactory(Protocol):
+    def __call__(self, conn: Connection) -> Session: ...
+
+
+class Outbox:
+    """Connections with pending frames, flushed together once per event-loop pass."""
+
+    __slots__ = ("_dirty", "_loop", "_scheduled", "max_buffer")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, max_buffer: int) -> None:
+        self._loop = loop
+        self._dirty: list[Connection] = []
+        self._scheduled = False
+        # A connection whose unsent bytes pass this is a slow consumer and is cut off.
+        self.max_buffer = max_buffer
+
+    def mark(self, conn: Connection) -> None:
+        self._dirty.append(conn)
+        if not self._scheduled:
+            self._scheduled = True
+            self._loop.call_soon(self.flush)
+
+    def flush(self) -> None:
+        self._scheduled = False
+        dirty, self._dirty = self._dirty, []
+        for conn in dirty:
+            conn.flush()
+
+
+class Connection(WSListener):
+    """One client connection. Holds only what I/O needs; the protocol lives in ``session``."""
+
+    __slots__ = ("_out", "_outbox", "last_seen", "peer", "raw", "session", "transport")
+
+    def __init__(self, outbox: Outbox, make_session: SessionFactory) -> None:
+        self._outbox = outbox
+        self._out: list[bytes] = []
+        self.peer = "?"
+        self.transport: WSTransport | None = None
+        self.raw: asyncio.Transport | None = None
+        self.last_seen = 0.0
+        self.session = make_session(self)
+
+    # --- picows callbacks ------------------------------------------------------------------
+
+    def on_ws_connected(self, transport: WSTransport) -> None:
+        self.transport = transport
+        self.raw = transport.underlying_transport
+        peer = self.raw.get_extra_info("peername")
+        if isinstance(peer, tuple):
+            self.peer = f"{peer[0]}:{peer[1]}"
+        self.session.on_open()
+
+    def on_ws_frame(self, transport: WSTransport, frame: WSFrame) -> None:
+        msg_type = frame.msg_type
+        if msg_type is WSMsgType.BINARY and frame.fin:
+            self.session.on_data(frame.get_payload_as_bytes())
+        elif msg_type is WSMsgType.CLOSE:
+            transport.send_close(frame.get_close_code())
+            transport.disconnect()
+        elif msg_type is WSMsgType.PING:
+            transport.send_pong(frame.get_payload_as_bytes())
+        elif msg_type is not WSMsgType.PONG:
+            self.close(CLOSE_PROTOCOL_ERROR, "only whole binary frames are accepted")
+
+    def on_ws_disconnected(self, transport: WSTransport) -> None:
+        self._out.clear()
+        self.session.on_close()
+
+    # --- output ----------------------------------------------------------------------------
+
+    def send(self, frame: bytes) -> None:
+        """Queue a complete WebSocket frame; it leaves with this loop pass's flush."""
+        if self.raw is None or self.raw.is_closing():
+            return
+        if not self._out:
+            self._outbox.mark(self)
+        self._out.append(frame)
+
+    def flush(self) -> None:
+        out = self._out
+        if not out or self.raw is None:
+            return
+        data = out[0] if len(out) == 1 else b"".join(out)
+        out.clear()
+        if self.raw.is_closing():
+            return
+        self.raw.write(data)
+        if self.raw.get_write_buffer_size() > self._outbox.max_buffer:
+            log.warning("disconnecting slow consumer %s", self.peer)
+            self.close(CLOSE_POLICY, "slow consumer: send buffer full", flush=False)
+
+    def close(self, code: int, reason: str, *, flush: bool = True) -> None:
+        """Send what is pending (unless ``flush`` is False), a close frame, and disconnect."""
+        transport = self.transport
+        if transport is None or transport.is_close_frame_sent:
+            return
+        if flush:
+            self.flush()
+        else:
+            self._out.clear()
+        transport.send_close(WSCloseCode(code), reason.encode()[:120])
+        transport.disconnect()
+
+
+def listener_factory(
+    outbox: Outbox, make_session: SessionFactory
+) -> Callable[[object], Connection]:
+    """The picows listener factory: one :class:`Connection` per upgrade request."""
+
+    def factory(request: object) -> Connection:
+        return Connection(outbox, make_session)
+
+    return factory

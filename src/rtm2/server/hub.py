@@ -1,0 +1,141 @@
+"""The local registry of sessions, and the one periodic sweep that keeps them honest.
+
+No connection has a timer of its own: a single sweep checks keepalive, login deadlines and
+token expiry of every connection, which keeps idle connections cheap in CPU and memory.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+import os
+import time
+
+from ..errors import ErrorCode, RTMError
+from ..protocol.codes import CLOSE_GOING_AWAY, CLOSE_POLICY
+from ..protocol.frames import TokenWillExpire
+from ..protocol.names import is_valid_user_id
+from ..types import ConnectionChangeReason
+from .auth import check_login_token
+from .config import AppConfig, ServerConfig
+from .gateway import Connection, Outbox
+from .session import Session, SessionState
+
+__all__ = ["Hub"]
+
+log = logging.getLogger("rtm2.server")
+
+
+class Hub:
+    def __init__(self, config: ServerConfig, loop: asyncio.AbstractEventLoop) -> None:
+        self.config = config
+        self.loop = loop
+        self.clock = loop.time
+        self.outbox = Outbox(loop, config.max_send_buffer)
+        self.apps: dict[str, AppConfig] = {a.app_id: a for a in config.apps}
+        # Every open connection's session, logged in or not.
+        self.sessions: set[Session] = set()
+        # Logged-in sessions by (app id, user id): one per user, the newest wins.
+        self.users: dict[tuple[str, str], Session] = {}
+        self._ids = itertools.count(1)
+        self._node = os.urandom(3).hex()
+
+    def new_session(self, conn: Connection) -> Session:
+        return Session(self, conn)
+
+    # --- session lifecycle -----------------------------------------------------------------
+
+    def attach(self, session: Session) -> None:
+        self.sessions.add(session)
+
+    def detach(self, session: Session) -> None:
+        self.sessions.discard(session)
+        if session.app is not None:
+            key = (session.app.app_id, session.user_id)
+            if self.users.get(key) is session:
+                del self.users[key]
+                log.info("%r disconnected", session)
+
+    def authenticate(self, app_id: str, user_id: str, token: str) -> tuple[AppConfig, int]:
+        """Check a login; return the app and when the token's login right ends (0 = never)."""
+        if not is_valid_user_id(user_id):
+            raise RTMError(ErrorCode.INVALID_USER_ID, f"invalid user id {user_id!r}")
+        app = self.apps.get(app_id)
+        if app is None:
+            raise RTMError(ErrorCode.INVALID_APP_ID, f"unknown app id {app_id!r}")
+        return app, check_login_token(app, token, user_id, int(time.time()))
+
+    def login(self, session: Session) -> None:
+        assert session.app is not None
+        session.session_id = f"{self._node}-{next(self._ids)}"
+        key = (session.app.app_id, session.user_id)
+        old = self.users.get(key)
+        self.users[key] = session
+        if old is not None and old is not session:
+            log.info("%r evicted by a newer login of the same user from %s", old, session.conn.peer)
+            old.state = SessionState.CLOSED
+            self.sessions.discard(old)
+            old.kick(
+                ConnectionChangeReason.SAME_UID_LOGIN,
+                ErrorCode.LOGIN_ABORTED,
+                "the same user id logged in elsewhere",
+            )
+        log.info("%r logged in (%s)", session, session._lifetime())
+
+    def logout(self, session: Session) -> None:
+        log.info("%r logged out", session)
+        self.detach(session)
+        session.state = SessionState.CLOSED
+
+    # --- the sweep -------------------------------------------------------------------------
+
+    def sweep(self) -> None:
+        """Drop silent connections, close unauthenticated ones, warn and expire tokens."""
+        t = self.config.timers
+        mono = self.clock()
+        now = time.time()
+        silent_after = t.heartbeat_interval + t.heartbeat_grace
+        for session in list(self.sessions):
+            if mono - session.conn.last_seen > silent_after:
+                log.info("%r silent for %.1f s, dropping", session, mono - session.conn.last_seen)
+                self._end(session)
+                session.conn.close(CLOSE_POLICY, "keepalive timeout", flush=False)
+            elif session.state is not SessionState.LOGGED_IN:
+                if mono - session.opened_at > t.login_timeout:
+                    log.info("%r did not log in within %.0f s", session, t.login_timeout)
+                    self._end(session)
+                    session.conn.close(CLOSE_POLICY, "login timeout")
+            elif session.expires_at:
+                if now >= session.expires_at:
+                    log.info("%r token expired, closing", session)
+                    self._end(session)
+                    session.kick(
+                        ConnectionChangeReason.TOKEN_EXPIRED,
+                        ErrorCode.TOKEN_EXPIRED,
+                        "the login token expired",
+                    )
+                elif not session.warned and now >= session.expires_at - t.token_warning:
+                    session.warned = True
+                    session.send(TokenWillExpire("", session.expires_at))
+
+    def _end(self, session: Session) -> None:
+        self.detach(session)
+        session.state = SessionState.CLOSED
+
+    async def run_sweeper(self) -> None:
+        interval = self.config.timers.sweep_interval
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                self.sweep()
+            except Exception:  # the sweep must outlive any one bad session
+                log.exception("sweep failed")
+
+    def shutdown(self, message: str) -> None:
+        """Tell every client the server is going away and close its connection."""
+        for session in list(self.sessions):
+            self._end(session)
+            session.kick(
+                ConnectionChangeReason.INTERRUPTED, ErrorCode.OK, message, CLOSE_GOING_AWAY
+            )

@@ -1,0 +1,207 @@
+"""One client's protocol session: handshake, login, token renewal, logout.
+
+A session turns decoded frames into hub calls and replies. States go
+NEW --hello--> OPEN --login--> LOGGED_IN --logout/kick/close--> CLOSED; a request that its state
+does not allow gets a reply with the RTM code that says why, and changes nothing.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from enum import IntEnum
+from typing import TYPE_CHECKING
+
+from .. import _version
+from ..errors import ErrorCode, RTMError
+from ..protocol.codec import decode_client, encode, encode_result, ws_binary_frame
+from ..protocol.codes import CLOSE_NORMAL, CLOSE_PROTOCOL_ERROR
+from ..protocol.frames import (
+    NIL,
+    PROTOCOL_VERSION,
+    Hello,
+    Kick,
+    Login,
+    LoginResult,
+    Logout,
+    Ping,
+    Pong,
+    RenewToken,
+    Reply,
+    ServerFrame,
+    Welcome,
+)
+from ..types import ConnectionChangeReason
+from .auth import check_login_token
+from .config import AppConfig
+
+if TYPE_CHECKING:
+    import msgspec
+
+    from .gateway import Connection
+    from .hub import Hub
+
+__all__ = ["Session", "SessionState"]
+
+log = logging.getLogger("rtm2.server")
+
+
+class SessionState(IntEnum):
+    NEW = 0
+    OPEN = 1
+    LOGGED_IN = 2
+    CLOSED = 3
+
+
+class Session:
+    __slots__ = (
+        "app",
+        "conn",
+        "expires_at",
+        "hub",
+        "opened_at",
+        "presence_timeout",
+        "session_id",
+        "state",
+        "user_id",
+        "warned",
+    )
+
+    def __init__(self, hub: Hub, conn: Connection) -> None:
+        self.hub = hub
+        self.conn = conn
+        self.state = SessionState.NEW
+        self.app: AppConfig | None = None
+        self.user_id = ""
+        self.session_id = ""
+        # Unix time at which the login token's right ends; 0 = never (app without certificate).
+        self.expires_at = 0
+        # Whether the token-will-expire push for the current token went out.
+        self.warned = False
+        self.presence_timeout = 300
+        self.opened_at = 0.0
+
+    def __repr__(self) -> str:
+        who = f"{self.user_id}@{self.app.app_id[:8]}" if self.app else "-"
+        return f"<session {self.session_id or '-'} {who} from {self.conn.peer}>"
+
+    # --- from the gateway ------------------------------------------------------------------
+
+    def on_open(self) -> None:
+        self.opened_at = self.conn.last_seen = self.hub.clock()
+        self.hub.attach(self)
+
+    def on_close(self) -> None:
+        if self.state is not SessionState.CLOSED:
+            self.state = SessionState.CLOSED
+            self.hub.detach(self)
+
+    def on_data(self, data: bytes) -> None:
+        self.conn.last_seen = self.hub.clock()
+        try:
+            frame = decode_client(data)
+        except RTMError as exc:
+            log.warning("%r sent a bad frame, closing: %s", self, exc.reason)
+            self.conn.close(CLOSE_PROTOCOL_ERROR, "malformed frame")
+            return
+        if isinstance(frame, Ping):
+            self.send(Pong(frame.ts))
+            return
+        try:
+            self._dispatch(frame)
+        except RTMError as exc:
+            self.reply(frame.rid, exc.code, exc.reason)
+        except Exception:
+            log.exception("%r: internal error handling %s", self, type(frame).__name__)
+            self.reply(frame.rid, ErrorCode.INIT_SERVICE_FAILED, "internal server error")
+
+    # --- requests --------------------------------------------------------------------------
+
+    def _dispatch(self, frame: Hello | Login | Logout | RenewToken) -> None:
+        if isinstance(frame, Hello):
+            self._hello(frame)
+        elif self.state is SessionState.NEW:
+            self.reply(frame.rid, ErrorCode.INVALID_PARAMETER, "send hello first")
+            self.conn.close(CLOSE_PROTOCOL_ERROR, "no hello")
+        elif isinstance(frame, Login):
+            self._login(frame)
+        elif self.state is not SessionState.LOGGED_IN:
+            raise RTMError(ErrorCode.NOT_LOGIN, "log in first")
+        elif isinstance(frame, Logout):
+            self.reply(frame.rid)
+            self.hub.logout(self)
+            self.conn.close(CLOSE_NORMAL, "logout")
+        else:
+            self._renew(frame)
+
+    def _hello(self, frame: Hello) -> None:
+        if self.state is not SessionState.NEW:
+            raise RTMError(ErrorCode.DUPLICATE_OPERATION, "hello was already sent")
+        if frame.version != PROTOCOL_VERSION:
+            self.reply(
+                frame.rid,
+                ErrorCode.SERVICE_NOT_SUPPORTED,
+                f"protocol version {frame.version} is not supported (server speaks "
+                f"{PROTOCOL_VERSION})",
+            )
+            self.conn.close(CLOSE_PROTOCOL_ERROR, "unsupported protocol version")
+            return
+        self.state = SessionState.OPEN
+        t = self.hub.config.timers
+        welcome = Welcome(
+            version=PROTOCOL_VERSION,
+            server=f"rtm2/{_version.__version__}",
+            heartbeat_interval=t.heartbeat_interval,
+            heartbeat_grace=t.heartbeat_grace,
+            max_frame_size=self.hub.config.max_frame_size,
+        )
+        self.reply(frame.rid, result=encode_result(welcome))
+
+    def _login(self, frame: Login) -> None:
+        if self.state is SessionState.LOGGED_IN:
+            raise RTMError(ErrorCode.DUPLICATE_OPERATION, "already logged in")
+        app, expires_at = self.hub.authenticate(frame.app_id, frame.user_id, frame.token)
+        self.app = app
+        self.user_id = frame.user_id
+        self.expires_at = expires_at
+        self.warned = False
+        self.presence_timeout = frame.presence_timeout
+        self.state = SessionState.LOGGED_IN
+        self.hub.login(self)
+        self.reply(frame.rid, result=encode_result(self._login_result()))
+
+    def _renew(self, frame: RenewToken) -> None:
+        if frame.channel:
+            raise RTMError(ErrorCode.CHANNEL_NOT_JOINED, f"not in stream channel {frame.channel!r}")
+        assert self.app is not None
+        self.expires_at = check_login_token(self.app, frame.token, self.user_id, int(time.time()))
+        self.warned = False
+        log.info("%r renewed its token (%s)", self, self._lifetime())
+        self.reply(frame.rid, result=encode_result(self._login_result()))
+
+    def _login_result(self) -> LoginResult:
+        return LoginResult(self.session_id, int(time.time() * 1000), self.expires_at)
+
+    def _lifetime(self) -> str:
+        if not self.expires_at:
+            return "token never expires"
+        return f"token valid for {self.expires_at - int(time.time())} s"
+
+    # --- output ----------------------------------------------------------------------------
+
+    def send(self, frame: ServerFrame) -> None:
+        self.conn.send(ws_binary_frame(encode(frame)))
+
+    def reply(self, rid: int, code: int = 0, reason: str = "", result: msgspec.Raw = NIL) -> None:
+        self.send(Reply(rid, int(code), reason, result))
+
+    def kick(
+        self,
+        reason: ConnectionChangeReason,
+        code: ErrorCode,
+        message: str,
+        close_code: int = CLOSE_NORMAL,
+    ) -> None:
+        """Tell the client why its session ends, then close the connection."""
+        self.send(Kick(int(reason), int(code), message))
+        self.conn.close(close_code, message)

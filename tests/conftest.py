@@ -1,0 +1,134 @@
+"""Shared fixtures: real ``rtm2 serve`` processes on free ports, and apps to log into."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+# Two apps with certificates (tokens required), one without.
+APP_A = "970CA35de60c44645bbae8a215061b33"
+CERT_A = "5CFd2fd1755d40ecb72977518be15d3b"
+CERT_A2 = "0123456789abcdef0123456789abcdef"
+APP_B = "b" * 32
+CERT_B = "c" * 32
+APP_OPEN = "d" * 32
+
+# Timers shrunk so expiry and keepalive tests take seconds.
+FAST_TIMERS = {
+    "heartbeat_interval": 0.5,
+    "heartbeat_grace": 1.0,
+    "token_warning": 2.0,
+    "login_timeout": 3.0,
+    "sweep_interval": 0.1,
+}
+
+
+class ServerProcess:
+    """A real ``rtm2 serve`` subprocess, listening on a free port on 127.0.0.1."""
+
+    def __init__(self, workdir: Path, timers: dict[str, float] | None = None) -> None:
+        self.workdir = workdir
+        self.timers = FAST_TIMERS | (timers or {})
+        self.proc: subprocess.Popen[str] | None = None
+        self.url = ""
+        self.log_path = workdir / "server.log"
+
+    def write_config(self) -> Path:
+        lines = ["[timers]"]
+        lines += [f"{k} = {v}" for k, v in self.timers.items()]
+        lines += [
+            "[[apps]]",
+            f'id = "{APP_A}"',
+            f'certificates = ["{CERT_A}", "{CERT_A2}"]',
+            "[[apps]]",
+            f'id = "{APP_B}"',
+            f'certificates = ["{CERT_B}"]',
+            "[[apps]]",
+            f'id = "{APP_OPEN}"',
+        ]
+        path = self.workdir / "rtm2.toml"
+        path.write_text("\n".join(lines) + "\n")
+        return path
+
+    def start(self) -> ServerProcess:
+        config = self.write_config()
+        self.proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "rtm2",
+                "serve",
+                "--port",
+                "0",
+                "--config",
+                str(config),
+                "--data-dir",
+                str(self.workdir / "data"),
+            ],
+            stdout=subprocess.PIPE,
+            stderr=self.log_path.open("a"),
+            text=True,
+            cwd=self.workdir,
+        )
+        assert self.proc.stdout is not None
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            line = self.proc.stdout.readline()
+            if not line:
+                break
+            match = re.search(r"serving on (ws://\S+)", line)
+            if match:
+                self.url = match.group(1)
+                return self
+        self.stop()
+        raise RuntimeError(f"rtm2 serve did not start:\n{self.log_path.read_text()}")
+
+    @property
+    def pid(self) -> int:
+        assert self.proc is not None
+        return self.proc.pid
+
+    def signal(self, sig: int) -> None:
+        os.kill(self.pid, sig)
+
+    def wait(self, timeout: float = 10) -> int:
+        assert self.proc is not None
+        return self.proc.wait(timeout)
+
+    def stop(self) -> None:
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        self.proc.send_signal(signal.SIGCONT)
+        self.proc.terminate()
+        try:
+            self.proc.wait(10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(5)
+
+    def log(self) -> str:
+        return self.log_path.read_text()
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+    """One server shared by a test module (tests must not stop or pause it)."""
+    srv = ServerProcess(tmp_path_factory.mktemp("server")).start()
+    yield srv
+    srv.stop()
+
+
+@pytest.fixture
+def own_server(tmp_path: Path) -> Iterator[ServerProcess]:
+    """A server of the test's own, which it may pause, signal or kill."""
+    srv = ServerProcess(tmp_path).start()
+    yield srv
+    srv.stop()
