@@ -33,6 +33,8 @@ test: lint
 
 ## bench: the benchmarks recorded in docs/PERFORMANCE.md
 bench: $(VENV)/.dev-installed
+	$(BIN)/rtm2 bench fanout
+	$(BIN)/rtm2 bench connections
 	$(BIN)/python bench/ws_libraries.py
 
 clean:

@@ -20,6 +20,9 @@ CERT_A2 = "0123456789abcdef0123456789abcdef"
 APP_B = "b" * 32
 CERT_B = "c" * 32
 APP_OPEN = "d" * 32
+# "login" join policy and small limits, for limit tests; no rate limit to speak of.
+APP_SMALL = "a1" * 16
+CERT_SMALL = "e" * 32
 
 # Timers shrunk so expiry and keepalive tests take seconds.
 FAST_TIMERS = {
@@ -53,6 +56,14 @@ class ServerProcess:
             f'certificates = ["{CERT_B}"]',
             "[[apps]]",
             f'id = "{APP_OPEN}"',
+            "[[apps]]",
+            f'id = "{APP_SMALL}"',
+            f'certificates = ["{CERT_SMALL}"]',
+            'stream_join_policy = "login"',
+            "[apps.limits]",
+            "channel_users = 3",
+            "stream_channels = 3",
+            "topic_message_rate = 1000000",
         ]
         path = self.workdir / "rtm2.toml"
         path.write_text("\n".join(lines) + "\n")

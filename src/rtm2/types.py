@@ -14,9 +14,12 @@ __all__ = [
     "ConnectionChangeReason",
     "ConnectionEvent",
     "ConnectionState",
+    "Message",
     "MessageType",
     "StreamPriority",
     "StreamQos",
+    "TopicEvent",
+    "TopicEventType",
 ]
 
 
@@ -41,6 +44,12 @@ class StreamPriority(IntEnum):
     HIGH = 1
     NORMAL = 4
     LOW = 8
+
+
+class TopicEventType(IntEnum):
+    SNAPSHOT = 1
+    REMOTE_JOIN = 2
+    REMOTE_LEAVE = 3
 
 
 class ConnectionState(IntEnum):
@@ -89,3 +98,36 @@ class ConnectionEvent(NamedTuple):
     state: ConnectionState
     reason: ConnectionChangeReason
     channel: str = ""
+
+
+class Message(NamedTuple):
+    """A message received on a topic, a message channel or from a peer.
+
+    ``message`` is ``bytes`` for BINARY messages and ``str`` for STRING ones; ``timestamp`` is
+    the server's receive time in ms; ``send_ts`` is what the publisher passed (0 if nothing).
+    """
+
+    user_id: str
+    channel: str
+    channel_type: ChannelType
+    topic: str
+    message: bytes | str
+    message_type: MessageType
+    custom_type: str = ""
+    timestamp: int = 0
+    send_ts: int = 0
+
+
+class TopicEvent(NamedTuple):
+    """A change of a stream channel's topic publishers.
+
+    SNAPSHOT comes first after a join (``user_id`` and ``topic`` empty); REMOTE_JOIN and
+    REMOTE_LEAVE name the publisher and topic. ``snapshot`` is always the channel's topics
+    with their publishers as the SDK knows them after the event.
+    """
+
+    type: TopicEventType
+    channel: str
+    user_id: str
+    topic: str
+    snapshot: dict[str, list[str]]

@@ -148,3 +148,18 @@ def test_serve_with_a_bad_config_file_is_a_usage_error(tmp_path: Path) -> None:
     out = rtm2_cmd("serve", "--config", str(config))
     assert out.returncode == 2
     assert "heartbeat_interval" in out.stderr
+
+
+def test_bench_fanout_runs_end_to_end_and_reports_no_loss() -> None:
+    out = rtm2_cmd("bench", "fanout", "-n", "3", "--messages", "600")
+    assert out.returncode == 0, out.stderr
+    row = next(line for line in out.stdout.splitlines() if line.startswith("| 3 |"))
+    cells = [c.strip() for c in row.strip("|").split("|")]
+    assert cells[1] == "600"
+    assert cells[-2:] == ["0", "0"]  # lost, reordered
+
+
+def test_bench_connections_reports_memory_per_connection() -> None:
+    out = rtm2_cmd("bench", "connections", "--count", "40")
+    assert out.returncode == 0, out.stderr
+    assert re.search(r"idle, logged in:\s+-?[\d.]+ KiB per connection", out.stdout)

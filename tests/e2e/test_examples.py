@@ -7,7 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from ..conftest import APP_A, CERT_A, ServerProcess
+from ..conftest import APP_A, APP_SMALL, CERT_A, CERT_SMALL, ServerProcess
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 
@@ -44,3 +44,64 @@ def test_the_login_example_renews_its_token_when_warned(
     assert "token of the login will expire soon; renewing" in lines
     assert lines[-1] == "connection: DISCONNECTED (LOGOUT)"
     assert not any("FAILED" in line for line in lines)
+
+
+def test_the_stream_quickstart_runs_the_rtm2_workflow(
+    server: ServerProcess, tmp_path: Path
+) -> None:
+    (tmp_path / "dev-app.json").write_text(
+        json.dumps({"app_id": APP_SMALL, "certificate": CERT_SMALL})
+    )
+    out = subprocess.run(
+        [
+            sys.executable,
+            str(EXAMPLES / "stream_quickstart.py"),
+            "--endpoint",
+            server.url,
+            "--data-dir",
+            str(tmp_path),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.splitlines() == [
+        "bob received b'Hello world!' from alice in MyTopic",
+        "bob is subscribed to ['alice']",
+        "done",
+    ]
+
+
+def test_rtm2_demo_starts_its_own_server_and_narrates_the_workflow(tmp_path: Path) -> None:
+    out = subprocess.run(
+        [sys.executable, "-m", "rtm2", "demo", "--endpoint", "ws://127.0.0.1:9"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=tmp_path,
+    )
+    assert out.returncode == 0, out.stderr
+    lines = out.stdout.splitlines()
+    assert lines[0].startswith("no server at ws://127.0.0.1:9; started one at ws://")
+    assert "[bob] received from alice in MyTopic: 'Hello world!'" in lines
+    assert "[bob] topic event: REMOTE_JOIN alice in MyTopic" in lines
+    assert "[bob] topic event: REMOTE_LEAVE alice in MyTopic" in lines
+    assert lines[-1] == "[bob] logged out"
+    assert out.stderr == ""
+
+
+def test_rtm2_demo_uses_a_running_server_with_its_dev_app(tmp_path: Path) -> None:
+    from rtm2.cli.local import local_server
+
+    with local_server([], cwd=tmp_path) as srv:
+        out = subprocess.run(
+            [sys.executable, "-m", "rtm2", "demo", "--endpoint", srv.url],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            cwd=tmp_path,
+        )
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.splitlines()[0] == f"using the server at {srv.url}"
+    assert "[bob] logged out" in out.stdout

@@ -16,6 +16,8 @@ import click
 from .. import _version, tokens
 from ..errors import RTMError
 from ..server import AppConfig, ConfigError, Server, ServerConfig, ensure_dev_app, load_config
+from .bench import bench
+from .demo import demo
 
 __all__ = ["main"]
 
@@ -233,6 +235,10 @@ def token_stream(
         click.echo(build(app_id, certificate, channel, user_id, expire))
     except RTMError as exc:
         raise click.UsageError(str(exc)) from None
+
+
+cli.add_command(bench)
+cli.add_command(demo)
 
 
 def main() -> None:

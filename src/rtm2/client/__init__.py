@@ -1,6 +1,15 @@
 """The rtm2 client SDK. Application code imports these names from ``rtm2`` directly."""
 
 from .client import PARAM_ENDPOINT, LoginStreams, RTMClient, RTMConfig
+from .stream_channel import JoinResult, StreamChannel
 from .streams import EventStream
 
-__all__ = ["PARAM_ENDPOINT", "EventStream", "LoginStreams", "RTMClient", "RTMConfig"]
+__all__ = [
+    "PARAM_ENDPOINT",
+    "EventStream",
+    "JoinResult",
+    "LoginStreams",
+    "RTMClient",
+    "RTMConfig",
+    "StreamChannel",
+]

@@ -11,25 +11,31 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from enum import Enum
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, TypeVar
 
 from ..errors import ErrorCode, RTMError
 from ..protocol.codes import LOGIN_FAILURE_REASONS, TERMINAL_REASONS
 from ..protocol.frames import (
+    ChannelClosed,
     Hello,
     Login,
     LoginResult,
     Logout,
     RenewToken,
+    Request,
     ServerFrame,
+    StreamMessage,
     TokenWillExpire,
+    TopicEvent,
     Welcome,
 )
 from ..protocol.names import is_valid_user_id
 from ..types import ConnectionChangeReason, ConnectionEvent, ConnectionState
 from .connection import Link
+from .stream_channel import StreamChannel
 from .streams import EventStream
 
 __all__ = ["PARAM_ENDPOINT", "LoginStreams", "RTMClient", "RTMConfig"]
@@ -38,6 +44,7 @@ PARAM_ENDPOINT = "endpoint"
 DEFAULT_ENDPOINT = "ws://127.0.0.1:7001"
 
 _PRESENCE_TIMEOUT_RANGE = (5, 300)
+T = TypeVar("T")
 _client_ids = itertools.count(1)
 
 
@@ -97,6 +104,8 @@ class RTMClient:
         self._link: Link | None = None
         self._session_id = ""
         self._token_expires_at = 0
+        self._login_token = ""
+        self._stream_channels: dict[str, StreamChannel] = {}
         self._id = next(_client_ids)
         self._file_handler: logging.FileHandler | None = None
         self._log = config.logger or logging.getLogger(f"rtm2.client.{self._id}")
@@ -137,6 +146,17 @@ class RTMClient:
     @property
     def session_id(self) -> str:
         return self._session_id
+
+    def stream_channel(self, name: str) -> StreamChannel:
+        """The stream channel ``name``: the same object every time for the same name.
+
+        Raises:
+            RTMError: INVALID_CHANNEL_NAME.
+        """
+        channel = self._stream_channels.get(name)
+        if channel is None:
+            channel = self._stream_channels[name] = StreamChannel(self, name)
+        return channel
 
     def set_parameters(self, params: dict[str, Any]) -> None:
         """Set client parameters, such as ``PARAM_ENDPOINT`` (a ``ws://`` or ``wss://`` URL)."""
@@ -191,6 +211,7 @@ class RTMClient:
             raise
         self._session_id = result.session_id
         self._token_expires_at = result.expires_at
+        self._login_token = token
         self._state = _State.LOGGED_IN
         link.start_keepalive(welcome.heartbeat_interval, welcome.heartbeat_grace)
         self._log.info(
@@ -239,6 +260,7 @@ class RTMClient:
         )
         assert result is not None
         self._token_expires_at = result.expires_at
+        self._login_token = token
         self._log.info("login token renewed")
 
     async def logout(self) -> None:
@@ -260,6 +282,8 @@ class RTMClient:
                     self._log.info("logout request not answered (%s); closing anyway", exc)
             link.close()
             await link.wait_closed()
+        for channel in self._stream_channels.values():
+            channel._reset(ErrorCode.NOT_LOGIN)
         if was_logged_in or not self._conn_events.closed:
             self._emit(ConnectionState.DISCONNECTED, ConnectionChangeReason.LOGOUT)
         self._conn_events.close()
@@ -275,14 +299,46 @@ class RTMClient:
             raise RTMError(ErrorCode.NOT_LOGIN, f"client is {self._state.value}; log in first")
         return self._link
 
+    async def _request(
+        self,
+        make: Callable[[int], Request],
+        result_type: type[T] | None,
+        apply: Callable[[T | None], None] | None = None,
+    ) -> T | None:
+        """Send a request on the logged-in connection (see ``Link.request``)."""
+        link = self._require_login()
+        return await link.request(make, result_type, self.config.request_timeout, apply)
+
     def _emit(self, state: ConnectionState, reason: ConnectionChangeReason) -> None:
-        self._log.info("connection %s (%s)", state.name, reason.name)
-        self._conn_events.put(ConnectionEvent(state, reason, ""))
+        self._channel_event(state, reason, "")
+
+    def _channel_event(
+        self, state: ConnectionState, reason: ConnectionChangeReason, channel: str
+    ) -> None:
+        where = f" of channel {channel}" if channel else ""
+        self._log.info("connection%s %s (%s)", where, state.name, reason.name)
+        self._conn_events.put(ConnectionEvent(state, reason, channel))
 
     def _on_push(self, frame: ServerFrame) -> None:
-        if isinstance(frame, TokenWillExpire):
+        if isinstance(frame, StreamMessage):
+            channel = self._stream_channels.get(frame.channel)
+            if channel is not None:
+                channel._on_message(frame)
+        elif isinstance(frame, TopicEvent):
+            channel = self._stream_channels.get(frame.channel)
+            if channel is not None:
+                channel._on_topic_event(frame)
+        elif isinstance(frame, TokenWillExpire):
             self._log.info("token for %r will expire at %d", frame.channel, frame.expires_at)
-            self._token_events.put(frame.channel)
+            if not frame.channel:
+                self._token_events.put("")
+            elif (channel := self._stream_channels.get(frame.channel)) is not None:
+                channel._on_token_will_expire()
+        elif isinstance(frame, ChannelClosed):
+            channel = self._stream_channels.get(frame.channel)
+            if channel is not None:
+                self._log.warning("removed from channel %s: %s", frame.channel, frame.message)
+                channel._on_closed(frame)
 
     def _on_lost(self, reason: ConnectionChangeReason, message: str) -> None:
         """The connection ended without our asking: the session is over (FAILED)."""

@@ -11,12 +11,12 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Callable
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from picows import WSCloseCode, WSError, WSFrame, WSListener, WSMsgType, WSTransport, ws_connect
 
 from ..errors import ErrorCode, RTMError
-from ..protocol.codec import decode_result, decode_server, encode
+from ..protocol.codec import decode_result, decode_server, encode, encode_batch
 from ..protocol.codes import timeout_code
 from ..protocol.frames import Kick, Ping, Pong, Reply, Request, ServerFrame
 from ..types import ConnectionChangeReason
@@ -27,6 +27,37 @@ T = TypeVar("T")
 
 PushHandler = Callable[[ServerFrame], None]
 LostHandler = Callable[[ConnectionChangeReason, str], None]
+
+
+class _Pending:
+    """A request waiting for its reply."""
+
+    __slots__ = ("apply", "future", "result_type")
+
+    def __init__(
+        self,
+        future: asyncio.Future[Any],
+        result_type: type[Any] | None,
+        apply: Callable[[Any], None] | None,
+    ) -> None:
+        self.future = future
+        self.result_type = result_type
+        self.apply = apply
+
+    def resolve(self, reply: Reply) -> None:
+        if reply.code:
+            self.future.set_exception(RTMError(reply.code, reply.reason))
+            return
+        try:
+            result = None
+            if self.result_type is not None:
+                result = decode_result(reply.result, self.result_type)
+            if self.apply is not None:
+                self.apply(result)
+        except Exception as exc:  # a bad result must fail its request, not the read loop
+            self.future.set_exception(exc)
+        else:
+            self.future.set_result(result)
 
 
 class _Listener(WSListener):
@@ -54,7 +85,8 @@ class Link:
         self._on_lost = on_lost
         self._log = log
         self._transport: WSTransport | None = None
-        self._pending: dict[int, asyncio.Future[Reply]] = {}
+        self._pending: dict[int, _Pending] = {}
+        self._out: list[bytes] = []
         self._next_rid = 0
         self._last_received = 0.0
         self._keepalive: asyncio.Task[None] | None = None
@@ -102,34 +134,47 @@ class Link:
     # --- requests --------------------------------------------------------------------------
 
     def send(self, frame: Request | Ping) -> None:
+        """Queue a frame; frames queued in one event-loop pass leave as one batch."""
         if self._transport is None or self._closing:
             raise RTMError(ErrorCode.NOT_CONNECTED, "the connection is closed")
-        self._transport.send(WSMsgType.BINARY, encode(frame))
+        if not self._out:
+            asyncio.get_running_loop().call_soon(self._flush)
+        self._out.append(encode(frame))
+
+    def _flush(self) -> None:
+        out, self._out = self._out, []
+        if not out or self._transport is None or self._transport.is_close_frame_sent:
+            return
+        self._transport.send(WSMsgType.BINARY, out[0] if len(out) == 1 else encode_batch(out))
 
     async def request(
-        self, make: Callable[[int], Request], result_type: type[T] | None, timeout: float
+        self,
+        make: Callable[[int], Request],
+        result_type: type[T] | None,
+        timeout: float,
+        apply: Callable[[T | None], None] | None = None,
     ) -> T | None:
-        """Send a request and wait for its reply; raise RTMError on refusal or timeout."""
+        """Send a request and wait for its reply; raise RTMError on refusal or timeout.
+
+        ``apply``, if given, runs with the result inside the read loop, right when the reply
+        arrives, so local state changes before any push that follows the reply is handled.
+        """
         self._next_rid += 1
         rid = self._next_rid
         frame = make(rid)
-        future: asyncio.Future[Reply] = asyncio.get_running_loop().create_future()
-        self._pending[rid] = future
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self._pending[rid] = _Pending(future, result_type, apply)
         try:
             self.send(frame)
             async with asyncio.timeout(timeout):
-                reply = await future
+                result: T | None = await future
         except TimeoutError:
             raise RTMError(
                 timeout_code(frame), f"no reply to {type(frame).__name__} within {timeout:g} s"
             ) from None
         finally:
             self._pending.pop(rid, None)
-        if reply.code:
-            raise RTMError(reply.code, reply.reason)
-        if result_type is None:
-            return None
-        return decode_result(reply.result, result_type)
+        return result
 
     # --- read side -------------------------------------------------------------------------
 
@@ -141,9 +186,9 @@ class Link:
             self._log.error("dropping a frame the server should not have sent: %s", exc.reason)
             return
         if isinstance(frame, Reply):
-            future = self._pending.get(frame.rid)
-            if future is not None and not future.done():
-                future.set_result(frame)
+            pending = self._pending.pop(frame.rid, None)
+            if pending is not None and not pending.future.done():
+                pending.resolve(frame)
         elif isinstance(frame, Kick):
             try:
                 reason = ConnectionChangeReason(frame.reason)
@@ -172,9 +217,11 @@ class Link:
         self._on_lost(reason, message)
 
     def _fail_pending(self) -> None:
-        for future in self._pending.values():
-            if not future.done():
-                future.set_exception(RTMError(ErrorCode.NOT_CONNECTED, "the connection closed"))
+        for pending in self._pending.values():
+            if not pending.future.done():
+                pending.future.set_exception(
+                    RTMError(ErrorCode.NOT_CONNECTED, "the connection closed")
+                )
         self._pending.clear()
 
     # --- closing ---------------------------------------------------------------------------

@@ -11,7 +11,7 @@ from typing import Any, TypeVar, cast
 import msgspec
 
 from ..errors import ErrorCode, RTMError
-from .frames import ClientFrame, ServerFrame
+from .frames import Batch, ClientMessage, ServerFrame
 
 __all__ = [
     "DEFAULT_MAX_FRAME_SIZE",
@@ -19,6 +19,7 @@ __all__ = [
     "decode_result",
     "decode_server",
     "encode",
+    "encode_batch",
     "encode_result",
     "ws_binary_frame",
 ]
@@ -33,7 +34,7 @@ _T = TypeVar("_T")
 _DECODE_ERRORS = (msgspec.DecodeError, msgspec.ValidationError, UnicodeDecodeError, RecursionError)
 
 _encoder = msgspec.msgpack.Encoder()
-_client_decoder = msgspec.msgpack.Decoder(ClientFrame)
+_client_decoder = msgspec.msgpack.Decoder(ClientMessage)
 _server_decoder = msgspec.msgpack.Decoder(ServerFrame)
 
 encode = _encoder.encode
@@ -44,10 +45,11 @@ def encode_result(value: Any) -> msgspec.Raw:
     return msgspec.Raw(_encoder.encode(value))
 
 
-def decode_client(data: bytes | memoryview) -> ClientFrame:
-    """Decode one client frame; anything malformed is an ``INVALID_PARAMETER`` error."""
+def decode_client(data: bytes | memoryview) -> ClientMessage:
+    """Decode one client message (a frame or a batch); anything malformed is an
+    ``INVALID_PARAMETER`` error."""
     try:
-        return cast(ClientFrame, _client_decoder.decode(data))
+        return cast(ClientMessage, _client_decoder.decode(data))
     except _DECODE_ERRORS as exc:
         raise RTMError(ErrorCode.INVALID_PARAMETER, f"malformed frame: {exc}") from None
 
@@ -67,6 +69,21 @@ def decode_result(raw: msgspec.Raw, type_: type[_T]) -> _T:
     except _DECODE_ERRORS as exc:
         raise RTMError(ErrorCode.INVALID_PARAMETER, f"malformed result: {exc}") from None
 
+
+def encode_batch(frames: list[bytes]) -> bytes:
+    """A :class:`Batch` of already-encoded frames, without decoding or re-encoding them."""
+    n = len(frames)
+    if n < 16:  # MessagePack: [tag, [frames...]] with a fixarray, array16 or array32 inside
+        header = bytes((0x92, _BATCH_TAG, 0x90 | n))
+    elif n < 65536:
+        header = bytes((0x92, _BATCH_TAG, 0xDC)) + n.to_bytes(2, "big")
+    else:
+        header = bytes((0x92, _BATCH_TAG, 0xDD)) + n.to_bytes(4, "big")
+    return header + b"".join(frames)
+
+
+_BATCH_TAG = 0
+assert Batch.__struct_config__.tag == _BATCH_TAG
 
 _short = struct.Struct("!BB")
 _medium = struct.Struct("!BBH")

@@ -4,7 +4,20 @@ from __future__ import annotations
 
 from ..errors import ErrorCode
 from ..types import ConnectionChangeReason
-from .frames import Hello, Login, Logout, RenewToken, Request
+from .frames import (
+    Hello,
+    JoinTopic,
+    LeaveTopic,
+    Login,
+    Logout,
+    PublishTopic,
+    RenewToken,
+    Request,
+    StreamJoin,
+    StreamLeave,
+    SubscribeTopic,
+    UnsubscribeTopic,
+)
 
 __all__ = [
     "CLOSE_GOING_AWAY",
@@ -29,6 +42,13 @@ _TIMEOUT_CODES: dict[type[Request], ErrorCode] = {
     Login: ErrorCode.LOGIN_TIMEOUT,
     Logout: ErrorCode.NOT_CONNECTED,
     RenewToken: ErrorCode.RENEW_TOKEN_TIMEOUT,
+    StreamJoin: ErrorCode.CHANNEL_JOIN_FAILED,
+    StreamLeave: ErrorCode.CHANNEL_LEAVE_FAILED,
+    JoinTopic: ErrorCode.CHANNEL_JOIN_TOPIC_FAILED,
+    LeaveTopic: ErrorCode.CHANNEL_LEAVE_FAILED,
+    PublishTopic: ErrorCode.CHANNEL_PUBLISH_MESSAGE_TIMEOUT,
+    SubscribeTopic: ErrorCode.CHANNEL_SUBSCRIBE_TIMEOUT,
+    UnsubscribeTopic: ErrorCode.CHANNEL_UNSUBSCRIBE_FAILED,
 }
 
 

@@ -17,6 +17,22 @@ import msgspec
 
 __all__ = [
     "NIL",
+    "Batch",
+    "ClientMessage",
+    "ChannelClosed",
+    "JoinTopic",
+    "LeaveTopic",
+    "Publisher",
+    "PublishTopic",
+    "StreamJoin",
+    "StreamJoinResult",
+    "StreamLeave",
+    "StreamMessage",
+    "SubscribeResult",
+    "SubscribeTopic",
+    "TopicEvent",
+    "TopicInfo",
+    "UnsubscribeTopic",
     "PROTOCOL_VERSION",
     "ClientFrame",
     "Hello",
@@ -85,8 +101,119 @@ class Ping(_Frame, tag=5):
     ts: float = 0.0
 
 
-Request = Hello | Login | Logout | RenewToken
-ClientFrame = Hello | Login | Logout | RenewToken | Ping
+class StreamJoin(_Frame, tag=6):
+    """Joins a stream channel. The reply's result is a :class:`StreamJoinResult`.
+
+    ``token`` is a stream (RTC join) token for this channel and user, or a combined token;
+    apps whose join policy is ``"login"`` ignore it.
+    """
+
+    rid: int
+    channel: str
+    token: str = ""
+    with_presence: bool = True
+    with_metadata: bool = False
+    with_lock: bool = False
+    be_quiet: bool = False
+
+
+class StreamLeave(_Frame, tag=7):
+    rid: int
+    channel: str
+
+
+class JoinTopic(_Frame, tag=8):
+    """Makes the caller a publisher of ``topic``; other members get a REMOTE_JOIN event."""
+
+    rid: int
+    channel: str
+    topic: str
+    qos: int = 0
+    priority: int = 4
+    meta: str = ""
+    sync_media: bool = False
+
+
+class LeaveTopic(_Frame, tag=9):
+    rid: int
+    channel: str
+    topic: str
+
+
+class PublishTopic(_Frame, tag=10):
+    """Publishes one message; ``message_type`` 0 = binary, 1 = UTF-8 text in ``payload``."""
+
+    rid: int
+    channel: str
+    topic: str
+    payload: bytes
+    message_type: int = 0
+    custom_type: str = ""
+    send_ts: int = 0
+
+
+class SubscribeTopic(_Frame, tag=11):
+    """Adds ``users`` to the publishers the caller receives on ``topic`` (a union).
+
+    An empty list means every current publisher of the topic, up to the per-topic limit.
+    The reply's result is a :class:`SubscribeResult`.
+    """
+
+    rid: int
+    channel: str
+    topic: str
+    users: list[str] = []
+
+
+class UnsubscribeTopic(_Frame, tag=12):
+    """Removes ``users`` from the topic's subscription; an empty list drops the whole topic."""
+
+    rid: int
+    channel: str
+    topic: str
+    users: list[str] = []
+
+
+Request = (
+    Hello
+    | Login
+    | Logout
+    | RenewToken
+    | StreamJoin
+    | StreamLeave
+    | JoinTopic
+    | LeaveTopic
+    | PublishTopic
+    | SubscribeTopic
+    | UnsubscribeTopic
+)
+ClientFrame = (
+    Hello
+    | Login
+    | Logout
+    | RenewToken
+    | Ping
+    | StreamJoin
+    | StreamLeave
+    | JoinTopic
+    | LeaveTopic
+    | PublishTopic
+    | SubscribeTopic
+    | UnsubscribeTopic
+)
+
+
+class Batch(_Frame, tag=0):
+    """Several client frames in one WebSocket message, handled in order.
+
+    A client that queues frames within one event-loop pass sends them as one batch: one
+    WebSocket frame to mask, one system call, one read on the server. Batches do not nest.
+    """
+
+    frames: list[ClientFrame]
+
+
+ClientMessage = ClientFrame | Batch
 
 
 # --- server -> client ------------------------------------------------------------------------
@@ -127,7 +254,43 @@ class Kick(_Frame, tag=4):
     message: str = ""
 
 
-ServerFrame = Reply | Pong | TokenWillExpire | Kick
+class StreamMessage(_Frame, tag=5):
+    """A message published on a topic by ``publisher``; ``timestamp`` is server time in ms."""
+
+    channel: str
+    topic: str
+    publisher: str
+    payload: bytes
+    message_type: int = 0
+    custom_type: str = ""
+    timestamp: int = 0
+    send_ts: int = 0
+
+
+class TopicEvent(_Frame, tag=6):
+    """``user`` joined (kind 2) or left (kind 3) ``topic`` as a publisher."""
+
+    kind: int
+    channel: str
+    topic: str
+    user: str
+    meta: str = ""
+
+
+class ChannelClosed(_Frame, tag=7):
+    """The server removed this client from a channel (e.g. its stream token expired).
+
+    ``reason`` is a ``ConnectionChangeReason`` value, ``code`` the matching error code.
+    """
+
+    channel: str
+    channel_type: int
+    reason: int
+    code: int = 0
+    message: str = ""
+
+
+ServerFrame = Reply | Pong | TokenWillExpire | Kick | StreamMessage | TopicEvent | ChannelClosed
 
 
 # --- reply results ---------------------------------------------------------------------------
@@ -141,6 +304,31 @@ class Welcome(_Frame):
     heartbeat_interval: float
     heartbeat_grace: float
     max_frame_size: int
+
+
+class Publisher(_Frame):
+    user: str
+    meta: str = ""
+
+
+class TopicInfo(_Frame):
+    topic: str
+    publishers: list[Publisher]
+
+
+class StreamJoinResult(_Frame):
+    """Result of :class:`StreamJoin`: every topic of the channel with its publishers.
+
+    ``expires_at`` is when the join right ends (0 = never, e.g. under the "login" policy).
+    """
+
+    topics: list[TopicInfo]
+    expires_at: int = 0
+
+
+class SubscribeResult(_Frame):
+    succeeded: list[str]
+    failed: list[str]
 
 
 class LoginResult(_Frame):

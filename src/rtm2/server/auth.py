@@ -2,21 +2,20 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from ..errors import ErrorCode, RTMError
-from ..tokens import accepts_without_certificate, verify_rtm_token
+from ..tokens import accepts_without_certificate, verify_rtm_token, verify_stream_token
 from .config import AppConfig
 
-__all__ = ["NEVER", "check_login_token"]
+__all__ = ["NEVER", "check_login_token", "check_stream_token"]
 
-# expires_at value of a session whose app has no certificate.
+# expires_at value of a right that does not expire (an app without certificate, or a stream
+# channel under the "login" join policy).
 NEVER = 0
 
 
-def check_login_token(app: AppConfig, token: str, user_id: str, now: int) -> int:
-    """Check ``token`` for logging ``user_id`` into ``app``; return when the right ends.
-
-    Raises RTMError with INVALID_TOKEN, TOKEN_EXPIRED or INCONSISTENT_APPID.
-    """
+def _check(app: AppConfig, token: str, verify: Callable[[str], int]) -> int:
     if not app.certificates:
         if accepts_without_certificate(token, app.app_id):
             return NEVER
@@ -24,9 +23,7 @@ def check_login_token(app: AppConfig, token: str, user_id: str, now: int) -> int
     error: RTMError | None = None
     for certificate in app.certificates:
         try:
-            return verify_rtm_token(
-                token, app_id=app.app_id, app_certificate=certificate, user_id=user_id, now=now
-            )
+            return verify(certificate)
         except RTMError as exc:
             # A signature made with the other certificate is INVALID_TOKEN here; any more
             # specific verdict (expired, other app) is the one worth reporting.
@@ -34,3 +31,39 @@ def check_login_token(app: AppConfig, token: str, user_id: str, now: int) -> int
                 error = exc
     assert error is not None
     raise error
+
+
+def check_login_token(app: AppConfig, token: str, user_id: str, now: int) -> int:
+    """Check ``token`` for logging ``user_id`` into ``app``; return when the right ends.
+
+    Raises RTMError with INVALID_TOKEN, TOKEN_EXPIRED or INCONSISTENT_APPID.
+    """
+    return _check(
+        app,
+        token,
+        lambda cert: verify_rtm_token(
+            token, app_id=app.app_id, app_certificate=cert, user_id=user_id, now=now
+        ),
+    )
+
+
+def check_stream_token(app: AppConfig, token: str, channel: str, user_id: str, now: int) -> int:
+    """Check ``token`` for ``user_id`` joining stream ``channel``; return when the right ends.
+
+    Under the "login" policy any logged-in user may join and the right never ends. A combined
+    RTM + RTC token counts as a stream token.
+    """
+    if app.stream_join_policy == "login":
+        return NEVER
+    return _check(
+        app,
+        token,
+        lambda cert: verify_stream_token(
+            token,
+            app_id=app.app_id,
+            app_certificate=cert,
+            channel=channel,
+            user_id=user_id,
+            now=now,
+        ),
+    )

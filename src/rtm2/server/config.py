@@ -16,7 +16,15 @@ from typing import Any
 
 from ..protocol.codec import DEFAULT_MAX_FRAME_SIZE
 
-__all__ = ["AppConfig", "ConfigError", "ServerConfig", "Timers", "ensure_dev_app", "load_config"]
+__all__ = [
+    "AppConfig",
+    "AppLimits",
+    "ConfigError",
+    "ServerConfig",
+    "Timers",
+    "ensure_dev_app",
+    "load_config",
+]
 
 _HEX32 = re.compile(r"^[0-9a-fA-F]{32}$")
 
@@ -26,8 +34,30 @@ class ConfigError(ValueError):
 
 
 @dataclass(frozen=True, slots=True)
+class AppLimits:
+    """Per-app limits; the defaults are RTM 2's. Each one has its own error code."""
+
+    # stream channels
+    topic_message_size: int = 1024  # bytes of payload + custom_type
+    topic_message_rate: float = 200.0  # messages per second, per topic, per client
+    joined_topics: int = 8  # topics one client publishes in, per channel
+    subscribed_topics: int = 50  # topics one client subscribes to, per channel
+    publishers_per_topic: int = 64  # publishers one client picks, per topic
+    channel_users: int = 1000  # users in one stream channel
+    stream_channels: int = 100  # stream channels one client is in
+
+    def __post_init__(self) -> None:
+        for name in self.__slots__:
+            if getattr(self, name) <= 0:
+                raise ConfigError(f"limits.{name} must be > 0")
+
+
+JOIN_POLICIES = ("token", "login")
+
+
+@dataclass(frozen=True, slots=True)
 class AppConfig:
-    """One app: its id and, unless it runs without tokens, one or two certificates.
+    """One app: its id, its certificates, its stream-join policy and its limits.
 
     Apps are isolated: users, channels and tokens of one app never meet another's.
     """
@@ -36,6 +66,10 @@ class AppConfig:
     # Primary first; a second certificate lets operators rotate without downtime.
     # Empty: no certificate, so the login token must be "" or the app id itself.
     certificates: tuple[str, ...] = ()
+    # "token": joining a stream channel needs a stream (RTC join) token for that channel and
+    # user, as in RTM 2; "login": any logged-in user may join.
+    stream_join_policy: str = "token"
+    limits: AppLimits = field(default_factory=AppLimits)
 
     def __post_init__(self) -> None:
         if not _HEX32.match(self.app_id):
@@ -43,12 +77,31 @@ class AppConfig:
         for cert in self.certificates:
             if not _HEX32.match(cert):
                 raise ConfigError(f"certificate of app {self.app_id} must be 32 hex characters")
+        if self.stream_join_policy not in JOIN_POLICIES:
+            raise ConfigError(
+                f"stream_join_policy of app {self.app_id} must be one of {JOIN_POLICIES}"
+            )
 
     @classmethod
     def parse(cls, spec: str) -> AppConfig:
         """Parse ``APP_ID[:CERTIFICATE[,SECOND_CERTIFICATE]]`` as given to ``--app``."""
         app_id, _, certs = spec.partition(":")
         return cls(app_id, tuple(c for c in certs.split(",") if c))
+
+    @classmethod
+    def from_toml(cls, raw: dict[str, Any]) -> AppConfig:
+        unknown = set(raw) - {"id", "certificates", "stream_join_policy", "limits"}
+        if unknown:
+            raise ConfigError(f"unknown app settings: {', '.join(sorted(unknown))}")
+        try:
+            return cls(
+                str(raw["id"]),
+                tuple(str(c) for c in raw.get("certificates", ())),
+                str(raw.get("stream_join_policy", "token")),
+                AppLimits(**raw.get("limits", {})),
+            )
+        except (KeyError, TypeError) as exc:
+            raise ConfigError(f"bad app settings: {exc}") from None
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,10 +157,7 @@ def load_config(path: Path, base: ServerConfig | None = None) -> ServerConfig:
     cfg = base or ServerConfig()
     server: dict[str, Any] = data.get("server", {})
     timers: dict[str, Any] = data.get("timers", {})
-    apps = tuple(
-        AppConfig(str(a["id"]), tuple(str(c) for c in a.get("certificates", ())))
-        for a in data.get("apps", ())
-    )
+    apps = tuple(AppConfig.from_toml(a) for a in data.get("apps", ()))
     unknown = set(data) - {"server", "timers", "apps"}
     if unknown:
         raise ConfigError(f"unknown config sections: {', '.join(sorted(unknown))}")
@@ -126,6 +176,11 @@ def load_config(path: Path, base: ServerConfig | None = None) -> ServerConfig:
         raise ConfigError(f"bad config {path}: {exc}") from None
 
 
+# The development app lets any logged-in user join stream channels, so trying things out
+# needs one token, not one per channel.
+DEV_APP_POLICY = "login"
+
+
 def ensure_dev_app(data_dir: Path) -> tuple[AppConfig, bool]:
     """The development app kept in ``data_dir``, created on first use.
 
@@ -135,9 +190,9 @@ def ensure_dev_app(data_dir: Path) -> tuple[AppConfig, bool]:
     path = data_dir / "dev-app.json"
     if path.exists():
         raw = json.loads(path.read_text())
-        return AppConfig(raw["app_id"], (raw["certificate"],)), False
+        return AppConfig(raw["app_id"], (raw["certificate"],), DEV_APP_POLICY), False
     data_dir.mkdir(parents=True, exist_ok=True)
-    app = AppConfig(secrets.token_hex(16), (secrets.token_hex(16),))
+    app = AppConfig(secrets.token_hex(16), (secrets.token_hex(16),), DEV_APP_POLICY)
     tmp = path.with_suffix(".tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as f:

@@ -19,8 +19,10 @@ from ..protocol.names import is_valid_user_id
 from ..types import ConnectionChangeReason
 from .auth import check_login_token
 from .config import AppConfig, ServerConfig
+from .engines.memory import MemoryBroker, MemoryStreamStore
 from .gateway import Connection, Outbox
 from .session import Session, SessionState
+from .stream import StreamService
 
 __all__ = ["Hub"]
 
@@ -38,6 +40,7 @@ class Hub:
         self.sessions: set[Session] = set()
         # Logged-in sessions by (app id, user id): one per user, the newest wins.
         self.users: dict[tuple[str, str], Session] = {}
+        self.stream = StreamService(MemoryStreamStore(), MemoryBroker)
         self._ids = itertools.count(1)
         self._node = os.urandom(3).hex()
 
@@ -49,13 +52,20 @@ class Hub:
     def attach(self, session: Session) -> None:
         self.sessions.add(session)
 
-    def detach(self, session: Session) -> None:
+    def end(self, session: Session) -> None:
+        """Forget a session for good: it logged out, was evicted, expired or disconnected."""
+        if session.state is SessionState.CLOSED:
+            return
+        was_logged_in = session.state is SessionState.LOGGED_IN
+        session.state = SessionState.CLOSED
         self.sessions.discard(session)
         if session.app is not None:
             key = (session.app.app_id, session.user_id)
             if self.users.get(key) is session:
                 del self.users[key]
-                log.info("%r disconnected", session)
+        if was_logged_in:
+            log.info("%r session ended", session)
+        self.stream.session_closed(session)
 
     def authenticate(self, app_id: str, user_id: str, token: str) -> tuple[AppConfig, int]:
         """Check a login; return the app and when the token's login right ends (0 = never)."""
@@ -74,8 +84,7 @@ class Hub:
         self.users[key] = session
         if old is not None and old is not session:
             log.info("%r evicted by a newer login of the same user from %s", old, session.conn.peer)
-            old.state = SessionState.CLOSED
-            self.sessions.discard(old)
+            self.end(old)
             old.kick(
                 ConnectionChangeReason.SAME_UID_LOGIN,
                 ErrorCode.LOGIN_ABORTED,
@@ -85,8 +94,7 @@ class Hub:
 
     def logout(self, session: Session) -> None:
         log.info("%r logged out", session)
-        self.detach(session)
-        session.state = SessionState.CLOSED
+        self.end(session)
 
     # --- the sweep -------------------------------------------------------------------------
 
@@ -99,17 +107,17 @@ class Hub:
         for session in list(self.sessions):
             if mono - session.conn.last_seen > silent_after:
                 log.info("%r silent for %.1f s, dropping", session, mono - session.conn.last_seen)
-                self._end(session)
+                self.end(session)
                 session.conn.close(CLOSE_POLICY, "keepalive timeout", flush=False)
             elif session.state is not SessionState.LOGGED_IN:
                 if mono - session.opened_at > t.login_timeout:
                     log.info("%r did not log in within %.0f s", session, t.login_timeout)
-                    self._end(session)
+                    self.end(session)
                     session.conn.close(CLOSE_POLICY, "login timeout")
             elif session.expires_at:
                 if now >= session.expires_at:
                     log.info("%r token expired, closing", session)
-                    self._end(session)
+                    self.end(session)
                     session.kick(
                         ConnectionChangeReason.TOKEN_EXPIRED,
                         ErrorCode.TOKEN_EXPIRED,
@@ -118,10 +126,19 @@ class Hub:
                 elif not session.warned and now >= session.expires_at - t.token_warning:
                     session.warned = True
                     session.send(TokenWillExpire("", session.expires_at))
+            if session.stream and session.state is SessionState.LOGGED_IN:
+                self._sweep_stream_tokens(session, now)
 
-    def _end(self, session: Session) -> None:
-        self.detach(session)
-        session.state = SessionState.CLOSED
+    def _sweep_stream_tokens(self, session: Session, now: float) -> None:
+        warning = self.config.timers.token_warning
+        for member in list(session.stream.values()):
+            if not member.expires_at:
+                continue
+            if now >= member.expires_at:
+                self.stream.expire(session, member)
+            elif not member.warned and now >= member.expires_at - warning:
+                member.warned = True
+                session.send(TokenWillExpire(member.channel, member.expires_at))
 
     async def run_sweeper(self) -> None:
         interval = self.config.timers.sweep_interval
@@ -135,7 +152,7 @@ class Hub:
     def shutdown(self, message: str) -> None:
         """Tell every client the server is going away and close its connection."""
         for session in list(self.sessions):
-            self._end(session)
+            self.end(session)
             session.kick(
                 ConnectionChangeReason.INTERRUPTED, ErrorCode.OK, message, CLOSE_GOING_AWAY
             )

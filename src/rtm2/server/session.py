@@ -7,8 +7,11 @@ does not allow gets a reply with the RTM code that says why, and changes nothing
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
+from collections import deque
+from collections.abc import Awaitable
 from enum import IntEnum
 from typing import TYPE_CHECKING
 
@@ -19,16 +22,26 @@ from ..protocol.codes import CLOSE_NORMAL, CLOSE_PROTOCOL_ERROR
 from ..protocol.frames import (
     NIL,
     PROTOCOL_VERSION,
+    Batch,
+    ClientFrame,
     Hello,
+    JoinTopic,
     Kick,
+    LeaveTopic,
     Login,
     LoginResult,
     Logout,
     Ping,
     Pong,
+    PublishTopic,
     RenewToken,
     Reply,
+    Request,
     ServerFrame,
+    StreamJoin,
+    StreamLeave,
+    SubscribeTopic,
+    UnsubscribeTopic,
     Welcome,
 )
 from ..types import ConnectionChangeReason
@@ -40,6 +53,7 @@ if TYPE_CHECKING:
 
     from .gateway import Connection
     from .hub import Hub
+    from .stream import Member
 
 __all__ = ["Session", "SessionState"]
 
@@ -54,7 +68,15 @@ class SessionState(IntEnum):
 
 
 class Session:
+    """One connection's protocol state.
+
+    Requests are handled in arrival order. Most complete synchronously; one that must wait for
+    the engine (a join, say) holds the frames behind it in ``_backlog`` until it is done, so a
+    client's requests never overtake each other.
+    """
+
     __slots__ = (
+        "_backlog",
         "app",
         "conn",
         "expires_at",
@@ -63,6 +85,7 @@ class Session:
         "presence_timeout",
         "session_id",
         "state",
+        "stream",
         "user_id",
         "warned",
     )
@@ -80,6 +103,19 @@ class Session:
         self.warned = False
         self.presence_timeout = 300
         self.opened_at = 0.0
+        # Stream channels this session is in, by name.
+        self.stream: dict[str, Member] = {}
+        # Frames waiting behind a request that is still running; None when none is.
+        self._backlog: deque[ClientFrame] | None = None
+
+    @property
+    def alive(self) -> bool:
+        return self.state is SessionState.LOGGED_IN
+
+    @property
+    def app_config(self) -> AppConfig:
+        assert self.app is not None, "not logged in"
+        return self.app
 
     def __repr__(self) -> str:
         who = f"{self.user_id}@{self.app.app_id[:8]}" if self.app else "-"
@@ -92,9 +128,7 @@ class Session:
         self.hub.attach(self)
 
     def on_close(self) -> None:
-        if self.state is not SessionState.CLOSED:
-            self.state = SessionState.CLOSED
-            self.hub.detach(self)
+        self.hub.end(self)
 
     def on_data(self, data: bytes) -> None:
         self.conn.last_seen = self.hub.clock()
@@ -104,20 +138,55 @@ class Session:
             log.warning("%r sent a bad frame, closing: %s", self, exc.reason)
             self.conn.close(CLOSE_PROTOCOL_ERROR, "malformed frame")
             return
+        if isinstance(frame, Batch):
+            for one in frame.frames:
+                if self._backlog is not None:
+                    self._backlog.append(one)
+                else:
+                    self._handle(one)
+        elif self._backlog is not None:
+            self._backlog.append(frame)
+        else:
+            self._handle(frame)
+
+    def _handle(self, frame: ClientFrame) -> None:
         if isinstance(frame, Ping):
             self.send(Pong(frame.ts))
             return
         try:
-            self._dispatch(frame)
+            pending = self._dispatch(frame)
         except RTMError as exc:
             self.reply(frame.rid, exc.code, exc.reason)
         except Exception:
             log.exception("%r: internal error handling %s", self, type(frame).__name__)
             self.reply(frame.rid, ErrorCode.INIT_SERVICE_FAILED, "internal server error")
+        else:
+            if pending is not None:
+                self._backlog = deque()
+                asyncio.get_running_loop().create_task(self._finish(frame, pending))
+
+    async def _finish(self, frame: Request, pending: Awaitable[None]) -> None:
+        try:
+            await pending
+        except RTMError as exc:
+            self.reply(frame.rid, exc.code, exc.reason)
+        except Exception:
+            log.exception("%r: internal error handling %s", self, type(frame).__name__)
+            self.reply(frame.rid, ErrorCode.INIT_SERVICE_FAILED, "internal server error")
+        backlog, self._backlog = self._backlog, None
+        while backlog:
+            self._handle(backlog.popleft())
+            if self._backlog is not None:  # another request is waiting now; it keeps the rest
+                self._backlog.extend(backlog)
+                return
 
     # --- requests --------------------------------------------------------------------------
 
-    def _dispatch(self, frame: Hello | Login | Logout | RenewToken) -> None:
+    def _dispatch(self, frame: Request) -> Awaitable[None] | None:
+        """Handle a request; return an awaitable when it completes later."""
+        if isinstance(frame, PublishTopic) and self.state is SessionState.LOGGED_IN:
+            self.hub.stream.publish(self, frame)
+            return None
         if isinstance(frame, Hello):
             self._hello(frame)
         elif self.state is SessionState.NEW:
@@ -127,12 +196,25 @@ class Session:
             self._login(frame)
         elif self.state is not SessionState.LOGGED_IN:
             raise RTMError(ErrorCode.NOT_LOGIN, "log in first")
+        elif isinstance(frame, StreamJoin):
+            return self.hub.stream.join(self, frame)
+        elif isinstance(frame, JoinTopic):
+            return self.hub.stream.join_topic(self, frame)
+        elif isinstance(frame, SubscribeTopic):
+            return self.hub.stream.subscribe(self, frame)
+        elif isinstance(frame, UnsubscribeTopic):
+            self.hub.stream.unsubscribe(self, frame)
+        elif isinstance(frame, LeaveTopic):
+            return self.hub.stream.leave_topic(self, frame)
+        elif isinstance(frame, StreamLeave):
+            return self.hub.stream.leave(self, frame)
+        elif isinstance(frame, RenewToken):
+            self._renew(frame)
         elif isinstance(frame, Logout):
             self.reply(frame.rid)
             self.hub.logout(self)
             self.conn.close(CLOSE_NORMAL, "logout")
-        else:
-            self._renew(frame)
+        return None
 
     def _hello(self, frame: Hello) -> None:
         if self.state is not SessionState.NEW:
@@ -172,9 +254,14 @@ class Session:
 
     def _renew(self, frame: RenewToken) -> None:
         if frame.channel:
-            raise RTMError(ErrorCode.CHANNEL_NOT_JOINED, f"not in stream channel {frame.channel!r}")
-        assert self.app is not None
-        self.expires_at = check_login_token(self.app, frame.token, self.user_id, int(time.time()))
+            expires_at = self.hub.stream.renew(self, frame.channel, frame.token)
+            log.info("%r renewed its token for stream channel %s", self, frame.channel)
+            result = LoginResult(self.session_id, int(time.time() * 1000), expires_at)
+            self.reply(frame.rid, result=encode_result(result))
+            return
+        self.expires_at = check_login_token(
+            self.app_config, frame.token, self.user_id, int(time.time())
+        )
         self.warned = False
         log.info("%r renewed its token (%s)", self, self._lifetime())
         self.reply(frame.rid, result=encode_result(self._login_result()))

@@ -1,0 +1,314 @@
+"""``rtm2 bench``: fan-out throughput, CPU and latency; memory per idle connection.
+
+Each benchmark starts its own server (pinned to CPU 0 when the machine has two) and drives it
+from this process (pinned to CPU 1) through the public SDK, so the figures are what an
+application sees. Server CPU is the server process's own user+sys time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import statistics
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import click
+import psutil
+
+from ..client import PARAM_ENDPOINT, EventStream, RTMClient, RTMConfig
+from ..errors import RTMError
+from ..types import Message
+from .local import local_server
+
+__all__ = ["bench"]
+
+BENCH_APP = "be" * 16
+_SIZE = 128
+
+
+def _config(directory: Path) -> Path:
+    path = directory / "bench.toml"
+    path.write_text(
+        "\n".join(
+            [
+                "[timers]",
+                "heartbeat_grace = 600.0",  # idle clients must survive the whole run
+                "[[apps]]",
+                f'id = "{BENCH_APP}"',
+                'stream_join_policy = "login"',
+                "[apps.limits]",
+                "topic_message_rate = 1e12",
+                "channel_users = 1000000",
+            ]
+        )
+        + "\n"
+    )
+    return path
+
+
+def _pin_self() -> tuple[int | None, str]:
+    """Pin this process to CPU 1 and return the CPU for the server (or no pinning)."""
+    if hasattr(os, "sched_setaffinity") and (os.cpu_count() or 1) >= 2:
+        os.sched_setaffinity(0, {1})
+        return 0, "server on CPU 0, load on CPU 1"
+    return None, "no CPU pinning (fewer than 2 CPUs)"
+
+
+def _run(coro: object) -> None:
+    try:
+        import uvloop
+    except ImportError:  # pragma: no cover
+        asyncio.run(coro)  # type: ignore[arg-type]
+    else:
+        uvloop.run(coro)  # type: ignore[arg-type]
+
+
+async def _login_all(url: str, users: list[str], batch: int = 200) -> list[RTMClient]:
+    clients = []
+    for start in range(0, len(users), batch):
+        group = []
+        for user in users[start : start + batch]:
+            client = RTMClient(RTMConfig(app_id=BENCH_APP, user_id=user, request_timeout=60))
+            client.set_parameters({PARAM_ENDPOINT: url})
+            group.append(client)
+        await asyncio.gather(*(c.login("") for c in group))
+        clients += group
+    return clients
+
+
+async def _logout_all(clients: list[RTMClient]) -> None:
+    await asyncio.gather(*(c.logout() for c in clients), return_exceptions=True)
+
+
+# --- fan-out ----------------------------------------------------------------------------------
+
+
+@dataclass
+class FanoutResult:
+    subscribers: int
+    messages: int
+    deliveries_per_s: float
+    cpu_us_per_delivery: float
+    p50_ms: float
+    p99_ms: float
+    lost: int
+    reordered: int
+
+
+class _Receivers:
+    """Counts deliveries per subscriber, checks order, and measures latency."""
+
+    def __init__(self, n: int, window: int) -> None:
+        self.n = n
+        self.window = window
+        self.counts = [0] * n
+        self.next_seq = [0] * n
+        self.reordered = 0
+        self.latencies: list[int] = []
+        self.measure = False
+        # window index -> how many subscribers received all of it, and an event set at n
+        self._arrivals: dict[int, int] = {}
+        self._done: dict[int, asyncio.Event] = {}
+
+    def window_done(self, index: int) -> asyncio.Event:
+        """Set once every subscriber has received the first ``index`` windows."""
+        return self._done.setdefault(index, asyncio.Event())
+
+    def _arrived(self, index: int) -> None:
+        self._arrivals[index] = arrived = self._arrivals.get(index, 0) + 1
+        if arrived == self.n:
+            self.window_done(index).set()
+
+    async def drain(self, i: int, stream: EventStream[Message]) -> None:
+        async for message in stream:
+            data = message.message
+            assert isinstance(data, bytes)
+            seq = int.from_bytes(data[:8], "big")
+            if seq != self.next_seq[i]:
+                self.reordered += 1
+            self.next_seq[i] = seq + 1
+            if self.measure:
+                self.latencies.append(time.perf_counter_ns() - int.from_bytes(data[8:16], "big"))
+            self.counts[i] += 1
+            if self.counts[i] % self.window == 0:
+                self._arrived(self.counts[i] // self.window)
+
+
+def _payload(seq: int) -> bytes:
+    return seq.to_bytes(8, "big") + time.perf_counter_ns().to_bytes(8, "big") + bytes(_SIZE - 16)
+
+
+async def _fanout(url: str, server_pid: int, n: int, messages: int, window: int) -> FanoutResult:
+    server = psutil.Process(server_pid)
+    pub, *subs = await _login_all(url, ["pub"] + [f"sub{i}" for i in range(n)])
+    channel = pub.stream_channel("bench")
+    await channel.join(with_presence=False)
+    await channel.join_topic("t")
+    receivers = _Receivers(n, window)
+    tasks = []
+    for i, client in enumerate(subs):
+        ch = client.stream_channel("bench")
+        await ch.join(with_presence=False)
+        stream = await ch.subscribe_topic("t", ["pub"])
+        tasks.append(asyncio.create_task(receivers.drain(i, stream)))
+    windows = messages // window
+    seq = 0
+
+    async def send_window() -> None:
+        nonlocal seq
+        first, seq = seq, seq + window
+        await asyncio.gather(*(channel.publish_topic("t", _payload(s)) for s in range(first, seq)))
+
+    # Throughput: at most two windows in flight (published but not yet at every subscriber).
+    cpu0 = server.cpu_times()
+    t0 = time.perf_counter()
+    for w in range(windows):
+        if w >= 2:
+            await receivers.window_done(w - 1).wait()
+        await send_window()
+    await receivers.window_done(windows).wait()
+    elapsed = time.perf_counter() - t0
+    cpu1 = server.cpu_times()
+    deliveries = windows * window * n
+    cpu = (cpu1.user + cpu1.system) - (cpu0.user + cpu0.system)
+
+    # Latency at half the peak message rate, paced in 1 ms ticks, for about 2 seconds.
+    rate = windows * window / elapsed / 2
+    total = max(window, int(rate * 2) // window * window)
+    receivers.measure = True
+    start = time.perf_counter()
+    sends: set[asyncio.Task[None]] = set()  # only those in flight: no GC pressure from done ones
+    for s in range(seq, seq + total):
+        due = start + (s - seq) / rate
+        delay = due - time.perf_counter()
+        if delay > 0.001:
+            await asyncio.sleep(delay)
+        task = asyncio.create_task(channel.publish_topic("t", _payload(s)))
+        sends.add(task)
+        task.add_done_callback(sends.discard)
+    seq += total
+    while sends:
+        await asyncio.gather(*sends)
+    await receivers.window_done(seq // window).wait()
+    lat = sorted(receivers.latencies)
+    quantiles = statistics.quantiles(lat, n=100) if len(lat) >= 2 else [0.0] * 99
+
+    for task in tasks:
+        task.cancel()
+    await _logout_all([pub, *subs])
+    lost = sum(seq - c for c in receivers.counts)
+    return FanoutResult(
+        n,
+        windows * window,
+        deliveries / elapsed,
+        cpu / deliveries * 1e6,
+        quantiles[49] / 1e6,
+        quantiles[98] / 1e6,
+        lost,
+        receivers.reordered,
+    )
+
+
+def _run_fanout(url: str, pid: int, n: int, messages: int, window: int) -> FanoutResult:
+    out: list[FanoutResult] = []
+
+    async def main() -> None:
+        out.append(await _fanout(url, pid, n, messages, window))
+
+    _run(main())
+    return out[0]
+
+
+# --- connections ------------------------------------------------------------------------------
+
+
+async def _connections(url: str, server_pid: int, count: int) -> tuple[float, float, float]:
+    server = psutil.Process(server_pid)
+    await asyncio.sleep(0.5)
+    rss0 = server.memory_info().rss
+    clients = await _login_all(url, [f"idle{i}" for i in range(count)], batch=250)
+    await asyncio.sleep(2.0)
+    rss1 = server.memory_info().rss
+    for client in clients:  # now every connection also joins a stream channel and subscribes
+        ch = client.stream_channel("idle")
+        await ch.join(with_presence=False)
+        await ch.subscribe_topic("t", ["nobody"])
+    await asyncio.sleep(1.0)
+    rss2 = server.memory_info().rss
+    await _logout_all(clients)
+    return rss0 / 1024, (rss1 - rss0) / count / 1024, (rss2 - rss0) / count / 1024
+
+
+# --- commands -----------------------------------------------------------------------------------
+
+
+@click.group()
+def bench() -> None:
+    """Benchmarks (figures recorded in docs/PERFORMANCE.md)."""
+
+
+@bench.command()
+@click.option("--subscribers", "-n", multiple=True, type=int, help="Subscriber counts [1 10 100].")
+@click.option(
+    "--messages",
+    type=int,
+    default=None,
+    help="Messages per run [200,000 for 1 subscriber, 100,000 for 10, 20,000 for more]: "
+    "enough server CPU time to measure with the kernel's 10 ms accounting.",
+)
+@click.option("--window", type=int, default=100, show_default=True, help="Messages per window.")
+def fanout(subscribers: tuple[int, ...], messages: int | None, window: int) -> None:
+    """One publisher, N subscribers, 128-byte messages: deliveries/s, server CPU per delivery,
+    and p50/p99 publish-to-receive latency at half the peak rate."""
+    counts = subscribers or (1, 10, 100)
+    server_cpu, pinning = _pin_self()
+    click.echo(f"fan-out, {_SIZE} B messages; {pinning}")
+    click.echo("")
+    click.echo(
+        "| subscribers | messages | deliveries/s | server CPU µs/delivery | p50 ms | p99 ms "
+        "| lost | reordered |"
+    )
+    click.echo("|---:|---:|---:|---:|---:|---:|---:|---:|")
+    with tempfile.TemporaryDirectory() as tmp:
+        config = _config(Path(tmp))
+        for n in counts:
+            per_run = messages or (200_000 if n < 10 else 100_000 if n < 100 else 20_000)
+            with local_server(["--config", str(config)], cwd=Path(tmp), cpu=server_cpu) as srv:
+                r = _run_fanout(srv.url, srv.pid, n, per_run, window)
+            click.echo(
+                f"| {r.subscribers} | {r.messages:,} | {r.deliveries_per_s:,.0f} "
+                f"| {r.cpu_us_per_delivery:.2f} "
+                f"| {r.p50_ms:.2f} | {r.p99_ms:.2f} | {r.lost} | {r.reordered} |"
+            )
+
+
+@bench.command()
+@click.option("--count", type=int, default=5000, show_default=True, help="Connections to open.")
+def connections(count: int) -> None:
+    """Server memory per idle logged-in connection (and per connection in a channel)."""
+    server_cpu, pinning = _pin_self()
+    with contextlib.suppress(ValueError, OSError):
+        import resource
+
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, max(soft, count * 2 + 100)), hard))
+    with tempfile.TemporaryDirectory() as tmp:
+        config = _config(Path(tmp))
+        with local_server(["--config", str(config)], cwd=Path(tmp), cpu=server_cpu) as srv:
+            out: list[tuple[float, float, float]] = []
+
+            async def main() -> None:
+                out.append(await _connections(srv.url, srv.pid, count))
+
+            try:
+                _run(main())
+            except RTMError as exc:
+                raise click.ClickException(f"could not open {count} connections: {exc}") from None
+    base, idle, joined = out[0]
+    click.echo(f"{count} connections; {pinning}; server RSS at start {base / 1024:.1f} MiB")
+    click.echo(f"  idle, logged in:                  {idle:.1f} KiB per connection")
+    click.echo(f"  + joined a channel and subscribed: {joined:.1f} KiB per connection")

@@ -1,0 +1,1 @@
+"""Engines hold what must be shared between server nodes. See ``base`` for the contracts."""
