@@ -31,6 +31,8 @@ FAST_TIMERS = {
     "token_warning": 2.0,
     "login_timeout": 3.0,
     "sweep_interval": 0.1,
+    "presence_debounce": 0.5,
+    "presence_interval": 1.0,
 }
 
 
@@ -64,6 +66,8 @@ class ServerProcess:
             "channel_users = 3",
             "stream_channels = 3",
             "topic_message_rate = 1000000",
+            "message_rate = 1000000",
+            "presence_interval_threshold = 8",
         ]
         path = self.workdir / "rtm2.toml"
         path.write_text("\n".join(lines) + "\n")

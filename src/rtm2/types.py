@@ -14,8 +14,20 @@ __all__ = [
     "ConnectionChangeReason",
     "ConnectionEvent",
     "ConnectionState",
+    "ChannelInfo",
+    "LockDetail",
+    "LockEvent",
+    "LockEventType",
+    "Metadata",
+    "MetadataItem",
+    "StorageEvent",
+    "StorageEventType",
+    "StorageType",
     "Message",
     "MessageType",
+    "PresenceEvent",
+    "PresenceEventType",
+    "UserState",
     "StreamPriority",
     "StreamQos",
     "TopicEvent",
@@ -50,6 +62,37 @@ class TopicEventType(IntEnum):
     SNAPSHOT = 1
     REMOTE_JOIN = 2
     REMOTE_LEAVE = 3
+
+
+class PresenceEventType(IntEnum):
+    SNAPSHOT = 1
+    INTERVAL = 2
+    REMOTE_JOIN = 3
+    REMOTE_LEAVE = 4
+    REMOTE_TIMEOUT = 5
+    REMOTE_STATE_CHANGED = 6
+    ERROR_OUT_OF_SERVICE = 7
+
+
+class StorageEventType(IntEnum):
+    SNAPSHOT = 1
+    SET = 2
+    UPDATE = 3
+    REMOVE = 4
+
+
+class StorageType(IntEnum):
+    USER = 1
+    CHANNEL = 2
+
+
+class LockEventType(IntEnum):
+    SNAPSHOT = 1
+    SET = 2
+    REMOVED = 3
+    ACQUIRED = 4
+    RELEASED = 5
+    EXPIRED = 6
 
 
 class ConnectionState(IntEnum):
@@ -131,3 +174,84 @@ class TopicEvent(NamedTuple):
     user_id: str
     topic: str
     snapshot: dict[str, list[str]]
+
+
+class PresenceEvent(NamedTuple):
+    """A presence change in a channel.
+
+    SNAPSHOT (first, after subscribe or join with presence) fills ``snapshot`` with everyone
+    present, self included: user id -> state. REMOTE_JOIN, REMOTE_LEAVE, REMOTE_TIMEOUT and
+    REMOTE_STATE_CHANGED name ``user_id``; ``state`` is that user's full state (REMOTE_JOIN and
+    REMOTE_STATE_CHANGED). INTERVAL (in channels above the interval threshold) lists who
+    ``joined``, ``left`` and ``timed_out`` since the last one, and in ``snapshot`` the states
+    that changed.
+    """
+
+    type: PresenceEventType
+    channel: str
+    channel_type: ChannelType
+    user_id: str
+    state: dict[str, str]
+    joined: list[str]
+    left: list[str]
+    timed_out: list[str]
+    snapshot: dict[str, dict[str, str]]
+
+
+class UserState(NamedTuple):
+    user_id: str
+    state: dict[str, str]
+
+
+class ChannelInfo(NamedTuple):
+    channel: str
+    channel_type: ChannelType
+
+
+class MetadataItem(NamedTuple):
+    """One metadata item. ``revision`` -1 writes without a check, 0 only creates (the key must
+    not exist), > 0 only if the item is at that revision. ``author`` and ``update_ts`` (ms)
+    are filled in by the server when the write asks to record them; they are read-only."""
+
+    key: str
+    value: str = ""
+    revision: int = -1
+    author: str = ""
+    update_ts: int = 0
+
+
+class Metadata(NamedTuple):
+    """A metadata set: its major revision (0 when it does not exist) and its items by key."""
+
+    major_revision: int
+    items: dict[str, MetadataItem]
+
+
+class StorageEvent(NamedTuple):
+    """A metadata set as it is now: SNAPSHOT first, then UPDATE after every change.
+
+    ``storage_type`` USER names ``user_id``; CHANNEL names ``channel`` and ``channel_type``.
+    """
+
+    type: StorageEventType
+    storage_type: StorageType
+    channel: str
+    channel_type: ChannelType | None
+    user_id: str
+    major_revision: int
+    items: dict[str, MetadataItem]
+
+
+class LockDetail(NamedTuple):
+    name: str
+    owner: str  # "" when nobody holds it
+    ttl: int
+
+
+class LockEvent(NamedTuple):
+    """A lock change in a channel (SNAPSHOT first: every lock)."""
+
+    type: LockEventType
+    channel: str
+    channel_type: ChannelType
+    locks: dict[str, LockDetail]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator, Callable
+from typing import Any
 
 import pytest
 
@@ -33,10 +34,14 @@ class Users:
         self.streams: dict[rtm2.RTMClient, rtm2.LoginStreams] = {}
 
     async def login(
-        self, prefix: str = "user", app_id: str = APP_A, user: str | None = None
+        self,
+        prefix: str = "user",
+        app_id: str = APP_A,
+        user: str | None = None,
+        **config: Any,
     ) -> rtm2.RTMClient:
         user = user or unique(prefix)
-        client = client_for(self.server, user, app_id=app_id)
+        client = client_for(self.server, user, app_id=app_id, **config)
         self.streams[client] = await client.login(LOGIN_TOKENS[app_id](user))
         return client
 
@@ -271,7 +276,7 @@ async def test_a_publisher_that_drops_off_is_reported_as_leaving_each_of_its_top
     users: Users, how: str
 ) -> None:
     channel = unique("drop")
-    alice, bob = await users.login("alice"), await users.login("bob")
+    alice, bob = await users.login("alice", presence_timeout=5), await users.login("bob")
     a, b = alice.stream_channel(channel), bob.stream_channel(channel)
     await join(alice, channel)
     await a.join_topic("t1")
@@ -287,8 +292,11 @@ async def test_a_publisher_that_drops_off_is_reported_as_leaving_each_of_its_top
         assert alice._link is not None
         assert alice._link._transport is not None
         alice._link._transport.disconnect()
+        # A lost connection keeps alice present, topics included, for her presence timeout.
+        with pytest.raises(TimeoutError):
+            await b_events.get(timeout=2)
 
-    events = [await b_events.get(timeout=5) for _ in range(2)]
+    events = [await b_events.get(timeout=10) for _ in range(2)]
     assert sorted((e.type, e.user_id, e.topic) for e in events) == [
         (Kind.REMOTE_LEAVE, uid(alice), "t1"),
         (Kind.REMOTE_LEAVE, uid(alice), "t2"),

@@ -13,6 +13,7 @@ import os
 import statistics
 import tempfile
 import time
+from collections.abc import Coroutine
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -42,6 +43,7 @@ def _config(directory: Path) -> Path:
                 'stream_join_policy = "login"',
                 "[apps.limits]",
                 "topic_message_rate = 1e12",
+                "message_rate = 1e12",
                 "channel_users = 1000000",
             ]
         )
@@ -142,26 +144,41 @@ def _payload(seq: int) -> bytes:
     return seq.to_bytes(8, "big") + time.perf_counter_ns().to_bytes(8, "big") + bytes(_SIZE - 16)
 
 
-async def _fanout(url: str, server_pid: int, n: int, messages: int, window: int) -> FanoutResult:
+async def _fanout(
+    url: str, server_pid: int, kind: str, n: int, messages: int, window: int
+) -> FanoutResult:
     server = psutil.Process(server_pid)
     pub, *subs = await _login_all(url, ["pub"] + [f"sub{i}" for i in range(n)])
-    channel = pub.stream_channel("bench")
-    await channel.join(with_presence=False)
-    await channel.join_topic("t")
     receivers = _Receivers(n, window)
     tasks = []
-    for i, client in enumerate(subs):
-        ch = client.stream_channel("bench")
-        await ch.join(with_presence=False)
-        stream = await ch.subscribe_topic("t", ["pub"])
-        tasks.append(asyncio.create_task(receivers.drain(i, stream)))
+    if kind == "stream":
+        channel = pub.stream_channel("bench")
+        await channel.join(with_presence=False)
+        await channel.join_topic("t")
+
+        def publish(payload: bytes) -> Coroutine[None, None, None]:
+            return channel.publish_topic("t", payload)
+
+        for i, client in enumerate(subs):
+            ch = client.stream_channel("bench")
+            await ch.join(with_presence=False)
+            stream = await ch.subscribe_topic("t", ["pub"])
+            tasks.append(asyncio.create_task(receivers.drain(i, stream)))
+    else:
+
+        def publish(payload: bytes) -> Coroutine[None, None, None]:
+            return pub.publish("bench", payload)
+
+        for i, client in enumerate(subs):
+            stream = await client.subscribe("bench", with_presence=False)
+            tasks.append(asyncio.create_task(receivers.drain(i, stream)))
     windows = messages // window
     seq = 0
 
     async def send_window() -> None:
         nonlocal seq
         first, seq = seq, seq + window
-        await asyncio.gather(*(channel.publish_topic("t", _payload(s)) for s in range(first, seq)))
+        await asyncio.gather(*(publish(_payload(s)) for s in range(first, seq)))
 
     # Throughput: at most two windows in flight (published but not yet at every subscriber).
     cpu0 = server.cpu_times()
@@ -187,7 +204,7 @@ async def _fanout(url: str, server_pid: int, n: int, messages: int, window: int)
         delay = due - time.perf_counter()
         if delay > 0.001:
             await asyncio.sleep(delay)
-        task = asyncio.create_task(channel.publish_topic("t", _payload(s)))
+        task = asyncio.create_task(publish(_payload(s)))
         sends.add(task)
         task.add_done_callback(sends.discard)
     seq += total
@@ -213,11 +230,11 @@ async def _fanout(url: str, server_pid: int, n: int, messages: int, window: int)
     )
 
 
-def _run_fanout(url: str, pid: int, n: int, messages: int, window: int) -> FanoutResult:
+def _run_fanout(url: str, pid: int, kind: str, n: int, messages: int, window: int) -> FanoutResult:
     out: list[FanoutResult] = []
 
     async def main() -> None:
-        out.append(await _fanout(url, pid, n, messages, window))
+        out.append(await _fanout(url, pid, kind, n, messages, window))
 
     _run(main())
     return out[0]
@@ -261,12 +278,20 @@ def bench() -> None:
     "enough server CPU time to measure with the kernel's 10 ms accounting.",
 )
 @click.option("--window", type=int, default=100, show_default=True, help="Messages per window.")
-def fanout(subscribers: tuple[int, ...], messages: int | None, window: int) -> None:
+@click.option(
+    "--channel",
+    "kind",
+    type=click.Choice(["stream", "message"]),
+    default="stream",
+    show_default=True,
+    help="A stream-channel topic (subscribers pick the publisher) or a message channel.",
+)
+def fanout(subscribers: tuple[int, ...], messages: int | None, window: int, kind: str) -> None:
     """One publisher, N subscribers, 128-byte messages: deliveries/s, server CPU per delivery,
     and p50/p99 publish-to-receive latency at half the peak rate."""
     counts = subscribers or (1, 10, 100)
     server_cpu, pinning = _pin_self()
-    click.echo(f"fan-out, {_SIZE} B messages; {pinning}")
+    click.echo(f"fan-out in a {kind} channel, {_SIZE} B messages; {pinning}")
     click.echo("")
     click.echo(
         "| subscribers | messages | deliveries/s | server CPU µs/delivery | p50 ms | p99 ms "
@@ -278,7 +303,7 @@ def fanout(subscribers: tuple[int, ...], messages: int | None, window: int) -> N
         for n in counts:
             per_run = messages or (200_000 if n < 10 else 100_000 if n < 100 else 20_000)
             with local_server(["--config", str(config)], cwd=Path(tmp), cpu=server_cpu) as srv:
-                r = _run_fanout(srv.url, srv.pid, n, per_run, window)
+                r = _run_fanout(srv.url, srv.pid, kind, n, per_run, window)
             click.echo(
                 f"| {r.subscribers} | {r.messages:,} | {r.deliveries_per_s:,.0f} "
                 f"| {r.cpu_us_per_delivery:.2f} "

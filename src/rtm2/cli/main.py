@@ -113,9 +113,7 @@ def serve(
 
 
 async def _serve(server: Server, dev_app: AppConfig | None) -> None:
-    await server.start()
-    _print_banner(server, dev_app)
-    await server.stop_on_signal()
+    await server.serve_forever(lambda s: _print_banner(s, dev_app))
 
 
 def _print_banner(server: Server, dev_app: AppConfig | None) -> None:

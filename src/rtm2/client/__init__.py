@@ -1,6 +1,9 @@
 """The rtm2 client SDK. Application code imports these names from ``rtm2`` directly."""
 
 from .client import PARAM_ENDPOINT, LoginStreams, RTMClient, RTMConfig
+from .lock import Lock
+from .presence import Presence, UserList, WhoNowResult
+from .storage import Storage
 from .stream_channel import JoinResult, StreamChannel
 from .streams import EventStream
 
@@ -8,8 +11,13 @@ __all__ = [
     "PARAM_ENDPOINT",
     "EventStream",
     "JoinResult",
+    "Lock",
     "LoginStreams",
+    "Presence",
     "RTMClient",
     "RTMConfig",
+    "Storage",
     "StreamChannel",
+    "UserList",
+    "WhoNowResult",
 ]

@@ -20,21 +20,40 @@ from ..errors import ErrorCode, RTMError
 from ..protocol.codes import LOGIN_FAILURE_REASONS, TERMINAL_REASONS
 from ..protocol.frames import (
     ChannelClosed,
+    ChannelMessage,
     Hello,
     Login,
     LoginResult,
     Logout,
+    Publish,
     RenewToken,
     Request,
     ServerFrame,
+    StreamJoinResult,
     StreamMessage,
+    Subscribe,
+    SubscribeChannelResult,
     TokenWillExpire,
     TopicEvent,
+    Unsubscribe,
     Welcome,
 )
-from ..protocol.names import is_valid_user_id
-from ..types import ConnectionChangeReason, ConnectionEvent, ConnectionState
+from ..protocol.frames import LockEvent as LockEventFrame
+from ..protocol.frames import PresenceEvent as PresenceEventFrame
+from ..protocol.frames import StorageEvent as StorageEventFrame
+from ..protocol.names import is_valid_channel_name, is_valid_user_id
+from ..types import (
+    ChannelType,
+    ConnectionChangeReason,
+    ConnectionEvent,
+    ConnectionState,
+    Message,
+    MessageType,
+)
 from .connection import Link
+from .lock import Lock
+from .presence import Presence
+from .storage import Storage
 from .stream_channel import StreamChannel
 from .streams import EventStream
 
@@ -106,6 +125,11 @@ class RTMClient:
         self._token_expires_at = 0
         self._login_token = ""
         self._stream_channels: dict[str, StreamChannel] = {}
+        self._subscriptions: dict[str, EventStream[Message]] = {}
+        self._subscribing: set[str] = set()
+        self.presence = Presence(self)
+        self.storage = Storage(self)
+        self.lock = Lock(self)
         self._id = next(_client_ids)
         self._file_handler: logging.FileHandler | None = None
         self._log = config.logger or logging.getLogger(f"rtm2.client.{self._id}")
@@ -122,6 +146,9 @@ class RTMClient:
             "token_events", on_overflow=self._overflowed
         )
         self._errors: EventStream[RTMError] = EventStream("errors")
+        self._peer_messages: EventStream[Message] = EventStream(
+            "peer_messages", on_overflow=self._overflowed
+        )
 
     def _overflowed(self, stream: EventStream[Any]) -> None:
         self._log.warning("event stream %s is full; dropped %d events", stream.name, stream.dropped)
@@ -138,6 +165,11 @@ class RTMClient:
     def errors(self) -> EventStream[RTMError]:
         """Fatal errors of the current login, such as a connection that cannot come back."""
         return self._errors
+
+    @property
+    def peer_messages(self) -> EventStream[Message]:
+        """Messages other users sent to this one (``channel_type`` USER) during this login."""
+        return self._peer_messages
 
     @property
     def logged_in(self) -> bool:
@@ -157,6 +189,121 @@ class RTMClient:
         if channel is None:
             channel = self._stream_channels[name] = StreamChannel(self, name)
         return channel
+
+    # --- message channels and peer messages --------------------------------------------------
+
+    async def subscribe(
+        self,
+        channel: str,
+        *,
+        with_message: bool = True,
+        with_presence: bool = True,
+        with_metadata: bool = False,
+        with_lock: bool = False,
+        be_quiet: bool = False,
+    ) -> EventStream[Message]:
+        """Subscribe to a message channel; returns its message stream.
+
+        ``with_presence`` makes presence events available through
+        ``client.presence.get_presence_events``; ``be_quiet`` keeps this user out of others'
+        presence (it still sees theirs).
+
+        Raises:
+            RTMError: NOT_LOGIN; INVALID_CHANNEL_NAME; CHANNEL_SUBSCRIBE_FAILED (already
+                subscribed); CHANNEL_INSTANCE_EXCEED_LIMITATION (too many channels).
+        """
+        self._require_login()
+        if not is_valid_channel_name(channel):
+            raise RTMError(ErrorCode.INVALID_CHANNEL_NAME, f"invalid channel name {channel!r}")
+        if channel in self._subscriptions or channel in self._subscribing:
+            raise RTMError(ErrorCode.CHANNEL_SUBSCRIBE_FAILED, f"already subscribed to {channel!r}")
+        key = (ChannelType.MESSAGE, channel)
+        stream: EventStream[Message] = EventStream(channel, on_overflow=self._overflowed)
+
+        def subscribed(result: SubscribeChannelResult | None) -> None:
+            assert result is not None
+            self._subscriptions[channel] = stream
+            self._channel_entered(key, result, with_presence)
+
+        self._subscribing.add(channel)
+        try:
+            await self._request(
+                lambda rid: Subscribe(
+                    rid,
+                    channel,
+                    with_message,
+                    with_presence,
+                    with_metadata,
+                    with_lock,
+                    be_quiet,
+                    self.presence._state_for(key),
+                ),
+                SubscribeChannelResult,
+                subscribed,
+            )
+        finally:
+            self._subscribing.discard(channel)
+        return stream
+
+    async def unsubscribe(self, channel: str) -> None:
+        """Unsubscribe from a message channel: tells the server and ends its streams."""
+        self._require_login()
+        if channel not in self._subscriptions:
+            raise RTMError(ErrorCode.CHANNEL_NOT_SUBSCRIBED, f"not subscribed to {channel!r}")
+
+        def unsubscribed(_: None) -> None:
+            self._drop_subscription(channel, ErrorCode.CHANNEL_NOT_SUBSCRIBED)
+
+        await self._request(lambda rid: Unsubscribe(rid, channel), None, unsubscribed)
+
+    def _drop_subscription(self, channel: str, code: ErrorCode) -> None:
+        stream = self._subscriptions.pop(channel, None)
+        if stream is not None:
+            stream.close(code)
+        self._channel_left((ChannelType.MESSAGE, channel), code)
+
+    def _channel_entered(
+        self,
+        key: tuple[ChannelType, str],
+        result: SubscribeChannelResult | StreamJoinResult,
+        with_presence: bool,
+    ) -> None:
+        """The user is now in a channel: start its presence, metadata and lock views."""
+        self.presence._entered(key, result.presence, with_presence)
+        if result.metadata is not None:
+            self.storage._open_view(key, result.metadata)
+        if result.locks is not None:
+            self.lock._open_view(key, result.locks)
+
+    def _channel_left(self, key: tuple[ChannelType, str], code: ErrorCode) -> None:
+        self.presence._left(key, code)
+        self.storage._close_view(key, code)
+        self.lock._close_view(key, code)
+
+    async def publish(
+        self,
+        channel: str,
+        message: bytes | str,
+        *,
+        channel_type: ChannelType = ChannelType.MESSAGE,
+        custom_type: str = "",
+    ) -> None:
+        """Publish to a message channel, or (``channel_type=USER``) send to the user
+        ``channel``. A ``str`` is sent as STRING (UTF-8), bytes-like as BINARY.
+
+        A peer message returns once the recipient's session has it; an offline recipient
+        raises CHANNEL_RECEIVER_OFFLINE. Publishing to a channel needs no subscription.
+        """
+        if isinstance(message, str):
+            payload, message_type = message.encode(), 1
+        elif isinstance(message, bytes | bytearray | memoryview):
+            payload, message_type = bytes(message), 0
+        else:
+            raise RTMError(ErrorCode.CHANNEL_INVALID_MESSAGE, "message must be bytes or str")
+        await self._request(
+            lambda rid: Publish(rid, channel, payload, message_type, channel_type, custom_type),
+            None,
+        )
 
     def set_parameters(self, params: dict[str, Any]) -> None:
         """Set client parameters, such as ``PARAM_ENDPOINT`` (a ``ws://`` or ``wss://`` URL)."""
@@ -284,6 +431,12 @@ class RTMClient:
             await link.wait_closed()
         for channel in self._stream_channels.values():
             channel._reset(ErrorCode.NOT_LOGIN)
+        for name in list(self._subscriptions):
+            self._drop_subscription(name, ErrorCode.NOT_LOGIN)
+        self.presence._reset()
+        self.storage._reset()
+        self.lock._reset()
+        self._peer_messages.close()
         if was_logged_in or not self._conn_events.closed:
             self._emit(ConnectionState.DISCONNECTED, ConnectionChangeReason.LOGOUT)
         self._conn_events.close()
@@ -320,7 +473,15 @@ class RTMClient:
         self._conn_events.put(ConnectionEvent(state, reason, channel))
 
     def _on_push(self, frame: ServerFrame) -> None:
-        if isinstance(frame, StreamMessage):
+        if isinstance(frame, ChannelMessage):
+            self._on_channel_message(frame)
+        elif isinstance(frame, PresenceEventFrame):
+            self.presence._on_event(frame)
+        elif isinstance(frame, StorageEventFrame):
+            self.storage._on_event(frame)
+        elif isinstance(frame, LockEventFrame):
+            self.lock._on_event(frame)
+        elif isinstance(frame, StreamMessage):
             channel = self._stream_channels.get(frame.channel)
             if channel is not None:
                 channel._on_message(frame)
@@ -339,6 +500,26 @@ class RTMClient:
             if channel is not None:
                 self._log.warning("removed from channel %s: %s", frame.channel, frame.message)
                 channel._on_closed(frame)
+
+    def _on_channel_message(self, frame: ChannelMessage) -> None:
+        peer = frame.channel_type == ChannelType.USER
+        stream = self._peer_messages if peer else self._subscriptions.get(frame.channel)
+        if stream is None:
+            return
+        text = frame.message_type == MessageType.STRING
+        stream.put(
+            Message(
+                frame.publisher,
+                frame.channel,
+                ChannelType.USER if peer else ChannelType.MESSAGE,
+                "",
+                frame.payload.decode(errors="replace") if text else frame.payload,
+                MessageType.STRING if text else MessageType.BINARY,
+                frame.custom_type,
+                frame.timestamp,
+                0,
+            )
+        )
 
     def _on_lost(self, reason: ConnectionChangeReason, message: str) -> None:
         """The connection ended without our asking: the session is over (FAILED)."""

@@ -159,13 +159,8 @@ class Link:
         ``apply``, if given, runs with the result inside the read loop, right when the reply
         arrives, so local state changes before any push that follows the reply is handled.
         """
-        self._next_rid += 1
-        rid = self._next_rid
-        frame = make(rid)
-        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        self._pending[rid] = _Pending(future, result_type, apply)
+        frame, future = self.begin(make, result_type, apply)
         try:
-            self.send(frame)
             async with asyncio.timeout(timeout):
                 result: T | None = await future
         except TimeoutError:
@@ -173,8 +168,31 @@ class Link:
                 timeout_code(frame), f"no reply to {type(frame).__name__} within {timeout:g} s"
             ) from None
         finally:
-            self._pending.pop(rid, None)
+            self.forget(frame.rid)
         return result
+
+    def begin(
+        self,
+        make: Callable[[int], Request],
+        result_type: type[T] | None,
+        apply: Callable[[T | None], None] | None = None,
+    ) -> tuple[Request, asyncio.Future[T | None]]:
+        """Send a request; return it and the future of its result. The caller awaits the
+        future however long it likes, and calls ``forget(frame.rid)`` when it stops caring."""
+        self._next_rid += 1
+        rid = self._next_rid
+        frame = make(rid)
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self._pending[rid] = _Pending(future, result_type, apply)
+        try:
+            self.send(frame)
+        except BaseException:
+            self.forget(rid)
+            raise
+        return frame, future
+
+    def forget(self, rid: int) -> None:
+        self._pending.pop(rid, None)
 
     # --- read side -------------------------------------------------------------------------
 

@@ -50,6 +50,7 @@ class StreamChannel:
             raise RTMError(ErrorCode.INVALID_CHANNEL_NAME, f"invalid channel name {name!r}")
         self._client = client
         self._name = name
+        self._key = (ChannelType.STREAM, name)
         self._joined = False
         self._busy = False
         self._topics: dict[str, list[str]] = {}  # topic -> publishers, as the server told us
@@ -113,10 +114,17 @@ class StreamChannel:
         try:
             await client._request(
                 lambda rid: f.StreamJoin(
-                    rid, self._name, presented, with_presence, with_metadata, with_lock, be_quiet
+                    rid,
+                    self._name,
+                    presented,
+                    with_presence,
+                    with_metadata,
+                    with_lock,
+                    be_quiet,
+                    client.presence._state_for(self._key),
                 ),
                 f.StreamJoinResult,
-                self._joined_now,
+                lambda result: self._joined_now(result, with_presence),
             )
         finally:
             self._busy = False
@@ -125,9 +133,10 @@ class StreamChannel:
         )
         return JoinResult(self.topics, self._topic_events, self._token_events)
 
-    def _joined_now(self, result: f.StreamJoinResult | None) -> None:
+    def _joined_now(self, result: f.StreamJoinResult | None, with_presence: bool) -> None:
         assert result is not None
         self._joined = True
+        self._client._channel_entered(self._key, result, with_presence)
         self._topics = {t.topic: [p.user for p in t.publishers] for t in result.topics}
         self._joined_topics.clear()
         self._subs.clear()
@@ -363,6 +372,8 @@ class StreamChannel:
 
     def _reset(self, code: ErrorCode) -> None:
         """Back to not joined; every stream of this channel ends with ``code``."""
+        if self._joined:
+            self._client._channel_left(self._key, code)
         self._joined = False
         self._topics.clear()
         self._joined_topics.clear()

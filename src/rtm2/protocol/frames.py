@@ -17,8 +17,42 @@ import msgspec
 
 __all__ = [
     "NIL",
+    "AcquireLock",
+    "Acquired",
+    "CancelAcquire",
+    "ChannelMetadataWrite",
+    "GetChannelMetadata",
+    "GetLocks",
+    "GetUserMetadata",
+    "LockDetail",
+    "LockEvent",
+    "MetadataItem",
+    "MetadataResult",
+    "ReleaseLock",
+    "RemoveLock",
+    "RevokeLock",
+    "SetLock",
+    "StorageEvent",
+    "SubscribeUserMetadata",
+    "UnsubscribeUserMetadata",
+    "UserMetadataWrite",
     "Batch",
+    "ChannelInfo",
+    "ChannelMessage",
     "ClientMessage",
+    "GetState",
+    "PresenceEvent",
+    "Publish",
+    "RemoveState",
+    "SetState",
+    "Subscribe",
+    "SubscribeChannelResult",
+    "Unsubscribe",
+    "UserState",
+    "WhereNow",
+    "WhereNowResult",
+    "WhoNow",
+    "WhoNowResult",
     "ChannelClosed",
     "JoinTopic",
     "LeaveTopic",
@@ -115,6 +149,8 @@ class StreamJoin(_Frame, tag=6):
     with_metadata: bool = False
     with_lock: bool = False
     be_quiet: bool = False
+    # Presence state to apply on join (what the SDK cached before joining).
+    state: dict[str, str] = {}
 
 
 class StreamLeave(_Frame, tag=7):
@@ -174,6 +210,193 @@ class UnsubscribeTopic(_Frame, tag=12):
     users: list[str] = []
 
 
+class Subscribe(_Frame, tag=13):
+    """Subscribes to a message channel. The reply's result is a :class:`SubscribeChannelResult`."""
+
+    rid: int
+    channel: str
+    with_message: bool = True
+    with_presence: bool = True
+    with_metadata: bool = False
+    with_lock: bool = False
+    be_quiet: bool = False
+    state: dict[str, str] = {}
+
+
+class Unsubscribe(_Frame, tag=14):
+    rid: int
+    channel: str
+
+
+class Publish(_Frame, tag=15):
+    """Publishes to a message channel (``channel_type`` 1) or to a user (3, ``channel`` is
+    the recipient's user id; the reply comes once the recipient's session has it)."""
+
+    rid: int
+    channel: str
+    payload: bytes
+    message_type: int = 0
+    channel_type: int = 1
+    custom_type: str = ""
+
+
+class WhoNow(_Frame, tag=16):
+    """Who is in a channel, 100 users a page. The result is a :class:`WhoNowResult`."""
+
+    rid: int
+    channel: str
+    channel_type: int
+    include_user_id: bool = True
+    include_state: bool = False
+    page: str = ""
+
+
+class WhereNow(_Frame, tag=17):
+    """The channels a user is in. The result is a :class:`WhereNowResult`."""
+
+    rid: int
+    user: str
+
+
+class SetState(_Frame, tag=18):
+    """Upserts keys of the caller's presence state in a channel it is in."""
+
+    rid: int
+    channel: str
+    channel_type: int
+    state: dict[str, str]
+
+
+class RemoveState(_Frame, tag=19):
+    rid: int
+    channel: str
+    channel_type: int
+    keys: list[str]
+
+
+class GetState(_Frame, tag=20):
+    """A user's presence state in a channel. The result is a ``dict[str, str]``."""
+
+    rid: int
+    channel: str
+    channel_type: int
+    user: str
+
+
+class MetadataItem(_Frame):
+    """An item of a metadata set. In writes ``revision`` is the compare-and-set condition:
+    -1 none, 0 the key must not exist, > 0 the item's current revision; ``author`` and
+    ``update_ts`` are read-only (stamped by the server)."""
+
+    key: str
+    value: str = ""
+    revision: int = -1
+    author: str = ""
+    update_ts: int = 0
+
+
+class ChannelMetadataWrite(_Frame, tag=21):
+    """Sets (op 0), updates (1) or removes (2) items of a channel's metadata."""
+
+    rid: int
+    channel: str
+    channel_type: int
+    op: int
+    items: list[MetadataItem]
+    major_revision: int = -1
+    lock: str = ""
+    record_ts: bool = False
+    record_author: bool = False
+
+
+class UserMetadataWrite(_Frame, tag=22):
+    rid: int
+    user: str
+    op: int
+    items: list[MetadataItem]
+    major_revision: int = -1
+    record_ts: bool = False
+    record_author: bool = False
+
+
+class GetChannelMetadata(_Frame, tag=23):
+    rid: int
+    channel: str
+    channel_type: int
+
+
+class GetUserMetadata(_Frame, tag=24):
+    rid: int
+    user: str
+
+
+class SubscribeUserMetadata(_Frame, tag=25):
+    """Receive a user's metadata changes; the result is the current set (a snapshot)."""
+
+    rid: int
+    user: str
+
+
+class UnsubscribeUserMetadata(_Frame, tag=26):
+    rid: int
+    user: str
+
+
+class SetLock(_Frame, tag=27):
+    rid: int
+    channel: str
+    channel_type: int
+    name: str
+    ttl: int = 10
+
+
+class RemoveLock(_Frame, tag=28):
+    rid: int
+    channel: str
+    channel_type: int
+    name: str
+
+
+class AcquireLock(_Frame, tag=29):
+    """Acquires a lock. With ``retry`` the reply waits until the lock is held (FIFO among
+    waiters), the waiter cancels, leaves or logs out. The result is an :class:`Acquired`."""
+
+    rid: int
+    channel: str
+    channel_type: int
+    name: str
+    retry: bool = False
+
+
+class ReleaseLock(_Frame, tag=30):
+    rid: int
+    channel: str
+    channel_type: int
+    name: str
+
+
+class RevokeLock(_Frame, tag=31):
+    rid: int
+    channel: str
+    channel_type: int
+    name: str
+    owner: str
+
+
+class GetLocks(_Frame, tag=32):
+    rid: int
+    channel: str
+    channel_type: int
+
+
+class CancelAcquire(_Frame, tag=33):
+    """Withdraws the waiting :class:`AcquireLock` whose rid is ``acquire_rid``; that request
+    is then answered with LOCK_ACQUIRE_FAILED (or was already answered with the lock)."""
+
+    rid: int
+    acquire_rid: int
+
+
 Request = (
     Hello
     | Login
@@ -186,21 +409,29 @@ Request = (
     | PublishTopic
     | SubscribeTopic
     | UnsubscribeTopic
+    | Subscribe
+    | Unsubscribe
+    | Publish
+    | WhoNow
+    | WhereNow
+    | SetState
+    | RemoveState
+    | GetState
+    | ChannelMetadataWrite
+    | UserMetadataWrite
+    | GetChannelMetadata
+    | GetUserMetadata
+    | SubscribeUserMetadata
+    | UnsubscribeUserMetadata
+    | SetLock
+    | RemoveLock
+    | AcquireLock
+    | ReleaseLock
+    | RevokeLock
+    | GetLocks
+    | CancelAcquire
 )
-ClientFrame = (
-    Hello
-    | Login
-    | Logout
-    | RenewToken
-    | Ping
-    | StreamJoin
-    | StreamLeave
-    | JoinTopic
-    | LeaveTopic
-    | PublishTopic
-    | SubscribeTopic
-    | UnsubscribeTopic
-)
+ClientFrame = Request | Ping
 
 
 class Batch(_Frame, tag=0):
@@ -290,7 +521,79 @@ class ChannelClosed(_Frame, tag=7):
     message: str = ""
 
 
-ServerFrame = Reply | Pong | TokenWillExpire | Kick | StreamMessage | TopicEvent | ChannelClosed
+class ChannelMessage(_Frame, tag=8):
+    """A message of a message channel (``channel_type`` 1) or from a peer (3; ``channel`` is
+    then the publisher's user id)."""
+
+    channel: str
+    channel_type: int
+    publisher: str
+    payload: bytes
+    message_type: int = 0
+    custom_type: str = ""
+    timestamp: int = 0
+
+
+class PresenceEvent(_Frame, tag=9):
+    """A presence change in a channel; ``kind`` is a ``PresenceEventType`` value.
+
+    REMOTE_JOIN, REMOTE_LEAVE, REMOTE_TIMEOUT and REMOTE_STATE_CHANGED name ``user`` (with its
+    full ``state`` for REMOTE_JOIN and REMOTE_STATE_CHANGED); INTERVAL carries the users who
+    joined, left and timed out since the last one and, in ``states``, the changed states.
+    """
+
+    kind: int
+    channel: str
+    channel_type: int
+    user: str = ""
+    state: dict[str, str] = {}
+    joined: list[str] = []
+    left: list[str] = []
+    timeout: list[str] = []
+    states: dict[str, dict[str, str]] = {}
+
+
+class LockDetail(_Frame):
+    name: str
+    owner: str = ""
+    ttl: int = 0
+
+
+class StorageEvent(_Frame, tag=10):
+    """A metadata set changed (or a SNAPSHOT of it). ``storage_type`` 1 = a user's metadata
+    (``user``), 2 = a channel's (``channel``, ``channel_type``); ``items`` is the whole set."""
+
+    kind: int
+    storage_type: int
+    channel: str
+    channel_type: int
+    user: str
+    major_revision: int
+    items: list[MetadataItem]
+
+
+class LockEvent(_Frame, tag=11):
+    """A lock changed: ``kind`` is a ``LockEventType`` value, ``locks`` the lock(s) concerned."""
+
+    kind: int
+    channel: str
+    channel_type: int
+    locks: list[LockDetail]
+
+
+ServerFrame = (
+    Reply
+    | Pong
+    | TokenWillExpire
+    | Kick
+    | StreamMessage
+    | TopicEvent
+    | ChannelClosed
+    | ChannelMessage
+    | PresenceEvent
+    | StorageEvent
+    | LockEvent
+)
 
 
 # --- reply results ---------------------------------------------------------------------------
@@ -324,6 +627,52 @@ class StreamJoinResult(_Frame):
 
     topics: list[TopicInfo]
     expires_at: int = 0
+    # Everyone present (self included, quiet users excluded) with their states.
+    presence: dict[str, dict[str, str]] = {}
+    metadata: MetadataResult | None = None
+    locks: list[LockDetail] | None = None
+
+
+class MetadataResult(_Frame):
+    major_revision: int
+    items: list[MetadataItem]
+
+
+class SubscribeChannelResult(_Frame):
+    """Result of :class:`Subscribe`: everyone present, self included, with their states, and
+    (when asked for with with_metadata / with_lock) the channel's metadata and locks."""
+
+    presence: dict[str, dict[str, str]]
+    metadata: MetadataResult | None = None
+    locks: list[LockDetail] | None = None
+
+
+class Acquired(_Frame):
+    """Result of :class:`AcquireLock`: the lock's fencing number (grows on every acquire)."""
+
+    fence: int
+
+
+class UserState(_Frame):
+    user: str
+    state: dict[str, str] = {}
+
+
+class WhoNowResult(_Frame):
+    """One page of users (sorted by id); ``next_page`` is "" on the last page."""
+
+    users: list[UserState]
+    next_page: str
+    total: int
+
+
+class ChannelInfo(_Frame):
+    channel: str
+    channel_type: int
+
+
+class WhereNowResult(_Frame):
+    channels: list[ChannelInfo]
 
 
 class SubscribeResult(_Frame):

@@ -45,14 +45,31 @@ class AppLimits:
     publishers_per_topic: int = 64  # publishers one client picks, per topic
     channel_users: int = 1000  # users in one stream channel
     stream_channels: int = 100  # stream channels one client is in
+    # message channels and peer messages
+    message_size: int = 32 * 1024  # bytes of payload + custom_type
+    message_rate: float = 60.0  # messages per second per client (channels and peers together)
+    subscribed_channels: int = 50  # message channels one client subscribes to
+    # presence
+    presence_interval_threshold: int = 50  # above this many users, events come in intervals
+    presence_state_pairs: int = 32  # key/value pairs of one user's state in one channel
+    # storage and locks
+    storage_rate: float = 20.0  # storage calls per second per client
+    metadata_key_length: int = 32  # characters
+    metadata_item_size: int = 16 * 1024  # bytes of key + value
+    metadata_set_size: int = 16 * 1024  # bytes of all keys + values of one set
+    user_metadata_subscriptions: int = 100  # users whose metadata one client follows
+    locks_per_channel: int = 32
 
     def __post_init__(self) -> None:
         for name in self.__slots__:
             if getattr(self, name) <= 0:
                 raise ConfigError(f"limits.{name} must be > 0")
+        if not 8 <= self.presence_interval_threshold <= 128:
+            raise ConfigError("limits.presence_interval_threshold must be 8..128 (RTM 2 range)")
 
 
 JOIN_POLICIES = ("token", "login")
+USER_METADATA_POLICIES = ("self", "all")
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,6 +87,8 @@ class AppConfig:
     # user, as in RTM 2; "login": any logged-in user may join.
     stream_join_policy: str = "token"
     limits: AppLimits = field(default_factory=AppLimits)
+    # "self": a user may write only its own user metadata; "all": any user's.
+    user_metadata_write: str = "self"
 
     def __post_init__(self) -> None:
         if not _HEX32.match(self.app_id):
@@ -81,6 +100,10 @@ class AppConfig:
             raise ConfigError(
                 f"stream_join_policy of app {self.app_id} must be one of {JOIN_POLICIES}"
             )
+        if self.user_metadata_write not in USER_METADATA_POLICIES:
+            raise ConfigError(
+                f"user_metadata_write of app {self.app_id} must be one of {USER_METADATA_POLICIES}"
+            )
 
     @classmethod
     def parse(cls, spec: str) -> AppConfig:
@@ -90,7 +113,13 @@ class AppConfig:
 
     @classmethod
     def from_toml(cls, raw: dict[str, Any]) -> AppConfig:
-        unknown = set(raw) - {"id", "certificates", "stream_join_policy", "limits"}
+        unknown = set(raw) - {
+            "id",
+            "certificates",
+            "stream_join_policy",
+            "limits",
+            "user_metadata_write",
+        }
         if unknown:
             raise ConfigError(f"unknown app settings: {', '.join(sorted(unknown))}")
         try:
@@ -99,6 +128,7 @@ class AppConfig:
                 tuple(str(c) for c in raw.get("certificates", ())),
                 str(raw.get("stream_join_policy", "token")),
                 AppLimits(**raw.get("limits", {})),
+                str(raw.get("user_metadata_write", "self")),
             )
         except (KeyError, TypeError) as exc:
             raise ConfigError(f"bad app settings: {exc}") from None
@@ -116,8 +146,12 @@ class Timers:
     token_warning: float = 30.0
     # A connection that has not logged in by then is closed.
     login_timeout: float = 10.0
-    # Period of the one sweep that checks keepalive and token expiry of every connection.
+    # Period of the one sweep that checks keepalive, token expiry and presence timers.
     sweep_interval: float = 1.0
+    # In interval mode, each member gets one INTERVAL presence event this often.
+    presence_interval: float = 30.0
+    # A leave followed by a rejoin within this time produces no presence events.
+    presence_debounce: float = 2.0
 
     def __post_init__(self) -> None:
         for name in self.__slots__:

@@ -19,9 +19,14 @@ from ..protocol.names import is_valid_user_id
 from ..types import ConnectionChangeReason
 from .auth import check_login_token
 from .config import AppConfig, ServerConfig
-from .engines.memory import MemoryBroker, MemoryStreamStore
+from .engines.base import BUS_LOCK, BUS_PRESENCE, BUS_STORAGE, BusEvent, Engine
 from .gateway import Connection, Outbox
+from .interest import Interest
+from .locks import LockService
+from .messages import MessageService
+from .presence import PresenceService
 from .session import Session, SessionState
+from .storage import StorageService
 from .stream import StreamService
 
 __all__ = ["Hub"]
@@ -30,7 +35,9 @@ log = logging.getLogger("rtm2.server")
 
 
 class Hub:
-    def __init__(self, config: ServerConfig, loop: asyncio.AbstractEventLoop) -> None:
+    def __init__(
+        self, config: ServerConfig, loop: asyncio.AbstractEventLoop, engine: Engine
+    ) -> None:
         self.config = config
         self.loop = loop
         self.clock = loop.time
@@ -40,7 +47,14 @@ class Hub:
         self.sessions: set[Session] = set()
         # Logged-in sessions by (app id, user id): one per user, the newest wins.
         self.users: dict[tuple[str, str], Session] = {}
-        self.stream = StreamService(MemoryStreamStore(), MemoryBroker)
+        self.engine = engine
+        self.broker = self.engine.make_broker(self._on_bus)
+        self.interest = Interest(self.broker)
+        self.presence = PresenceService(self.engine.presence_store, self.broker, config.timers)
+        self.stream = StreamService(self.engine.stream_store, self.broker, self.interest, self)
+        self.messages = MessageService(self, self.broker, self.interest)
+        self.storage = StorageService(self.engine.metadata_store, self.broker, self.interest)
+        self.locks = LockService(self.engine.lock_store, self.broker)
         self._ids = itertools.count(1)
         self._node = os.urandom(3).hex()
 
@@ -52,11 +66,26 @@ class Hub:
     def attach(self, session: Session) -> None:
         self.sessions.add(session)
 
-    def end(self, session: Session) -> None:
-        """Forget a session for good: it logged out, was evicted, expired or disconnected."""
+    def connection_lost(self, session: Session) -> None:
+        """The connection ended. A logged-in session stays (present, holding its channels)
+        for its presence timeout, so a user whose network blinks does not leave."""
+        if session.state is SessionState.LOGGED_IN:
+            session.state = SessionState.DETACHED
+            session.detached_at = self.clock()
+            self.locks.session_lost(session)
+            log.info(
+                "%r connection lost; keeping the session for %d s",
+                session,
+                session.presence_timeout,
+            )
+        else:
+            self.end(session)
+
+    def end(self, session: Session, timed_out: bool = False) -> None:
+        """Forget a session for good: it logged out, was evicted, expired or timed out."""
         if session.state is SessionState.CLOSED:
             return
-        was_logged_in = session.state is SessionState.LOGGED_IN
+        was_logged_in = session.alive
         session.state = SessionState.CLOSED
         self.sessions.discard(session)
         if session.app is not None:
@@ -64,8 +93,24 @@ class Hub:
             if self.users.get(key) is session:
                 del self.users[key]
         if was_logged_in:
-            log.info("%r session ended", session)
-        self.stream.session_closed(session)
+            log.info("%r session ended%s", session, " (presence timeout)" if timed_out else "")
+        self.locks.session_lost(session)
+        self.storage.session_closed(session)
+        self.stream.session_closed(session, timed_out)
+        self.messages.session_closed(session)
+        self.presence.session_closed(session, timed_out)
+
+    def _on_bus(self, subject: str, event: BusEvent) -> None:
+        if event.kind == BUS_PRESENCE:
+            self.presence.on_bus(subject, event)
+        elif event.kind == BUS_STORAGE:
+            self.storage.on_bus(subject, event)
+        elif event.kind == BUS_LOCK:
+            self.locks.on_bus(subject, event)
+        elif subject.startswith("stream:"):
+            self.stream.on_bus(subject, event)
+        else:
+            self.messages.on_bus(subject, event)
 
     def authenticate(self, app_id: str, user_id: str, token: str) -> tuple[AppConfig, int]:
         """Check a login; return the app and when the token's login right ends (0 = never)."""
@@ -105,10 +150,14 @@ class Hub:
         now = time.time()
         silent_after = t.heartbeat_interval + t.heartbeat_grace
         for session in list(self.sessions):
+            if session.state is SessionState.DETACHED:
+                if mono - session.detached_at > session.presence_timeout:
+                    self.end(session, timed_out=True)
+                continue
             if mono - session.conn.last_seen > silent_after:
                 log.info("%r silent for %.1f s, dropping", session, mono - session.conn.last_seen)
-                self.end(session)
                 session.conn.close(CLOSE_POLICY, "keepalive timeout", flush=False)
+                self.connection_lost(session)
             elif session.state is not SessionState.LOGGED_IN:
                 if mono - session.opened_at > t.login_timeout:
                     log.info("%r did not log in within %.0f s", session, t.login_timeout)
@@ -128,6 +177,8 @@ class Hub:
                     session.send(TokenWillExpire("", session.expires_at))
             if session.stream and session.state is SessionState.LOGGED_IN:
                 self._sweep_stream_tokens(session, now)
+        self.presence.sweep()
+        self.locks.sweep()
 
     def _sweep_stream_tokens(self, session: Session, now: float) -> None:
         warning = self.config.timers.token_warning

@@ -6,10 +6,12 @@ import asyncio
 import contextlib
 import logging
 import signal
+from collections.abc import Callable
 
 from picows import ws_create_server
 
 from .config import ServerConfig
+from .engines.memory import MemoryEngine
 from .gateway import listener_factory
 from .hub import Hub
 
@@ -43,7 +45,10 @@ class Server:
 
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
-        hub = self._hub = Hub(self.config, loop)
+        engine = MemoryEngine(self.config.data_dir)
+        await engine.start()
+        hub = self._hub = Hub(self.config, loop, engine)
+        await hub.locks.start()
         self._server = await ws_create_server(
             listener_factory(hub.outbox, hub.new_session),
             self.config.host,
@@ -73,20 +78,24 @@ class Server:
         if self._server is not None:
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(self._server.wait_closed(), 1.0)
+        if self._hub is not None:
+            await self._hub.engine.close()
         log.info("stopped")
 
-    async def serve_forever(self) -> None:
-        """Start, run until SIGTERM or SIGINT, then stop cleanly."""
-        await self.start()
-        await self.stop_on_signal()
+    async def serve_forever(self, on_ready: Callable[[Server], None] | None = None) -> None:
+        """Start, run until SIGTERM or SIGINT, then stop cleanly.
 
-    async def stop_on_signal(self) -> None:
-        """Wait for SIGTERM or SIGINT, then stop cleanly."""
+        The signal handlers are in place before the server starts, so a signal that arrives
+        while it starts still stops it cleanly. ``on_ready`` runs once it listens.
+        """
         loop = asyncio.get_running_loop()
         done = asyncio.Event()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, done.set)
         try:
+            await self.start()
+            if on_ready is not None:
+                on_ready(self)
             await done.wait()
             log.info("signal received, shutting down")
         finally:

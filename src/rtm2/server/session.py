@@ -22,8 +22,15 @@ from ..protocol.codes import CLOSE_NORMAL, CLOSE_PROTOCOL_ERROR
 from ..protocol.frames import (
     NIL,
     PROTOCOL_VERSION,
+    AcquireLock,
     Batch,
+    CancelAcquire,
+    ChannelMetadataWrite,
     ClientFrame,
+    GetChannelMetadata,
+    GetLocks,
+    GetState,
+    GetUserMetadata,
     Hello,
     JoinTopic,
     Kick,
@@ -33,16 +40,30 @@ from ..protocol.frames import (
     Logout,
     Ping,
     Pong,
+    Publish,
     PublishTopic,
+    ReleaseLock,
+    RemoveLock,
+    RemoveState,
     RenewToken,
     Reply,
     Request,
+    RevokeLock,
     ServerFrame,
+    SetLock,
+    SetState,
     StreamJoin,
     StreamLeave,
+    Subscribe,
     SubscribeTopic,
+    SubscribeUserMetadata,
+    Unsubscribe,
     UnsubscribeTopic,
+    UnsubscribeUserMetadata,
+    UserMetadataWrite,
     Welcome,
+    WhereNow,
+    WhoNow,
 )
 from ..types import ConnectionChangeReason
 from .auth import check_login_token
@@ -53,6 +74,8 @@ if TYPE_CHECKING:
 
     from .gateway import Connection
     from .hub import Hub
+    from .messages import Subscription
+    from .ratelimit import RateBucket
     from .stream import Member
 
 __all__ = ["Session", "SessionState"]
@@ -64,7 +87,9 @@ class SessionState(IntEnum):
     NEW = 0
     OPEN = 1
     LOGGED_IN = 2
-    CLOSED = 3
+    # Logged in, but the connection is gone: kept (and present) for the presence timeout.
+    DETACHED = 3
+    CLOSED = 4
 
 
 class Session:
@@ -79,15 +104,22 @@ class Session:
         "_backlog",
         "app",
         "conn",
+        "detached_at",
         "expires_at",
         "hub",
+        "locks",
+        "message_bucket",
         "opened_at",
+        "presence",
         "presence_timeout",
         "session_id",
         "state",
+        "storage_bucket",
         "stream",
+        "subscriptions",
         "user_id",
         "warned",
+        "watching",
     )
 
     def __init__(self, hub: Hub, conn: Connection) -> None:
@@ -103,13 +135,31 @@ class Session:
         self.warned = False
         self.presence_timeout = 300
         self.opened_at = 0.0
+        self.detached_at = 0.0
         # Stream channels this session is in, by name.
         self.stream: dict[str, Member] = {}
+        # Message channels it subscribes to, by name.
+        self.subscriptions: dict[str, Subscription] = {}
+        # Channels (by subject) where its user is present -> whether quietly.
+        self.presence: dict[str, bool] = {}
+        # Publish-rate bucket for message channels and peers, made on first use.
+        self.message_bucket: RateBucket | None = None
+        self.storage_bucket: RateBucket | None = None
+        # Locks its user holds through this session: (channel subject, lock name).
+        self.locks: set[tuple[str, str]] = set()
+        # User-metadata targets it follows.
+        self.watching: set[str] = set()
         # Frames waiting behind a request that is still running; None when none is.
         self._backlog: deque[ClientFrame] | None = None
 
     @property
     def alive(self) -> bool:
+        """Logged in, whether or not its connection is there right now."""
+        return self.state is SessionState.LOGGED_IN or self.state is SessionState.DETACHED
+
+    @property
+    def attached(self) -> bool:
+        """Logged in and connected."""
         return self.state is SessionState.LOGGED_IN
 
     @property
@@ -128,7 +178,7 @@ class Session:
         self.hub.attach(self)
 
     def on_close(self) -> None:
-        self.hub.end(self)
+        self.hub.connection_lost(self)
 
     def on_data(self, data: bytes) -> None:
         self.conn.last_seen = self.hub.clock()
@@ -184,9 +234,13 @@ class Session:
 
     def _dispatch(self, frame: Request) -> Awaitable[None] | None:
         """Handle a request; return an awaitable when it completes later."""
-        if isinstance(frame, PublishTopic) and self.state is SessionState.LOGGED_IN:
-            self.hub.stream.publish(self, frame)
-            return None
+        if self.state is SessionState.LOGGED_IN:  # the hot paths first
+            if isinstance(frame, PublishTopic):
+                self.hub.stream.publish(self, frame)
+                return None
+            if isinstance(frame, Publish):
+                self.hub.messages.publish(self, frame)
+                return None
         if isinstance(frame, Hello):
             self._hello(frame)
         elif self.state is SessionState.NEW:
@@ -208,6 +262,44 @@ class Session:
             return self.hub.stream.leave_topic(self, frame)
         elif isinstance(frame, StreamLeave):
             return self.hub.stream.leave(self, frame)
+        elif isinstance(frame, Subscribe):
+            return self.hub.messages.subscribe(self, frame)
+        elif isinstance(frame, Unsubscribe):
+            self.hub.messages.unsubscribe(self, frame)
+        elif isinstance(frame, WhoNow):
+            return self.hub.presence.who_now(self, frame)
+        elif isinstance(frame, WhereNow):
+            return self.hub.presence.where_now(self, frame)
+        elif isinstance(frame, SetState | RemoveState):
+            return self.hub.presence.set_state(self, frame)
+        elif isinstance(frame, GetState):
+            return self.hub.presence.get_state(self, frame)
+        elif isinstance(frame, ChannelMetadataWrite):
+            return self.hub.storage.write_channel(self, frame)
+        elif isinstance(frame, UserMetadataWrite):
+            return self.hub.storage.write_user(self, frame)
+        elif isinstance(frame, GetChannelMetadata):
+            return self.hub.storage.get_channel(self, frame)
+        elif isinstance(frame, GetUserMetadata):
+            return self.hub.storage.get_user(self, frame)
+        elif isinstance(frame, SubscribeUserMetadata):
+            return self.hub.storage.subscribe_user(self, frame)
+        elif isinstance(frame, UnsubscribeUserMetadata):
+            self.hub.storage.unsubscribe_user(self, frame)
+        elif isinstance(frame, SetLock):
+            return self.hub.locks.set(self, frame)
+        elif isinstance(frame, RemoveLock):
+            return self.hub.locks.remove(self, frame)
+        elif isinstance(frame, AcquireLock):
+            return self.hub.locks.acquire(self, frame)
+        elif isinstance(frame, ReleaseLock):
+            return self.hub.locks.release(self, frame)
+        elif isinstance(frame, RevokeLock):
+            return self.hub.locks.revoke(self, frame)
+        elif isinstance(frame, GetLocks):
+            return self.hub.locks.get(self, frame)
+        elif isinstance(frame, CancelAcquire):
+            self.hub.locks.cancel(self, frame)
         elif isinstance(frame, RenewToken):
             self._renew(frame)
         elif isinstance(frame, Logout):

@@ -42,11 +42,15 @@ from ..protocol.names import (
 )
 from ..types import ChannelType, ConnectionChangeReason, MessageType, StreamPriority, StreamQos
 from .auth import check_stream_token
-from .engines.base import BUS_MESSAGE, BUS_TOPIC_EVENT, Broker, BusEvent, BusHandler, StreamStore
+from .engines.base import BUS_MESSAGE, BUS_TOPIC_EVENT, Broker, BusEvent, StreamStore
+from .interest import Interest
+from .ratelimit import RateBucket
+from .subjects import subject as make_subject
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Coroutine
+    from collections.abc import Coroutine
 
+    from .hub import Hub
     from .session import Session
 
 __all__ = ["Member", "StreamService"]
@@ -63,24 +67,14 @@ _PRIORITIES = frozenset(int(p) for p in StreamPriority)
 class TopicRole:
     """This member publishes in a topic. Carries its publish-rate bucket."""
 
-    __slots__ = ("allowance", "meta", "priority", "qos", "stamp", "sync_media")
+    __slots__ = ("bucket", "meta", "priority", "qos", "sync_media")
 
     def __init__(self, f: JoinTopic, rate: float, now: float) -> None:
         self.meta = f.meta
         self.qos = f.qos
         self.priority = f.priority
         self.sync_media = f.sync_media
-        self.allowance = rate  # a token bucket holding up to one second's worth of messages
-        self.stamp = now
-
-    def allow(self, now: float, rate: float) -> bool:
-        allowance = min(rate, self.allowance + (now - self.stamp) * rate)
-        self.stamp = now
-        if allowance < 1.0:
-            self.allowance = allowance
-            return False
-        self.allowance = allowance - 1.0
-        return True
+        self.bucket = RateBucket(rate, now)
 
 
 class Member:
@@ -112,14 +106,13 @@ class Member:
         self.be_quiet = f.be_quiet
 
 
-def _subject(app: str, channel: str) -> str:
-    return f"stream:{app}:{channel}"
-
-
 class StreamService:
-    def __init__(self, store: StreamStore, make_broker: Callable[[BusHandler], Broker]) -> None:
+    def __init__(self, store: StreamStore, broker: Broker, interest: Interest, hub: Hub) -> None:
         self.store = store
-        self.broker = make_broker(self.on_bus)
+        self.broker = broker
+        self.interest = interest
+        self.hub = hub
+        self.presence = hub.presence
         # (subject, topic, publisher) -> local sessions subscribed to that publisher
         self.routes: dict[tuple[str, str, str], set[Session]] = {}
         # subject -> local sessions in that channel
@@ -152,13 +145,21 @@ class StreamService:
         if not s.alive:  # the connection ended while the store answered
             await self.store.leave(app.app_id, f.channel, s.user_id, s.session_id)
             return
-        subject = _subject(app.app_id, f.channel)
-        s.stream[f.channel] = Member(f, subject, expires_at)
+        subject = make_subject(app.app_id, ChannelType.STREAM, f.channel)
+        member = s.stream[f.channel] = Member(f, subject, expires_at)
         local = self.local.get(subject)
         if local is None:
             local = self.local[subject] = set()
-            self.broker.subscribe(subject)
+            self.interest.add(subject)
         local.add(s)
+        try:
+            presence = await self.presence.join(s, subject, f.state, f.be_quiet, f.with_presence)
+            metadata = await self.hub.storage.member_joined(s, subject, f.with_metadata)
+            locks = await self.hub.locks.member_joined(s, subject, f.with_lock)
+        except BaseException:
+            self._forget(s, member)
+            await self.store.leave(app.app_id, f.channel, s.user_id, s.session_id)
+            raise
         log.debug("%r joined stream channel %s", s, f.channel)
         result = StreamJoinResult(
             [
@@ -166,6 +167,9 @@ class StreamService:
                 for t in topics
             ],
             expires_at,
+            presence,
+            metadata,
+            locks,
         )
         s.reply(f.rid, result=encode_result(result))
 
@@ -174,8 +178,11 @@ class StreamService:
         await self._leave(s, member)
         s.reply(f.rid)
 
-    async def _leave(self, s: Session, member: Member) -> None:
+    async def _leave(self, s: Session, member: Member, timed_out: bool = False) -> None:
         self._forget(s, member)
+        self.presence.leave(s, member.subject, timed_out)
+        self.hub.storage.member_left(s, member.subject)
+        self.hub.locks.member_left(s, member.subject)
         await self._release(s, member)
 
     async def _release(self, s: Session, member: Member) -> None:
@@ -197,13 +204,12 @@ class StreamService:
             local.discard(s)
             if not local:
                 del self.local[member.subject]
-                self.broker.unsubscribe(member.subject)
+                self.interest.remove(member.subject)
 
-    def session_closed(self, s: Session) -> None:
+    def session_closed(self, s: Session, timed_out: bool) -> None:
         """The session is over: leave every channel (publishers leave their topics)."""
         for member in list(s.stream.values()):
-            self._forget(s, member)
-            self._spawn(self._release(s, member))
+            self._spawn(self._leave(s, member, timed_out))
 
     def _spawn(self, coro: Coroutine[None, None, None]) -> None:
         task = asyncio.get_running_loop().create_task(coro)
@@ -222,8 +228,7 @@ class StreamService:
                 "the stream channel token expired",
             )
         )
-        self._forget(s, member)
-        self._spawn(self._release(s, member))
+        self._spawn(self._leave(s, member))
 
     def renew(self, s: Session, channel: str, token: str) -> int:
         member = self._member(s, channel)
@@ -305,7 +310,7 @@ class StreamService:
                 raise RTMError(ErrorCode.CHANNEL_INVALID_MESSAGE, "text is not UTF-8") from None
         elif f.message_type != MessageType.BINARY:
             raise RTMError(ErrorCode.CHANNEL_UNSUPPORTED_MESSAGE_TYPE, "unknown message type")
-        if not role.allow(self._clock(), limits.topic_message_rate):
+        if not role.bucket.allow(self._clock(), limits.topic_message_rate):
             raise RTMError(
                 ErrorCode.CHANNEL_PUBLISH_MESSAGE_TOO_FREQUENT,
                 f"over {limits.topic_message_rate:g} messages/s in topic {f.topic!r}",

@@ -18,10 +18,27 @@ import msgspec
 
 __all__ = [
     "BUS_MESSAGE",
+    "BUS_LOCK",
+    "BUS_PRESENCE",
+    "BUS_STORAGE",
+    "OP_REMOVE",
+    "OP_SET",
+    "OP_UPDATE",
+    "Item",
+    "ItemWrite",
+    "LockInfo",
+    "LockOutcome",
+    "LockStore",
+    "Metadata",
+    "MetadataStore",
+    "WriteOutcome",
     "BUS_TOPIC_EVENT",
     "Broker",
     "BusEvent",
     "BusHandler",
+    "Engine",
+    "PresenceEntry",
+    "PresenceStore",
     "StreamStore",
     "TopicPublishers",
 ]
@@ -29,6 +46,7 @@ __all__ = [
 # Kinds of bus events.
 BUS_MESSAGE = 1  # ``frame`` is a StreamMessage push; deliver to subscribers of (topic, user)
 BUS_TOPIC_EVENT = 2  # ``frame`` is a TopicEvent push; deliver to every member but ``user``
+BUS_PRESENCE = 3  # ``frame`` is a PresenceEvent push about ``user``; ``topic`` is its kind
 
 
 class BusEvent(msgspec.Struct, array_like=True, frozen=True, gc=False):
@@ -99,3 +117,171 @@ class StreamStore(Protocol):
 
     async def publishers(self, app: str, channel: str, topic: str) -> list[str]:
         """Current publishers of ``topic``, in the order they joined."""
+
+
+class PresenceEntry(msgspec.Struct, gc=False):
+    """One user's presence in one channel. ``member`` owns it (the session id)."""
+
+    member: str
+    state: dict[str, str]
+    quiet: bool = False
+
+
+class PresenceStore(Protocol):
+    """Who is present in which channel, with what temporary state, shared by all nodes.
+
+    Channels are named by subject (``server.subjects``). As in ``StreamStore``, writes that
+    carry a member id other than the entry's change nothing.
+    """
+
+    async def join(
+        self, subject: str, user: str, member: str, state: dict[str, str], quiet: bool
+    ) -> PresenceEntry | None:
+        """Make ``user`` present (taking the entry over if it exists); return the previous
+        entry, None if the user was not present."""
+
+    async def leave(self, subject: str, user: str, member: str) -> PresenceEntry | None:
+        """Remove the user's entry if ``member`` owns it; return it (None if nothing changed)."""
+
+    async def update_state(
+        self, subject: str, user: str, member: str, upsert: dict[str, str], remove: list[str]
+    ) -> dict[str, str] | None:
+        """Change the user's state; return the full new state (None if not present)."""
+
+    async def members(self, subject: str) -> dict[str, PresenceEntry]:
+        """Everyone present in the channel."""
+
+    async def where_now(self, app: str, user: str) -> list[tuple[str, bool]]:
+        """(subject, quiet) of every channel of ``app`` where ``user`` is present."""
+
+
+# --- storage (metadata) and locks ---------------------------------------------------------------
+
+OP_SET = 0
+OP_UPDATE = 1
+OP_REMOVE = 2
+
+
+class Item(msgspec.Struct, array_like=True, frozen=True, gc=False):
+    """A stored metadata item. ``revision`` is the write that last changed it."""
+
+    key: str
+    value: str
+    revision: int
+    author: str = ""
+    update_ts: int = 0
+
+
+class Metadata(msgspec.Struct, array_like=True, frozen=True, gc=False):
+    """A metadata set: ``major_revision`` is its last write (0: the set does not exist)."""
+
+    major_revision: int
+    items: dict[str, Item]
+
+
+class ItemWrite(msgspec.Struct, array_like=True, frozen=True, gc=False):
+    """One item of a write; ``revision`` -1 = no check, 0 = must not exist, > 0 = must match."""
+
+    key: str
+    value: str = ""
+    revision: int = -1
+
+
+class WriteOutcome(msgspec.Struct, frozen=True, gc=False):
+    """Result of a metadata write: ``code`` 0 and the new set, or the RTM code and reason."""
+
+    code: int
+    reason: str = ""
+    metadata: Metadata | None = None
+
+
+class MetadataStore(Protocol):
+    """Channel and user metadata with revisions, shared by all nodes and durable.
+
+    Targets name a set: ``channel:<app>:<type>:<name>`` or ``user:<app>:<user id>``. A write
+    is all or nothing: every check (major revision, item revisions, existence for update and
+    remove, the bound lock) passes and every item is written, or nothing changes. It returns
+    only once the write is durable. Revisions come from one counter that only grows.
+    """
+
+    async def write(
+        self,
+        target: str,
+        op: int,
+        items: list[ItemWrite],
+        major_revision: int,
+        author: str,
+        update_ts: int,
+        lock: tuple[str, str, str] | None = None,
+        max_size: int = 0,
+    ) -> WriteOutcome:
+        """Apply a write. ``author``/``update_ts`` are stamped on written items ("" / 0 when
+        not recorded). ``lock`` is (lock scope, lock name, user that must hold it).
+        ``max_size`` (if > 0) bounds the bytes of all keys and values of the resulting set."""
+
+    async def read(self, target: str) -> Metadata: ...
+
+
+class LockInfo(msgspec.Struct, array_like=True, frozen=True, gc=False):
+    name: str
+    ttl: int
+    owner: str = ""  # "" = free
+    fence: int = 0  # grows by one on every acquire
+
+
+class LockOutcome(msgspec.Struct, frozen=True, gc=False):
+    code: int
+    reason: str = ""
+    lock: LockInfo | None = None
+
+
+class LockStore(Protocol):
+    """Named locks per channel (scope ``<app>:<type>:<channel>``), durable, shared by nodes.
+
+    Owners are user ids. ``acquire`` succeeds when the lock is free or already the caller's,
+    and returns the lock with its fencing number (strictly increasing per lock).
+    """
+
+    async def set(self, scope: str, name: str, ttl: int, max_locks: int) -> LockOutcome: ...
+
+    async def remove(self, scope: str, name: str) -> LockOutcome: ...
+
+    async def acquire(self, scope: str, name: str, owner: str) -> LockOutcome: ...
+
+    async def release(self, scope: str, name: str, owner: str) -> LockOutcome:
+        """Free the lock if ``owner`` holds it (LOCK_NOT_ACQUIRED otherwise)."""
+
+    async def revoke(self, scope: str, name: str, owner: str) -> LockOutcome:
+        """Free the lock if ``owner`` holds it, whoever asks (LOCK_NOT_ACQUIRED otherwise)."""
+
+    async def locks(self, scope: str) -> dict[str, LockInfo]: ...
+
+    async def held(self) -> list[tuple[str, LockInfo]]:
+        """Every held lock with its scope (to restart TTL clocks after a restart)."""
+
+
+BUS_STORAGE = 4  # ``frame`` is a StorageEvent push; deliver to the subject's metadata listeners
+BUS_LOCK = 5  # ``frame`` is a LockEvent push; ``topic`` is the lock name
+
+
+class Engine(Protocol):
+    """Everything a server node needs from an engine."""
+
+    @property
+    def stream_store(self) -> StreamStore: ...
+
+    @property
+    def presence_store(self) -> PresenceStore: ...
+
+    @property
+    def metadata_store(self) -> MetadataStore: ...
+
+    @property
+    def lock_store(self) -> LockStore: ...
+
+    def make_broker(self, handler: BusHandler) -> Broker:
+        """The node's broker, delivering events on subscribed subjects to ``handler``."""
+
+    async def start(self) -> None: ...
+
+    async def close(self) -> None: ...

@@ -2,9 +2,31 @@
 
 from __future__ import annotations
 
-from .base import BusEvent, BusHandler, TopicPublishers
+from pathlib import Path
 
-__all__ = ["MemoryBroker", "MemoryStreamStore"]
+from .base import BusEvent, BusHandler, PresenceEntry, TopicPublishers
+from .sqlite import SQLiteStore
+
+__all__ = ["MemoryBroker", "MemoryEngine", "MemoryPresenceStore", "MemoryStreamStore"]
+
+
+class MemoryEngine:
+    """The embedded engine: one node, everything in this process; metadata and locks are
+    also kept durably in SQLite under the data directory."""
+
+    def __init__(self, data_dir: Path) -> None:
+        self.stream_store = MemoryStreamStore()
+        self.presence_store = MemoryPresenceStore()
+        self.metadata_store = self.lock_store = SQLiteStore(data_dir / "rtm2.db")
+
+    def make_broker(self, handler: BusHandler) -> MemoryBroker:
+        return MemoryBroker(handler)
+
+    async def start(self) -> None:
+        await self.metadata_store.open()
+
+    async def close(self) -> None:
+        await self.metadata_store.close()
 
 
 class MemoryBroker:
@@ -92,3 +114,58 @@ class MemoryStreamStore:
     async def publishers(self, app: str, channel: str, topic: str) -> list[str]:
         ch = self._channels.get((app, channel))
         return list(ch.topics.get(topic, {})) if ch is not None else []
+
+
+class MemoryPresenceStore:
+    def __init__(self) -> None:
+        self._channels: dict[str, dict[str, PresenceEntry]] = {}
+        self._users: dict[tuple[str, str], set[str]] = {}  # (app, user) -> subjects
+
+    async def join(
+        self, subject: str, user: str, member: str, state: dict[str, str], quiet: bool
+    ) -> PresenceEntry | None:
+        channel = self._channels.setdefault(subject, {})
+        previous = channel.get(user)
+        channel[user] = PresenceEntry(member, dict(state), quiet)
+        self._users.setdefault((_app(subject), user), set()).add(subject)
+        return previous
+
+    async def leave(self, subject: str, user: str, member: str) -> PresenceEntry | None:
+        channel = self._channels.get(subject)
+        entry = channel.get(user) if channel is not None else None
+        if channel is None or entry is None or entry.member != member:
+            return None
+        del channel[user]
+        if not channel:
+            del self._channels[subject]
+        key = (_app(subject), user)
+        subjects = self._users.get(key)
+        if subjects is not None:
+            subjects.discard(subject)
+            if not subjects:
+                del self._users[key]
+        return entry
+
+    async def update_state(
+        self, subject: str, user: str, member: str, upsert: dict[str, str], remove: list[str]
+    ) -> dict[str, str] | None:
+        entry = self._channels.get(subject, {}).get(user)
+        if entry is None or entry.member != member:
+            return None
+        entry.state.update(upsert)
+        for key in remove:
+            entry.state.pop(key, None)
+        return dict(entry.state)
+
+    async def members(self, subject: str) -> dict[str, PresenceEntry]:
+        return dict(self._channels.get(subject, {}))
+
+    async def where_now(self, app: str, user: str) -> list[tuple[str, bool]]:
+        return [
+            (subject, self._channels[subject][user].quiet)
+            for subject in sorted(self._users.get((app, user), ()))
+        ]
+
+
+def _app(subject: str) -> str:
+    return subject.split(":", 2)[1]

@@ -1,0 +1,183 @@
+"""``client.lock``: distributed locks per channel (RTM 2 locks, with a fair wait and fencing).
+
+``acquire`` returns the lock's fencing number, which grows by one with every acquisition:
+pass it along with the writes the lock protects, so a resource can refuse writes from a holder
+that lost the lock meanwhile. ``acquire(retry=True)`` waits until the lock is held, in the
+order the waiters asked; cancelling the coroutine withdraws the wait, and if the lock was
+granted at that very moment it is released again, so no waiter is ever forgotten.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from typing import TYPE_CHECKING
+
+from ..errors import ErrorCode, RTMError
+from ..protocol import frames as f
+from ..types import ChannelType, LockDetail, LockEvent, LockEventType
+from .streams import EventStream
+
+if TYPE_CHECKING:
+    from .client import RTMClient
+
+__all__ = ["Lock"]
+
+ChannelKey = tuple[ChannelType, str]
+
+
+class _View:
+    __slots__ = ("key", "locks", "stream")
+
+    def __init__(self, key: ChannelKey, locks: list[f.LockDetail]) -> None:
+        self.key = key
+        self.locks = {d.name: LockDetail(d.name, d.owner, d.ttl) for d in locks}
+        self.stream: EventStream[LockEvent] = EventStream(f"{key[1]}/locks")
+        self.stream.put(LockEvent(LockEventType.SNAPSHOT, key[1], key[0], dict(self.locks)))
+
+    def apply(self, frame: f.LockEvent) -> None:
+        kind = LockEventType(frame.kind)
+        changed = {d.name: LockDetail(d.name, d.owner, d.ttl) for d in frame.locks}
+        if kind is LockEventType.REMOVED:
+            for name in changed:
+                self.locks.pop(name, None)
+        else:
+            self.locks.update(changed)
+        self.stream.put(LockEvent(kind, self.key[1], self.key[0], changed))
+
+
+class Lock:
+    def __init__(self, client: RTMClient) -> None:
+        self._client = client
+        self._views: dict[ChannelKey, _View] = {}
+        self._cleanups: set[asyncio.Task[None]] = set()
+
+    async def set(self, channel: str, channel_type: ChannelType, name: str, ttl: int = 10) -> None:
+        """Define a lock (LOCK_ALREADY_EXIST if it exists). ``ttl`` (clamped to 10-300 s) is how
+        long the lock outlives its owner's connection or presence in the channel."""
+        await self._client._request(
+            lambda rid: f.SetLock(rid, channel, channel_type, name, ttl), None
+        )
+
+    async def remove(self, channel: str, channel_type: ChannelType, name: str) -> None:
+        """Delete a lock; anyone waiting for it gets LOCK_NOT_EXIST."""
+        await self._client._request(
+            lambda rid: f.RemoveLock(rid, channel, channel_type, name), None
+        )
+
+    async def acquire(
+        self, channel: str, channel_type: ChannelType, name: str, retry: bool = False
+    ) -> int:
+        """Acquire a lock and return its fencing number.
+
+        Without ``retry`` a held lock fails at once (LOCK_ACQUIRE_FAILED). With ``retry`` the
+        call returns when the lock is held, however long that takes (it ends early, with
+        LOCK_ACQUIRE_FAILED, if this client leaves the channel, and with NOT_CONNECTED if the
+        connection goes); cancel the coroutine to stop waiting.
+        """
+        if not retry:
+            result = await self._client._request(
+                lambda rid: f.AcquireLock(rid, channel, channel_type, name, False), f.Acquired
+            )
+            assert result is not None
+            return result.fence
+        link = self._client._require_login()
+        frame, future = link.begin(
+            lambda rid: f.AcquireLock(rid, channel, channel_type, name, True), f.Acquired
+        )
+        try:
+            result = await future
+        except asyncio.CancelledError:
+            task = asyncio.get_running_loop().create_task(
+                self._withdraw(frame.rid, future, channel, channel_type, name)
+            )
+            self._cleanups.add(task)
+            task.add_done_callback(self._cleanups.discard)
+            raise
+        finally:
+            if future.done():
+                link.forget(frame.rid)
+        assert result is not None
+        return result.fence
+
+    async def _withdraw(
+        self,
+        rid: int,
+        future: asyncio.Future[f.Acquired | None],
+        channel: str,
+        channel_type: ChannelType,
+        name: str,
+    ) -> None:
+        """A waiting acquire was cancelled: withdraw it; if it won the lock meanwhile, give
+        the lock back."""
+        link = self._client._link
+        if link is None:
+            return
+        try:
+            with contextlib.suppress(RTMError):
+                await self._client._request(lambda r: f.CancelAcquire(r, rid), None)
+            async with asyncio.timeout(self._client.config.request_timeout):
+                await future
+        except (RTMError, TimeoutError):
+            return  # not granted (or the connection is gone, which ends the wait anyway)
+        finally:
+            link.forget(rid)
+        with contextlib.suppress(RTMError):
+            await self.release(channel, channel_type, name)
+
+    async def release(self, channel: str, channel_type: ChannelType, name: str) -> None:
+        """Release a lock this user holds (LOCK_NOT_ACQUIRED otherwise)."""
+        await self._client._request(
+            lambda rid: f.ReleaseLock(rid, channel, channel_type, name), None
+        )
+
+    async def revoke(self, channel: str, channel_type: ChannelType, name: str, owner: str) -> None:
+        """Free a lock held by ``owner``, whoever asks (LOCK_NOT_ACQUIRED if not held by them)."""
+        await self._client._request(
+            lambda rid: f.RevokeLock(rid, channel, channel_type, name, owner), None
+        )
+
+    async def get(self, channel: str, channel_type: ChannelType) -> dict[str, LockDetail]:
+        """The channel's locks by name: owner ("" if free) and TTL."""
+        result = await self._client._request(
+            lambda rid: f.GetLocks(rid, channel, channel_type), list[f.LockDetail]
+        )
+        assert result is not None
+        return {d.name: LockDetail(d.name, d.owner, d.ttl) for d in result}
+
+    async def get_lock_events(
+        self, channel: str, channel_type: ChannelType
+    ) -> tuple[dict[str, LockDetail], EventStream[LockEvent]]:
+        """The channel's locks now and its lock-event stream (SNAPSHOT first).
+
+        Needs the channel joined or subscribed with ``with_lock=True``.
+        """
+        self._client._require_login()
+        view = self._views.get((ChannelType(channel_type), channel))
+        if view is None:
+            code = (
+                ErrorCode.CHANNEL_NOT_JOINED
+                if channel_type == ChannelType.STREAM
+                else ErrorCode.CHANNEL_NOT_SUBSCRIBED
+            )
+            raise RTMError(code, f"{channel!r} is not joined or subscribed with locks")
+        return dict(view.locks), view.stream
+
+    # --- views --------------------------------------------------------------------------------
+
+    def _open_view(self, key: ChannelKey, locks: list[f.LockDetail]) -> None:
+        self._views[key] = _View(key, locks)
+
+    def _close_view(self, key: ChannelKey, code: ErrorCode) -> None:
+        view = self._views.pop(key, None)
+        if view is not None:
+            view.stream.close(code)
+
+    def _on_event(self, frame: f.LockEvent) -> None:
+        view = self._views.get((ChannelType(frame.channel_type), frame.channel))
+        if view is not None:
+            view.apply(frame)
+
+    def _reset(self) -> None:
+        for key in list(self._views):
+            self._close_view(key, ErrorCode.NOT_LOGIN)

@@ -1,0 +1,266 @@
+"""Presence for the SDK: who is where, temporary state, and per-channel presence events.
+
+The SDK keeps the user's own state per channel. Before the user is in a channel, ``set_state``
+only fills that cache (at most 100 channels' worth); the cache rides along with the subscribe or
+join and becomes the user's state there in the same step. For channels joined or subscribed
+with presence, a view follows the events, so ``get_presence_events`` returns a current
+snapshot and the channel's event stream (a SNAPSHOT event first).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, NamedTuple
+
+from ..errors import ErrorCode, RTMError
+from ..protocol import frames as f
+from ..types import ChannelInfo, ChannelType, PresenceEvent, PresenceEventType, UserState
+from .streams import EventStream
+
+if TYPE_CHECKING:
+    from .client import RTMClient
+
+__all__ = ["Presence", "UserList", "WhoNowResult"]
+
+MAX_CACHED_CHANNELS = 100
+MAX_STATE_PAIRS = 32
+
+ChannelKey = tuple[ChannelType, str]
+
+
+class UserList(list[UserState]):
+    """A page of users; ``total`` is how many are in the channel, over all pages."""
+
+    total: int = 0
+
+
+class WhoNowResult(NamedTuple):
+    users: UserList
+    next_page: str | None  # pass as ``page`` for the next 100; None on the last page
+
+
+class _View:
+    """The presence of one channel as this client sees it, kept current by events."""
+
+    __slots__ = ("key", "snapshot", "stream")
+
+    def __init__(self, key: ChannelKey, snapshot: dict[str, dict[str, str]]) -> None:
+        self.key = key
+        self.snapshot = snapshot
+        self.stream: EventStream[PresenceEvent] = EventStream(f"{key[1]}/presence")
+        self.stream.put(self._event(PresenceEventType.SNAPSHOT, snapshot=dict(snapshot)))
+
+    def _event(
+        self,
+        kind: PresenceEventType,
+        user: str = "",
+        state: dict[str, str] | None = None,
+        joined: list[str] | None = None,
+        left: list[str] | None = None,
+        timed_out: list[str] | None = None,
+        snapshot: dict[str, dict[str, str]] | None = None,
+    ) -> PresenceEvent:
+        return PresenceEvent(
+            kind,
+            self.key[1],
+            self.key[0],
+            user,
+            state or {},
+            joined or [],
+            left or [],
+            timed_out or [],
+            snapshot or {},
+        )
+
+    def apply(self, frame: f.PresenceEvent) -> None:
+        kind = PresenceEventType(frame.kind)
+        if kind in (PresenceEventType.REMOTE_JOIN, PresenceEventType.REMOTE_STATE_CHANGED):
+            self.snapshot[frame.user] = dict(frame.state)
+        elif kind in (PresenceEventType.REMOTE_LEAVE, PresenceEventType.REMOTE_TIMEOUT):
+            self.snapshot.pop(frame.user, None)
+        elif kind is PresenceEventType.INTERVAL:
+            for user in (*frame.left, *frame.timeout):
+                self.snapshot.pop(user, None)
+            for user in frame.joined:
+                self.snapshot.setdefault(user, {})
+            for user, state in frame.states.items():
+                self.snapshot[user] = dict(state)
+            self.stream.put(
+                self._event(
+                    kind,
+                    joined=list(frame.joined),
+                    left=list(frame.left),
+                    timed_out=list(frame.timeout),
+                    snapshot={u: dict(s) for u, s in frame.states.items()},
+                )
+            )
+            return
+        self.stream.put(self._event(kind, frame.user, dict(frame.state)))
+
+
+class Presence:
+    """``client.presence``: RTM 2 presence (who_now, where_now, state, events)."""
+
+    def __init__(self, client: RTMClient) -> None:
+        self._client = client
+        self._views: dict[ChannelKey, _View] = {}
+        self._inside: set[ChannelKey] = set()  # channels the user is in, per the server
+        self._own: dict[ChannelKey, dict[str, str]] = {}  # own state: cached or applied
+
+    # --- queries -----------------------------------------------------------------------------
+
+    async def who_now(
+        self,
+        channel: str,
+        channel_type: ChannelType,
+        include_user_id: bool = True,
+        include_state: bool = False,
+        page: str | None = None,
+    ) -> WhoNowResult:
+        """Users in a channel, 100 a page, sorted by user id (quiet users are not listed).
+
+        The caller need not be in the channel. With ``include_user_id=False`` only
+        ``users.total`` is filled in.
+        """
+        result = await self._client._request(
+            lambda rid: f.WhoNow(
+                rid, channel, channel_type, include_user_id, include_state, page or ""
+            ),
+            f.WhoNowResult,
+        )
+        assert result is not None
+        users = UserList(UserState(u.user, dict(u.state)) for u in result.users)
+        users.total = result.total
+        return WhoNowResult(users, result.next_page or None)
+
+    async def where_now(self, user_id: str) -> list[ChannelInfo]:
+        """The message and stream channels ``user_id`` is in (quiet memberships hidden)."""
+        result = await self._client._request(lambda rid: f.WhereNow(rid, user_id), f.WhereNowResult)
+        assert result is not None
+        return [ChannelInfo(c.channel, ChannelType(c.channel_type)) for c in result.channels]
+
+    async def get_state(
+        self, channel: str, channel_type: ChannelType, user_id: str
+    ) -> dict[str, str]:
+        """``user_id``'s temporary state in a channel (PRESENCE_USER_NOT_EXIST if absent)."""
+        result = await self._client._request(
+            lambda rid: f.GetState(rid, channel, channel_type, user_id), dict[str, str]
+        )
+        assert result is not None
+        return result
+
+    # --- own state ---------------------------------------------------------------------------
+
+    async def set_state(
+        self, channel: str, channel_type: ChannelType, state: dict[str, str]
+    ) -> None:
+        """Set keys of this user's state in a channel (others get REMOTE_STATE_CHANGED).
+
+        Before the user is in the channel, the state is cached and applied when it joins.
+        """
+        self._client._require_login()
+        key = (ChannelType(channel_type), channel)
+        pending = dict(state)
+        if key not in self._inside:
+            self._cache(key, {**self._own.get(key, {}), **pending})
+            return
+
+        def applied(_: None) -> None:
+            self._own.setdefault(key, {}).update(pending)
+            self._show_own(key)
+
+        await self._client._request(
+            lambda rid: f.SetState(rid, channel, channel_type, pending), None, applied
+        )
+
+    async def remove_state(
+        self, channel: str, channel_type: ChannelType, keys: Iterable[str]
+    ) -> None:
+        """Remove keys from this user's state in a channel (or from the cached state)."""
+        self._client._require_login()
+        key = (ChannelType(channel_type), channel)
+        dropped = list(keys)
+        if key not in self._inside:
+            self._cache(key, {k: v for k, v in self._own.get(key, {}).items() if k not in dropped})
+            return
+
+        def removed(_: None) -> None:
+            own = self._own.setdefault(key, {})
+            for k in dropped:
+                own.pop(k, None)
+            self._show_own(key)
+
+        await self._client._request(
+            lambda rid: f.RemoveState(rid, channel, channel_type, dropped), None, removed
+        )
+
+    def _show_own(self, key: ChannelKey) -> None:
+        """Our own state changes reach no event of ours: keep our snapshot entry current."""
+        view = self._views.get(key)
+        if view is not None:
+            view.snapshot[self._client.config.user_id] = dict(self._own.get(key, {}))
+
+    def _cache(self, key: ChannelKey, state: dict[str, str]) -> None:
+        if len(state) > MAX_STATE_PAIRS:
+            raise RTMError(
+                ErrorCode.PRESENCE_STATE_COUNT_OVERFLOW, f"at most {MAX_STATE_PAIRS} state pairs"
+            )
+        cached = sum(1 for k in self._own if k not in self._inside)
+        if key not in self._own and cached >= MAX_CACHED_CHANNELS:
+            raise RTMError(
+                ErrorCode.PRESENCE_CACHED_TOO_MANY_STATES,
+                f"state cached for {MAX_CACHED_CHANNELS} channels not joined yet",
+            )
+        self._own[key] = state
+
+    # --- events ------------------------------------------------------------------------------
+
+    async def get_presence_events(
+        self, channel: str, channel_type: ChannelType
+    ) -> tuple[dict[str, dict[str, str]], EventStream[PresenceEvent]]:
+        """The channel's presence now (user id -> state, self included) and its event stream.
+
+        Needs the channel subscribed or joined with ``with_presence=True``. The stream begins
+        with a SNAPSHOT event and ends when the channel is left.
+        """
+        self._client._require_login()
+        key = (ChannelType(channel_type), channel)
+        view = self._views.get(key)
+        if view is None:
+            code = (
+                ErrorCode.CHANNEL_NOT_JOINED
+                if key[0] is ChannelType.STREAM
+                else ErrorCode.CHANNEL_NOT_SUBSCRIBED
+            )
+            reason = "without presence" if key in self._inside else "not in the channel"
+            raise RTMError(code, f"{channel!r}: {reason}")
+        return {u: dict(s) for u, s in view.snapshot.items()}, view.stream
+
+    # --- hooks for subscribe / join / leave ---------------------------------------------------
+
+    def _state_for(self, key: ChannelKey) -> dict[str, str]:
+        return dict(self._own.get(key, {}))
+
+    def _entered(self, key: ChannelKey, snapshot: dict[str, dict[str, str]], listen: bool) -> None:
+        self._inside.add(key)
+        if listen:
+            self._views[key] = _View(key, {u: dict(s) for u, s in snapshot.items()})
+
+    def _left(self, key: ChannelKey, code: ErrorCode) -> None:
+        """The user left the channel: its state there is gone; its event stream ends."""
+        self._inside.discard(key)
+        self._own.pop(key, None)
+        view = self._views.pop(key, None)
+        if view is not None:
+            view.stream.close(code)
+
+    def _on_event(self, frame: f.PresenceEvent) -> None:
+        view = self._views.get((ChannelType(frame.channel_type), frame.channel))
+        if view is not None:
+            view.apply(frame)
+
+    def _reset(self) -> None:
+        for key in list(self._views):
+            self._left(key, ErrorCode.NOT_LOGIN)
+        self._inside.clear()
+        self._own.clear()

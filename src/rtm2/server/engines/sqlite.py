@@ -1,0 +1,362 @@
+"""Durable metadata and locks for the embedded engine: memory first, SQLite (WAL) behind it.
+
+Every check and every change happens in memory, synchronously, so two requests can never
+interleave between a compare and its set. The change is then handed, as one transaction, to a
+single writer thread that commits queued transactions together (group commit, ``synchronous=
+FULL``); the request is acknowledged only when its transaction is committed. A process killed
+at any moment therefore loses no acknowledged write and never keeps half of a multi-item one.
+If a commit ever fails, the store refuses every later write (STORAGE_NOT_AVAILABLE): memory may
+then be ahead of the disk, and only a restart, which reloads from the disk, makes it whole.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import queue
+import sqlite3
+import threading
+from pathlib import Path
+from typing import Any
+
+from ...errors import ErrorCode
+from .base import (
+    OP_REMOVE,
+    OP_SET,
+    OP_UPDATE,
+    Item,
+    ItemWrite,
+    LockInfo,
+    LockOutcome,
+    Metadata,
+    WriteOutcome,
+)
+
+__all__ = ["SQLiteStore"]
+
+log = logging.getLogger("rtm2.server")
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta_sets (target TEXT PRIMARY KEY, major_revision INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS meta_items (
+    target TEXT NOT NULL, key TEXT NOT NULL, value TEXT NOT NULL, revision INTEGER NOT NULL,
+    author TEXT NOT NULL, update_ts INTEGER NOT NULL, PRIMARY KEY (target, key));
+CREATE TABLE IF NOT EXISTS locks (
+    scope TEXT NOT NULL, name TEXT NOT NULL, ttl INTEGER NOT NULL, owner TEXT NOT NULL,
+    fence INTEGER NOT NULL, PRIMARY KEY (scope, name));
+CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
+"""
+
+Statement = tuple[str, tuple[Any, ...]]
+_EMPTY = Metadata(0, {})
+
+
+class _Writer(threading.Thread):
+    """Commits queued transactions in order, several per commit when they queue up."""
+
+    def __init__(self, path: Path, loop: asyncio.AbstractEventLoop) -> None:
+        super().__init__(name="rtm2-sqlite-writer", daemon=True)
+        self._path = path
+        self._loop = loop
+        self._queue: queue.SimpleQueue[tuple[list[Statement], asyncio.Future[None]] | None] = (
+            queue.SimpleQueue()
+        )
+
+    def submit(self, statements: list[Statement]) -> asyncio.Future[None]:
+        future: asyncio.Future[None] = self._loop.create_future()
+        self._queue.put((statements, future))
+        return future
+
+    def stop(self) -> None:
+        self._queue.put(None)
+
+    def run(self) -> None:
+        db = sqlite3.connect(self._path, isolation_level=None, check_same_thread=False)
+        db.execute("PRAGMA journal_mode=WAL")
+        db.execute("PRAGMA synchronous=FULL")
+        stopping = False
+        while not stopping:
+            batch = [self._queue.get()]
+            while not self._queue.empty():
+                batch.append(self._queue.get_nowait())
+            if None in batch:
+                stopping = True
+            jobs = [job for job in batch if job is not None]
+            if not jobs:
+                continue
+            error: BaseException | None = None
+            try:
+                db.execute("BEGIN IMMEDIATE")
+                for statements, _ in jobs:
+                    for sql, args in statements:
+                        db.execute(sql, args)
+                db.execute("COMMIT")
+            except BaseException as exc:  # report to every waiting request, never die silently
+                error = exc
+                with contextlib.suppress(sqlite3.Error):
+                    db.execute("ROLLBACK")
+            for _, future in jobs:
+                self._loop.call_soon_threadsafe(_settle, future, error)
+        db.close()
+
+
+def _settle(future: asyncio.Future[None], error: BaseException | None) -> None:
+    if future.done():
+        return
+    if error is None:
+        future.set_result(None)
+    else:
+        future.set_exception(error)
+
+
+class SQLiteStore:
+    """Implements ``MetadataStore`` and ``LockStore`` for one process."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._sets: dict[str, Metadata] = {}
+        self._locks: dict[str, dict[str, LockInfo]] = {}
+        self._revision = 0
+        self._writer: _Writer | None = None
+        self._broken = ""
+
+    # --- lifecycle -----------------------------------------------------------------------
+
+    async def open(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        db = sqlite3.connect(self.path)
+        try:
+            db.execute("PRAGMA journal_mode=WAL")
+            db.executescript(_SCHEMA)
+            items: dict[str, dict[str, Item]] = {}
+            for target, key, value, revision, author, ts in db.execute(
+                "SELECT target, key, value, revision, author, update_ts FROM meta_items"
+            ):
+                items.setdefault(target, {})[key] = Item(key, value, revision, author, ts)
+            for target, major in db.execute("SELECT target, major_revision FROM meta_sets"):
+                self._sets[target] = Metadata(major, items.get(target, {}))
+            for scope, name, ttl, owner, fence in db.execute(
+                "SELECT scope, name, ttl, owner, fence FROM locks"
+            ):
+                self._locks.setdefault(scope, {})[name] = LockInfo(name, ttl, owner, fence)
+            row = db.execute("SELECT value FROM counters WHERE name = 'revision'").fetchone()
+            self._revision = row[0] if row else 0
+        finally:
+            db.close()
+        self._writer = _Writer(self.path, asyncio.get_running_loop())
+        self._writer.start()
+        log.info(
+            "storage: %d metadata sets and %d locks loaded from %s",
+            len(self._sets),
+            sum(len(v) for v in self._locks.values()),
+            self.path,
+        )
+
+    async def close(self) -> None:
+        if self._writer is not None:
+            self._writer.stop()
+            await asyncio.to_thread(self._writer.join, 5.0)
+            self._writer = None
+
+    async def _commit(self, statements: list[Statement]) -> str:
+        """Make ``statements`` durable; "" on success, otherwise why the store is broken."""
+        if self._broken:
+            return self._broken
+        assert self._writer is not None, "store not open"
+        try:
+            await self._writer.submit(statements)
+        except Exception as exc:
+            self._broken = f"storage write failed ({exc}); restart the server"
+            log.error("storage: %s", self._broken)
+            return self._broken
+        return ""
+
+    # --- metadata ------------------------------------------------------------------------
+
+    async def read(self, target: str) -> Metadata:
+        return self._sets.get(target, _EMPTY)
+
+    async def write(
+        self,
+        target: str,
+        op: int,
+        items: list[ItemWrite],
+        major_revision: int,
+        author: str,
+        update_ts: int,
+        lock: tuple[str, str, str] | None = None,
+        max_size: int = 0,
+    ) -> WriteOutcome:
+        if self._broken:
+            return WriteOutcome(ErrorCode.STORAGE_NOT_AVAILABLE, self._broken)
+        if op not in (OP_SET, OP_UPDATE, OP_REMOVE):
+            return WriteOutcome(ErrorCode.STORAGE_INVALID_ARGUMENT, f"unknown operation {op}")
+        current = self._sets.get(target, _EMPTY)
+        refused = _check(current, op, items, major_revision)
+        if refused is not None:
+            return refused
+        if lock is not None:
+            scope, name, user = lock
+            held = self._locks.get(scope, {}).get(name)
+            if held is None or held.owner != user:
+                return WriteOutcome(
+                    ErrorCode.STORAGE_LOCK_NOT_ACQUIRED, f"the caller does not hold lock {name!r}"
+                )
+        self._revision += 1
+        revision = self._revision
+        statements: list[Statement] = [
+            ("INSERT OR REPLACE INTO counters VALUES ('revision', ?)", (revision,))
+        ]
+        new_items = dict(current.items)
+        if op == OP_REMOVE and not items:  # the whole set goes
+            new = _EMPTY
+            statements += [
+                ("DELETE FROM meta_items WHERE target = ?", (target,)),
+                ("DELETE FROM meta_sets WHERE target = ?", (target,)),
+            ]
+        else:
+            for w in items:
+                if op == OP_REMOVE:
+                    del new_items[w.key]
+                    statements.append(
+                        ("DELETE FROM meta_items WHERE target = ? AND key = ?", (target, w.key))
+                    )
+                else:
+                    item = Item(w.key, w.value, revision, author, update_ts)
+                    new_items[w.key] = item
+                    statements.append(
+                        (
+                            "INSERT OR REPLACE INTO meta_items VALUES (?, ?, ?, ?, ?, ?)",
+                            (target, w.key, w.value, revision, author, update_ts),
+                        )
+                    )
+            new = Metadata(revision, new_items)
+            if max_size and _size(new) > max_size:
+                self._revision -= 1
+                return WriteOutcome(
+                    ErrorCode.STORAGE_METADATA_LENGTH_OVERFLOW,
+                    f"the set would exceed {max_size} bytes",
+                )
+            statements.append(
+                ("INSERT OR REPLACE INTO meta_sets VALUES (?, ?)", (target, revision))
+            )
+        if new is _EMPTY:
+            self._sets.pop(target, None)
+        else:
+            self._sets[target] = new
+        broken = await self._commit(statements)
+        if broken:
+            return WriteOutcome(ErrorCode.STORAGE_NOT_AVAILABLE, broken)
+        return WriteOutcome(0, "", new)
+
+    # --- locks ---------------------------------------------------------------------------
+
+    async def locks(self, scope: str) -> dict[str, LockInfo]:
+        return dict(self._locks.get(scope, {}))
+
+    async def held(self) -> list[tuple[str, LockInfo]]:
+        return [
+            (scope, info)
+            for scope, locks in self._locks.items()
+            for info in locks.values()
+            if info.owner
+        ]
+
+    async def set(self, scope: str, name: str, ttl: int, max_locks: int) -> LockOutcome:
+        locks = self._locks.get(scope, {})
+        if name in locks:
+            return LockOutcome(ErrorCode.LOCK_ALREADY_EXIST, f"lock {name!r} already exists")
+        if len(locks) >= max_locks:
+            return LockOutcome(
+                ErrorCode.LOCK_OPERATION_FAILED, f"a channel has at most {max_locks} locks"
+            )
+        return await self._put(scope, LockInfo(name, ttl))
+
+    async def remove(self, scope: str, name: str) -> LockOutcome:
+        info = self._locks.get(scope, {}).get(name)
+        if info is None:
+            return LockOutcome(ErrorCode.LOCK_NOT_EXIST, f"no lock {name!r}")
+        locks = self._locks[scope]
+        del locks[name]
+        if not locks:
+            del self._locks[scope]
+        return await self._save(
+            LockOutcome(0, "", info),
+            [("DELETE FROM locks WHERE scope = ? AND name = ?", (scope, name))],
+        )
+
+    async def acquire(self, scope: str, name: str, owner: str) -> LockOutcome:
+        info = self._locks.get(scope, {}).get(name)
+        if info is None:
+            return LockOutcome(ErrorCode.LOCK_NOT_EXIST, f"no lock {name!r}")
+        if info.owner == owner:
+            return LockOutcome(0, "", info)
+        if info.owner:
+            return LockOutcome(ErrorCode.LOCK_ACQUIRE_FAILED, f"lock {name!r} is held", info)
+        return await self._put(scope, LockInfo(name, info.ttl, owner, info.fence + 1))
+
+    async def release(self, scope: str, name: str, owner: str) -> LockOutcome:
+        return await self.revoke(scope, name, owner)
+
+    async def revoke(self, scope: str, name: str, owner: str) -> LockOutcome:
+        info = self._locks.get(scope, {}).get(name)
+        if info is None:
+            return LockOutcome(ErrorCode.LOCK_NOT_EXIST, f"no lock {name!r}")
+        if not owner or info.owner != owner:
+            return LockOutcome(
+                ErrorCode.LOCK_NOT_ACQUIRED, f"lock {name!r} is not held by {owner!r}", info
+            )
+        return await self._put(scope, LockInfo(name, info.ttl, "", info.fence))
+
+    async def _put(self, scope: str, info: LockInfo) -> LockOutcome:
+        if self._broken:
+            return LockOutcome(ErrorCode.LOCK_NOT_AVAILABLE, self._broken)
+        self._locks.setdefault(scope, {})[info.name] = info
+        return await self._save(
+            LockOutcome(0, "", info),
+            [
+                (
+                    "INSERT OR REPLACE INTO locks VALUES (?, ?, ?, ?, ?)",
+                    (scope, info.name, info.ttl, info.owner, info.fence),
+                )
+            ],
+        )
+
+    async def _save(self, outcome: LockOutcome, statements: list[Statement]) -> LockOutcome:
+        broken = await self._commit(statements)
+        if broken:
+            return LockOutcome(ErrorCode.LOCK_NOT_AVAILABLE, broken)
+        return outcome
+
+
+def _size(metadata: Metadata) -> int:
+    return sum(len(i.key.encode()) + len(i.value.encode()) for i in metadata.items.values())
+
+
+def _check(
+    current: Metadata, op: int, items: list[ItemWrite], major_revision: int
+) -> WriteOutcome | None:
+    """The first reason a write may not happen, or None. Set-level check first, then items."""
+    if major_revision != -1 and major_revision != current.major_revision:
+        return WriteOutcome(
+            ErrorCode.STORAGE_OUTDATED_REVISION,
+            f"major revision is {current.major_revision}, not {major_revision}",
+        )
+    for w in items:
+        existing = current.items.get(w.key)
+        if w.revision == 0 and existing is not None:
+            return WriteOutcome(
+                ErrorCode.STORAGE_OUTDATED_REVISION, f"item {w.key!r} exists (revision 0 given)"
+            )
+        if w.revision > 0 and (existing is None or existing.revision != w.revision):
+            have = existing.revision if existing else "none"
+            return WriteOutcome(
+                ErrorCode.STORAGE_OUTDATED_REVISION,
+                f"item {w.key!r} is at revision {have}, not {w.revision}",
+            )
+        if op in (OP_UPDATE, OP_REMOVE) and existing is None:
+            return WriteOutcome(
+                ErrorCode.STORAGE_INVALID_METADATA_ITEM, f"item {w.key!r} does not exist"
+            )
+    return None

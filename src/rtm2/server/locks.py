@@ -1,0 +1,292 @@
+"""Distributed locks per channel: set, remove, acquire (with a fair wait), release, revoke.
+
+The lock table (owner, TTL, fencing number) lives in the engine's ``LockStore``. This service
+adds what happens over time:
+
+- **Fair waiting.** ``acquire(retry=True)`` on a held lock queues the request; when the lock
+  is freed, the first waiter still connected gets it (FIFO). While anyone waits, a plain
+  acquire by someone else fails, so nobody overtakes the queue. A wait ends when the lock is
+  granted, when the client cancels it, or when the waiter leaves the channel or its session
+  ends; every waiting request is answered either way.
+- **TTL.** A lock outlives its owner's presence by its TTL: when the owner's connection is
+  lost, or it leaves the channel, a countdown starts; if the owner comes back into the channel
+  in time it keeps the lock, otherwise the lock is freed and members get EXPIRED. After a
+  server restart every held lock starts its countdown afresh.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections import deque
+from collections.abc import Coroutine
+from typing import TYPE_CHECKING
+
+from ..errors import ErrorCode, RTMError
+from ..protocol.codec import encode, encode_result, ws_binary_frame
+from ..protocol.frames import (
+    Acquired,
+    AcquireLock,
+    CancelAcquire,
+    GetLocks,
+    LockDetail,
+    LockEvent,
+    ReleaseLock,
+    RemoveLock,
+    RevokeLock,
+    SetLock,
+)
+from ..types import LockEventType
+from .engines.base import BUS_LOCK, Broker, BusEvent, LockInfo, LockStore
+from .subjects import channel_subject, parse_subject
+
+if TYPE_CHECKING:
+    from .session import Session
+
+__all__ = ["LockService"]
+
+MAX_LOCK_NAME = 64
+TTL_RANGE = (10, 300)
+
+LockKey = tuple[str, str]  # (scope = channel subject, lock name)
+
+
+class _Waiter:
+    __slots__ = ("rid", "session")
+
+    def __init__(self, session: Session, rid: int) -> None:
+        self.session = session
+        self.rid = rid
+
+
+def _detail(info: LockInfo) -> LockDetail:
+    return LockDetail(info.name, info.owner, info.ttl)
+
+
+class LockService:
+    def __init__(self, store: LockStore, broker: Broker) -> None:
+        self.store = store
+        self.broker = broker
+        self.listeners: dict[str, set[Session]] = {}  # subject -> with_lock members
+        self.waiters: dict[LockKey, deque[_Waiter]] = {}
+        # Locks whose owner is away: key -> (owner, monotonic deadline)
+        self.countdowns: dict[LockKey, tuple[str, float]] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._clock = time.monotonic
+
+    async def start(self) -> None:
+        """After a restart nobody is connected: every held lock starts its TTL countdown."""
+        now = self._clock()
+        for scope, info in await self.store.held():
+            self.countdowns[(scope, info.name)] = (info.owner, now + info.ttl)
+
+    # --- requests -------------------------------------------------------------------------
+
+    async def set(self, s: Session, f: SetLock) -> None:
+        scope = self._scope(s, f.channel, f.channel_type, f.name)
+        ttl = min(max(f.ttl, TTL_RANGE[0]), TTL_RANGE[1])
+        limit = s.app_config.limits.locks_per_channel
+        outcome = await self.store.set(scope, f.name, ttl, limit)
+        if outcome.code:
+            raise RTMError(outcome.code, outcome.reason)
+        assert outcome.lock is not None
+        self._event(scope, LockEventType.SET, outcome.lock)
+        s.reply(f.rid)
+
+    async def remove(self, s: Session, f: RemoveLock) -> None:
+        scope = self._scope(s, f.channel, f.channel_type, f.name)
+        outcome = await self.store.remove(scope, f.name)
+        if outcome.code:
+            raise RTMError(outcome.code, outcome.reason)
+        assert outcome.lock is not None
+        key = (scope, f.name)
+        self.countdowns.pop(key, None)
+        self._event(scope, LockEventType.REMOVED, outcome.lock)
+        for waiter in self.waiters.pop(key, ()):
+            waiter.session.reply(waiter.rid, ErrorCode.LOCK_NOT_EXIST, f"lock {f.name!r} removed")
+        s.reply(f.rid)
+
+    async def acquire(self, s: Session, f: AcquireLock) -> None:
+        scope = self._scope(s, f.channel, f.channel_type, f.name)
+        key = (scope, f.name)
+        queue = self.waiters.get(key)
+        if queue:  # others wait first: fairness says this request waits too, or fails
+            if not f.retry:
+                raise RTMError(ErrorCode.LOCK_ACQUIRE_FAILED, f"lock {f.name!r} is held")
+            queue.append(_Waiter(s, f.rid))
+            return
+        before = (await self.store.locks(scope)).get(f.name)
+        outcome = await self.store.acquire(scope, f.name, s.user_id)
+        if outcome.code == ErrorCode.LOCK_ACQUIRE_FAILED and f.retry:
+            self.waiters.setdefault(key, deque()).append(_Waiter(s, f.rid))
+            return
+        if outcome.code:
+            raise RTMError(outcome.code, outcome.reason)
+        assert outcome.lock is not None
+        self._granted(s, key, outcome.lock, before)
+        s.reply(f.rid, result=encode_result(Acquired(outcome.lock.fence)))
+
+    def _granted(self, s: Session, key: LockKey, info: LockInfo, before: LockInfo | None) -> None:
+        s.locks.add(key)
+        self.countdowns.pop(key, None)
+        if before is None or before.owner != info.owner:
+            self._event(key[0], LockEventType.ACQUIRED, info)
+
+    async def release(self, s: Session, f: ReleaseLock) -> None:
+        scope = self._scope(s, f.channel, f.channel_type, f.name)
+        await self._free(scope, f.name, s.user_id, LockEventType.RELEASED)
+        s.locks.discard((scope, f.name))
+        s.reply(f.rid)
+
+    async def revoke(self, s: Session, f: RevokeLock) -> None:
+        scope = self._scope(s, f.channel, f.channel_type, f.name)
+        await self._free(scope, f.name, f.owner, LockEventType.RELEASED)
+        s.reply(f.rid)
+
+    async def _free(self, scope: str, name: str, owner: str, kind: LockEventType) -> None:
+        outcome = await self.store.revoke(scope, name, owner)
+        if outcome.code:
+            raise RTMError(outcome.code, outcome.reason)
+        assert outcome.lock is not None
+        self.countdowns.pop((scope, name), None)
+        self._event(scope, kind, outcome.lock)
+        await self._grant_next(scope, name)
+
+    async def _grant_next(self, scope: str, name: str) -> None:
+        key = (scope, name)
+        queue = self.waiters.get(key)
+        while queue:
+            waiter = queue[0]
+            if not waiter.session.attached:
+                queue.popleft()
+                continue
+            before = (await self.store.locks(scope)).get(name)
+            outcome = await self.store.acquire(scope, name, waiter.session.user_id)
+            if outcome.code == ErrorCode.LOCK_ACQUIRE_FAILED:
+                return  # taken meanwhile (another node): keep waiting, in order
+            queue.popleft()
+            if outcome.code:
+                waiter.session.reply(waiter.rid, outcome.code, outcome.reason)
+                continue
+            assert outcome.lock is not None
+            self._granted(waiter.session, key, outcome.lock, before)
+            waiter.session.reply(waiter.rid, result=encode_result(Acquired(outcome.lock.fence)))
+            break
+        if queue is not None and not queue:
+            self.waiters.pop(key, None)
+
+    async def get(self, s: Session, f: GetLocks) -> None:
+        scope = channel_subject(s.app_config.app_id, f.channel, f.channel_type)
+        locks = await self.store.locks(scope)
+        details = [_detail(info) for _, info in sorted(locks.items())]
+        s.reply(f.rid, result=encode_result(details))
+
+    def cancel(self, s: Session, f: CancelAcquire) -> None:
+        for key, queue in list(self.waiters.items()):
+            for waiter in queue:
+                if waiter.session is s and waiter.rid == f.acquire_rid:
+                    queue.remove(waiter)
+                    if not queue:
+                        del self.waiters[key]
+                    s.reply(waiter.rid, ErrorCode.LOCK_ACQUIRE_FAILED, "the wait was cancelled")
+                    s.reply(f.rid)
+                    return
+        s.reply(f.rid)  # already answered (granted or failed): nothing to withdraw
+
+    # --- membership and session hooks -------------------------------------------------------
+
+    async def member_joined(self, s: Session, subj: str, listen: bool) -> list[LockDetail] | None:
+        """The session's user is in the channel: it keeps locks it held there (TTL stops)."""
+        locks = await self.store.locks(subj)
+        for name, info in locks.items():
+            key = (subj, name)
+            if info.owner == s.user_id and key in self.countdowns:
+                del self.countdowns[key]
+                s.locks.add(key)
+        if not listen:
+            return None
+        self.listeners.setdefault(subj, set()).add(s)
+        return [_detail(info) for _, info in sorted(locks.items())]
+
+    def member_left(self, s: Session, subj: str) -> None:
+        listeners = self.listeners.get(subj)
+        if listeners is not None:
+            listeners.discard(s)
+            if not listeners:
+                del self.listeners[subj]
+        self._stop_waiting(s, subj, "left the channel")
+        for key in [k for k in s.locks if k[0] == subj]:
+            s.locks.discard(key)
+            self._start_countdown(key, s.user_id)
+
+    def session_lost(self, s: Session) -> None:
+        """The session's connection is gone (or the session ended): waits end, TTLs start."""
+        self._stop_waiting(s, None, "")
+        for key in s.locks:
+            self._start_countdown(key, s.user_id)
+        s.locks.clear()
+        for subj in [k for k, v in self.listeners.items() if s in v]:
+            self.listeners[subj].discard(s)
+            if not self.listeners[subj]:
+                del self.listeners[subj]
+
+    def _stop_waiting(self, s: Session, subj: str | None, why: str) -> None:
+        for key, queue in list(self.waiters.items()):
+            if subj is not None and key[0] != subj:
+                continue
+            for waiter in [w for w in queue if w.session is s]:
+                queue.remove(waiter)
+                if why:
+                    s.reply(waiter.rid, ErrorCode.LOCK_ACQUIRE_FAILED, f"the waiter {why}")
+            if not queue:
+                del self.waiters[key]
+
+    def _start_countdown(self, key: LockKey, owner: str) -> None:
+        self._spawn(self._countdown(key, owner))
+
+    async def _countdown(self, key: LockKey, owner: str) -> None:
+        info = (await self.store.locks(key[0])).get(key[1])
+        if info is not None and info.owner == owner:
+            self.countdowns[key] = (owner, self._clock() + info.ttl)
+
+    def sweep(self) -> None:
+        """Free the locks whose owner stayed away longer than their TTL."""
+        now = self._clock()
+        for key, (owner, deadline) in list(self.countdowns.items()):
+            if now >= deadline:
+                del self.countdowns[key]
+                self._spawn(self._expire(key, owner))
+
+    async def _expire(self, key: LockKey, owner: str) -> None:
+        with contextlib.suppress(RTMError):  # removed or taken over meanwhile: nothing to do
+            await self._free(key[0], key[1], owner, LockEventType.EXPIRED)
+
+    # --- events -----------------------------------------------------------------------------
+
+    def _event(self, scope: str, kind: LockEventType, info: LockInfo) -> None:
+        _, channel_type, channel = parse_subject(scope)
+        frame = encode(LockEvent(kind, channel, channel_type, [_detail(info)]))
+        self.broker.publish(scope, BusEvent(BUS_LOCK, info.name, info.owner, frame))
+
+    def on_bus(self, subj: str, event: BusEvent) -> None:
+        listeners = self.listeners.get(subj)
+        if listeners:
+            data = ws_binary_frame(event.frame)
+            for s in listeners:
+                s.conn.send(data)
+
+    # --- helpers ----------------------------------------------------------------------------
+
+    @staticmethod
+    def _scope(s: Session, channel: str, channel_type: int, name: str) -> str:
+        if not name or len(name) > MAX_LOCK_NAME:
+            raise RTMError(
+                ErrorCode.LOCK_INVALID_NAME, f"lock name must be 1-{MAX_LOCK_NAME} chars"
+            )
+        return channel_subject(s.app_config.app_id, channel, channel_type)
+
+    def _spawn(self, coro: Coroutine[None, None, None]) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)

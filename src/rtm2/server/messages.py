@@ -1,0 +1,220 @@
+"""Message channels and peer-to-peer messages.
+
+A message channel needs no creation: it exists while someone subscribes. Anyone logged in may
+publish to it; every subscriber that asked for messages gets each one, the publisher included
+if it subscribed. A peer message goes to one user's live session and is acknowledged only once
+that session has it; an offline recipient is an error the sender sees.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING
+
+from ..errors import ErrorCode, RTMError
+from ..protocol.codec import encode, encode_result, ws_binary_frame
+from ..protocol.frames import (
+    ChannelMessage,
+    Publish,
+    Subscribe,
+    SubscribeChannelResult,
+    Unsubscribe,
+)
+from ..protocol.names import (
+    MAX_CUSTOM_TYPE_LENGTH,
+    is_valid_channel_name,
+    is_valid_custom_type,
+    is_valid_user_id,
+)
+from ..types import ChannelType, MessageType
+from .engines.base import BUS_MESSAGE, Broker, BusEvent
+from .interest import Interest
+from .ratelimit import RateBucket
+from .subjects import subject as make_subject
+
+if TYPE_CHECKING:
+    from .hub import Hub
+    from .session import Session
+
+__all__ = ["MessageService", "Subscription"]
+
+
+class Subscription:
+    """One session's subscription to one message channel."""
+
+    __slots__ = (
+        "be_quiet",
+        "subject",
+        "with_lock",
+        "with_message",
+        "with_metadata",
+        "with_presence",
+    )
+
+    def __init__(self, f: Subscribe, subj: str) -> None:
+        self.subject = subj
+        self.with_message = f.with_message
+        self.with_presence = f.with_presence
+        self.with_metadata = f.with_metadata
+        self.with_lock = f.with_lock
+        self.be_quiet = f.be_quiet
+
+
+class MessageService:
+    def __init__(self, hub: Hub, broker: Broker, interest: Interest) -> None:
+        self.hub = hub
+        self.broker = broker
+        self.interest = interest
+        self.presence = hub.presence
+        # subject -> local sessions subscribed (they keep the node on the subject, since
+        # presence events travel there too), and those of them that take messages
+        self.local: dict[str, set[Session]] = {}
+        self.receivers: dict[str, set[Session]] = {}
+        self._clock = time.monotonic
+
+    async def subscribe(self, s: Session, f: Subscribe) -> None:
+        limits = s.app_config.limits
+        if not is_valid_channel_name(f.channel):
+            raise RTMError(ErrorCode.INVALID_CHANNEL_NAME, f"invalid channel name {f.channel!r}")
+        if f.channel in s.subscriptions:
+            raise RTMError(
+                ErrorCode.CHANNEL_SUBSCRIBE_FAILED, f"already subscribed to {f.channel!r}"
+            )
+        if len(s.subscriptions) >= limits.subscribed_channels:
+            raise RTMError(
+                ErrorCode.CHANNEL_INSTANCE_EXCEED_LIMITATION,
+                f"already subscribed to {limits.subscribed_channels} message channels",
+            )
+        subj = make_subject(s.app_config.app_id, ChannelType.MESSAGE, f.channel)
+        sub = s.subscriptions[f.channel] = Subscription(f, subj)
+        local = self.local.get(subj)
+        if local is None:
+            local = self.local[subj] = set()
+            self.interest.add(subj)
+        local.add(s)
+        if f.with_message:
+            self.receivers.setdefault(subj, set()).add(s)
+        try:
+            snapshot = await self.presence.join(s, subj, f.state, f.be_quiet, f.with_presence)
+            metadata = await self.hub.storage.member_joined(s, subj, f.with_metadata)
+            locks = await self.hub.locks.member_joined(s, subj, f.with_lock)
+        except BaseException:
+            self._forget(s, f.channel, sub)
+            raise
+        result = SubscribeChannelResult(snapshot, metadata, locks)
+        s.reply(f.rid, result=encode_result(result))
+
+    def unsubscribe(self, s: Session, f: Unsubscribe) -> None:
+        sub = s.subscriptions.get(f.channel)
+        if sub is None:
+            raise RTMError(ErrorCode.CHANNEL_NOT_SUBSCRIBED, f"not subscribed to {f.channel!r}")
+        self._forget(s, f.channel, sub)
+        self.presence.leave(s, sub.subject)
+        self.hub.storage.member_left(s, sub.subject)
+        self.hub.locks.member_left(s, sub.subject)
+        s.reply(f.rid)
+
+    def session_closed(self, s: Session) -> None:
+        for channel, sub in list(s.subscriptions.items()):
+            self._forget(s, channel, sub)
+
+    def _forget(self, s: Session, channel: str, sub: Subscription) -> None:
+        s.subscriptions.pop(channel, None)
+        receivers = self.receivers.get(sub.subject)
+        if receivers is not None:
+            receivers.discard(s)
+            if not receivers:
+                del self.receivers[sub.subject]
+        local = self.local.get(sub.subject)
+        if local is not None:
+            local.discard(s)
+            if not local:
+                del self.local[sub.subject]
+                self.interest.remove(sub.subject)
+
+    # --- publishing (synchronous: no engine round trip on the hot path) ------------------
+
+    def publish(self, s: Session, f: Publish) -> None:
+        limits = s.app_config.limits
+        custom_type = f.custom_type
+        if custom_type:
+            if len(custom_type) > MAX_CUSTOM_TYPE_LENGTH:
+                raise RTMError(
+                    ErrorCode.CHANNEL_CUSTOM_TYPE_LENGTH_OVERFLOW,
+                    f"custom_type over {MAX_CUSTOM_TYPE_LENGTH} characters",
+                )
+            if not is_valid_custom_type(custom_type):
+                raise RTMError(ErrorCode.CHANNEL_INVALID_CUSTOM_TYPE, "custom_type is not ASCII")
+        if len(f.payload) + len(custom_type) > limits.message_size:
+            raise RTMError(
+                ErrorCode.CHANNEL_MESSAGE_LENGTH_EXCEED_LIMITATION,
+                f"message over {limits.message_size} bytes (payload + custom_type)",
+            )
+        if f.message_type == MessageType.STRING:
+            try:
+                f.payload.decode()
+            except UnicodeDecodeError:
+                raise RTMError(ErrorCode.CHANNEL_INVALID_MESSAGE, "text is not UTF-8") from None
+        elif f.message_type != MessageType.BINARY:
+            raise RTMError(ErrorCode.CHANNEL_UNSUPPORTED_MESSAGE_TYPE, "unknown message type")
+        if f.channel_type == ChannelType.MESSAGE:
+            if not is_valid_channel_name(f.channel):
+                raise RTMError(
+                    ErrorCode.INVALID_CHANNEL_NAME, f"invalid channel name {f.channel!r}"
+                )
+        elif f.channel_type == ChannelType.USER:
+            if not is_valid_user_id(f.channel):
+                raise RTMError(ErrorCode.INVALID_USER_ID, f"invalid user id {f.channel!r}")
+        else:
+            raise RTMError(ErrorCode.INVALID_CHANNEL_TYPE, "publish to a message channel or a user")
+        now = self._clock()
+        if s.message_bucket is None:
+            s.message_bucket = RateBucket(limits.message_rate, now)
+        if not s.message_bucket.allow(now, limits.message_rate):
+            raise RTMError(
+                ErrorCode.CHANNEL_PUBLISH_MESSAGE_TOO_FREQUENT,
+                f"over {limits.message_rate:g} messages/s",
+            )
+        timestamp = int(time.time() * 1000)
+        if f.channel_type == ChannelType.USER:
+            self._to_peer(s, f, timestamp)
+            return
+        frame = encode(
+            ChannelMessage(
+                f.channel,
+                ChannelType.MESSAGE,
+                s.user_id,
+                f.payload,
+                f.message_type,
+                custom_type,
+                timestamp,
+            )
+        )
+        subj = make_subject(s.app_config.app_id, ChannelType.MESSAGE, f.channel)
+        self.broker.publish(subj, BusEvent(BUS_MESSAGE, "", s.user_id, frame))
+        s.reply(f.rid)
+
+    def _to_peer(self, s: Session, f: Publish, timestamp: int) -> None:
+        recipient = self.hub.users.get((s.app_config.app_id, f.channel))
+        if recipient is None or not recipient.attached:
+            raise RTMError(ErrorCode.CHANNEL_RECEIVER_OFFLINE, f"{f.channel!r} is not online")
+        frame = ChannelMessage(
+            s.user_id,
+            ChannelType.USER,
+            s.user_id,
+            f.payload,
+            f.message_type,
+            f.custom_type,
+            timestamp,
+        )
+        recipient.conn.send(ws_binary_frame(encode(frame)))
+        s.reply(f.rid)
+
+    def on_bus(self, subj: str, event: BusEvent) -> None:
+        if event.kind != BUS_MESSAGE:
+            return
+        receivers = self.receivers.get(subj)
+        if receivers:
+            data = ws_binary_frame(event.frame)
+            for s in receivers:
+                s.conn.send(data)
