@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -39,15 +40,25 @@ FAST_TIMERS = {
 class ServerProcess:
     """A real ``rtm2 serve`` subprocess, listening on a free port on 127.0.0.1."""
 
-    def __init__(self, workdir: Path, timers: dict[str, float] | None = None) -> None:
+    def __init__(
+        self,
+        workdir: Path,
+        timers: dict[str, float] | None = None,
+        port: int = 0,
+        server: dict[str, int] | None = None,
+    ) -> None:
         self.workdir = workdir
         self.timers = FAST_TIMERS | (timers or {})
+        self.port = port  # 0: any free port (a restart then gets another one)
+        self.server_options = server or {}
         self.proc: subprocess.Popen[str] | None = None
         self.url = ""
         self.log_path = workdir / "server.log"
 
     def write_config(self) -> Path:
-        lines = ["[timers]"]
+        lines = ["[server]"]
+        lines += [f"{k} = {v}" for k, v in self.server_options.items()]
+        lines += ["[timers]"]
         lines += [f"{k} = {v}" for k, v in self.timers.items()]
         lines += [
             "[[apps]]",
@@ -139,6 +150,13 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
     srv = ServerProcess(tmp_path_factory.mktemp("server")).start()
     yield srv
     srv.stop()
+
+
+def free_port() -> int:
+    """A port free right now on 127.0.0.1 (for servers that must come back on the same one)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
 
 
 @pytest.fixture

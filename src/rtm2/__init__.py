@@ -9,6 +9,9 @@ import logging as _logging
 from ._version import __version__
 from .client import (
     PARAM_ENDPOINT,
+    PARAM_SIDECAR_CERTIFICATE,
+    PARAM_SIDECAR_PATH,
+    PARAM_SIDECAR_PORT,
     EventStream,
     JoinResult,
     Lock,
@@ -38,6 +41,7 @@ from .types import (
     MetadataItem,
     PresenceEvent,
     PresenceEventType,
+    RecoveryEvent,
     StorageEvent,
     StorageEventType,
     StorageType,
@@ -50,6 +54,9 @@ from .types import (
 
 __all__ = [
     "PARAM_ENDPOINT",
+    "PARAM_SIDECAR_CERTIFICATE",
+    "PARAM_SIDECAR_PATH",
+    "PARAM_SIDECAR_PORT",
     "ChannelInfo",
     "ChannelType",
     "ConnectionChangeReason",
@@ -70,6 +77,7 @@ __all__ = [
     "Presence",
     "PresenceEvent",
     "PresenceEventType",
+    "RecoveryEvent",
     "RTMClient",
     "RTMConfig",
     "RTMError",

@@ -26,6 +26,7 @@ __all__ = [
     "Message",
     "MessageType",
     "PresenceEvent",
+    "RecoveryEvent",
     "PresenceEventType",
     "UserState",
     "StreamPriority",
@@ -255,3 +256,21 @@ class LockEvent(NamedTuple):
     channel: str
     channel_type: ChannelType
     locks: dict[str, LockDetail]
+
+
+class RecoveryEvent(NamedTuple):
+    """After the connection came back: a subscription that missed messages or was lost.
+
+    ``restored`` False: the subscription (message channel, or a stream channel with all its
+    topics) could not be set up again and its streams have ended; ``reason`` says why.
+    ``recovered`` False: it is set up again, but messages published while the client was away
+    may be missing (the server no longer had them all, or had restarted). ``topic`` is "" for
+    message channels and for a stream channel as a whole.
+    """
+
+    channel: str
+    channel_type: ChannelType
+    topic: str
+    recovered: bool
+    restored: bool
+    reason: str = ""

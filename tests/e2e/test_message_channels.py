@@ -453,7 +453,7 @@ async def test_a_peer_message_to_a_user_whose_connection_was_killed_fails_with_r
 ) -> None:
     channel = unique("killed")
     alice = await users.login("alice")
-    bob = await users.login("bob", presence_timeout=5)
+    bob = await users.login("bob", presence_timeout=5, auto_reconnect=False)
     await bob.subscribe(channel)
     assert bob._link is not None
     assert bob._link._transport is not None

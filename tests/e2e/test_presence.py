@@ -5,6 +5,7 @@ channels."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import itertools
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
@@ -162,7 +163,9 @@ async def who(client: rtm2.RTMClient, channel: str, channel_type: ChannelType = 
 
 
 def kill(client: rtm2.RTMClient) -> None:
-    """End the client's connection without a word: the server keeps its session detached."""
+    """End the client's connection without a word, for good: the server keeps its session
+    detached, and the client does not come back."""
+    client.config = dataclasses.replace(client.config, auto_reconnect=False)
     assert client._link is not None
     assert client._link._transport is not None
     client._link._transport.disconnect()

@@ -203,9 +203,32 @@ async def test_a_server_that_stops_answering_gives_the_timeout_code(
     await client.logout()
 
 
-async def test_the_sdk_notices_a_dead_server_by_its_heartbeat(own_server: ServerProcess) -> None:
+async def test_the_sdk_notices_a_dead_server_by_its_heartbeat_and_resumes_when_it_is_back(
+    own_server: ServerProcess,
+) -> None:
     user = unique("zoe")
-    client = client_for(own_server, user)
+    client = client_for(own_server, user, reconnect_min_delay=0.1, reconnect_max_delay=0.5)
+    conn_events, _ = await client.login(token_for(user))
+    session = client.session_id
+    own_server.signal(signal.SIGSTOP)
+    try:
+        events = [await next_event(conn_events, timeout=6) for _ in range(3)]
+        assert events[-1] == (State.RECONNECTING, Reason.KEEP_ALIVE_TIMEOUT)
+        assert not client.logged_in
+    finally:
+        own_server.signal(signal.SIGCONT)
+    assert await next_event(conn_events, timeout=10) == (State.CONNECTED, Reason.REJOIN_SUCCESS)
+    assert client.session_id == session  # resumed, not a new login
+    await client.renew_token(token_for(user))
+    assert len(client.errors) == 0
+    await client.logout()
+
+
+async def test_without_auto_reconnect_a_dead_server_ends_the_session(
+    own_server: ServerProcess,
+) -> None:
+    user = unique("zed")
+    client = client_for(own_server, user, auto_reconnect=False)
     conn_events, _ = await client.login(token_for(user))
     own_server.signal(signal.SIGSTOP)
     try:
@@ -228,7 +251,7 @@ async def test_sigterm_closes_connections_with_a_reason_and_exits_cleanly(
     await recv(raw)
     own_server.signal(signal.SIGTERM)
     events = [await next_event(conn_events) for _ in range(3)]
-    assert events[-1] == (State.FAILED, Reason.INTERRUPTED)
+    assert events[-1] == (State.RECONNECTING, Reason.INTERRUPTED)  # the SDK will try again
     kick = await recv(raw)
     assert isinstance(kick, Kick)
     assert kick.reason == Reason.INTERRUPTED

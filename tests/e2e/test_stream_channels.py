@@ -276,7 +276,8 @@ async def test_a_publisher_that_drops_off_is_reported_as_leaving_each_of_its_top
     users: Users, how: str
 ) -> None:
     channel = unique("drop")
-    alice, bob = await users.login("alice", presence_timeout=5), await users.login("bob")
+    alice = await users.login("alice", presence_timeout=5, auto_reconnect=False)
+    bob = await users.login("bob")
     a, b = alice.stream_channel(channel), bob.stream_channel(channel)
     await join(alice, channel)
     await a.join_topic("t1")

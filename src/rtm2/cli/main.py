@@ -49,7 +49,8 @@ def _parse_app(
     "--data-dir",
     type=click.Path(file_okay=False, path_type=Path),
     default=None,
-    help="Where the server keeps its data (the development app, later metadata).  "
+    help="Where the server keeps its data: the development app and rtm2.db (metadata and "
+    "locks).  "
     "[default: ./rtm2-data]",
 )
 @click.option(
@@ -61,6 +62,14 @@ def _parse_app(
     help="Serve this app (repeatable). With a certificate, logins need tokens signed by it; "
     "without one, the token must be empty or the app id. With no app at all, a development "
     "app is created once in the data dir and printed.",
+)
+@click.option(
+    "--app-certificate",
+    default=None,
+    envvar="RTM2_APP_CERTIFICATE",
+    metavar="CERT",
+    help="Certificate for the --app apps given without one (env RTM2_APP_CERTIFICATE). "
+    "The SDK's sidecar mode relies on this to check tokens when asked to.",
 )
 @click.option(
     "--config",
@@ -82,6 +91,7 @@ def serve(
     port: int | None,
     data_dir: Path | None,
     apps: tuple[AppConfig, ...],
+    app_certificate: str | None,
     config_file: Path | None,
     log_level: str,
 ) -> None:
@@ -92,6 +102,11 @@ def serve(
         stream=sys.stderr,
     )
     try:
+        if app_certificate:
+            apps = tuple(
+                replace(a, certificates=(app_certificate,)) if not a.certificates else a
+                for a in apps
+            )
         config = load_config(config_file) if config_file else ServerConfig()
         config = replace(
             config,

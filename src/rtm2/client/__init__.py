@@ -1,6 +1,14 @@
 """The rtm2 client SDK. Application code imports these names from ``rtm2`` directly."""
 
-from .client import PARAM_ENDPOINT, LoginStreams, RTMClient, RTMConfig
+from .client import (
+    PARAM_ENDPOINT,
+    PARAM_SIDECAR_CERTIFICATE,
+    PARAM_SIDECAR_PATH,
+    PARAM_SIDECAR_PORT,
+    LoginStreams,
+    RTMClient,
+    RTMConfig,
+)
 from .lock import Lock
 from .presence import Presence, UserList, WhoNowResult
 from .storage import Storage
@@ -9,6 +17,9 @@ from .streams import EventStream
 
 __all__ = [
     "PARAM_ENDPOINT",
+    "PARAM_SIDECAR_CERTIFICATE",
+    "PARAM_SIDECAR_PATH",
+    "PARAM_SIDECAR_PORT",
     "EventStream",
     "JoinResult",
     "Lock",

@@ -25,9 +25,12 @@ from ..protocol.frames import (
     Login,
     LoginResult,
     Logout,
+    Position,
     Publish,
     RenewToken,
     Request,
+    Resume,
+    ResumeResult,
     ServerFrame,
     StreamJoinResult,
     StreamMessage,
@@ -49,20 +52,42 @@ from ..types import (
     ConnectionState,
     Message,
     MessageType,
+    RecoveryEvent,
 )
 from .connection import Link
 from .lock import Lock
 from .presence import Presence
+from .reconnect import FATAL_CODES, backoff
+from .sidecar import Sidecar
 from .storage import Storage
 from .stream_channel import StreamChannel
 from .streams import EventStream
 
-__all__ = ["PARAM_ENDPOINT", "LoginStreams", "RTMClient", "RTMConfig"]
+__all__ = [
+    "PARAM_ENDPOINT",
+    "PARAM_SIDECAR_CERTIFICATE",
+    "PARAM_SIDECAR_PATH",
+    "PARAM_SIDECAR_PORT",
+    "LoginStreams",
+    "RTMClient",
+    "RTMConfig",
+]
 
-PARAM_ENDPOINT = "endpoint"
-DEFAULT_ENDPOINT = "ws://127.0.0.1:7001"
+PARAM_ENDPOINT = "endpoint"  # a ws:// or wss:// URL, or a list of them (tried in turn)
+PARAM_SIDECAR_PORT = "sidecar_port"  # sidecar mode (no endpoint): its port, default 7001
+PARAM_SIDECAR_PATH = "sidecar_path"  # the rtm2 executable (or its folder) to start
+PARAM_SIDECAR_CERTIFICATE = "sidecar_certificate"  # makes the sidecar check tokens
+# The Go SDK's names, accepted as they are.
+_ALIASES = {
+    "golang_sidecar_endpoint": PARAM_ENDPOINT,
+    "golang_sidecar_port": PARAM_SIDECAR_PORT,
+    "golang_sidecar_path": PARAM_SIDECAR_PATH,
+}
+DEFAULT_SIDECAR_PORT = 7001
 
 _PRESENCE_TIMEOUT_RANGE = (5, 300)
+# Codes after which a login at another endpoint may work.
+_UNREACHABLE = frozenset({ErrorCode.NOT_CONNECTED, ErrorCode.LOGIN_TIMEOUT})
 T = TypeVar("T")
 _client_ids = itertools.count(1)
 
@@ -78,6 +103,11 @@ class RTMConfig:
         presence_timeout: seconds the server keeps a lost user present (clamped to 5-300).
         log_file: a file the SDK appends its log to, if given.
         logger: a stdlib logger to log to instead of ``rtm2.client``.
+        auto_reconnect: when the connection is lost, reconnect and resume by itself
+            (RECONNECTING, then CONNECTED / REJOIN_SUCCESS) instead of ending in FAILED.
+        reconnect_min_delay, reconnect_max_delay: the first and the longest wait between
+            reconnection attempts (seconds; exponential with jitter in between).
+        reconnect_timeout: give up (FAILED) after trying this long; 0 = never give up.
     """
 
     app_id: str
@@ -86,10 +116,16 @@ class RTMConfig:
     presence_timeout: int = 300
     log_file: str | None = None
     logger: logging.Logger | None = None
+    auto_reconnect: bool = True
+    reconnect_min_delay: float = 0.5
+    reconnect_max_delay: float = 30.0
+    reconnect_timeout: float = 0.0
 
     def __post_init__(self) -> None:
         if self.request_timeout <= 0:
             raise RTMError(ErrorCode.INVALID_PARAMETER, "request_timeout must be > 0")
+        if not 0 < self.reconnect_min_delay <= self.reconnect_max_delay:
+            raise RTMError(ErrorCode.INVALID_PARAMETER, "need 0 < reconnect_min_delay <= max")
 
 
 class LoginStreams(NamedTuple):
@@ -103,6 +139,7 @@ class _State(Enum):
     IDLE = "idle"
     LOGGING_IN = "logging in"
     LOGGED_IN = "logged in"
+    RECONNECTING = "reconnecting"
     FAILED = "failed"
 
 
@@ -118,12 +155,23 @@ class RTMClient:
 
     def __init__(self, config: RTMConfig) -> None:
         self.config = config
-        self._params: dict[str, Any] = {PARAM_ENDPOINT: DEFAULT_ENDPOINT}
+        self._params: dict[str, Any] = {}
         self._state = _State.IDLE
         self._link: Link | None = None
         self._session_id = ""
+        self._resume_token = ""
+        self._epoch = ""
         self._token_expires_at = 0
         self._login_token = ""
+        self._welcome: Welcome | None = None
+        self._connected = asyncio.Event()
+        self._sidecar_url = ""
+        self._reconnecting: asyncio.Task[None] | None = None
+        # Last message offset seen per (channel type, channel, topic): where to resume from.
+        self._offsets: dict[tuple[ChannelType, str, str], int] = {}
+        # Message-channel subscriptions: name -> (with_message, with_presence, with_metadata,
+        # with_lock, be_quiet), to subscribe again after a new login.
+        self._sub_flags: dict[str, tuple[bool, bool, bool, bool, bool]] = {}
         self._stream_channels: dict[str, StreamChannel] = {}
         self._subscriptions: dict[str, EventStream[Message]] = {}
         self._subscribing: set[str] = set()
@@ -133,6 +181,7 @@ class RTMClient:
         self._id = next(_client_ids)
         self._file_handler: logging.FileHandler | None = None
         self._log = config.logger or logging.getLogger(f"rtm2.client.{self._id}")
+        self._sidecar = Sidecar(self._log, self._sidecar_exited)
         self._new_streams()
 
     def __repr__(self) -> str:
@@ -149,6 +198,7 @@ class RTMClient:
         self._peer_messages: EventStream[Message] = EventStream(
             "peer_messages", on_overflow=self._overflowed
         )
+        self._recovery_events: EventStream[RecoveryEvent] = EventStream("recovery_events")
 
     def _overflowed(self, stream: EventStream[Any]) -> None:
         self._log.warning("event stream %s is full; dropped %d events", stream.name, stream.dropped)
@@ -172,7 +222,14 @@ class RTMClient:
         return self._peer_messages
 
     @property
+    def recovery_events(self) -> EventStream[RecoveryEvent]:
+        """After a reconnection: subscriptions that could not be set up again, or that may
+        have missed messages (see ``rtm2.RecoveryEvent``)."""
+        return self._recovery_events
+
+    @property
     def logged_in(self) -> bool:
+        """Logged in and connected right now."""
         return self._state is _State.LOGGED_IN
 
     @property
@@ -220,9 +277,13 @@ class RTMClient:
         key = (ChannelType.MESSAGE, channel)
         stream: EventStream[Message] = EventStream(channel, on_overflow=self._overflowed)
 
+        flags = (with_message, with_presence, with_metadata, with_lock, be_quiet)
+
         def subscribed(result: SubscribeChannelResult | None) -> None:
             assert result is not None
             self._subscriptions[channel] = stream
+            self._sub_flags[channel] = flags
+            self._offsets[(ChannelType.MESSAGE, channel, "")] = result.offset
             self._channel_entered(key, result, with_presence)
 
         self._subscribing.add(channel)
@@ -257,6 +318,8 @@ class RTMClient:
         await self._request(lambda rid: Unsubscribe(rid, channel), None, unsubscribed)
 
     def _drop_subscription(self, channel: str, code: ErrorCode) -> None:
+        self._sub_flags.pop(channel, None)
+        self._offsets.pop((ChannelType.MESSAGE, channel, ""), None)
         stream = self._subscriptions.pop(channel, None)
         if stream is not None:
             stream.close(code)
@@ -306,13 +369,30 @@ class RTMClient:
         )
 
     def set_parameters(self, params: dict[str, Any]) -> None:
-        """Set client parameters, such as ``PARAM_ENDPOINT`` (a ``ws://`` or ``wss://`` URL)."""
-        endpoint = params.get(PARAM_ENDPOINT)
-        if endpoint is not None and (
-            not isinstance(endpoint, str) or not endpoint.startswith(("ws://", "wss://"))
-        ):
-            raise RTMError(ErrorCode.INVALID_PARAMETER, f"bad endpoint {endpoint!r}")
-        self._params.update(params)
+        """Set client parameters.
+
+        ``PARAM_ENDPOINT``: a ``ws://``/``wss://`` URL, or a list of them to fail over between.
+        Without it the client runs in sidecar mode: it uses the rtm2 server listening on
+        127.0.0.1:``PARAM_SIDECAR_PORT`` (7001), or starts one (``PARAM_SIDECAR_PATH``,
+        ``PARAM_SIDECAR_CERTIFICATE``). The Go SDK's ``golang_sidecar_endpoint`` ("host:port"),
+        ``golang_sidecar_port`` and ``golang_sidecar_path`` are accepted too.
+        """
+        normalised = {_ALIASES.get(k, k): v for k, v in params.items()}
+        endpoint = normalised.get(PARAM_ENDPOINT)
+        if isinstance(endpoint, str) and endpoint and "://" not in endpoint:
+            endpoint = normalised[PARAM_ENDPOINT] = f"ws://{endpoint}"  # Go's "host:port"
+        if endpoint is not None:
+            urls = [endpoint] if isinstance(endpoint, str) else endpoint
+            if (
+                not isinstance(urls, list | tuple)
+                or not urls
+                or not all(isinstance(u, str) and u.startswith(("ws://", "wss://")) for u in urls)
+            ):
+                raise RTMError(ErrorCode.INVALID_PARAMETER, f"bad endpoint {endpoint!r}")
+        port = normalised.get(PARAM_SIDECAR_PORT)
+        if port is not None and (not isinstance(port, int) or not 0 < port < 65536):
+            raise RTMError(ErrorCode.INVALID_PARAMETER, f"bad sidecar port {port!r}")
+        self._params.update(normalised)
 
     def get_parameters(self) -> dict[str, Any]:
         """A copy of the parameters; changing it changes nothing."""
@@ -343,34 +423,72 @@ class RTMClient:
             self._new_streams()
         self._open_log_file()
         self._emit(ConnectionState.CONNECTING, ConnectionChangeReason.CONNECTING)
-        link = Link(self._on_push, self._on_lost, self._log)
-        self._link = link
-        endpoint = str(self._params[PARAM_ENDPOINT])
         try:
-            welcome, result = await self._handshake(link, endpoint, token)
+            link, endpoint = await self._connect_any(token)
         except BaseException as exc:
-            link.close()
-            self._link = None
             self._state = _State.IDLE
             if isinstance(exc, RTMError):
                 self._emit(ConnectionState.FAILED, _failure_reason(exc.code))
                 self._log.warning("login of %s failed: %s", cfg.user_id, exc)
             raise
-        self._session_id = result.session_id
-        self._token_expires_at = result.expires_at
         self._login_token = token
+        self._link = link
         self._state = _State.LOGGED_IN
-        link.start_keepalive(welcome.heartbeat_interval, welcome.heartbeat_grace)
+        self._connected.set()
         self._log.info(
             "logged in as %s to %s (session %s)", cfg.user_id, endpoint, self._session_id
         )
         self._emit(ConnectionState.CONNECTED, ConnectionChangeReason.LOGIN_SUCCESS)
         return LoginStreams(self._conn_events, self._token_events)
 
-    async def _handshake(
-        self, link: Link, endpoint: str, token: str
-    ) -> tuple[Welcome, LoginResult]:
-        """Connect, say hello and log in, all within one request timeout."""
+    def _endpoints(self) -> list[str]:
+        value = self._params.get(PARAM_ENDPOINT)
+        if value is None:
+            return [self._sidecar_url] if self._sidecar_url else []
+        return [value] if isinstance(value, str) else list(value)
+
+    async def _start_sidecar(self) -> None:
+        port = int(self._params.get(PARAM_SIDECAR_PORT, DEFAULT_SIDECAR_PORT))
+        self._sidecar_url = await self._sidecar.ensure(
+            port,
+            self._params.get(PARAM_SIDECAR_PATH),
+            self.config.app_id,
+            str(self._params.get(PARAM_SIDECAR_CERTIFICATE, "")),
+        )
+
+    def _sidecar_exited(self, error: RTMError) -> None:
+        self._errors.put(error)
+        if self._state in (_State.LOGGED_IN, _State.RECONNECTING):
+            if self._reconnecting is not None:
+                self._reconnecting.cancel()
+                self._reconnecting = None
+            if self._link is not None:
+                self._link.close()
+            self._fail(ConnectionChangeReason.LOST, error.reason, error.code, report=False)
+
+    async def _connect_any(self, token: str) -> tuple[Link, str]:
+        """Log in at the first endpoint that answers; endpoints that cannot be reached are
+        skipped, a refusal is final. With no endpoint, at the sidecar."""
+        if PARAM_ENDPOINT not in self._params:
+            await self._start_sidecar()
+        error: RTMError | None = None
+        for endpoint in self._endpoints():
+            link = Link(self._on_push, self._on_lost, self._log)
+            try:
+                await self._handshake(link, endpoint, token, resume=False)
+            except BaseException as exc:
+                link.close()
+                if not isinstance(exc, RTMError) or exc.code not in _UNREACHABLE:
+                    raise
+                error = exc
+                continue
+            return link, endpoint
+        assert error is not None
+        raise error
+
+    async def _handshake(self, link: Link, endpoint: str, token: str, resume: bool) -> bool:
+        """Connect, say hello, and resume the session (if ``resume``) or log in, all within
+        one request timeout. Returns whether the old session was resumed."""
         cfg = self.config
         timeout = cfg.request_timeout
         low, high = _PRESENCE_TIMEOUT_RANGE
@@ -381,6 +499,30 @@ class RTMClient:
                 welcome = await link.request(
                     lambda rid: Hello(rid, agent="rtm2-python"), Welcome, timeout
                 )
+                assert welcome is not None
+                if resume:
+                    try:
+                        resumed = await link.request(
+                            lambda rid: Resume(
+                                rid,
+                                cfg.app_id,
+                                cfg.user_id,
+                                self._session_id,
+                                self._resume_token,
+                                self._positions(),
+                            ),
+                            ResumeResult,
+                            timeout,
+                        )
+                    except RTMError as exc:
+                        if exc.code != ErrorCode.LOGIN_REJECTED:
+                            raise
+                    else:
+                        assert resumed is not None
+                        self._token_expires_at = resumed.expires_at
+                        self._not_recovered(resumed.unrecovered)
+                        link.start_keepalive(welcome.heartbeat_interval, welcome.heartbeat_grace)
+                        return True
                 result = await link.request(
                     lambda rid: Login(rid, cfg.app_id, cfg.user_id, token, presence_timeout),
                     LoginResult,
@@ -390,9 +532,13 @@ class RTMClient:
             raise RTMError(
                 ErrorCode.LOGIN_TIMEOUT, f"no answer from {endpoint} within {timeout:g} s"
             ) from None
-        assert welcome is not None
         assert result is not None
-        return welcome, result
+        self._session_id = result.session_id
+        self._resume_token = result.resume_token
+        self._epoch = result.epoch
+        self._token_expires_at = result.expires_at
+        link.start_keepalive(welcome.heartbeat_interval, welcome.heartbeat_grace)
+        return False
 
     async def renew_token(self, token: str) -> None:
         """Replace the login token; the session then lives until the new token expires.
@@ -401,10 +547,7 @@ class RTMClient:
             RTMError: NOT_LOGIN; INVALID_TOKEN or TOKEN_EXPIRED (the session keeps the old
                 token); RENEW_TOKEN_TIMEOUT.
         """
-        link = self._require_login()
-        result = await link.request(
-            lambda rid: RenewToken(rid, token), LoginResult, self.config.request_timeout
-        )
+        result = await self._request(lambda rid: RenewToken(rid, token), LoginResult)
         assert result is not None
         self._token_expires_at = result.expires_at
         self._login_token = token
@@ -419,8 +562,12 @@ class RTMClient:
         if self._state is _State.LOGGING_IN:
             raise RTMError(ErrorCode.DUPLICATE_OPERATION, "a login is in progress")
         link, self._link = self._link, None
-        was_logged_in = self._state is _State.LOGGED_IN
+        was_logged_in = self._state in (_State.LOGGED_IN, _State.RECONNECTING)
         self._state = _State.IDLE
+        self._connected.clear()
+        if self._reconnecting is not None:
+            self._reconnecting.cancel()
+            self._reconnecting = None
         if link is not None:
             if was_logged_in and link.is_open:
                 try:
@@ -436,18 +583,42 @@ class RTMClient:
         self.presence._reset()
         self.storage._reset()
         self.lock._reset()
+        self._offsets.clear()
         self._peer_messages.close()
+        self._recovery_events.close()
         if was_logged_in or not self._conn_events.closed:
             self._emit(ConnectionState.DISCONNECTED, ConnectionChangeReason.LOGOUT)
         self._conn_events.close()
         self._token_events.close()
         self._errors.close()
+        if self._sidecar.started:
+            await self._sidecar.stop()
+        self._sidecar_url = ""
         self._log.info("logged out")
         self._close_log_file()
 
     # --- internals -------------------------------------------------------------------------
 
-    def _require_login(self) -> Link:
+    def _require_login(self) -> None:
+        """Raise NOT_LOGIN unless logged in (connected, or reconnecting)."""
+        if self._state is not _State.LOGGED_IN and self._state is not _State.RECONNECTING:
+            raise RTMError(ErrorCode.NOT_LOGIN, f"client is {self._state.value}; log in first")
+
+    def _reconnectable(self) -> bool:
+        """Whether a lost connection is being (or will be) brought back."""
+        return self._state is _State.RECONNECTING or (
+            self._state is _State.LOGGED_IN and self._link is None
+        )
+
+    async def _live_link(self) -> Link:
+        """The connection, waiting (up to the request timeout) while the client reconnects."""
+        self._require_login()
+        if self._state is _State.RECONNECTING:
+            try:
+                async with asyncio.timeout(self.config.request_timeout):
+                    await self._connected.wait()
+            except TimeoutError:
+                raise RTMError(ErrorCode.NOT_CONNECTED, "still reconnecting") from None
         if self._state is not _State.LOGGED_IN or self._link is None:
             raise RTMError(ErrorCode.NOT_LOGIN, f"client is {self._state.value}; log in first")
         return self._link
@@ -459,7 +630,7 @@ class RTMClient:
         apply: Callable[[T | None], None] | None = None,
     ) -> T | None:
         """Send a request on the logged-in connection (see ``Link.request``)."""
-        link = self._require_login()
+        link = await self._live_link()
         return await link.request(make, result_type, self.config.request_timeout, apply)
 
     def _emit(self, state: ConnectionState, reason: ConnectionChangeReason) -> None:
@@ -506,6 +677,11 @@ class RTMClient:
         stream = self._peer_messages if peer else self._subscriptions.get(frame.channel)
         if stream is None:
             return
+        if frame.offset:
+            key = (ChannelType.MESSAGE, frame.channel, "")
+            if frame.offset <= self._offsets.get(key, 0):
+                return  # already delivered: a replay overlapping what arrived live
+            self._offsets[key] = frame.offset
         text = frame.message_type == MessageType.STRING
         stream.put(
             Message(
@@ -522,20 +698,123 @@ class RTMClient:
         )
 
     def _on_lost(self, reason: ConnectionChangeReason, message: str) -> None:
-        """The connection ended without our asking: the session is over (FAILED)."""
+        """The connection ended without our asking."""
         if self._state is not _State.LOGGED_IN:
             return
+        self._link = None
+        self._connected.clear()
+        if reason in TERMINAL_REASONS or not self.config.auto_reconnect:
+            self._fail(reason, message)
+            return
+        self._log.warning("connection lost (%s: %s); reconnecting", reason.name, message)
+        self._state = _State.RECONNECTING
+        self._emit(ConnectionState.RECONNECTING, reason)
+        self._reconnecting = asyncio.get_running_loop().create_task(
+            self._reconnect(), name="rtm2-reconnect"
+        )
+
+    def _fail(
+        self, reason: ConnectionChangeReason, message: str, code: int = 0, report: bool = True
+    ) -> None:
+        """The session is over for good (FAILED); the application must log in again."""
         self._state = _State.FAILED
         self._link = None
-        code = ErrorCode.NOT_CONNECTED
-        if reason is ConnectionChangeReason.SAME_UID_LOGIN:
-            code = ErrorCode.LOGIN_ABORTED
-        elif reason is ConnectionChangeReason.TOKEN_EXPIRED:
-            code = ErrorCode.TOKEN_EXPIRED
-        terminal = "" if reason in TERMINAL_REASONS else " (the connection cannot come back)"
-        self._log.warning("session ended: %s: %s%s", reason.name, message, terminal)
+        if not code:
+            code = ErrorCode.NOT_CONNECTED
+            if reason is ConnectionChangeReason.SAME_UID_LOGIN:
+                code = ErrorCode.LOGIN_ABORTED
+            elif reason is ConnectionChangeReason.TOKEN_EXPIRED:
+                code = ErrorCode.TOKEN_EXPIRED
+        self._log.warning("session ended: %s: %s", reason.name, message)
         self._emit(ConnectionState.FAILED, reason)
-        self._errors.put(RTMError(code, f"{reason.name.lower()}: {message}"))
+        if report:
+            self._errors.put(RTMError(code, f"{reason.name.lower()}: {message}"))
+
+    async def _reconnect(self) -> None:
+        """Try the endpoints in turn, with growing delays, until the session is back."""
+        cfg = self.config
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        delays = backoff(cfg.reconnect_min_delay, cfg.reconnect_max_delay)
+        endpoints = self._endpoints()
+        attempt = 0
+        while self._state is _State.RECONNECTING:
+            await asyncio.sleep(next(delays))
+            endpoint = endpoints[attempt % len(endpoints)]
+            attempt += 1
+            link = Link(self._on_push, self._on_lost, self._log)
+            try:
+                resumed = await self._handshake(link, endpoint, self._login_token, resume=True)
+            except RTMError as exc:
+                link.close()
+                if exc.code in FATAL_CODES:
+                    self._fail(_failure_reason(exc.code), exc.reason, exc.code)
+                    return
+                if cfg.reconnect_timeout and loop.time() - started > cfg.reconnect_timeout:
+                    self._fail(ConnectionChangeReason.LOST, "gave up reconnecting")
+                    return
+                self._log.info("reconnection attempt %d (%s) failed: %s", attempt, endpoint, exc)
+                continue
+            if self._state is not _State.RECONNECTING:  # logged out meanwhile
+                link.close()
+                return
+            self._link = link
+            self._state = _State.LOGGED_IN
+            self._connected.set()
+            how = "resumed the session" if resumed else "logged in again"
+            self._log.info("reconnected to %s and %s", endpoint, how)
+            self._emit(ConnectionState.CONNECTED, ConnectionChangeReason.REJOIN_SUCCESS)
+            if not resumed:
+                await self._restore()
+            return
+
+    async def _restore(self) -> None:
+        """A new session: subscribe and join again, as before the connection was lost."""
+        for channel, flags in list(self._sub_flags.items()):
+            await self._resubscribe(channel, flags)
+        for stream_channel in list(self._stream_channels.values()):
+            await stream_channel._restore()
+        await self.storage._restore()
+
+    async def _resubscribe(self, channel: str, flags: tuple[bool, bool, bool, bool, bool]) -> None:
+        key = (ChannelType.MESSAGE, channel)
+        message, presence, metadata, lock, quiet = flags
+        state = self.presence._state_for(key)
+
+        def subscribed(result: SubscribeChannelResult | None) -> None:
+            assert result is not None
+            self._offsets[(ChannelType.MESSAGE, channel, "")] = result.offset
+            self._channel_entered(key, result, presence)
+
+        try:
+            await self._request(
+                lambda rid: Subscribe(
+                    rid, channel, message, presence, metadata, lock, quiet, state
+                ),
+                SubscribeChannelResult,
+                subscribed,
+            )
+        except RTMError as exc:
+            self._drop_subscription(channel, ErrorCode.CHANNEL_SUBSCRIBE_FAILED)
+            self._recovery_events.put(
+                RecoveryEvent(channel, ChannelType.MESSAGE, "", False, False, str(exc))
+            )
+            return
+        # A new session cannot replay what the old one missed.
+        self._recovery_events.put(RecoveryEvent(channel, ChannelType.MESSAGE, "", False, True))
+
+    def _positions(self) -> list[Position]:
+        return [
+            Position(ctype, channel, topic, offset, self._epoch)
+            for (ctype, channel, topic), offset in self._offsets.items()
+        ]
+
+    def _not_recovered(self, positions: list[Position]) -> None:
+        for p in positions:
+            self._log.warning("messages of %s %s may be missing", p.channel, p.topic)
+            self._recovery_events.put(
+                RecoveryEvent(p.channel, ChannelType(p.channel_type), p.topic, False, True)
+            )
 
     def _open_log_file(self) -> None:
         if self.config.log_file and self._file_handler is None and self.config.logger is None:

@@ -20,6 +20,7 @@ from .streams import EventStream
 
 if TYPE_CHECKING:
     from .client import RTMClient
+    from .connection import Link
 
 __all__ = ["Lock"]
 
@@ -71,9 +72,10 @@ class Lock:
         """Acquire a lock and return its fencing number.
 
         Without ``retry`` a held lock fails at once (LOCK_ACQUIRE_FAILED). With ``retry`` the
-        call returns when the lock is held, however long that takes (it ends early, with
-        LOCK_ACQUIRE_FAILED, if this client leaves the channel, and with NOT_CONNECTED if the
-        connection goes); cancel the coroutine to stop waiting.
+        call returns when the lock is held, however long that takes; it ends early with
+        LOCK_ACQUIRE_FAILED if this client leaves the channel, and with NOT_LOGIN / a FAILED
+        session. If the connection is lost meanwhile, the wait is asked for again once the
+        client is back (behind those who waited meanwhile). Cancel the coroutine to stop.
         """
         if not retry:
             result = await self._client._request(
@@ -81,27 +83,34 @@ class Lock:
             )
             assert result is not None
             return result.fence
-        link = self._client._require_login()
-        frame, future = link.begin(
-            lambda rid: f.AcquireLock(rid, channel, channel_type, name, True), f.Acquired
-        )
-        try:
-            result = await future
-        except asyncio.CancelledError:
-            task = asyncio.get_running_loop().create_task(
-                self._withdraw(frame.rid, future, channel, channel_type, name)
+        while True:
+            link = await self._client._live_link()
+            frame, future = link.begin(
+                lambda rid: f.AcquireLock(rid, channel, channel_type, name, True), f.Acquired
             )
-            self._cleanups.add(task)
-            task.add_done_callback(self._cleanups.discard)
-            raise
-        finally:
-            if future.done():
+            try:
+                # Shielded: cancelling this call must not cancel the request, whose answer
+                # (possibly "granted") ``_withdraw`` still has to see.
+                result = await asyncio.shield(future)
+            except asyncio.CancelledError:
+                task = asyncio.get_running_loop().create_task(
+                    self._withdraw(link, frame.rid, future, channel, channel_type, name)
+                )
+                self._cleanups.add(task)
+                task.add_done_callback(self._cleanups.discard)
+                raise
+            except RTMError as exc:
                 link.forget(frame.rid)
-        assert result is not None
-        return result.fence
+                if exc.code == ErrorCode.NOT_CONNECTED and self._client._reconnectable():
+                    continue  # the wait goes on once the client is back
+                raise
+            link.forget(frame.rid)
+            assert result is not None
+            return result.fence
 
     async def _withdraw(
         self,
+        link: Link,
         rid: int,
         future: asyncio.Future[f.Acquired | None],
         channel: str,
@@ -110,9 +119,6 @@ class Lock:
     ) -> None:
         """A waiting acquire was cancelled: withdraw it; if it won the lock meanwhile, give
         the lock back."""
-        link = self._client._link
-        if link is None:
-            return
         try:
             with contextlib.suppress(RTMError):
                 await self._client._request(lambda r: f.CancelAcquire(r, rid), None)
@@ -166,7 +172,13 @@ class Lock:
     # --- views --------------------------------------------------------------------------------
 
     def _open_view(self, key: ChannelKey, locks: list[f.LockDetail]) -> None:
-        self._views[key] = _View(key, locks)
+        view = self._views.get(key)
+        if view is None:
+            self._views[key] = _View(key, locks)
+            return
+        # Back after a reconnection: the same stream goes on, with a fresh snapshot.
+        view.locks = {d.name: LockDetail(d.name, d.owner, d.ttl) for d in locks}
+        view.stream.put(LockEvent(LockEventType.SNAPSHOT, key[1], key[0], dict(view.locks)))
 
     def _close_view(self, key: ChannelKey, code: ErrorCode) -> None:
         view = self._views.pop(key, None)

@@ -243,8 +243,15 @@ class Presence:
 
     def _entered(self, key: ChannelKey, snapshot: dict[str, dict[str, str]], listen: bool) -> None:
         self._inside.add(key)
-        if listen:
-            self._views[key] = _View(key, {u: dict(s) for u, s in snapshot.items()})
+        if not listen:
+            return
+        copy = {u: dict(s) for u, s in snapshot.items()}
+        view = self._views.get(key)
+        if view is None:
+            self._views[key] = _View(key, copy)
+        else:  # back after a reconnection: the same stream goes on, with a fresh snapshot
+            view.snapshot = copy
+            view.stream.put(view._event(PresenceEventType.SNAPSHOT, snapshot=dict(copy)))
 
     def _left(self, key: ChannelKey, code: ErrorCode) -> None:
         """The user left the channel: its state there is gone; its event stream ends."""

@@ -265,13 +265,7 @@ class Storage:
             self._client._require_login()
             return view.snapshot, view.stream
 
-        def subscribed(result: f.MetadataResult | None) -> None:
-            assert result is not None
-            self._open_view(user_id, result)
-
-        await self._client._request(
-            lambda rid: f.SubscribeUserMetadata(rid, user_id), f.MetadataResult, subscribed
-        )
+        await self._follow(user_id)
         view = self._views[user_id]
         return view.snapshot, view.stream
 
@@ -312,7 +306,12 @@ class Storage:
                 snapshot.items,
             )
             name = f"{key[1]}/metadata"
-        self._views[key] = _View(name, snapshot, event)
+        view = self._views.get(key)
+        if view is None:
+            self._views[key] = _View(name, snapshot, event)
+        else:  # back after a reconnection: the same stream goes on, with a fresh snapshot
+            view.snapshot = snapshot
+            view.stream.put(event)
 
     def _close_view(self, key: ViewKey, code: ErrorCode) -> None:
         view = self._views.pop(key, None)
@@ -342,3 +341,20 @@ class Storage:
     def _reset(self) -> None:
         for key in list(self._views):
             self._close_view(key, ErrorCode.NOT_LOGIN)
+
+    async def _restore(self) -> None:
+        """After a new login: follow the same users' metadata again (same streams)."""
+        for user in [k for k in self._views if isinstance(k, str)]:
+            try:
+                await self._follow(user)
+            except RTMError:
+                self._close_view(user, ErrorCode.STORAGE_NOT_SUBSCRIBE)
+
+    async def _follow(self, user_id: str) -> None:
+        def subscribed(result: f.MetadataResult | None) -> None:
+            assert result is not None
+            self._open_view(user_id, result)
+
+        await self._client._request(
+            lambda rid: f.SubscribeUserMetadata(rid, user_id), f.MetadataResult, subscribed
+        )

@@ -19,6 +19,7 @@ from ..types import (
     ConnectionState,
     Message,
     MessageType,
+    RecoveryEvent,
     StreamPriority,
     StreamQos,
     TopicEvent,
@@ -55,6 +56,10 @@ class StreamChannel:
         self._busy = False
         self._topics: dict[str, list[str]] = {}  # topic -> publishers, as the server told us
         self._joined_topics: set[str] = set()
+        # What the channel was joined with, and each topic joined with: to join again after
+        # the connection comes back on a new session.
+        self._join_args: tuple[str, bool, bool, bool, bool] = ("", True, False, False, False)
+        self._topic_args: dict[str, tuple[int, int, str, bool]] = {}
         self._subs: dict[str, set[str]] = {}  # topic -> publishers picked
         self._messages: dict[str, EventStream[Message]] = {}
         self._topic_events: EventStream[TopicEvent] = EventStream(f"{name}/topic_events")
@@ -108,6 +113,7 @@ class StreamChannel:
         client._require_login()
         presented = client._login_token if token is None else token
         self._busy = True
+        self._join_args = (presented, with_presence, with_metadata, with_lock, be_quiet)
         # Fresh streams exist before the request leaves, so no event behind the reply is lost.
         self._topic_events = EventStream(f"{self._name}/topic_events")
         self._token_events = EventStream(f"{self._name}/token_events")
@@ -162,6 +168,7 @@ class StreamChannel:
         """Replace this channel's stream token (after a token-will-expire notice)."""
         self._require_joined()
         await self._client._request(lambda rid: f.RenewToken(rid, token, self._name), None)
+        self._join_args = (token, *self._join_args[1:])
 
     # --- topics ----------------------------------------------------------------------------
 
@@ -175,10 +182,15 @@ class StreamChannel:
     ) -> None:
         """Become a publisher of ``topic``; other members get a REMOTE_JOIN topic event."""
         self._require_joined()
+
+        def joined(_: None) -> None:
+            self._topic_args[topic] = (qos, priority, meta, sync_media)
+            self._publishing(topic, True)
+
         await self._client._request(
             lambda rid: f.JoinTopic(rid, self._name, topic, qos, priority, meta, sync_media),
             None,
-            lambda _: self._publishing(topic, True),
+            joined,
         )
 
     async def leave_topic(self, topic: str) -> None:
@@ -202,6 +214,7 @@ class StreamChannel:
                 publishers.append(me)
         else:
             self._joined_topics.discard(topic)
+            self._topic_args.pop(topic, None)
             if me in publishers:
                 publishers.remove(me)
             if not publishers:
@@ -259,6 +272,7 @@ class StreamChannel:
         def subscribed(result: f.SubscribeResult | None) -> None:
             assert result is not None
             self._subs.setdefault(topic, set()).update(result.succeeded)
+            self._seen(topic, result.offset)
 
         try:
             await self._client._request(
@@ -287,6 +301,7 @@ class StreamChannel:
                 self._subs[topic].difference_update(dropped)
             else:
                 del self._subs[topic]
+                self._client._offsets.pop((ChannelType.STREAM, self._name, topic), None)
                 stream = self._messages.pop(topic, None)
                 if stream is not None:
                     stream.close(ErrorCode.CHANNEL_TOPIC_NOT_SUBSCRIBED)
@@ -307,10 +322,21 @@ class StreamChannel:
 
     # --- pushes from the client's read loop ------------------------------------------------
 
+    def _seen(self, topic: str, offset: int) -> None:
+        """Remember how far this topic got, to resume from there after a blip."""
+        offsets = self._client._offsets
+        key = (ChannelType.STREAM, self._name, topic)
+        offsets[key] = max(offsets.get(key, 0), offset)
+
     def _on_message(self, frame: f.StreamMessage) -> None:
         picked = self._subs.get(frame.topic)
         if picked is None or frame.publisher not in picked:
             return
+        if frame.offset:
+            key = (ChannelType.STREAM, self._name, frame.topic)
+            if frame.offset <= self._client._offsets.get(key, 0):
+                return  # already delivered: a replay overlapping what arrived live
+            self._client._offsets[key] = frame.offset
         stream = self._messages.get(frame.topic)
         if stream is None:
             return
@@ -363,6 +389,68 @@ class StreamChannel:
             reason = ConnectionChangeReason.REJECTED_BY_SERVER
         self._client._channel_event(ConnectionState.FAILED, reason, self._name)
 
+    # --- after a reconnection -----------------------------------------------------------------
+
+    async def _restore(self) -> None:
+        """The client is on a new session: join again with the same topics and picks, keeping
+        every stream; on failure the channel ends (and the app gets a RecoveryEvent)."""
+        if not self._joined:
+            return
+        token, presence, metadata, lock, quiet = self._join_args
+        topics = dict(self._topic_args)
+        picks = {topic: sorted(users) for topic, users in self._subs.items()}
+        client = self._client
+        try:
+            await client._request(
+                lambda rid: f.StreamJoin(
+                    rid,
+                    self._name,
+                    token,
+                    presence,
+                    metadata,
+                    lock,
+                    quiet,
+                    client.presence._state_for(self._key),
+                ),
+                f.StreamJoinResult,
+                lambda result: self._rejoined(result, presence),
+            )
+            for topic, args in topics.items():
+                await self._rejoin_topic(topic, *args)
+            for topic, users in picks.items():
+                if users:
+                    await self._repick(topic, users)
+        except RTMError as exc:
+            self._reset(ErrorCode.CHANNEL_JOIN_FAILED)
+            client._recovery_events.put(
+                RecoveryEvent(self._name, ChannelType.STREAM, "", False, False, str(exc))
+            )
+            return
+        for topic in picks:
+            client._recovery_events.put(
+                RecoveryEvent(self._name, ChannelType.STREAM, topic, False, True)
+            )
+
+    async def _rejoin_topic(
+        self, topic: str, qos: int, priority: int, meta: str, sync_media: bool
+    ) -> None:
+        await self._client._request(
+            lambda rid: f.JoinTopic(rid, self._name, topic, qos, priority, meta, sync_media), None
+        )
+
+    async def _repick(self, topic: str, users: list[str]) -> None:
+        await self._client._request(
+            lambda rid: f.SubscribeTopic(rid, self._name, topic, users), f.SubscribeResult
+        )
+
+    def _rejoined(self, result: f.StreamJoinResult | None, with_presence: bool) -> None:
+        assert result is not None
+        self._topics = {t.topic: [p.user for p in t.publishers] for t in result.topics}
+        for topic in self._joined_topics:
+            self._topics.setdefault(topic, []).append(self._client.config.user_id)
+        self._client._channel_entered(self._key, result, with_presence)
+        self._topic_events.put(TopicEvent(TopicEventType.SNAPSHOT, self._name, "", "", self.topics))
+
     # --- helpers ---------------------------------------------------------------------------
 
     def _require_joined(self) -> None:
@@ -377,6 +465,9 @@ class StreamChannel:
         self._joined = False
         self._topics.clear()
         self._joined_topics.clear()
+        self._topic_args.clear()
+        for topic in self._subs:
+            self._client._offsets.pop((ChannelType.STREAM, self._name, topic), None)
         self._subs.clear()
         for stream in self._messages.values():
             stream.close(code)

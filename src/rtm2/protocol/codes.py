@@ -24,6 +24,7 @@ from .frames import (
     RemoveState,
     RenewToken,
     Request,
+    Resume,
     RevokeLock,
     SetLock,
     SetState,
@@ -60,6 +61,7 @@ CLOSE_TOO_BIG = 1009
 
 _TIMEOUT_CODES: dict[type[Request], ErrorCode] = {
     Hello: ErrorCode.LOGIN_TIMEOUT,
+    Resume: ErrorCode.LOGIN_TIMEOUT,
     Login: ErrorCode.LOGIN_TIMEOUT,
     Logout: ErrorCode.NOT_CONNECTED,
     RenewToken: ErrorCode.RENEW_TOKEN_TIMEOUT,

@@ -28,7 +28,10 @@ __all__ = [
     "LockEvent",
     "MetadataItem",
     "MetadataResult",
+    "Position",
     "ReleaseLock",
+    "Resume",
+    "ResumeResult",
     "RemoveLock",
     "RevokeLock",
     "SetLock",
@@ -397,6 +400,32 @@ class CancelAcquire(_Frame, tag=33):
     acquire_rid: int
 
 
+class Position(_Frame):
+    """How far a client got in a message channel (``topic`` "") or a stream-channel topic."""
+
+    channel_type: int
+    channel: str
+    topic: str
+    offset: int
+    epoch: str
+
+
+class Resume(_Frame, tag=34):
+    """Takes over a logged-in session whose connection was lost, instead of logging in.
+
+    The server answers with a :class:`ResumeResult`, then replays the buffered messages after
+    each position. A session that no longer exists (it timed out, the server restarted) is
+    refused with ``LOGIN_REJECTED``: log in instead.
+    """
+
+    rid: int
+    app_id: str
+    user_id: str
+    session_id: str
+    resume_token: str
+    positions: list[Position] = []
+
+
 Request = (
     Hello
     | Login
@@ -430,6 +459,7 @@ Request = (
     | RevokeLock
     | GetLocks
     | CancelAcquire
+    | Resume
 )
 ClientFrame = Request | Ping
 
@@ -496,6 +526,8 @@ class StreamMessage(_Frame, tag=5):
     custom_type: str = ""
     timestamp: int = 0
     send_ts: int = 0
+    # Position of the message in its topic (see docs/RELIABILITY.md); 0 when not buffered.
+    offset: int = 0
 
 
 class TopicEvent(_Frame, tag=6):
@@ -532,6 +564,8 @@ class ChannelMessage(_Frame, tag=8):
     message_type: int = 0
     custom_type: str = ""
     timestamp: int = 0
+    # Position of the message in its channel; 0 for peer messages and when not buffered.
+    offset: int = 0
 
 
 class PresenceEvent(_Frame, tag=9):
@@ -645,6 +679,8 @@ class SubscribeChannelResult(_Frame):
     presence: dict[str, dict[str, str]]
     metadata: MetadataResult | None = None
     locks: list[LockDetail] | None = None
+    # The channel's current position: messages after it are this subscription's.
+    offset: int = 0
 
 
 class Acquired(_Frame):
@@ -678,6 +714,8 @@ class WhereNowResult(_Frame):
 class SubscribeResult(_Frame):
     succeeded: list[str]
     failed: list[str]
+    # The topic's current position: messages after it are this subscription's.
+    offset: int = 0
 
 
 class LoginResult(_Frame):
@@ -689,3 +727,17 @@ class LoginResult(_Frame):
     session_id: str
     server_time_ms: int
     expires_at: int
+    # Presented with Resume to take the session over on a new connection.
+    resume_token: str = ""
+    # Identifies the server's message buffers; positions from another epoch cannot be resumed.
+    epoch: str = ""
+
+
+class ResumeResult(_Frame):
+    """Result of :class:`Resume`: the session is back; ``unrecovered`` lists the positions
+    whose missed messages are no longer buffered (the rest were replayed right after this)."""
+
+    session_id: str
+    server_time_ms: int
+    expires_at: int
+    unrecovered: list[Position] = []

@@ -59,15 +59,19 @@ class AppLimits:
     metadata_set_size: int = 16 * 1024  # bytes of all keys + values of one set
     user_metadata_subscriptions: int = 100  # users whose metadata one client follows
     locks_per_channel: int = 32
+    # recovery: recent messages kept per channel and topic for clients that resume
+    recovery_messages: int = 1000  # 0 disables recovery
+    recovery_seconds: float = 30.0
 
     def __post_init__(self) -> None:
         for name in self.__slots__:
-            if getattr(self, name) <= 0:
+            if getattr(self, name) < 0 or (getattr(self, name) == 0 and name not in _MAY_BE_0):
                 raise ConfigError(f"limits.{name} must be > 0")
         if not 8 <= self.presence_interval_threshold <= 128:
             raise ConfigError("limits.presence_interval_threshold must be 8..128 (RTM 2 range)")
 
 
+_MAY_BE_0 = frozenset({"recovery_messages", "recovery_seconds"})
 JOIN_POLICIES = ("token", "login")
 USER_METADATA_POLICIES = ("self", "all")
 

@@ -10,13 +10,14 @@ import asyncio
 import itertools
 import logging
 import os
+import secrets
 import time
 
 from ..errors import ErrorCode, RTMError
 from ..protocol.codes import CLOSE_GOING_AWAY, CLOSE_POLICY
-from ..protocol.frames import TokenWillExpire
+from ..protocol.frames import Position, Resume, TokenWillExpire
 from ..protocol.names import is_valid_user_id
-from ..types import ConnectionChangeReason
+from ..types import ChannelType, ConnectionChangeReason
 from .auth import check_login_token
 from .config import AppConfig, ServerConfig
 from .engines.base import BUS_LOCK, BUS_PRESENCE, BUS_STORAGE, BusEvent, Engine
@@ -25,6 +26,7 @@ from .interest import Interest
 from .locks import LockService
 from .messages import MessageService
 from .presence import PresenceService
+from .recovery import Recovery
 from .session import Session, SessionState
 from .storage import StorageService
 from .stream import StreamService
@@ -43,13 +45,17 @@ class Hub:
         self.clock = loop.time
         self.outbox = Outbox(loop, config.max_send_buffer)
         self.apps: dict[str, AppConfig] = {a.app_id: a for a in config.apps}
+        self._recovery_seconds = {a.app_id: a.limits.recovery_seconds for a in config.apps}
         # Every open connection's session, logged in or not.
         self.sessions: set[Session] = set()
         # Logged-in sessions by (app id, user id): one per user, the newest wins.
         self.users: dict[tuple[str, str], Session] = {}
+        # The same sessions by id, for Resume.
+        self.by_id: dict[str, Session] = {}
         self.engine = engine
         self.broker = self.engine.make_broker(self._on_bus)
         self.interest = Interest(self.broker)
+        self.recovery = Recovery()
         self.presence = PresenceService(self.engine.presence_store, self.broker, config.timers)
         self.stream = StreamService(self.engine.stream_store, self.broker, self.interest, self)
         self.messages = MessageService(self, self.broker, self.interest)
@@ -69,10 +75,12 @@ class Hub:
     def connection_lost(self, session: Session) -> None:
         """The connection ended. A logged-in session stays (present, holding its channels)
         for its presence timeout, so a user whose network blinks does not leave."""
+        if session.state is SessionState.DETACHED:
+            return  # already known (the sweep dropped it before the socket closed)
         if session.state is SessionState.LOGGED_IN:
             session.state = SessionState.DETACHED
             session.detached_at = self.clock()
-            self.locks.session_lost(session)
+            self.locks.connection_lost(session)
             log.info(
                 "%r connection lost; keeping the session for %d s",
                 session,
@@ -92,6 +100,8 @@ class Hub:
             key = (session.app.app_id, session.user_id)
             if self.users.get(key) is session:
                 del self.users[key]
+        if self.by_id.get(session.session_id) is session:
+            del self.by_id[session.session_id]
         if was_logged_in:
             log.info("%r session ended%s", session, " (presence timeout)" if timed_out else "")
         self.locks.session_lost(session)
@@ -124,6 +134,8 @@ class Hub:
     def login(self, session: Session) -> None:
         assert session.app is not None
         session.session_id = f"{self._node}-{next(self._ids)}"
+        session.resume_token = secrets.token_urlsafe(16)
+        self.by_id[session.session_id] = session
         key = (session.app.app_id, session.user_id)
         old = self.users.get(key)
         self.users[key] = session
@@ -136,6 +148,65 @@ class Hub:
                 "the same user id logged in elsewhere",
             )
         log.info("%r logged in (%s)", session, session._lifetime())
+
+    def resume(self, fresh: Session, f: Resume) -> Session:
+        """Hand a logged-in session whose connection was lost the connection of ``fresh``.
+
+        Raises LOGIN_REJECTED when there is no such session to take over (it ended, or the
+        server restarted), TOKEN_EXPIRED when its login token expired meanwhile.
+        """
+        s = self.by_id.get(f.session_id)
+        if (
+            s is None
+            or not s.alive
+            or s.app is None
+            or s.app.app_id != f.app_id
+            or s.user_id != f.user_id
+            or not secrets.compare_digest(s.resume_token, f.resume_token)
+        ):
+            raise RTMError(ErrorCode.LOGIN_REJECTED, "no session to resume: log in")
+        if s.expires_at and time.time() >= s.expires_at:
+            raise RTMError(ErrorCode.TOKEN_EXPIRED, "the session's login token expired")
+        new_conn, old_conn = fresh.conn, s.conn
+        # The fresh session keeps the old connection (if the server still thought it open):
+        # closing it then ends that throwaway session, not the resumed one.
+        fresh.state = SessionState.CLOSED
+        self.sessions.discard(fresh)
+        fresh.conn, old_conn.session = old_conn, fresh
+        s.conn, new_conn.session = new_conn, s
+        if s.state is SessionState.LOGGED_IN:
+            old_conn.close(CLOSE_POLICY, "resumed on another connection", flush=False)
+            self.locks.connection_lost(s)
+        s.state = SessionState.LOGGED_IN
+        new_conn.last_seen = self.clock()
+        self.sessions.add(s)
+        self.locks.connection_back(s)
+        log.info("%r resumed its session", s)
+        return s
+
+    def missed(self, s: Session, positions: list[Position]) -> tuple[list[bytes], list[Position]]:
+        """What ``s`` missed after each position (encoded pushes, in order), and the
+        positions whose messages are no longer all buffered."""
+        frames: list[bytes] = []
+        lost = []
+        for p in positions:
+            if p.channel_type == ChannelType.MESSAGE:
+                sub = s.subscriptions.get(p.channel)
+                if sub is None:
+                    continue
+                entries = self.recovery.since((sub.subject, ""), p.offset, p.epoch)
+                picks = None if sub.with_message else set[str]()
+            else:
+                member = s.stream.get(p.channel)
+                if member is None or p.topic not in member.subs:
+                    continue
+                entries = self.recovery.since((member.subject, p.topic), p.offset, p.epoch)
+                picks = member.subs[p.topic]
+            if entries is None:
+                lost.append(p)
+                continue
+            frames += [e.frame for e in entries if picks is None or e.publisher in picks]
+        return frames, lost
 
     def logout(self, session: Session) -> None:
         log.info("%r logged out", session)
@@ -179,6 +250,7 @@ class Hub:
                 self._sweep_stream_tokens(session, now)
         self.presence.sweep()
         self.locks.sweep()
+        self.recovery.prune(self._recovery_seconds)
 
     def _sweep_stream_tokens(self, session: Session, now: float) -> None:
         warning = self.config.timers.token_warning

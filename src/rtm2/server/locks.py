@@ -70,8 +70,10 @@ class LockService:
         self.broker = broker
         self.listeners: dict[str, set[Session]] = {}  # subject -> with_lock members
         self.waiters: dict[LockKey, deque[_Waiter]] = {}
-        # Locks whose owner is away: key -> (owner, monotonic deadline)
-        self.countdowns: dict[LockKey, tuple[str, float]] = {}
+        # Locks whose owner is away: key -> (owner, monotonic deadline, ttl, why). ``why`` is
+        # "connection" (its connection was lost) or "left" (it left the channel): only the
+        # first ends when the connection comes back.
+        self.countdowns: dict[LockKey, tuple[str, float, int, str]] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._clock = time.monotonic
 
@@ -79,7 +81,7 @@ class LockService:
         """After a restart nobody is connected: every held lock starts its TTL countdown."""
         now = self._clock()
         for scope, info in await self.store.held():
-            self.countdowns[(scope, info.name)] = (info.owner, now + info.ttl)
+            self.countdowns[(scope, info.name)] = (info.owner, now + info.ttl, info.ttl, "left")
 
     # --- requests -------------------------------------------------------------------------
 
@@ -112,6 +114,11 @@ class LockService:
         key = (scope, f.name)
         queue = self.waiters.get(key)
         if queue:  # others wait first: fairness says this request waits too, or fails
+            held = (await self.store.locks(scope)).get(f.name)
+            if held is not None and held.owner == s.user_id:  # it is the caller's already
+                s.locks[key] = held.ttl
+                s.reply(f.rid, result=encode_result(Acquired(held.fence)))
+                return
             if not f.retry:
                 raise RTMError(ErrorCode.LOCK_ACQUIRE_FAILED, f"lock {f.name!r} is held")
             queue.append(_Waiter(s, f.rid))
@@ -128,7 +135,7 @@ class LockService:
         s.reply(f.rid, result=encode_result(Acquired(outcome.lock.fence)))
 
     def _granted(self, s: Session, key: LockKey, info: LockInfo, before: LockInfo | None) -> None:
-        s.locks.add(key)
+        s.locks[key] = info.ttl
         self.countdowns.pop(key, None)
         if before is None or before.owner != info.owner:
             self._event(key[0], LockEventType.ACQUIRED, info)
@@ -136,7 +143,7 @@ class LockService:
     async def release(self, s: Session, f: ReleaseLock) -> None:
         scope = self._scope(s, f.channel, f.channel_type, f.name)
         await self._free(scope, f.name, s.user_id, LockEventType.RELEASED)
-        s.locks.discard((scope, f.name))
+        s.locks.pop((scope, f.name), None)
         s.reply(f.rid)
 
     async def revoke(self, s: Session, f: RevokeLock) -> None:
@@ -203,7 +210,7 @@ class LockService:
             key = (subj, name)
             if info.owner == s.user_id and key in self.countdowns:
                 del self.countdowns[key]
-                s.locks.add(key)
+                s.locks[key] = info.ttl
         if not listen:
             return None
         self.listeners.setdefault(subj, set()).add(s)
@@ -217,15 +224,25 @@ class LockService:
                 del self.listeners[subj]
         self._stop_waiting(s, subj, "left the channel")
         for key in [k for k in s.locks if k[0] == subj]:
-            s.locks.discard(key)
-            self._start_countdown(key, s.user_id)
+            self._start_countdown(key, s.user_id, s.locks.pop(key), "left")
+
+    def connection_lost(self, s: Session) -> None:
+        """The session's connection is gone: its waits end, its locks' TTL countdowns start."""
+        self._stop_waiting(s, None, "")
+        for key, ttl in s.locks.items():
+            self._start_countdown(key, s.user_id, ttl, "connection")
+        s.locks.clear()
+
+    def connection_back(self, s: Session) -> None:
+        """The session resumed on a new connection: it keeps the locks still counting down."""
+        for key, (owner, _, ttl, why) in list(self.countdowns.items()):
+            if owner == s.user_id and why == "connection":
+                del self.countdowns[key]
+                s.locks[key] = ttl
 
     def session_lost(self, s: Session) -> None:
-        """The session's connection is gone (or the session ended): waits end, TTLs start."""
-        self._stop_waiting(s, None, "")
-        for key in s.locks:
-            self._start_countdown(key, s.user_id)
-        s.locks.clear()
+        """The session ended: as a lost connection, and it stops listening."""
+        self.connection_lost(s)
         for subj in [k for k, v in self.listeners.items() if s in v]:
             self.listeners[subj].discard(s)
             if not self.listeners[subj]:
@@ -242,18 +259,13 @@ class LockService:
             if not queue:
                 del self.waiters[key]
 
-    def _start_countdown(self, key: LockKey, owner: str) -> None:
-        self._spawn(self._countdown(key, owner))
-
-    async def _countdown(self, key: LockKey, owner: str) -> None:
-        info = (await self.store.locks(key[0])).get(key[1])
-        if info is not None and info.owner == owner:
-            self.countdowns[key] = (owner, self._clock() + info.ttl)
+    def _start_countdown(self, key: LockKey, owner: str, ttl: int, why: str) -> None:
+        self.countdowns[key] = (owner, self._clock() + ttl, ttl, why)
 
     def sweep(self) -> None:
         """Free the locks whose owner stayed away longer than their TTL."""
         now = self._clock()
-        for key, (owner, deadline) in list(self.countdowns.items()):
+        for key, (owner, deadline, _, _) in list(self.countdowns.items()):
             if now >= deadline:
                 del self.countdowns[key]
                 self._spawn(self._expire(key, owner))

@@ -21,12 +21,11 @@ from ..protocol.frames import (
     Unsubscribe,
 )
 from ..protocol.names import (
-    MAX_CUSTOM_TYPE_LENGTH,
     is_valid_channel_name,
-    is_valid_custom_type,
     is_valid_user_id,
 )
-from ..types import ChannelType, MessageType
+from ..types import ChannelType
+from .checks import check_message
 from .engines.base import BUS_MESSAGE, Broker, BusEvent
 from .interest import Interest
 from .ratelimit import RateBucket
@@ -101,7 +100,8 @@ class MessageService:
         except BaseException:
             self._forget(s, f.channel, sub)
             raise
-        result = SubscribeChannelResult(snapshot, metadata, locks)
+        offset = self.hub.recovery.position((subj, ""))
+        result = SubscribeChannelResult(snapshot, metadata, locks, offset)
         s.reply(f.rid, result=encode_result(result))
 
     def unsubscribe(self, s: Session, f: Unsubscribe) -> None:
@@ -137,26 +137,7 @@ class MessageService:
     def publish(self, s: Session, f: Publish) -> None:
         limits = s.app_config.limits
         custom_type = f.custom_type
-        if custom_type:
-            if len(custom_type) > MAX_CUSTOM_TYPE_LENGTH:
-                raise RTMError(
-                    ErrorCode.CHANNEL_CUSTOM_TYPE_LENGTH_OVERFLOW,
-                    f"custom_type over {MAX_CUSTOM_TYPE_LENGTH} characters",
-                )
-            if not is_valid_custom_type(custom_type):
-                raise RTMError(ErrorCode.CHANNEL_INVALID_CUSTOM_TYPE, "custom_type is not ASCII")
-        if len(f.payload) + len(custom_type) > limits.message_size:
-            raise RTMError(
-                ErrorCode.CHANNEL_MESSAGE_LENGTH_EXCEED_LIMITATION,
-                f"message over {limits.message_size} bytes (payload + custom_type)",
-            )
-        if f.message_type == MessageType.STRING:
-            try:
-                f.payload.decode()
-            except UnicodeDecodeError:
-                raise RTMError(ErrorCode.CHANNEL_INVALID_MESSAGE, "text is not UTF-8") from None
-        elif f.message_type != MessageType.BINARY:
-            raise RTMError(ErrorCode.CHANNEL_UNSUPPORTED_MESSAGE_TYPE, "unknown message type")
+        check_message(f.payload, f.message_type, custom_type, limits.message_size)
         if f.channel_type == ChannelType.MESSAGE:
             if not is_valid_channel_name(f.channel):
                 raise RTMError(
@@ -179,6 +160,8 @@ class MessageService:
         if f.channel_type == ChannelType.USER:
             self._to_peer(s, f, timestamp)
             return
+        subj = make_subject(s.app_config.app_id, ChannelType.MESSAGE, f.channel)
+        buffer, offset = self.hub.recovery.next_offset((subj, ""))
         frame = encode(
             ChannelMessage(
                 f.channel,
@@ -188,9 +171,12 @@ class MessageService:
                 f.message_type,
                 custom_type,
                 timestamp,
+                offset,
             )
         )
-        subj = make_subject(s.app_config.app_id, ChannelType.MESSAGE, f.channel)
+        self.hub.recovery.keep(
+            buffer, offset, s.user_id, frame, limits.recovery_messages, limits.recovery_seconds
+        )
         self.broker.publish(subj, BusEvent(BUS_MESSAGE, "", s.user_id, frame))
         s.reply(f.rid)
 

@@ -48,6 +48,8 @@ from ..protocol.frames import (
     RenewToken,
     Reply,
     Request,
+    Resume,
+    ResumeResult,
     RevokeLock,
     ServerFrame,
     SetLock,
@@ -112,6 +114,7 @@ class Session:
         "opened_at",
         "presence",
         "presence_timeout",
+        "resume_token",
         "session_id",
         "state",
         "storage_bucket",
@@ -129,6 +132,7 @@ class Session:
         self.app: AppConfig | None = None
         self.user_id = ""
         self.session_id = ""
+        self.resume_token = ""
         # Unix time at which the login token's right ends; 0 = never (app without certificate).
         self.expires_at = 0
         # Whether the token-will-expire push for the current token went out.
@@ -145,8 +149,8 @@ class Session:
         # Publish-rate bucket for message channels and peers, made on first use.
         self.message_bucket: RateBucket | None = None
         self.storage_bucket: RateBucket | None = None
-        # Locks its user holds through this session: (channel subject, lock name).
-        self.locks: set[tuple[str, str]] = set()
+        # Locks its user holds through this session: (channel subject, lock name) -> TTL.
+        self.locks: dict[tuple[str, str], int] = {}
         # User-metadata targets it follows.
         self.watching: set[str] = set()
         # Frames waiting behind a request that is still running; None when none is.
@@ -248,6 +252,8 @@ class Session:
             self.conn.close(CLOSE_PROTOCOL_ERROR, "no hello")
         elif isinstance(frame, Login):
             self._login(frame)
+        elif isinstance(frame, Resume):
+            self._resume(frame)
         elif self.state is not SessionState.LOGGED_IN:
             raise RTMError(ErrorCode.NOT_LOGIN, "log in first")
         elif isinstance(frame, StreamJoin):
@@ -344,6 +350,18 @@ class Session:
         self.hub.login(self)
         self.reply(frame.rid, result=encode_result(self._login_result()))
 
+    def _resume(self, frame: Resume) -> None:
+        if self.state is not SessionState.OPEN:
+            raise RTMError(ErrorCode.DUPLICATE_OPERATION, "already logged in")
+        s = self.hub.resume(self, frame)
+        # From here on this connection belongs to the resumed session ``s``: the reply, then
+        # the missed messages, all before anything live.
+        frames, lost = self.hub.missed(s, frame.positions)
+        result = ResumeResult(s.session_id, int(time.time() * 1000), s.expires_at, lost)
+        s.reply(frame.rid, result=encode_result(result))
+        for data in frames:
+            s.conn.send(ws_binary_frame(data))
+
     def _renew(self, frame: RenewToken) -> None:
         if frame.channel:
             expires_at = self.hub.stream.renew(self, frame.channel, frame.token)
@@ -359,7 +377,13 @@ class Session:
         self.reply(frame.rid, result=encode_result(self._login_result()))
 
     def _login_result(self) -> LoginResult:
-        return LoginResult(self.session_id, int(time.time() * 1000), self.expires_at)
+        return LoginResult(
+            self.session_id,
+            int(time.time() * 1000),
+            self.expires_at,
+            self.resume_token,
+            self.hub.recovery.epoch,
+        )
 
     def _lifetime(self) -> str:
         if not self.expires_at:

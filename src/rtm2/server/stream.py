@@ -33,15 +33,14 @@ from ..protocol.frames import (
     UnsubscribeTopic,
 )
 from ..protocol.names import (
-    MAX_CUSTOM_TYPE_LENGTH,
     MAX_TOPIC_META_LENGTH,
     is_valid_channel_name,
-    is_valid_custom_type,
     is_valid_topic_name,
     is_valid_user_id,
 )
-from ..types import ChannelType, ConnectionChangeReason, MessageType, StreamPriority, StreamQos
+from ..types import ChannelType, ConnectionChangeReason, StreamPriority, StreamQos
 from .auth import check_stream_token
+from .checks import check_message
 from .engines.base import BUS_MESSAGE, BUS_TOPIC_EVENT, Broker, BusEvent, StreamStore
 from .interest import Interest
 from .ratelimit import RateBucket
@@ -290,31 +289,13 @@ class StreamService:
         limits = s.app_config.limits
         payload = f.payload
         custom_type = f.custom_type
-        if custom_type:
-            if len(custom_type) > MAX_CUSTOM_TYPE_LENGTH:
-                raise RTMError(
-                    ErrorCode.CHANNEL_CUSTOM_TYPE_LENGTH_OVERFLOW,
-                    f"custom_type over {MAX_CUSTOM_TYPE_LENGTH} characters",
-                )
-            if not is_valid_custom_type(custom_type):
-                raise RTMError(ErrorCode.CHANNEL_INVALID_CUSTOM_TYPE, "custom_type is not ASCII")
-        if len(payload) + len(custom_type) > limits.topic_message_size:
-            raise RTMError(
-                ErrorCode.CHANNEL_MESSAGE_LENGTH_EXCEED_LIMITATION,
-                f"message over {limits.topic_message_size} bytes (payload + custom_type)",
-            )
-        if f.message_type == MessageType.STRING:
-            try:
-                payload.decode()
-            except UnicodeDecodeError:
-                raise RTMError(ErrorCode.CHANNEL_INVALID_MESSAGE, "text is not UTF-8") from None
-        elif f.message_type != MessageType.BINARY:
-            raise RTMError(ErrorCode.CHANNEL_UNSUPPORTED_MESSAGE_TYPE, "unknown message type")
+        check_message(payload, f.message_type, custom_type, limits.topic_message_size)
         if not role.bucket.allow(self._clock(), limits.topic_message_rate):
             raise RTMError(
                 ErrorCode.CHANNEL_PUBLISH_MESSAGE_TOO_FREQUENT,
                 f"over {limits.topic_message_rate:g} messages/s in topic {f.topic!r}",
             )
+        buffer, offset = self.hub.recovery.next_offset((member.subject, f.topic))
         frame = encode(
             StreamMessage(
                 f.channel,
@@ -325,7 +306,11 @@ class StreamService:
                 custom_type,
                 int(time.time() * 1000),
                 f.send_ts,
+                offset,
             )
+        )
+        self.hub.recovery.keep(
+            buffer, offset, s.user_id, frame, limits.recovery_messages, limits.recovery_seconds
         )
         self.broker.publish(member.subject, BusEvent(BUS_MESSAGE, f.topic, s.user_id, frame))
         s.reply(f.rid)
@@ -381,7 +366,8 @@ class StreamService:
         for user in new:
             subs.add(user)
             self.routes.setdefault((member.subject, f.topic, user), set()).add(s)
-        s.reply(f.rid, result=encode_result(SubscribeResult(wanted, failed)))
+        offset = self.hub.recovery.position((member.subject, f.topic))
+        s.reply(f.rid, result=encode_result(SubscribeResult(wanted, failed, offset)))
 
     def unsubscribe(self, s: Session, f: UnsubscribeTopic) -> None:
         member = self._member(s, f.channel)

@@ -46,6 +46,8 @@ CREATE TABLE IF NOT EXISTS locks (
     scope TEXT NOT NULL, name TEXT NOT NULL, ttl INTEGER NOT NULL, owner TEXT NOT NULL,
     fence INTEGER NOT NULL, PRIMARY KEY (scope, name));
 CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS lock_fences (
+    scope TEXT NOT NULL, name TEXT NOT NULL, fence INTEGER NOT NULL, PRIMARY KEY (scope, name));
 """
 
 Statement = tuple[str, tuple[Any, ...]]
@@ -117,6 +119,9 @@ class SQLiteStore:
         self.path = path
         self._sets: dict[str, Metadata] = {}
         self._locks: dict[str, dict[str, LockInfo]] = {}
+        # Last fencing number of removed locks: a lock set again under the same name goes on
+        # from there, so fencing numbers of one name never repeat.
+        self._fences: dict[tuple[str, str], int] = {}
         self._revision = 0
         self._writer: _Writer | None = None
         self._broken = ""
@@ -140,6 +145,8 @@ class SQLiteStore:
                 "SELECT scope, name, ttl, owner, fence FROM locks"
             ):
                 self._locks.setdefault(scope, {})[name] = LockInfo(name, ttl, owner, fence)
+            for scope, name, fence in db.execute("SELECT scope, name, fence FROM lock_fences"):
+                self._fences[(scope, name)] = fence
             row = db.execute("SELECT value FROM counters WHERE name = 'revision'").fetchone()
             self._revision = row[0] if row else 0
         finally:
@@ -175,7 +182,8 @@ class SQLiteStore:
     # --- metadata ------------------------------------------------------------------------
 
     async def read(self, target: str) -> Metadata:
-        return self._sets.get(target, _EMPTY)
+        current = self._sets.get(target, _EMPTY)
+        return Metadata(current.major_revision, dict(current.items))
 
     async def write(
         self,
@@ -199,7 +207,7 @@ class SQLiteStore:
         if lock is not None:
             scope, name, user = lock
             held = self._locks.get(scope, {}).get(name)
-            if held is None or held.owner != user:
+            if held is None or not user or held.owner != user:
                 return WriteOutcome(
                     ErrorCode.STORAGE_LOCK_NOT_ACQUIRED, f"the caller does not hold lock {name!r}"
                 )
@@ -232,7 +240,7 @@ class SQLiteStore:
                         )
                     )
             new = Metadata(revision, new_items)
-            if max_size and _size(new) > max_size:
+            if max_size and _size(new) > max(max_size, _size(current)):  # may still shrink
                 self._revision -= 1
                 return WriteOutcome(
                     ErrorCode.STORAGE_METADATA_LENGTH_OVERFLOW,
@@ -271,7 +279,7 @@ class SQLiteStore:
             return LockOutcome(
                 ErrorCode.LOCK_OPERATION_FAILED, f"a channel has at most {max_locks} locks"
             )
-        return await self._put(scope, LockInfo(name, ttl))
+        return await self._put(scope, LockInfo(name, ttl, "", self._fences.get((scope, name), 0)))
 
     async def remove(self, scope: str, name: str) -> LockOutcome:
         info = self._locks.get(scope, {}).get(name)
@@ -281,9 +289,13 @@ class SQLiteStore:
         del locks[name]
         if not locks:
             del self._locks[scope]
+        self._fences[(scope, name)] = info.fence
         return await self._save(
             LockOutcome(0, "", info),
-            [("DELETE FROM locks WHERE scope = ? AND name = ?", (scope, name))],
+            [
+                ("DELETE FROM locks WHERE scope = ? AND name = ?", (scope, name)),
+                ("INSERT OR REPLACE INTO lock_fences VALUES (?, ?, ?)", (scope, name, info.fence)),
+            ],
         )
 
     async def acquire(self, scope: str, name: str, owner: str) -> LockOutcome:
@@ -343,6 +355,8 @@ def _check(
             ErrorCode.STORAGE_OUTDATED_REVISION,
             f"major revision is {current.major_revision}, not {major_revision}",
         )
+    if len({w.key for w in items}) != len(items):
+        return WriteOutcome(ErrorCode.STORAGE_DUPLICATE_KEY, "a key is given twice")
     for w in items:
         existing = current.items.get(w.key)
         if w.revision == 0 and existing is not None:

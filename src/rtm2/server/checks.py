@@ -1,0 +1,33 @@
+"""Checks every published message passes, whatever the channel type."""
+
+from __future__ import annotations
+
+from ..errors import ErrorCode, RTMError
+from ..protocol.names import MAX_CUSTOM_TYPE_LENGTH, is_valid_custom_type
+from ..types import MessageType
+
+__all__ = ["check_message"]
+
+
+def check_message(payload: bytes, message_type: int, custom_type: str, max_size: int) -> None:
+    """Raise the RTM error for a message the server must refuse; return if it may go."""
+    if custom_type:
+        if len(custom_type) > MAX_CUSTOM_TYPE_LENGTH:
+            raise RTMError(
+                ErrorCode.CHANNEL_CUSTOM_TYPE_LENGTH_OVERFLOW,
+                f"custom_type over {MAX_CUSTOM_TYPE_LENGTH} characters",
+            )
+        if not is_valid_custom_type(custom_type):
+            raise RTMError(ErrorCode.CHANNEL_INVALID_CUSTOM_TYPE, "custom_type is not ASCII")
+    if len(payload) + len(custom_type) > max_size:
+        raise RTMError(
+            ErrorCode.CHANNEL_MESSAGE_LENGTH_EXCEED_LIMITATION,
+            f"message over {max_size} bytes (payload + custom_type)",
+        )
+    if message_type == MessageType.STRING:
+        try:
+            payload.decode()
+        except UnicodeDecodeError:
+            raise RTMError(ErrorCode.CHANNEL_INVALID_MESSAGE, "text is not UTF-8") from None
+    elif message_type != MessageType.BINARY:
+        raise RTMError(ErrorCode.CHANNEL_UNSUPPORTED_MESSAGE_TYPE, "unknown message type")
