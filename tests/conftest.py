@@ -93,7 +93,7 @@ class ServerProcess:
                 "rtm2",
                 "serve",
                 "--port",
-                "0",
+                str(self.port),
                 "--config",
                 str(config),
                 "--data-dir",

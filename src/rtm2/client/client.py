@@ -500,6 +500,7 @@ class RTMClient:
                     lambda rid: Hello(rid, agent="rtm2-python"), Welcome, timeout
                 )
                 assert welcome is not None
+                link.max_frame_size = welcome.max_frame_size
                 if resume:
                     try:
                         resumed = await link.request(

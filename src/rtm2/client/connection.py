@@ -86,6 +86,8 @@ class Link:
         self._log = log
         self._transport: WSTransport | None = None
         self._pending: dict[int, _Pending] = {}
+        # The server's limit per WebSocket message (from Welcome); a safe default until then.
+        self.max_frame_size = 64 * 1024
         self._out: list[bytes] = []
         self._next_rid = 0
         self._last_received = 0.0
@@ -143,9 +145,26 @@ class Link:
 
     def _flush(self) -> None:
         out, self._out = self._out, []
-        if not out or self._transport is None or self._transport.is_close_frame_sent:
+        transport = self._transport
+        if not out or transport is None or transport.is_close_frame_sent:
             return
-        self._transport.send(WSMsgType.BINARY, out[0] if len(out) == 1 else encode_batch(out))
+        if len(out) == 1:
+            transport.send(WSMsgType.BINARY, out[0])
+            return
+        # Batches stay under the server's frame limit: a larger WebSocket message would be
+        # refused as a whole.
+        limit = self.max_frame_size - 16
+        batch: list[bytes] = []
+        size = 0
+        for frame in out:
+            if batch and size + len(frame) > limit:
+                transport.send(
+                    WSMsgType.BINARY, encode_batch(batch) if len(batch) > 1 else batch[0]
+                )
+                batch, size = [], 0
+            batch.append(frame)
+            size += len(frame)
+        transport.send(WSMsgType.BINARY, encode_batch(batch) if len(batch) > 1 else batch[0])
 
     async def request(
         self,

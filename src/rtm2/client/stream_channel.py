@@ -439,8 +439,16 @@ class StreamChannel:
         )
 
     async def _repick(self, topic: str, users: list[str]) -> None:
+        def subscribed(result: f.SubscribeResult | None) -> None:
+            assert result is not None
+            # A new session numbers from where the server is now, which may be below where
+            # the old one was (a restarted server starts again at 1): take its word.
+            self._client._offsets[(ChannelType.STREAM, self._name, topic)] = result.offset
+
         await self._client._request(
-            lambda rid: f.SubscribeTopic(rid, self._name, topic, users), f.SubscribeResult
+            lambda rid: f.SubscribeTopic(rid, self._name, topic, users),
+            f.SubscribeResult,
+            subscribed,
         )
 
     def _rejoined(self, result: f.StreamJoinResult | None, with_presence: bool) -> None:

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Protocol
 
 from picows import WSCloseCode, WSFrame, WSListener, WSMsgType, WSTransport
 
-from ..protocol.codes import CLOSE_POLICY, CLOSE_PROTOCOL_ERROR
+from ..protocol.codes import CLOSE_POLICY, CLOSE_PROTOCOL_ERROR, CLOSE_TOO_BIG
 
 if TYPE_CHECKING:
     from .session import Session
@@ -33,14 +33,16 @@ class SessionFactory(Protocol):
 class Outbox:
     """Connections with pending frames, flushed together once per event-loop pass."""
 
-    __slots__ = ("_dirty", "_loop", "_scheduled", "max_buffer")
+    __slots__ = ("_dirty", "_loop", "_scheduled", "max_buffer", "max_frame")
 
-    def __init__(self, loop: asyncio.AbstractEventLoop, max_buffer: int) -> None:
+    def __init__(self, loop: asyncio.AbstractEventLoop, max_buffer: int, max_frame: int) -> None:
         self._loop = loop
         self._dirty: list[Connection] = []
         self._scheduled = False
         # A connection whose unsent bytes pass this is a slow consumer and is cut off.
         self.max_buffer = max_buffer
+        # Largest message a client may send; larger ones close the connection unread.
+        self.max_frame = max_frame
 
     def mark(self, conn: Connection) -> None:
         self._dirty.append(conn)
@@ -81,7 +83,10 @@ class Connection(WSListener):
 
     def on_ws_frame(self, transport: WSTransport, frame: WSFrame) -> None:
         msg_type = frame.msg_type
-        if msg_type is WSMsgType.BINARY and frame.fin:
+        if frame.payload_size > self._outbox.max_frame:
+            # picows reports the oversize but may still hand the frame over: never run it.
+            self.close(CLOSE_TOO_BIG, "frame too large", flush=False)
+        elif msg_type is WSMsgType.BINARY and frame.fin:
             self.session.on_data(frame.get_payload_as_bytes())
         elif msg_type is WSMsgType.CLOSE:
             transport.send_close(frame.get_close_code())

@@ -43,7 +43,7 @@ class Hub:
         self.config = config
         self.loop = loop
         self.clock = loop.time
-        self.outbox = Outbox(loop, config.max_send_buffer)
+        self.outbox = Outbox(loop, config.max_send_buffer, config.max_frame_size)
         self.apps: dict[str, AppConfig] = {a.app_id: a for a in config.apps}
         self._recovery_seconds = {a.app_id: a.limits.recovery_seconds for a in config.apps}
         # Every open connection's session, logged in or not.
