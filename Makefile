@@ -34,6 +34,7 @@ test: lint
 ## bench: the benchmarks recorded in docs/PERFORMANCE.md
 bench: $(VENV)/.dev-installed
 	$(BIN)/rtm2 bench fanout
+	$(BIN)/rtm2 bench fanout --channel message
 	$(BIN)/rtm2 bench connections
 	$(BIN)/python bench/ws_libraries.py
 
