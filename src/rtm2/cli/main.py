@@ -64,6 +64,14 @@ def _parse_app(
     "app is created once in the data dir and printed.",
 )
 @click.option(
+    "--engine",
+    default=None,
+    metavar="memory|redis://HOST:PORT/DB",
+    help="Where shared state lives: 'memory' (one node; metadata and locks in SQLite under "
+    "--data-dir) or a Redis URL, so several nodes on one Redis behave as one.  "
+    "[default: memory]",
+)
+@click.option(
     "--app-certificate",
     default=None,
     envvar="RTM2_APP_CERTIFICATE",
@@ -91,6 +99,7 @@ def serve(
     port: int | None,
     data_dir: Path | None,
     apps: tuple[AppConfig, ...],
+    engine: str | None,
     app_certificate: str | None,
     config_file: Path | None,
     log_level: str,
@@ -113,6 +122,7 @@ def serve(
             host=host if host is not None else config.host,
             port=port if port is not None else config.port,
             data_dir=data_dir if data_dir is not None else config.data_dir,
+            engine=engine if engine is not None else config.engine,
         ).with_apps(config.apps + apps)
     except ConfigError as exc:
         raise click.UsageError(str(exc)) from None
@@ -133,7 +143,8 @@ async def _serve(server: Server, dev_app: AppConfig | None) -> None:
 
 def _print_banner(server: Server, dev_app: AppConfig | None) -> None:
     cfg = server.config
-    lines = [f"rtm2 {_version.__version__} serving on {server.url} (embedded engine)", ""]
+    engine = "embedded engine" if cfg.engine == "memory" else f"engine {cfg.engine}"
+    lines = [f"rtm2 {_version.__version__} serving on {server.url} ({engine})", ""]
     if dev_app is not None:
         app_id, cert = dev_app.app_id, dev_app.certificates[0]
         lines += [

@@ -174,6 +174,8 @@ class ServerConfig:
     max_frame_size: int = DEFAULT_MAX_FRAME_SIZE
     # Bytes queued for one slow client before it is disconnected.
     max_send_buffer: int = 4 * 1024 * 1024
+    # "memory" (embedded, one node; metadata in SQLite) or a redis:// URL (many nodes).
+    engine: str = "memory"
 
     def __post_init__(self) -> None:
         ids = [a.app_id for a in self.apps]
@@ -181,6 +183,8 @@ class ServerConfig:
             raise ConfigError("an app id is configured twice")
         if not 0 <= self.port <= 65535:
             raise ConfigError("port must be 0..65535")
+        if self.engine != "memory" and not self.engine.startswith("redis://"):
+            raise ConfigError("engine must be 'memory' or a redis:// URL")
 
     def with_apps(self, apps: tuple[AppConfig, ...]) -> ServerConfig:
         return replace(self, apps=apps)
@@ -207,6 +211,7 @@ def load_config(path: Path, base: ServerConfig | None = None) -> ServerConfig:
             data_dir=Path(server.get("data_dir", cfg.data_dir)),
             max_frame_size=int(server.get("max_frame_size", cfg.max_frame_size)),
             max_send_buffer=int(server.get("max_send_buffer", cfg.max_send_buffer)),
+            engine=str(server.get("engine", cfg.engine)),
             apps=cfg.apps + apps,
             timers=replace(cfg.timers, **{k: float(v) for k, v in timers.items()}),
         )

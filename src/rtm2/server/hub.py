@@ -14,13 +14,22 @@ import secrets
 import time
 
 from ..errors import ErrorCode, RTMError
+from ..protocol.codec import ws_binary_frame
 from ..protocol.codes import CLOSE_GOING_AWAY, CLOSE_POLICY
 from ..protocol.frames import Position, Resume, TokenWillExpire
 from ..protocol.names import is_valid_user_id
 from ..types import ChannelType, ConnectionChangeReason
 from .auth import check_login_token
 from .config import AppConfig, ServerConfig
-from .engines.base import BUS_LOCK, BUS_PRESENCE, BUS_STORAGE, BusEvent, Engine
+from .engines.base import (
+    BUS_LOCK,
+    BUS_LOGIN,
+    BUS_PEER,
+    BUS_PRESENCE,
+    BUS_STORAGE,
+    BusEvent,
+    Engine,
+)
 from .gateway import Connection, Outbox
 from .interest import Interest
 from .locks import LockService
@@ -55,7 +64,7 @@ class Hub:
         self.engine = engine
         self.broker = self.engine.make_broker(self._on_bus)
         self.interest = Interest(self.broker)
-        self.recovery = Recovery()
+        self.recovery = Recovery(enabled=engine.local_recovery)
         self.presence = PresenceService(self.engine.presence_store, self.broker, config.timers)
         self.stream = StreamService(self.engine.stream_store, self.broker, self.interest, self)
         self.messages = MessageService(self, self.broker, self.interest)
@@ -81,6 +90,7 @@ class Hub:
             session.state = SessionState.DETACHED
             session.detached_at = self.clock()
             self.locks.connection_lost(session)
+            self.interest.remove(_session_subject(session))  # peers now find it offline
             log.info(
                 "%r connection lost; keeping the session for %d s",
                 session,
@@ -94,6 +104,8 @@ class Hub:
         if session.state is SessionState.CLOSED:
             return
         was_logged_in = session.alive
+        if session.state is SessionState.LOGGED_IN:
+            self.interest.remove(_session_subject(session))
         session.state = SessionState.CLOSED
         self.sessions.discard(session)
         if session.app is not None:
@@ -111,7 +123,9 @@ class Hub:
         self.presence.session_closed(session, timed_out)
 
     def _on_bus(self, subject: str, event: BusEvent) -> None:
-        if event.kind == BUS_PRESENCE:
+        if subject.startswith("session:"):
+            self._on_session_event(subject, event)
+        elif event.kind == BUS_PRESENCE:
             self.presence.on_bus(subject, event)
         elif event.kind == BUS_STORAGE:
             self.storage.on_bus(subject, event)
@@ -121,6 +135,24 @@ class Hub:
             self.stream.on_bus(subject, event)
         else:
             self.messages.on_bus(subject, event)
+
+    def _on_session_event(self, subject: str, event: BusEvent) -> None:
+        """A user's session subject: a peer message for it, or a newer login elsewhere."""
+        _, app, user = subject.split(":", 2)
+        session = self.users.get((app, user))
+        if session is None:
+            return
+        if event.kind == BUS_PEER:
+            if session.attached:
+                session.conn.send(ws_binary_frame(event.frame))
+        elif event.kind == BUS_LOGIN and event.user != session.session_id:
+            log.info("%r evicted by a newer login of the same user on another node", session)
+            self.end(session)
+            session.kick(
+                ConnectionChangeReason.SAME_UID_LOGIN,
+                ErrorCode.LOGIN_ABORTED,
+                "the same user id logged in elsewhere",
+            )
 
     def authenticate(self, app_id: str, user_id: str, token: str) -> tuple[AppConfig, int]:
         """Check a login; return the app and when the token's login right ends (0 = never)."""
@@ -147,6 +179,11 @@ class Hub:
                 ErrorCode.LOGIN_ABORTED,
                 "the same user id logged in elsewhere",
             )
+        # This node takes the user's peer messages from now on, and other nodes drop their
+        # session of this user (SAME_UID_LOGIN).
+        subject = _session_subject(session)
+        self.interest.add(subject)
+        self.broker.publish(subject, BusEvent(BUS_LOGIN, "", session.session_id, b""))
         log.info("%r logged in (%s)", session, session._lifetime())
 
     def resume(self, fresh: Session, f: Resume) -> Session:
@@ -177,6 +214,8 @@ class Hub:
         if s.state is SessionState.LOGGED_IN:
             old_conn.close(CLOSE_POLICY, "resumed on another connection", flush=False)
             self.locks.connection_lost(s)
+        if s.state is SessionState.DETACHED:
+            self.interest.add(_session_subject(s))
         s.state = SessionState.LOGGED_IN
         new_conn.last_seen = self.clock()
         self.sessions.add(s)
@@ -279,3 +318,8 @@ class Hub:
             session.kick(
                 ConnectionChangeReason.INTERRUPTED, ErrorCode.OK, message, CLOSE_GOING_AWAY
             )
+
+
+def _session_subject(session: Session) -> str:
+    """Where a user's peer messages and login notices travel between nodes."""
+    return f"session:{session.app_config.app_id}:{session.user_id}"

@@ -26,12 +26,14 @@ from ..protocol.names import (
 )
 from ..types import ChannelType
 from .checks import check_message
-from .engines.base import BUS_MESSAGE, Broker, BusEvent
+from .engines.base import BUS_MESSAGE, BUS_PEER, Broker, BusEvent
 from .interest import Interest
 from .ratelimit import RateBucket
 from .subjects import subject as make_subject
 
 if TYPE_CHECKING:
+    from collections.abc import Coroutine
+
     from .hub import Hub
     from .session import Session
 
@@ -134,7 +136,8 @@ class MessageService:
 
     # --- publishing (synchronous: no engine round trip on the hot path) ------------------
 
-    def publish(self, s: Session, f: Publish) -> None:
+    def publish(self, s: Session, f: Publish) -> Coroutine[None, None, None] | None:
+        """Publish; a peer message returns a coroutine (it may wait for another node)."""
         limits = s.app_config.limits
         custom_type = f.custom_type
         check_message(f.payload, f.message_type, custom_type, limits.message_size)
@@ -158,8 +161,7 @@ class MessageService:
             )
         timestamp = int(time.time() * 1000)
         if f.channel_type == ChannelType.USER:
-            self._to_peer(s, f, timestamp)
-            return
+            return self._to_peer(s, f, timestamp)
         subj = make_subject(s.app_config.app_id, ChannelType.MESSAGE, f.channel)
         buffer, offset = self.hub.recovery.next_offset((subj, ""))
         frame = encode(
@@ -179,21 +181,28 @@ class MessageService:
         )
         self.broker.publish(subj, BusEvent(BUS_MESSAGE, "", s.user_id, frame))
         s.reply(f.rid)
+        return None
 
-    def _to_peer(self, s: Session, f: Publish, timestamp: int) -> None:
-        recipient = self.hub.users.get((s.app_config.app_id, f.channel))
-        if recipient is None or not recipient.attached:
-            raise RTMError(ErrorCode.CHANNEL_RECEIVER_OFFLINE, f"{f.channel!r} is not online")
-        frame = ChannelMessage(
-            s.user_id,
-            ChannelType.USER,
-            s.user_id,
-            f.payload,
-            f.message_type,
-            f.custom_type,
-            timestamp,
+    async def _to_peer(self, s: Session, f: Publish, timestamp: int) -> None:
+        app = s.app_config.app_id
+        frame = encode(
+            ChannelMessage(
+                s.user_id,
+                ChannelType.USER,
+                s.user_id,
+                f.payload,
+                f.message_type,
+                f.custom_type,
+                timestamp,
+            )
         )
-        recipient.conn.send(ws_binary_frame(encode(frame)))
+        recipient = self.hub.users.get((app, f.channel))
+        if recipient is not None and recipient.attached:  # on this node: no broker trip
+            recipient.conn.send(ws_binary_frame(frame))
+        elif recipient is not None or not await self.broker.publish_counted(
+            f"session:{app}:{f.channel}", BusEvent(BUS_PEER, "", s.user_id, frame)
+        ):
+            raise RTMError(ErrorCode.CHANNEL_RECEIVER_OFFLINE, f"{f.channel!r} is not online")
         s.reply(f.rid)
 
     def on_bus(self, subj: str, event: BusEvent) -> None:

@@ -11,6 +11,7 @@ from collections.abc import Callable
 from picows import ws_create_server
 
 from .config import ServerConfig
+from .engines.base import Engine
 from .engines.memory import MemoryEngine
 from .gateway import listener_factory
 from .hub import Hub
@@ -45,9 +46,15 @@ class Server:
 
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
-        engine = MemoryEngine(self.config.data_dir)
-        await engine.start()
+        engine: Engine
+        if self.config.engine.startswith("redis://"):
+            from .engines.redis.engine import RedisEngine  # only deployments that use it
+
+            engine = RedisEngine(self.config.engine)
+        else:
+            engine = MemoryEngine(self.config.data_dir)
         hub = self._hub = Hub(self.config, loop, engine)
+        await engine.start()
         await hub.locks.start()
         self._server = await ws_create_server(
             listener_factory(hub.outbox, hub.new_session),

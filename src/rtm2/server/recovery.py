@@ -37,7 +37,10 @@ class _Buffer:
 
 
 class Recovery:
-    def __init__(self) -> None:
+    def __init__(self, enabled: bool = True) -> None:
+        # Off when messages of one channel may be numbered by several processes (the Redis
+        # engine, until its buffers live in Redis): offsets 0, nothing kept, nothing replayed.
+        self.enabled = enabled
         self.epoch = os.urandom(6).hex()  # this process's buffers; a restart changes it
         self._buffers: dict[BufferKey, _Buffer] = {}
         self._clock = time.monotonic
@@ -46,7 +49,9 @@ class Recovery:
         buffer = self._buffers.get(key)
         return buffer.last if buffer is not None else 0
 
-    def next_offset(self, key: BufferKey) -> tuple[_Buffer, int]:
+    def next_offset(self, key: BufferKey) -> tuple[_Buffer | None, int]:
+        if not self.enabled:
+            return None, 0
         buffer = self._buffers.get(key)
         if buffer is None:
             buffer = self._buffers[key] = _Buffer()
@@ -54,10 +59,16 @@ class Recovery:
         return buffer, buffer.last
 
     def keep(
-        self, buffer: _Buffer, offset: int, publisher: str, frame: bytes, limit: int, seconds: float
+        self,
+        buffer: _Buffer | None,
+        offset: int,
+        publisher: str,
+        frame: bytes,
+        limit: int,
+        seconds: float,
     ) -> None:
         """Remember a published message (``limit`` 0: keep nothing)."""
-        if limit <= 0:
+        if buffer is None or limit <= 0:
             return
         now = self._clock()
         entries = buffer.entries
@@ -67,6 +78,8 @@ class Recovery:
 
     def since(self, key: BufferKey, offset: int, epoch: str) -> list[Entry] | None:
         """The buffered messages after ``offset``, or None when some of them are gone."""
+        if not self.enabled:
+            return None
         if epoch != self.epoch:
             return None
         buffer = self._buffers.get(key)

@@ -243,8 +243,7 @@ class Session:
                 self.hub.stream.publish(self, frame)
                 return None
             if isinstance(frame, Publish):
-                self.hub.messages.publish(self, frame)
-                return None
+                return self.hub.messages.publish(self, frame)
         if isinstance(frame, Hello):
             self._hello(frame)
         elif self.state is SessionState.NEW:

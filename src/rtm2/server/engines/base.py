@@ -19,6 +19,8 @@ import msgspec
 __all__ = [
     "BUS_MESSAGE",
     "BUS_LOCK",
+    "BUS_LOGIN",
+    "BUS_PEER",
     "BUS_PRESENCE",
     "BUS_STORAGE",
     "OP_REMOVE",
@@ -74,6 +76,9 @@ class Broker(Protocol):
     """
 
     def publish(self, subject: str, event: BusEvent) -> None: ...
+
+    async def publish_counted(self, subject: str, event: BusEvent) -> int:
+        """Publish and return how many nodes received the event (0: nobody listens)."""
 
     def subscribe(self, subject: str) -> None:
         """Start receiving ``subject`` on this node. Idempotent."""
@@ -198,7 +203,8 @@ class WriteOutcome(msgspec.Struct, frozen=True, gc=False):
 class MetadataStore(Protocol):
     """Channel and user metadata with revisions, shared by all nodes and durable.
 
-    Targets name a set: ``channel:<app>:<type>:<name>`` or ``user:<app>:<user id>``. A write
+    Targets name a set: a channel's subject (``msg:<app>:<name>``, ``stream:<app>:<name>``)
+    or ``user:<app>:<user id>``. A write
     is all or nothing: every check (major revision, item revisions, existence for update and
     remove, the bound lock) passes and every item is written, or nothing changes. It returns
     only once the write is durable. Revisions come from one counter that only grows.
@@ -236,7 +242,7 @@ class LockOutcome(msgspec.Struct, frozen=True, gc=False):
 
 
 class LockStore(Protocol):
-    """Named locks per channel (scope ``<app>:<type>:<channel>``), durable, shared by nodes.
+    """Named locks per channel (scope: the channel's subject), durable, shared by nodes.
 
     Owners are user ids. ``acquire`` succeeds when the lock is free or already the caller's,
     and returns the lock with its fencing number (strictly increasing per lock).
@@ -262,6 +268,8 @@ class LockStore(Protocol):
 
 BUS_STORAGE = 4  # ``frame`` is a StorageEvent push; deliver to the subject's metadata listeners
 BUS_LOCK = 5  # ``frame`` is a LockEvent push; ``topic`` is the lock name
+BUS_PEER = 6  # on a user's session subject: ``frame`` is a peer ChannelMessage for that user
+BUS_LOGIN = 7  # on a user's session subject: session ``user`` logged in; older ones must go
 
 
 class Engine(Protocol):
@@ -278,6 +286,10 @@ class Engine(Protocol):
 
     @property
     def lock_store(self) -> LockStore: ...
+
+    @property
+    def local_recovery(self) -> bool:
+        """Whether message numbering and recovery buffers (kept per process) are valid."""
 
     def make_broker(self, handler: BusHandler) -> Broker:
         """The node's broker, delivering events on subscribed subjects to ``handler``."""

@@ -14,6 +14,8 @@ class MemoryEngine:
     """The embedded engine: one node, everything in this process; metadata and locks are
     also kept durably in SQLite under the data directory."""
 
+    local_recovery = True
+
     def __init__(self, data_dir: Path) -> None:
         self.stream_store = MemoryStreamStore()
         self.presence_store = MemoryPresenceStore()
@@ -41,6 +43,12 @@ class MemoryBroker:
     def publish(self, subject: str, event: BusEvent) -> None:
         if subject in self._subjects:
             self._handler(subject, event)
+
+    async def publish_counted(self, subject: str, event: BusEvent) -> int:
+        if subject not in self._subjects:
+            return 0
+        self._handler(subject, event)
+        return 1
 
     def subscribe(self, subject: str) -> None:
         self._subjects.add(subject)

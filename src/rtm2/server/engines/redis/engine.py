@@ -1,0 +1,386 @@
+"""The Redis engine: the broker, stream membership and presence, shared by every node.
+
+Every node keeps its own connections and routing tables and subscribes, on one pub/sub
+connection, to the subjects of the channels it has local members in; events published by any
+node reach every interested node through Redis, in publish order per node. Membership and
+presence live in Redis hashes changed by Lua scripts, so concurrent nodes cannot interleave
+between a check and its write. Metadata and locks are in ``storage.py``.
+
+Not yet here (docs/SCALING.md): recovery buffers in Redis (so resuming clients fall back to a
+new login across nodes), a sweeper for entries of crashed nodes, and Redis Cluster.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+import msgspec
+
+from ....errors import ErrorCode, RTMError
+from ..base import BusEvent, BusHandler, PresenceEntry, TopicPublishers
+from .resp import RedisClient, RedisError, RedisSubscriber
+from .storage import RedisStore, hash_tag
+
+__all__ = ["RedisBroker", "RedisEngine", "RedisPresenceStore", "RedisStreamStore"]
+
+log = logging.getLogger("rtm2.server")
+
+_encode = msgspec.msgpack.Encoder().encode
+_decode_event = msgspec.msgpack.Decoder(BusEvent).decode
+
+
+def _tag(name: str) -> str:
+    """A hash tag for a channel's keys: all of them, metadata and locks included, land in
+    one Redis Cluster slot."""
+    return hash_tag(name)
+
+
+class RedisBroker:
+    """Publishes on one command connection, receives on one pub/sub connection."""
+
+    def __init__(self, client: RedisClient, url: str, prefix: str, handler: BusHandler) -> None:
+        self._client = client
+        self._prefix = prefix
+        self._handler = handler
+        self._subjects: set[str] = set()
+        self._subscriber = RedisSubscriber(url, self._received, self._lost)
+
+    async def start(self) -> None:
+        await self._subscriber.connect()
+
+    async def close(self) -> None:
+        await self._subscriber.close()
+
+    def publish(self, subject: str, event: BusEvent) -> None:
+        try:
+            future = self._client.send("PUBLISH", self._prefix + subject, _encode(event))
+        except RedisError as exc:
+            log.warning("redis: cannot publish on %s: %s", subject, exc)
+            return
+        future.add_done_callback(_log_failure)
+
+    async def publish_counted(self, subject: str, event: BusEvent) -> int:
+        try:
+            return int(await self._client.call("PUBLISH", self._prefix + subject, _encode(event)))
+        except RedisError as exc:
+            raise RTMError(ErrorCode.CHANNEL_PUBLISH_MESSAGE_FAILED, str(exc)) from None
+
+    def subscribe(self, subject: str) -> None:
+        if subject not in self._subjects:
+            self._subjects.add(subject)
+            self._subscriber.subscribe(self._prefix + subject)
+
+    def unsubscribe(self, subject: str) -> None:
+        if subject in self._subjects:
+            self._subjects.discard(subject)
+            self._subscriber.unsubscribe(self._prefix + subject)
+
+    def _received(self, channel: bytes, data: bytes) -> None:
+        subject = channel.decode()[len(self._prefix) :]
+        if subject not in self._subjects:
+            return
+        try:
+            event = _decode_event(data)
+        except (msgspec.DecodeError, msgspec.ValidationError):
+            log.error("redis: dropping a malformed event on %s", subject)
+            return
+        self._handler(subject, event)
+
+    def _lost(self) -> None:
+        log.error("redis: the pub/sub connection was lost")
+
+
+def _log_failure(future: asyncio.Future[Any]) -> None:
+    if not future.cancelled() and future.exception() is not None:
+        log.warning("redis: publish failed: %s", future.exception())
+
+
+# --- stream channels --------------------------------------------------------------------------
+
+# KEYS[1] members hash, KEYS[2] publishers hash, KEYS[3] order counter
+# ARGV: user, member, max_users -> nil when full, else the publishers as a flat list
+# of (topic, user, meta, order) from the publishers hash.
+_STREAM_JOIN = """
+if redis.call('HEXISTS', KEYS[1], ARGV[1]) == 0 and
+   redis.call('HLEN', KEYS[1]) >= tonumber(ARGV[3]) then
+  return false
+end
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+return redis.call('HGETALL', KEYS[2])
+"""
+
+# KEYS[1] members, KEYS[2] publishers; ARGV: user, member -> topics the user published in
+_STREAM_LEAVE = """
+if redis.call('HGET', KEYS[1], ARGV[1]) ~= ARGV[2] then return {} end
+redis.call('HDEL', KEYS[1], ARGV[1])
+local left = {}
+local all = redis.call('HGETALL', KEYS[2])
+for i = 1, #all, 2 do
+  local entry = cmsgpack.unpack(all[i + 1])
+  if entry[2] == ARGV[1] and entry[3] == ARGV[2] then
+    redis.call('HDEL', KEYS[2], all[i])
+    table.insert(left, entry[1])
+  end
+end
+return left
+"""
+
+# KEYS[1] members, KEYS[2] publishers, KEYS[3] order counter
+# ARGV: field, topic, user, member, meta
+_STREAM_JOIN_TOPIC = """
+if redis.call('HGET', KEYS[1], ARGV[3]) ~= ARGV[4] then return 0 end
+local order = redis.call('INCR', KEYS[3])
+redis.call('HSET', KEYS[2], ARGV[1], cmsgpack.pack({ARGV[2], ARGV[3], ARGV[4], ARGV[5], order}))
+return 1
+"""
+
+# KEYS[1] publishers; ARGV: field, member -> 1 if removed
+_STREAM_LEAVE_TOPIC = """
+local raw = redis.call('HGET', KEYS[1], ARGV[1])
+if not raw then return 0 end
+if cmsgpack.unpack(raw)[3] ~= ARGV[2] then return 0 end
+redis.call('HDEL', KEYS[1], ARGV[1])
+return 1
+"""
+
+
+class _Scripts:
+    """Loads Lua scripts once and runs them by SHA (EVAL again after a NOSCRIPT)."""
+
+    def __init__(self, client: RedisClient) -> None:
+        self._client = client
+        self._shas: dict[str, str] = {}
+
+    async def run(self, script: str, keys: list[str], args: list[Any]) -> Any:
+        sha = self._shas.get(script)
+        if sha is None:
+            sha = (await self._client.call("SCRIPT", "LOAD", script)).decode()
+            self._shas[script] = sha
+        try:
+            return await self._client.call("EVALSHA", sha, len(keys), *keys, *args)
+        except RedisError as exc:
+            if "NOSCRIPT" not in str(exc):
+                raise
+            return await self._client.call("EVAL", script, len(keys), *keys, *args)
+
+
+class RedisStreamStore:
+    def __init__(self, client: RedisClient, prefix: str) -> None:
+        self._scripts = _Scripts(client)
+        self._prefix = prefix
+        self._client = client
+
+    def _keys(self, app: str, channel: str) -> tuple[str, str, str]:
+        base = f"{self._prefix}{{{_tag(f'stream:{app}:{channel}')}}}"
+        return f"{base}:members", f"{base}:pubs", f"{base}:order"
+
+    async def join(
+        self, app: str, channel: str, user: str, member: str, max_users: int
+    ) -> list[TopicPublishers] | None:
+        members, pubs, order = self._keys(app, channel)
+        raw = await _guard(
+            self._scripts.run(_STREAM_JOIN, [members, pubs, order], [user, member, max_users])
+        )
+        if raw is None:
+            return None
+        topics: dict[str, list[tuple[int, str, str]]] = {}
+        for i in range(1, len(raw), 2):
+            topic, who, _, meta, seq = msgspec.msgpack.decode(raw[i])
+            topics.setdefault(topic, []).append((seq, who, meta))
+        return [
+            TopicPublishers(topic, [(who, meta) for _, who, meta in sorted(entries)])
+            for topic, entries in topics.items()
+        ]
+
+    async def leave(self, app: str, channel: str, user: str, member: str) -> list[str]:
+        members, pubs, _ = self._keys(app, channel)
+        left = await _guard(self._scripts.run(_STREAM_LEAVE, [members, pubs], [user, member]))
+        return [t.decode() for t in left]
+
+    async def join_topic(
+        self, app: str, channel: str, topic: str, user: str, member: str, meta: str
+    ) -> None:
+        members, pubs, order = self._keys(app, channel)
+        await _guard(
+            self._scripts.run(
+                _STREAM_JOIN_TOPIC,
+                [members, pubs, order],
+                [f"{topic}\x00{user}", topic, user, member, meta],
+            )
+        )
+
+    async def leave_topic(self, app: str, channel: str, topic: str, user: str, member: str) -> bool:
+        _, pubs, _ = self._keys(app, channel)
+        removed = await _guard(
+            self._scripts.run(_STREAM_LEAVE_TOPIC, [pubs], [f"{topic}\x00{user}", member])
+        )
+        return bool(removed)
+
+    async def publishers(self, app: str, channel: str, topic: str) -> list[str]:
+        _, pubs, _ = self._keys(app, channel)
+        raw = await _guard(self._client.call("HGETALL", pubs))
+        found = []
+        for i in range(1, len(raw), 2):
+            entry_topic, who, _, _, seq = msgspec.msgpack.decode(raw[i])
+            if entry_topic == topic:
+                found.append((seq, who))
+        return [who for _, who in sorted(found)]
+
+
+# --- presence ---------------------------------------------------------------------------------
+
+# KEYS[1] presence hash, KEYS[2] the user's channel set; ARGV: user, entry, subject
+# -> the previous entry (or false)
+_PRESENCE_JOIN = """
+local previous = redis.call('HGET', KEYS[1], ARGV[1])
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+redis.call('SADD', KEYS[2], ARGV[3])
+return previous
+"""
+
+# KEYS[1] presence hash, KEYS[2] the user's channel set; ARGV: user, member, subject
+_PRESENCE_LEAVE = """
+local raw = redis.call('HGET', KEYS[1], ARGV[1])
+if not raw then return false end
+if cmsgpack.unpack(raw)[1] ~= ARGV[2] then return false end
+redis.call('HDEL', KEYS[1], ARGV[1])
+redis.call('SREM', KEYS[2], ARGV[3])
+return raw
+"""
+
+# KEYS[1] presence hash; ARGV: user, member, upsert (msgpack map), removed keys (msgpack list)
+_PRESENCE_STATE = """
+local raw = redis.call('HGET', KEYS[1], ARGV[1])
+if not raw then return false end
+local entry = cmsgpack.unpack(raw)
+if entry[1] ~= ARGV[2] then return false end
+local state = entry[2]
+for k, v in pairs(cmsgpack.unpack(ARGV[3])) do state[k] = v end
+for _, k in ipairs(cmsgpack.unpack(ARGV[4])) do state[k] = nil end
+entry[2] = state
+local packed = cmsgpack.pack(entry)
+redis.call('HSET', KEYS[1], ARGV[1], packed)
+return packed
+"""
+
+
+def _entry(raw: bytes) -> PresenceEntry:
+    member, state, quiet = msgspec.msgpack.decode(raw)
+    return PresenceEntry(member, dict(state) if state else {}, bool(quiet))
+
+
+class RedisPresenceStore:
+    def __init__(self, client: RedisClient, prefix: str) -> None:
+        self._scripts = _Scripts(client)
+        self._prefix = prefix
+        self._client = client
+
+    def _key(self, subject: str) -> str:
+        return f"{self._prefix}{{{_tag(subject)}}}:presence"
+
+    def _where(self, app: str, user: str) -> str:
+        return f"{self._prefix}{{{_tag(f'user:{app}:{user}')}}}:where"
+
+    async def join(
+        self, subject: str, user: str, member: str, state: dict[str, str], quiet: bool
+    ) -> PresenceEntry | None:
+        app = subject.split(":", 2)[1]
+        entry = _encode([member, state, quiet])
+        previous = await _guard(
+            self._scripts.run(
+                _PRESENCE_JOIN, [self._key(subject), self._where(app, user)], [user, entry, subject]
+            )
+        )
+        return _entry(previous) if previous else None
+
+    async def leave(self, subject: str, user: str, member: str) -> PresenceEntry | None:
+        app = subject.split(":", 2)[1]
+        raw = await _guard(
+            self._scripts.run(
+                _PRESENCE_LEAVE,
+                [self._key(subject), self._where(app, user)],
+                [user, member, subject],
+            )
+        )
+        return _entry(raw) if raw else None
+
+    async def update_state(
+        self, subject: str, user: str, member: str, upsert: dict[str, str], remove: list[str]
+    ) -> dict[str, str] | None:
+        raw = await _guard(
+            self._scripts.run(
+                _PRESENCE_STATE,
+                [self._key(subject)],
+                [user, member, _encode(upsert), _encode(remove)],
+            )
+        )
+        return _entry(raw).state if raw else None
+
+    async def members(self, subject: str) -> dict[str, PresenceEntry]:
+        raw = await _guard(self._client.call("HGETALL", self._key(subject)))
+        return {raw[i].decode(): _entry(raw[i + 1]) for i in range(0, len(raw), 2)}
+
+    async def where_now(self, app: str, user: str) -> list[tuple[str, bool]]:
+        subjects = sorted(
+            s.decode() for s in await _guard(self._client.call("SMEMBERS", self._where(app, user)))
+        )
+        found = []
+        for subject in subjects:
+            raw = await _guard(self._client.call("HGET", self._key(subject), user))
+            if raw:
+                found.append((subject, _entry(raw).quiet))
+        return found
+
+
+async def _guard(pending: Any) -> Any:
+    """Await a Redis call; a Redis failure becomes an RTM error the client can act on."""
+    try:
+        return await pending
+    except RedisError as exc:
+        raise RTMError(ErrorCode.PRESENCE_NOT_CONNECTED, f"redis: {exc}") from None
+
+
+# --- the engine -------------------------------------------------------------------------------
+
+
+class RedisEngine:
+    """Many nodes, one Redis: ``rtm2 serve --engine redis://host:port/db``."""
+
+    # Recovery buffers are per process until they move into Redis: offsets from different
+    # nodes would collide, so this engine numbers no messages (no gap-free resume yet).
+    local_recovery = False
+
+    def __init__(self, url: str, prefix: str = "rtm2:") -> None:
+        # ``?prefix=...`` in the URL namespaces every key and channel (one Redis, several
+        # independent deployments or test runs).
+        base, _, query = url.partition("?")
+        for part in query.split("&"):
+            name, _, value = part.partition("=")
+            if name == "prefix" and value:
+                prefix = value
+        self.url = base
+        self.prefix = prefix
+        self._client = RedisClient(self.url)
+        self.stream_store = RedisStreamStore(self._client, prefix)
+        self.presence_store = RedisPresenceStore(self._client, prefix)
+        self.metadata_store = self.lock_store = RedisStore(self._client, prefix)
+        self._brokers: list[RedisBroker] = []
+
+    def make_broker(self, handler: BusHandler) -> RedisBroker:
+        broker = RedisBroker(self._client, self.url, self.prefix, handler)
+        self._brokers.append(broker)
+        return broker
+
+    async def start(self) -> None:
+        await self._client.connect()
+        await self.metadata_store.open()
+        for broker in self._brokers:
+            await broker.start()
+        log.info("engine: redis at %s (key prefix %r)", self.url, self.prefix)
+
+    async def close(self) -> None:
+        for broker in self._brokers:
+            await broker.close()
+        await self._client.close()

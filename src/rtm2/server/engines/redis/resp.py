@@ -1,0 +1,207 @@
+"""A thin asyncio Redis client on hiredis: pipelined commands and a pub/sub connection.
+
+redis-py costs about 11 µs per pipelined command and 14 µs per pub/sub message here; this
+client encodes RESP itself, parses with hiredis.Reader, writes every command queued in one
+event-loop pass with one system call, and matches replies to requests in order. It does only
+what the engine needs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections import deque
+from collections.abc import Callable
+from typing import Any, cast
+from urllib.parse import urlparse
+
+import hiredis
+
+__all__ = ["RedisClient", "RedisError", "RedisSubscriber", "encode_command", "parse_url"]
+
+Arg = bytes | str | int | float
+
+
+class RedisError(Exception):
+    """Redis refused a command, or the connection to it is gone."""
+
+
+def parse_url(url: str) -> tuple[str, int, int, str | None]:
+    """(host, port, db, password) of ``redis://[:password@]host[:port][/db]``."""
+    parsed = urlparse(url)
+    if parsed.scheme != "redis":
+        raise ValueError(f"not a redis:// URL: {url!r}")
+    db = int(parsed.path.lstrip("/") or 0)
+    return parsed.hostname or "127.0.0.1", parsed.port or 6379, db, parsed.password
+
+
+def _bulk(arg: Arg) -> bytes:
+    if isinstance(arg, bytes):
+        data = arg
+    elif isinstance(arg, str):
+        data = arg.encode()
+    else:
+        data = str(arg).encode()
+    return b"$%d\r\n%s\r\n" % (len(data), data)
+
+
+def encode_command(*args: Arg) -> bytes:
+    return b"*%d\r\n" % len(args) + b"".join(_bulk(a) for a in args)
+
+
+class _Protocol(asyncio.Protocol):
+    def __init__(self, on_reply: Callable[[Any], None], on_lost: Callable[[], None]) -> None:
+        self._reader = hiredis.Reader()
+        self._on_reply = on_reply
+        self._on_lost = on_lost
+        self.transport: asyncio.Transport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        # uvloop's transports are not asyncio.Transport subclasses, but behave as one.
+        self.transport = cast(asyncio.Transport, transport)
+
+    def data_received(self, data: bytes) -> None:
+        self._reader.feed(data)
+        while (reply := self._reader.gets()) is not False:
+            self._on_reply(reply)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.transport = None
+        self._on_lost()
+
+
+class RedisClient:
+    """One command connection; concurrent callers share it, their commands pipelined."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self._protocol: _Protocol | None = None
+        self._waiting: deque[asyncio.Future[Any]] = deque()
+        self._out: list[bytes] = []
+        self._connecting: asyncio.Lock | None = None
+
+    @property
+    def connected(self) -> bool:
+        return self._protocol is not None and self._protocol.transport is not None
+
+    async def connect(self) -> None:
+        host, port, db, password = parse_url(self.url)
+        loop = asyncio.get_running_loop()
+        try:
+            _, protocol = await loop.create_connection(
+                lambda: _Protocol(self._reply, self._lost), host, port
+            )
+        except OSError as exc:
+            raise RedisError(f"cannot reach Redis at {host}:{port}: {exc}") from None
+        self._protocol = protocol
+        if password:
+            await self.call("AUTH", password)
+        if db:
+            await self.call("SELECT", db)
+
+    async def close(self) -> None:
+        if self._protocol is not None and self._protocol.transport is not None:
+            self._protocol.transport.close()
+        self._protocol = None
+
+    def _reply(self, reply: Any) -> None:
+        future = self._waiting.popleft()
+        if future.done():
+            return
+        if isinstance(reply, hiredis.ReplyError):
+            future.set_exception(RedisError(str(reply)))
+        else:
+            future.set_result(reply)
+
+    def _lost(self) -> None:
+        self._protocol = None
+        while self._waiting:
+            future = self._waiting.popleft()
+            if not future.done():
+                future.set_exception(RedisError("connection to Redis lost"))
+
+    def send(self, *args: Arg) -> asyncio.Future[Any]:
+        """Queue a command; its reply resolves the returned future."""
+        if not self.connected:
+            raise RedisError("not connected to Redis")
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        if not self._out:
+            asyncio.get_running_loop().call_soon(self._flush)
+        self._out.append(encode_command(*args))
+        self._waiting.append(future)
+        return future
+
+    def _flush(self) -> None:
+        out, self._out = self._out, []
+        if out and self._protocol is not None and self._protocol.transport is not None:
+            self._protocol.transport.write(b"".join(out))
+
+    async def call(self, *args: Arg) -> Any:
+        return await self.send(*args)
+
+
+class RedisSubscriber:
+    """One pub/sub connection; ``on_message(channel, data)`` gets every published message.
+
+    ``sharded`` uses SSUBSCRIBE/SUNSUBSCRIBE (Redis Cluster sharded pub/sub).
+    """
+
+    def __init__(
+        self,
+        url: str,
+        on_message: Callable[[bytes, bytes], None],
+        on_lost: Callable[[], None],
+        sharded: bool = False,
+    ) -> None:
+        self.url = url
+        self._on_message = on_message
+        self._on_lost = on_lost
+        self._protocol: _Protocol | None = None
+        self._sub, self._unsub = (
+            (b"SSUBSCRIBE", b"SUNSUBSCRIBE")
+            if sharded
+            else (
+                b"SUBSCRIBE",
+                b"UNSUBSCRIBE",
+            )
+        )
+        self._message = b"smessage" if sharded else b"message"
+        self._out: list[bytes] = []
+
+    async def connect(self) -> None:
+        host, port, _, password = parse_url(self.url)
+        loop = asyncio.get_running_loop()
+        try:
+            _, self._protocol = await loop.create_connection(
+                lambda: _Protocol(self._reply, self._on_lost), host, port
+            )
+        except OSError as exc:
+            raise RedisError(f"cannot reach Redis at {host}:{port}: {exc}") from None
+        if password:
+            self._write(encode_command("AUTH", password))
+
+    def _reply(self, reply: Any) -> None:
+        if isinstance(reply, list) and len(reply) == 3 and reply[0] == self._message:
+            self._on_message(reply[1], reply[2])
+
+    def subscribe(self, channel: str) -> None:
+        self._write(encode_command(self._sub, channel))
+
+    def unsubscribe(self, channel: str) -> None:
+        self._write(encode_command(self._unsub, channel))
+
+    def _write(self, data: bytes) -> None:
+        if not self._out:
+            asyncio.get_running_loop().call_soon(self._flush)
+        self._out.append(data)
+
+    def _flush(self) -> None:
+        out, self._out = self._out, []
+        if out and self._protocol is not None and self._protocol.transport is not None:
+            self._protocol.transport.write(b"".join(out))
+
+    async def close(self) -> None:
+        if self._protocol is not None and self._protocol.transport is not None:
+            with contextlib.suppress(Exception):
+                self._protocol.transport.close()
+        self._protocol = None

@@ -1,0 +1,177 @@
+"""The engine contract suite (``contract.py``) run against the Redis engine's RedisStore.
+
+Needs a real Redis (``RTM2_TEST_REDIS_URL``, default redis://127.0.0.1:6379/0); without one
+these tests fail rather than skip, since CI starts Redis for them. Each test uses its own key
+prefix and deletes its keys afterwards, so tests share the Redis but never see each other's
+data. A restart closes the connection and opens a new store on a new one (Redis itself keeps
+running: "durable" here means acknowledged by Redis, see ``storage``).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import AsyncIterator
+from uuid import uuid4
+
+import pytest
+
+from rtm2.errors import ErrorCode
+from rtm2.server.engines.base import OP_SET, ItemWrite, LockInfo, Metadata
+from rtm2.server.engines.redis.resp import RedisClient
+from rtm2.server.engines.redis.scripts import Script, run
+from rtm2.server.engines.redis.storage import RedisStore, hash_tag, unescape_tag
+
+from .contract import ConcurrencyContract, LockContract, MetadataContract
+
+REDIS_URL = os.environ.get("RTM2_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+
+
+class RedisHarness:
+    """An ``EngineHarness`` over one key prefix of a real Redis."""
+
+    def __init__(self, prefix: str) -> None:
+        self.prefix = prefix
+        self.client: RedisClient | None = None
+        self.store: RedisStore | None = None
+
+    @property
+    def metadata(self) -> RedisStore:
+        assert self.store is not None
+        return self.store
+
+    @property
+    def locks(self) -> RedisStore:
+        return self.metadata
+
+    async def start(self) -> None:
+        self.client = RedisClient(REDIS_URL)
+        await self.client.connect()
+        self.store = RedisStore(self.client, self.prefix)
+        await self.store.open()
+
+    async def close(self) -> None:
+        if self.client is not None:
+            await self.client.close()
+        self.client = self.store = None
+
+    async def restart(self) -> None:
+        await self.close()
+        await self.start()
+
+
+async def keys_of(client: RedisClient, prefix: str) -> list[bytes]:
+    """Every key under ``prefix`` (which must hold no glob characters)."""
+    keys: list[bytes] = []
+    cursor: bytes | int = 0
+    while True:
+        cursor, found = await client.call("SCAN", cursor, "MATCH", f"{prefix}*", "COUNT", 1000)
+        keys += found
+        if cursor in (b"0", 0):
+            return keys
+
+
+@pytest.fixture
+async def engine() -> AsyncIterator[RedisHarness]:
+    harness = RedisHarness(f"rtm2test:{uuid4().hex}:")
+    await harness.start()
+    try:
+        yield harness
+    finally:
+        await harness.close()
+        cleaner = RedisClient(REDIS_URL)
+        await cleaner.connect()
+        try:
+            keys = await keys_of(cleaner, harness.prefix)
+            if keys:
+                await cleaner.call("DEL", *keys)
+        finally:
+            await cleaner.close()
+
+
+class TestRedisStore(MetadataContract, LockContract, ConcurrencyContract):
+    pass
+
+
+# --- Redis-specific ------------------------------------------------------------------------
+
+
+def redis_hash_tag(key: bytes) -> bytes:
+    """What Redis Cluster hashes of ``key`` to pick its slot."""
+    start = key.find(b"{")
+    if start >= 0:
+        end = key.find(b"}", start + 1)
+        if end > start + 1:
+            return key[start + 1 : end]
+    return key
+
+
+ODD = "msg:app1:a {b}} %7D *?[x] \\ é"  # braces, escapes and glob characters
+
+
+async def test_every_key_of_a_set_and_its_locks_shares_one_hash_tag(engine: RedisHarness) -> None:
+    for target in (ODD, "msg:app1:room"):
+        await engine.locks.set(target, "L", 30, 10)
+        await engine.locks.acquire(target, "L", "alice")
+        await engine.locks.set(target, "K", 30, 10)
+        await engine.locks.remove(target, "K")  # leaves a fence behind
+        lock = (target, "L", "alice")
+        outcome = await engine.metadata.write(
+            target, OP_SET, [ItemWrite("a", "1")], -1, "", 0, lock
+        )
+        assert outcome.code == 0, outcome
+    assert engine.client is not None
+    keys = [k for k in await keys_of(engine.client, engine.prefix) if b"{" in k]
+    tags = {redis_hash_tag(key) for key in keys}
+    assert len(keys) == 6
+    assert tags == {hash_tag(ODD).encode(), b"msg:app1:room"}
+
+
+async def test_odd_targets_and_scopes_round_trip(engine: RedisHarness) -> None:
+    assert unescape_tag(hash_tag(ODD)) == ODD
+    assert "{" not in hash_tag(ODD)
+    assert "}" not in hash_tag(ODD)
+    outcome = await engine.metadata.write(ODD, OP_SET, [ItemWrite("k", "v")], -1, "", 0)
+    assert outcome.code == 0
+    assert await engine.metadata.read(ODD) == outcome.metadata
+    assert await engine.metadata.read("msg:app1:a {b}") == Metadata(0, {})
+    await engine.locks.set(ODD, "L", 30, 10)
+    await engine.locks.acquire(ODD, "L", "alice")
+    await engine.restart()
+    assert await engine.locks.held() == [(ODD, LockInfo("L", 30, "alice", 1))]
+
+
+async def test_held_finds_no_lock_of_another_prefix(engine: RedisHarness) -> None:
+    other = RedisHarness(engine.prefix + "other:")
+    await other.start()
+    try:
+        await other.locks.set("msg:app1:room", "L", 30, 10)
+        await other.locks.acquire("msg:app1:room", "L", "alice")
+        assert await engine.locks.held() == []
+    finally:
+        await other.close()
+
+
+def test_a_prefix_with_braces_is_refused() -> None:
+    with pytest.raises(ValueError, match="braces"):
+        RedisStore(RedisClient(REDIS_URL), "rtm2:{x}:")
+
+
+async def test_a_script_unknown_to_redis_is_sent_whole(engine: RedisHarness) -> None:
+    assert engine.client is not None
+    script = Script("probe", f"-- {uuid4().hex}\nreturn ARGV[1]")
+    assert await engine.client.call("SCRIPT", "EXISTS", script.sha) == [0]
+    assert await run(engine.client, script, [], ["hi"]) == b"hi"
+    assert await engine.client.call("SCRIPT", "EXISTS", script.sha) == [1]
+
+
+async def test_without_redis_changes_answer_not_available(engine: RedisHarness) -> None:
+    assert engine.client is not None
+    await engine.client.close()
+    outcome = await engine.metadata.write("msg:app1:room", OP_SET, [ItemWrite("a")], -1, "", 0)
+    assert outcome.code == ErrorCode.STORAGE_NOT_AVAILABLE
+    assert (await engine.locks.set("msg:app1:room", "L", 30, 10)).code == (
+        ErrorCode.LOCK_NOT_AVAILABLE
+    )
+    assert (await engine.locks.acquire("msg:app1:room", "L", "a")).code == (
+        ErrorCode.LOCK_NOT_AVAILABLE
+    )
