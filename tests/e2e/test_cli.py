@@ -163,3 +163,26 @@ def test_bench_connections_reports_memory_per_connection() -> None:
     out = rtm2_cmd("bench", "connections", "--count", "40")
     assert out.returncode == 0, out.stderr
     assert re.search(r"idle, logged in:\s+-?[\d.]+ KiB per connection", out.stdout)
+
+
+def test_bench_fanout_runs_across_two_nodes_on_redis_and_cleans_up() -> None:
+    out = rtm2_cmd(
+        "bench",
+        "fanout",
+        "-n",
+        "2",
+        "--messages",
+        "400",
+        "--nodes",
+        "2",
+        "--engine",
+        "redis://127.0.0.1:6379/0",
+    )
+    assert out.returncode == 0, out.stderr
+    assert "2 node(s), engine redis://127.0.0.1:6379/0" in out.stdout
+    row = next(line for line in out.stdout.splitlines() if line.startswith("| 2 |"))
+    assert [c.strip() for c in row.strip("|").split("|")][-2:] == ["0", "0"]
+    left = subprocess.run(
+        ["redis-cli", "--scan", "--pattern", "rtm2bench:*"], capture_output=True, text=True
+    )
+    assert left.stdout.strip() == ""

@@ -145,10 +145,13 @@ def _payload(seq: int) -> bytes:
 
 
 async def _fanout(
-    url: str, server_pid: int, kind: str, n: int, messages: int, window: int
+    urls: list[str], pids: list[int], kind: str, n: int, messages: int, window: int
 ) -> FanoutResult:
-    server = psutil.Process(server_pid)
-    pub, *subs = await _login_all(url, ["pub"] + [f"sub{i}" for i in range(n)])
+    """The publisher on the first node, the subscribers on the last (with two nodes, every
+    delivery crosses the engine); CPU is that of every process in ``pids``."""
+    servers = [psutil.Process(pid) for pid in pids]
+    (pub,) = await _login_all(urls[0], ["pub"])
+    subs = await _login_all(urls[-1], [f"sub{i}" for i in range(n)])
     receivers = _Receivers(n, window)
     tasks = []
     if kind == "stream":
@@ -181,7 +184,7 @@ async def _fanout(
         await asyncio.gather(*(publish(_payload(s)) for s in range(first, seq)))
 
     # Throughput: at most two windows in flight (published but not yet at every subscriber).
-    cpu0 = server.cpu_times()
+    cpu0 = _cpu(servers)
     t0 = time.perf_counter()
     for w in range(windows):
         if w >= 2:
@@ -189,9 +192,9 @@ async def _fanout(
         await send_window()
     await receivers.window_done(windows).wait()
     elapsed = time.perf_counter() - t0
-    cpu1 = server.cpu_times()
+    cpu1 = _cpu(servers)
     deliveries = windows * window * n
-    cpu = (cpu1.user + cpu1.system) - (cpu0.user + cpu0.system)
+    cpu = cpu1 - cpu0
 
     # Latency at half the peak message rate, paced in 1 ms ticks, for about 2 seconds.
     rate = windows * window / elapsed / 2
@@ -230,11 +233,17 @@ async def _fanout(
     )
 
 
-def _run_fanout(url: str, pid: int, kind: str, n: int, messages: int, window: int) -> FanoutResult:
+def _cpu(processes: list[psutil.Process]) -> float:
+    return sum(p.cpu_times().user + p.cpu_times().system for p in processes)
+
+
+def _run_fanout(
+    urls: list[str], pids: list[int], kind: str, n: int, messages: int, window: int
+) -> FanoutResult:
     out: list[FanoutResult] = []
 
     async def main() -> None:
-        out.append(await _fanout(url, pid, kind, n, messages, window))
+        out.append(await _fanout(urls, pids, kind, n, messages, window))
 
     _run(main())
     return out[0]
@@ -286,12 +295,36 @@ def bench() -> None:
     show_default=True,
     help="A stream-channel topic (subscribers pick the publisher) or a message channel.",
 )
-def fanout(subscribers: tuple[int, ...], messages: int | None, window: int, kind: str) -> None:
+@click.option(
+    "--engine",
+    default="memory",
+    show_default=True,
+    help="'memory', or a redis:// URL to run the nodes on Redis (its CPU is counted too).",
+)
+@click.option(
+    "--nodes",
+    type=click.IntRange(1, 2),
+    default=1,
+    show_default=True,
+    help="With 2 (needs --engine redis://...), the publisher is on one node and the "
+    "subscribers on the other.",
+)
+def fanout(
+    subscribers: tuple[int, ...],
+    messages: int | None,
+    window: int,
+    kind: str,
+    engine: str,
+    nodes: int,
+) -> None:
     """One publisher, N subscribers, 128-byte messages: deliveries/s, server CPU per delivery,
     and p50/p99 publish-to-receive latency at half the peak rate."""
+    if nodes > 1 and not engine.startswith("redis://"):
+        raise click.UsageError("several nodes need --engine redis://...")
     counts = subscribers or (1, 10, 100)
     server_cpu, pinning = _pin_self()
-    click.echo(f"fan-out in a {kind} channel, {_SIZE} B messages; {pinning}")
+    where = f"{nodes} node(s), engine {engine}"
+    click.echo(f"fan-out in a {kind} channel, {_SIZE} B messages, {where}; {pinning}")
     click.echo("")
     click.echo(
         "| subscribers | messages | deliveries/s | server CPU µs/delivery | p50 ms | p99 ms "
@@ -302,13 +335,53 @@ def fanout(subscribers: tuple[int, ...], messages: int | None, window: int, kind
         config = _config(Path(tmp))
         for n in counts:
             per_run = messages or (200_000 if n < 10 else 100_000 if n < 100 else 20_000)
-            with local_server(["--config", str(config)], cwd=Path(tmp), cpu=server_cpu) as srv:
-                r = _run_fanout(srv.url, srv.pid, kind, n, per_run, window)
+            args = ["--config", str(config)]
+            if engine != "memory":
+                prefix = f"rtm2bench:{os.getpid()}:{n}:"
+                args += ["--engine", f"{engine}{'&' if '?' in engine else '?'}prefix={prefix}"]
+            with contextlib.ExitStack() as stack:
+                servers = [
+                    stack.enter_context(local_server(args, cwd=Path(tmp), cpu=server_cpu))
+                    for _ in range(nodes)
+                ]
+                pids = [srv.pid for srv in servers] + _redis_pids(engine)
+                r = _run_fanout([srv.url for srv in servers], pids, kind, n, per_run, window)
+            if engine != "memory":
+                _run(_forget(engine, prefix))
             click.echo(
                 f"| {r.subscribers} | {r.messages:,} | {r.deliveries_per_s:,.0f} "
                 f"| {r.cpu_us_per_delivery:.2f} "
                 f"| {r.p50_ms:.2f} | {r.p99_ms:.2f} | {r.lost} | {r.reordered} |"
             )
+
+
+async def _forget(engine: str, prefix: str) -> None:
+    """Delete the keys a benchmark run left in Redis."""
+    from ..server.engines.redis.resp import RedisClient
+
+    client = RedisClient(engine.split("?", 1)[0])
+    await client.connect()
+    cursor = b"0"
+    while True:
+        cursor, keys = await client.call("SCAN", cursor, "MATCH", f"{prefix}*", "COUNT", 1000)
+        if keys:
+            await client.call("DEL", *keys)
+        if cursor == b"0":
+            break
+    await client.close()
+
+
+def _redis_pids(engine: str) -> list[int]:
+    """The Redis server behind ``engine`` when it runs on this machine (its CPU counts too)."""
+    if not engine.startswith("redis://"):
+        return []
+    port = int(engine.split("://", 1)[1].split("/", 1)[0].split("?")[0].rsplit(":", 1)[-1])
+    for proc in psutil.process_iter(["name"]):
+        if (proc.info["name"] or "").startswith("redis-server"):
+            with contextlib.suppress(psutil.Error):
+                if any(c.laddr.port == port for c in proc.net_connections("tcp")):
+                    return [proc.pid]
+    return []
 
 
 @bench.command()

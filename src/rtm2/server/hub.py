@@ -183,7 +183,10 @@ class Hub:
         # session of this user (SAME_UID_LOGIN).
         subject = _session_subject(session)
         self.interest.add(subject)
-        self.broker.publish(subject, BusEvent(BUS_LOGIN, "", session.session_id, b""))
+        try:
+            self.broker.publish(subject, BusEvent(BUS_LOGIN, "", session.session_id, b""))
+        except RTMError as exc:  # the engine is down: other nodes learn of it when it is back
+            log.warning("%r: cannot tell other nodes about this login: %s", session, exc.reason)
         log.info("%r logged in (%s)", session, session._lifetime())
 
     def resume(self, fresh: Session, f: Resume) -> Session:

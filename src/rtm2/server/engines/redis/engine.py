@@ -56,9 +56,10 @@ class RedisBroker:
     def publish(self, subject: str, event: BusEvent) -> None:
         try:
             future = self._client.send("PUBLISH", self._prefix + subject, _encode(event))
-        except RedisError as exc:
-            log.warning("redis: cannot publish on %s: %s", subject, exc)
-            return
+        except RedisError as exc:  # never acknowledge what Redis did not take
+            raise RTMError(
+                ErrorCode.CHANNEL_PUBLISH_MESSAGE_FAILED, f"redis is unavailable: {exc}"
+            ) from None
         future.add_done_callback(_log_failure)
 
     async def publish_counted(self, subject: str, event: BusEvent) -> int:
@@ -89,7 +90,7 @@ class RedisBroker:
         self._handler(subject, event)
 
     def _lost(self) -> None:
-        log.error("redis: the pub/sub connection was lost")
+        log.error("redis: the pub/sub connection was lost; reconnecting")
 
 
 def _log_failure(future: asyncio.Future[Any]) -> None:

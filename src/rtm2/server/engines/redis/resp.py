@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from collections import deque
 from collections.abc import Callable
 from typing import Any, cast
@@ -18,6 +19,11 @@ from urllib.parse import urlparse
 import hiredis
 
 __all__ = ["RedisClient", "RedisError", "RedisSubscriber", "encode_command", "parse_url"]
+
+log = logging.getLogger("rtm2.server")
+
+# While Redis is unreachable, a lost connection is retried this often (growing to the cap).
+_RETRY_FIRST, _RETRY_CAP = 0.1, 2.0
 
 Arg = bytes | str | int | float
 
@@ -78,7 +84,8 @@ class RedisClient:
         self._protocol: _Protocol | None = None
         self._waiting: deque[asyncio.Future[Any]] = deque()
         self._out: list[bytes] = []
-        self._connecting: asyncio.Lock | None = None
+        self._closing = False
+        self._reconnecting: asyncio.Task[None] | None = None
 
     @property
     def connected(self) -> bool:
@@ -100,6 +107,9 @@ class RedisClient:
             await self.call("SELECT", db)
 
     async def close(self) -> None:
+        self._closing = True
+        if self._reconnecting is not None:
+            self._reconnecting.cancel()
         if self._protocol is not None and self._protocol.transport is not None:
             self._protocol.transport.close()
         self._protocol = None
@@ -119,6 +129,15 @@ class RedisClient:
             future = self._waiting.popleft()
             if not future.done():
                 future.set_exception(RedisError("connection to Redis lost"))
+        if not self._closing and self._reconnecting is None:
+            log.error("redis: connection to %s lost; refusing writes until it is back", self.url)
+            self._reconnecting = asyncio.get_running_loop().create_task(
+                _retry(self.connect, self.url, self._reconnected)
+            )
+
+    def _reconnected(self) -> None:
+        self._reconnecting = None
+        log.info("redis: connection to %s is back", self.url)
 
     def send(self, *args: Arg) -> asyncio.Future[Any]:
         """Queue a command; its reply resolves the returned future."""
@@ -167,27 +186,47 @@ class RedisSubscriber:
         )
         self._message = b"smessage" if sharded else b"message"
         self._out: list[bytes] = []
+        self._channels: set[str] = set()
+        self._closing = False
+        self._reconnecting: asyncio.Task[None] | None = None
 
     async def connect(self) -> None:
         host, port, _, password = parse_url(self.url)
         loop = asyncio.get_running_loop()
         try:
             _, self._protocol = await loop.create_connection(
-                lambda: _Protocol(self._reply, self._on_lost), host, port
+                lambda: _Protocol(self._reply, self._lost), host, port
             )
         except OSError as exc:
             raise RedisError(f"cannot reach Redis at {host}:{port}: {exc}") from None
         if password:
             self._write(encode_command("AUTH", password))
+        for channel in self._channels:  # after a reconnection: everything again
+            self._write(encode_command(self._sub, channel))
 
     def _reply(self, reply: Any) -> None:
         if isinstance(reply, list) and len(reply) == 3 and reply[0] == self._message:
             self._on_message(reply[1], reply[2])
 
+    def _lost(self) -> None:
+        self._protocol = None
+        self._out.clear()
+        self._on_lost()
+        if not self._closing and self._reconnecting is None:
+            self._reconnecting = asyncio.get_running_loop().create_task(
+                _retry(self.connect, self.url, self._reconnected)
+            )
+
+    def _reconnected(self) -> None:
+        self._reconnecting = None
+        log.info("redis: pub/sub connection to %s is back", self.url)
+
     def subscribe(self, channel: str) -> None:
+        self._channels.add(channel)
         self._write(encode_command(self._sub, channel))
 
     def unsubscribe(self, channel: str) -> None:
+        self._channels.discard(channel)
         self._write(encode_command(self._unsub, channel))
 
     def _write(self, data: bytes) -> None:
@@ -201,7 +240,24 @@ class RedisSubscriber:
             self._protocol.transport.write(b"".join(out))
 
     async def close(self) -> None:
+        self._closing = True
+        if self._reconnecting is not None:
+            self._reconnecting.cancel()
         if self._protocol is not None and self._protocol.transport is not None:
             with contextlib.suppress(Exception):
                 self._protocol.transport.close()
         self._protocol = None
+
+
+async def _retry(connect: Callable[[], Any], url: str, done: Callable[[], None]) -> None:
+    """Reconnect until it works, waiting longer and longer between attempts."""
+    delay = _RETRY_FIRST
+    while True:
+        await asyncio.sleep(delay)
+        try:
+            await connect()
+        except RedisError:
+            delay = min(delay * 2, _RETRY_CAP)
+            continue
+        done()
+        return
