@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import signal
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -191,3 +192,58 @@ async def test_storage_and_locks_are_global_and_atomic(
     ]
     await alice.lock.release(channel, ChannelType.MESSAGE, "editor")
     assert await bob.lock.acquire(channel, ChannelType.MESSAGE, "editor") == fence + 1
+
+
+@pytest.fixture
+def mortal_nodes(tmp_path: Path) -> Iterator[tuple[ServerProcess, ServerProcess]]:
+    """Two nodes that declare each other dead after 2 s of silence."""
+    prefix = f"rtm2test:{uuid.uuid4().hex[:12]}:"
+    engine = f'"{REDIS}?prefix={prefix}"'
+    pair = []
+    for name in ("a", "b"):
+        node = ServerProcess(
+            tmp_path / name, timers={"node_timeout": 2.0}, server={"engine": engine}
+        )
+        node.workdir.mkdir()
+        pair.append(node.start())
+    yield pair[0], pair[1]
+    for node in pair:
+        node.stop()
+    _forget(prefix)
+
+
+async def test_the_users_of_a_crashed_node_time_out_and_their_locks_expire_after_the_ttl(
+    mortal_nodes: tuple[ServerProcess, ServerProcess], clients: Clients
+) -> None:
+    a, b = mortal_nodes
+    channel = unique("crash")
+    watcher = await clients.on(a)
+    victim = client_for(b, unique("v"), app_id=APP_SMALL, auto_reconnect=False)
+    await victim.login(rtm2.build_rtm_token(APP_SMALL, CERT_SMALL, victim.config.user_id))
+    clients.all.append(victim)
+    who = victim.config.user_id
+    await victim.subscribe(channel)
+    await victim.stream_channel(channel).join()
+    await victim.stream_channel(channel).join_topic("t")
+    await victim.lock.set(channel, ChannelType.MESSAGE, "L", ttl=10)
+    await victim.lock.acquire(channel, ChannelType.MESSAGE, "L")
+
+    await watcher.subscribe(channel, with_lock=True)
+    _, presence = await watcher.presence.get_presence_events(channel, ChannelType.MESSAGE)
+    _, locks = await watcher.lock.get_lock_events(channel, ChannelType.MESSAGE)
+    _, topics, _ = await watcher.stream_channel(channel).join()
+    for stream in (presence, locks, topics):
+        await stream.get(timeout=5)  # the snapshots
+
+    b.signal(signal.SIGKILL)
+    b.wait()
+    timeout = await presence.get(timeout=10)
+    assert (timeout.type, timeout.user_id) == (rtm2.PresenceEventType.REMOTE_TIMEOUT, who)
+    left = await topics.get(timeout=5)
+    assert (left.type, left.user_id, left.topic) == (rtm2.TopicEventType.REMOTE_LEAVE, who, "t")
+    users, _ = await watcher.presence.who_now(channel, ChannelType.MESSAGE)
+    assert who not in [u.user_id for u in users]
+    assert (await watcher.lock.get(channel, ChannelType.MESSAGE))["L"].owner == who  # TTL runs
+    expired = await locks.get(timeout=15)
+    assert expired.type is rtm2.LockEventType.EXPIRED
+    assert (await watcher.lock.get(channel, ChannelType.MESSAGE))["L"].owner == ""

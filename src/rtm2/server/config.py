@@ -156,6 +156,9 @@ class Timers:
     presence_interval: float = 30.0
     # A leave followed by a rejoin within this time produces no presence events.
     presence_debounce: float = 2.0
+    # With several nodes: a node silent this long is dead; another node cleans up after it
+    # (its users time out of presence and topics, their locks count down their TTL).
+    node_timeout: float = 15.0
 
     def __post_init__(self) -> None:
         for name in self.__slots__:

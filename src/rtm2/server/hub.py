@@ -71,7 +71,7 @@ class Hub:
         self.storage = StorageService(self.engine.metadata_store, self.broker, self.interest)
         self.locks = LockService(self.engine.lock_store, self.broker)
         self._ids = itertools.count(1)
-        self._node = os.urandom(3).hex()
+        self.node_id = os.urandom(3).hex()
 
     def new_session(self, conn: Connection) -> Session:
         return Session(self, conn)
@@ -165,7 +165,7 @@ class Hub:
 
     def login(self, session: Session) -> None:
         assert session.app is not None
-        session.session_id = f"{self._node}-{next(self._ids)}"
+        session.session_id = f"{self.node_id}-{next(self._ids)}"
         session.resume_token = secrets.token_urlsafe(16)
         self.by_id[session.session_id] = session
         key = (session.app.app_id, session.user_id)
@@ -306,13 +306,30 @@ class Hub:
                 session.send(TokenWillExpire(member.channel, member.expires_at))
 
     async def run_sweeper(self) -> None:
-        interval = self.config.timers.sweep_interval
+        timers = self.config.timers
+        interval = timers.sweep_interval
+        next_orphan_check = self.clock()
         while True:
             await asyncio.sleep(interval)
             try:
                 self.sweep()
+                await self.engine.heartbeat(self.node_id)
+                if self.clock() >= next_orphan_check:
+                    next_orphan_check = self.clock() + timers.node_timeout / 3
+                    await self._adopt_orphans()
             except Exception:  # the sweep must outlive any one bad session
                 log.exception("sweep failed")
+
+    async def _adopt_orphans(self) -> None:
+        """Clean up after nodes that died without closing their sessions."""
+        for entry in await self.engine.orphans(self.node_id, self.config.timers.node_timeout):
+            if entry[0] == "presence":
+                _, subject, user, member = entry
+                await self.presence.remove_orphan(subject, user, member)
+                await self.locks.owner_gone(subject, user)
+            elif entry[0] == "stream":
+                _, app, channel, user, member = entry
+                await self.stream.remove_orphan(app, channel, user, member)
 
     def shutdown(self, message: str) -> None:
         """Tell every client the server is going away and close its connection."""

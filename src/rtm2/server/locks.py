@@ -248,6 +248,12 @@ class LockService:
             if not self.listeners[subj]:
                 del self.listeners[subj]
 
+    async def owner_gone(self, subj: str, user: str) -> None:
+        """``user``'s node died: its locks in that channel count down their TTL here."""
+        for name, info in (await self.store.locks(subj)).items():
+            if info.owner == user and (subj, name) not in self.countdowns:
+                self._start_countdown((subj, name), user, info.ttl, "left")
+
     def _stop_waiting(self, s: Session, subj: str | None, why: str) -> None:
         for key, queue in list(self.waiters.items()):
             if subj is not None and key[0] != subj:

@@ -55,6 +55,8 @@ class Server:
             engine = MemoryEngine(self.config.data_dir)
         hub = self._hub = Hub(self.config, loop, engine)
         await engine.start()
+        # Alive before any session exists: a node that dies at once still gets swept.
+        await engine.heartbeat(hub.node_id)
         await hub.locks.start()
         self._server = await ws_create_server(
             listener_factory(hub.outbox, hub.new_session),

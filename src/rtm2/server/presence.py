@@ -160,6 +160,10 @@ class PresenceService:
         for subj in list(s.presence):
             self.leave(s, subj, timed_out)
 
+    async def remove_orphan(self, subj: str, user: str, member: str) -> None:
+        """A dead node's user: it timed out."""
+        await self._remove(subj, user, member, PresenceEventType.REMOTE_TIMEOUT)
+
     async def _remove(self, subj: str, user: str, member: str, kind: PresenceEventType) -> None:
         entry = await self.store.leave(subj, user, member)
         if entry is not None and not entry.quiet:

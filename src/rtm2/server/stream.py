@@ -192,6 +192,13 @@ class StreamService:
         for topic in topics:
             self._topic_event(member, TOPIC_REMOTE_LEAVE, topic, s.user_id, "")
 
+    async def remove_orphan(self, app: str, channel: str, user: str, member: str) -> None:
+        """A dead node's member: it leaves the channel and its topics."""
+        subject = make_subject(app, ChannelType.STREAM, channel)
+        for topic in await self.store.leave(app, channel, user, member):
+            frame = encode(TopicEvent(TOPIC_REMOTE_LEAVE, channel, topic, user, ""))
+            self.broker.publish(subject, BusEvent(BUS_TOPIC_EVENT, topic, user, frame))
+
     def _forget(self, s: Session, member: Member) -> None:
         """Drop every local trace of the membership (routes, local set, subject)."""
         s.stream.pop(member.channel, None)

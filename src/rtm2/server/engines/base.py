@@ -297,3 +297,10 @@ class Engine(Protocol):
     async def start(self) -> None: ...
 
     async def close(self) -> None: ...
+
+    async def heartbeat(self, node: str) -> None:
+        """Mark ``node`` alive (called every sweep)."""
+
+    async def orphans(self, node: str, timeout: float) -> list[list[str]]:
+        """Entries left by nodes silent for ``timeout`` s, each claimed by one node only:
+        ``["presence", subject, user, member]`` or ``["stream", app, channel, user, member]``."""

@@ -30,6 +30,12 @@ class MemoryEngine:
     async def close(self) -> None:
         await self.metadata_store.close()
 
+    async def heartbeat(self, node: str) -> None:
+        """One node: nobody to tell."""
+
+    async def orphans(self, node: str, timeout: float) -> list[list[str]]:
+        return []  # one node: no other node can die and leave entries behind
+
 
 class MemoryBroker:
     """Delivers events to this node synchronously, in publish order."""

@@ -13,6 +13,7 @@ new login across nodes), a sweeper for entries of crashed nodes, and Redis Clust
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from typing import Any
 
@@ -167,11 +168,36 @@ class _Scripts:
             return await self._client.call("EVAL", script, len(keys), *keys, *args)
 
 
+def _node_of(member: str) -> str:
+    """Session ids are ``<node>-<n>``: the node that holds a membership."""
+    return member.split("-", 1)[0]
+
+
+class _Index:
+    """Per node, what its sessions hold in Redis: what to clean up if the node dies."""
+
+    def __init__(self, client: RedisClient, prefix: str) -> None:
+        self._client = client
+        self._prefix = prefix
+
+    def key(self, node: str) -> str:
+        return f"{self._prefix}{{node:{node}}}:index"
+
+    def add(self, member: str, *fields: str) -> None:
+        with contextlib.suppress(RedisError):
+            self._client.send("SADD", self.key(_node_of(member)), _encode([*fields, member]))
+
+    def remove(self, member: str, *fields: str) -> None:
+        with contextlib.suppress(RedisError):
+            self._client.send("SREM", self.key(_node_of(member)), _encode([*fields, member]))
+
+
 class RedisStreamStore:
     def __init__(self, client: RedisClient, prefix: str) -> None:
         self._scripts = _Scripts(client)
         self._prefix = prefix
         self._client = client
+        self._index = _Index(client, prefix)
 
     def _keys(self, app: str, channel: str) -> tuple[str, str, str]:
         base = f"{self._prefix}{{{_tag(f'stream:{app}:{channel}')}}}"
@@ -186,6 +212,7 @@ class RedisStreamStore:
         )
         if raw is None:
             return None
+        self._index.add(member, "stream", app, channel, user)
         topics: dict[str, list[tuple[int, str, str]]] = {}
         for i in range(1, len(raw), 2):
             topic, who, _, meta, seq = msgspec.msgpack.decode(raw[i])
@@ -198,6 +225,7 @@ class RedisStreamStore:
     async def leave(self, app: str, channel: str, user: str, member: str) -> list[str]:
         members, pubs, _ = self._keys(app, channel)
         left = await _guard(self._scripts.run(_STREAM_LEAVE, [members, pubs], [user, member]))
+        self._index.remove(member, "stream", app, channel, user)
         return [t.decode() for t in left]
 
     async def join_topic(
@@ -277,6 +305,7 @@ class RedisPresenceStore:
         self._scripts = _Scripts(client)
         self._prefix = prefix
         self._client = client
+        self._index = _Index(client, prefix)
 
     def _key(self, subject: str) -> str:
         return f"{self._prefix}{{{_tag(subject)}}}:presence"
@@ -294,6 +323,7 @@ class RedisPresenceStore:
                 _PRESENCE_JOIN, [self._key(subject), self._where(app, user)], [user, entry, subject]
             )
         )
+        self._index.add(member, "presence", subject, user)
         return _entry(previous) if previous else None
 
     async def leave(self, subject: str, user: str, member: str) -> PresenceEntry | None:
@@ -305,6 +335,7 @@ class RedisPresenceStore:
                 [user, member, subject],
             )
         )
+        self._index.remove(member, "presence", subject, user)
         return _entry(raw) if raw else None
 
     async def update_state(
@@ -385,3 +416,34 @@ class RedisEngine:
         for broker in self._brokers:
             await broker.close()
         await self._client.close()
+
+    async def heartbeat(self, node: str) -> None:
+        """Tell the other nodes this one is alive."""
+        with contextlib.suppress(RedisError):
+            now = await self._client.call("TIME")
+            await self._client.call("ZADD", f"{self.prefix}nodes", int(now[0]), node)
+
+    async def orphans(self, node: str, timeout: float) -> list[list[str]]:
+        """What the nodes silent for ``timeout`` seconds left behind, taken over (once, by
+        one node) for clean-up: entries ``[kind, *fields, member]`` (see ``_Index``)."""
+        nodes = f"{self.prefix}nodes"
+        index = _Index(self._client, self.prefix)
+        found: list[list[str]] = []
+        try:
+            now = int((await self._client.call("TIME"))[0])
+            dead = await self._client.call("ZRANGEBYSCORE", nodes, "-inf", now - timeout)
+            for raw in dead:
+                gone = raw.decode()
+                if gone == node:
+                    continue
+                claim = f"{self.prefix}{{node:{gone}}}:sweeper"
+                if not await self._client.call("SET", claim, node, "NX", "EX", 60):
+                    continue  # another node is on it
+                entries = await self._client.call("SMEMBERS", index.key(gone))
+                await self._client.call("DEL", index.key(gone))
+                await self._client.call("ZREM", nodes, gone)
+                found += [list(msgspec.msgpack.decode(e)) for e in entries]
+                log.warning("engine: node %s is gone; cleaning up %d entries", gone, len(entries))
+        except RedisError as exc:
+            log.warning("engine: sweep for dead nodes failed: %s", exc)
+        return found
