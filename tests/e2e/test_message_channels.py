@@ -6,7 +6,7 @@ import asyncio
 import itertools
 import struct
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable
 from typing import Any
 
 import pytest
@@ -14,50 +14,10 @@ import pytest
 import rtm2
 from rtm2 import ChannelType, ErrorCode, Message, MessageType
 
-from ..conftest import APP_A, APP_OPEN, APP_SMALL, CERT_SMALL, ServerProcess
-from .util import client_for, token_for, unique
-
-LOGIN_TOKENS: dict[str, Callable[[str], str]] = {
-    APP_A: lambda user: token_for(user),
-    APP_SMALL: lambda user: token_for(user, app_id=APP_SMALL, cert=CERT_SMALL),
-    APP_OPEN: lambda user: "",
-}
+from ..conftest import APP_SMALL, ServerProcess
+from .util import Users, client_for, token_for, uid, unique
 
 BATCH = 500  # publish requests in flight at once
-
-
-class Users:
-    """Logs users in for one test, and every one of them out at its end."""
-
-    def __init__(self, server: ServerProcess) -> None:
-        self.server = server
-        self.streams: dict[rtm2.RTMClient, rtm2.LoginStreams] = {}
-
-    async def login(
-        self,
-        prefix: str = "user",
-        app_id: str = APP_A,
-        user: str | None = None,
-        **config: Any,
-    ) -> rtm2.RTMClient:
-        user = user or unique(prefix)
-        client = client_for(self.server, user, app_id=app_id, **config)
-        self.streams[client] = await client.login(LOGIN_TOKENS[app_id](user))
-        return client
-
-    async def logout_all(self) -> None:
-        await asyncio.gather(*(client.logout() for client in self.streams))
-
-
-@pytest.fixture
-async def users(server: ServerProcess) -> AsyncIterator[Users]:
-    users = Users(server)
-    yield users
-    await users.logout_all()
-
-
-def uid(client: rtm2.RTMClient) -> str:
-    return client.config.user_id
 
 
 async def fails(call: Awaitable[object], code: ErrorCode) -> None:

@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import itertools
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable
 from typing import Any
 
 import pytest
@@ -17,68 +17,14 @@ from rtm2 import ChannelInfo, ChannelType, ErrorCode, PresenceEvent, UserState
 from rtm2 import PresenceEventType as Kind
 from rtm2.tokens import build_stream_token
 
-from ..conftest import APP_A, APP_OPEN, APP_SMALL, CERT_A, CERT_SMALL, ServerProcess
-from .util import client_for, token_for, unique
+from ..conftest import APP_A, APP_OPEN, APP_SMALL, CERT_A, ServerProcess
+from .util import Users, client_for, token_for, uid, unique
 
 MESSAGE = ChannelType.MESSAGE
 STREAM = ChannelType.STREAM
 
-LOGIN_TOKENS: dict[str, Callable[[str], str]] = {
-    APP_A: lambda user: token_for(user),
-    APP_SMALL: lambda user: token_for(user, app_id=APP_SMALL, cert=CERT_SMALL),
-    APP_OPEN: lambda user: "",
-}
 
 Events = rtm2.EventStream[PresenceEvent]
-
-
-class Users:
-    """Logs users in for one test, and every one of them out at its end."""
-
-    def __init__(self, server: ServerProcess) -> None:
-        self.server = server
-        self.streams: dict[rtm2.RTMClient, rtm2.LoginStreams] = {}
-
-    async def login(
-        self,
-        prefix: str = "user",
-        app_id: str = APP_A,
-        user: str | None = None,
-        **config: Any,
-    ) -> rtm2.RTMClient:
-        user = user or unique(prefix)
-        client = client_for(self.server, user, app_id=app_id, **config)
-        self.streams[client] = await client.login(LOGIN_TOKENS[app_id](user))
-        return client
-
-    async def login_many(
-        self, count: int, prefix: str, app_id: str = APP_A, batch: int = 50, **config: Any
-    ) -> list[rtm2.RTMClient]:
-        """``count`` users with distinct ids, logged in ``batch`` at a time."""
-        base = unique(prefix)
-        clients: list[rtm2.RTMClient] = []
-        for start in range(0, count, batch):
-            clients += await asyncio.gather(
-                *(
-                    self.login(app_id=app_id, user=f"{base}-{i:03d}", **config)
-                    for i in range(start, min(start + batch, count))
-                )
-            )
-        return clients
-
-    async def logout_all(self) -> None:
-        await asyncio.gather(*(client.logout() for client in self.streams))
-
-
-@pytest.fixture
-async def users(server: ServerProcess) -> AsyncIterator[Users]:
-    users = Users(server)
-    yield users
-    await users.logout_all()
-
-
-def uid(client: rtm2.RTMClient) -> str:
-    return client.config.user_id
 
 
 async def fails(call: Awaitable[object], code: ErrorCode) -> None:

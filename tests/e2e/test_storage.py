@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Awaitable
+from collections.abc import Awaitable
 from typing import Any
 
 import pytest
@@ -14,67 +14,12 @@ import rtm2
 from rtm2 import ChannelType, ErrorCode, Metadata, MetadataItem, StorageEvent
 from rtm2 import StorageEventType as Kind
 from rtm2 import StorageType as Store
-from rtm2.tokens import build_stream_token
 
-from ..conftest import APP_A, CERT_A, ServerProcess
-from .util import client_for, token_for, unique
+from ..conftest import ServerProcess
+from .util import Users, client_for, enter, fails, leave, token_for, uid, unique
 
 MESSAGE, STREAM = ChannelType.MESSAGE, ChannelType.STREAM
 BOTH_TYPES = pytest.mark.parametrize("ctype", [MESSAGE, STREAM], ids=["message", "stream"])
-
-
-class Users:
-    """Logs users in for one test, and every one of them out at its end."""
-
-    def __init__(self, server: ServerProcess) -> None:
-        self.server = server
-        self.streams: dict[rtm2.RTMClient, rtm2.LoginStreams] = {}
-
-    async def login(
-        self, prefix: str = "user", user: str | None = None, **config: Any
-    ) -> rtm2.RTMClient:
-        user = user or unique(prefix)
-        client = client_for(self.server, user, **config)
-        self.streams[client] = await client.login(token_for(user))
-        return client
-
-    async def logout_all(self) -> None:
-        for client in self.streams:
-            await client.logout()
-
-
-@pytest.fixture
-async def users(server: ServerProcess) -> AsyncIterator[Users]:
-    users = Users(server)
-    yield users
-    await users.logout_all()
-
-
-def uid(client: rtm2.RTMClient) -> str:
-    return client.config.user_id
-
-
-async def fails(call: Awaitable[object], code: ErrorCode) -> None:
-    """``call`` must raise RTMError with ``code``."""
-    with pytest.raises(rtm2.RTMError) as info:
-        await call
-    assert info.value.code == code, f"expected {code.name}, got {info.value!r}"
-
-
-async def enter(client: rtm2.RTMClient, channel: str, ctype: ChannelType, **options: bool) -> None:
-    """Subscribe to a message channel or join a stream channel (with a stream token)."""
-    if ctype is MESSAGE:
-        await client.subscribe(channel, **options)
-    else:
-        token = build_stream_token(APP_A, CERT_A, channel, uid(client))
-        await client.stream_channel(channel).join(token, **options)
-
-
-async def leave(client: rtm2.RTMClient, channel: str, ctype: ChannelType) -> None:
-    if ctype is MESSAGE:
-        await client.unsubscribe(channel)
-    else:
-        await client.stream_channel(channel).leave()
 
 
 def values(metadata: Metadata) -> dict[str, str]:

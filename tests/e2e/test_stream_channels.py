@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Callable
-from typing import Any
 
 import pytest
 
@@ -16,48 +14,8 @@ from rtm2 import ConnectionState as State
 from rtm2 import TopicEventType as Kind
 from rtm2.tokens import build_stream_token
 
-from ..conftest import APP_A, APP_OPEN, APP_SMALL, CERT_A, CERT_SMALL, ServerProcess
-from .util import client_for, token_for, unique
-
-LOGIN_TOKENS: dict[str, Callable[[str], str]] = {
-    APP_A: lambda user: token_for(user),
-    APP_SMALL: lambda user: token_for(user, app_id=APP_SMALL, cert=CERT_SMALL),
-    APP_OPEN: lambda user: "",
-}
-
-
-class Users:
-    """Logs users in for one test, and every one of them out at its end."""
-
-    def __init__(self, server: ServerProcess) -> None:
-        self.server = server
-        self.streams: dict[rtm2.RTMClient, rtm2.LoginStreams] = {}
-
-    async def login(
-        self,
-        prefix: str = "user",
-        app_id: str = APP_A,
-        user: str | None = None,
-        **config: Any,
-    ) -> rtm2.RTMClient:
-        user = user or unique(prefix)
-        client = client_for(self.server, user, app_id=app_id, **config)
-        self.streams[client] = await client.login(LOGIN_TOKENS[app_id](user))
-        return client
-
-    def conn_events(self, client: rtm2.RTMClient) -> rtm2.EventStream[rtm2.ConnectionEvent]:
-        return self.streams[client].conn_events
-
-    async def logout_all(self) -> None:
-        for client in self.streams:
-            await client.logout()
-
-
-@pytest.fixture
-async def users(server: ServerProcess) -> AsyncIterator[Users]:
-    users = Users(server)
-    yield users
-    await users.logout_all()
+from ..conftest import APP_A, CERT_A, ServerProcess
+from .util import Users, token_for, uid, unique
 
 
 async def join(client: rtm2.RTMClient, channel: str, **options: bool) -> rtm2.JoinResult:
@@ -66,10 +24,6 @@ async def join(client: rtm2.RTMClient, channel: str, **options: bool) -> rtm2.Jo
     if client.config.app_id == APP_A:
         token = build_stream_token(APP_A, CERT_A, channel, client.config.user_id)
     return await client.stream_channel(channel).join(token, **options)
-
-
-def uid(client: rtm2.RTMClient) -> str:
-    return client.config.user_id
 
 
 async def texts(stream: rtm2.EventStream[Message], n: int) -> list[tuple[str, bytes | str]]:
