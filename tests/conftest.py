@@ -24,6 +24,8 @@ APP_OPEN = "d" * 32
 # "login" join policy and small limits, for limit tests; no rate limit to speak of.
 APP_SMALL = "a1" * 16
 CERT_SMALL = "e" * 32
+# No certificate, "login" join policy, and a recovery buffer of only 3 messages.
+APP_TINY = "a3" * 16
 
 # Timers shrunk so expiry and keepalive tests take seconds.
 FAST_TIMERS = {
@@ -79,6 +81,11 @@ class ServerProcess:
             "topic_message_rate = 1000000",
             "message_rate = 1000000",
             "presence_interval_threshold = 8",
+            "[[apps]]",
+            f'id = "{APP_TINY}"',
+            'stream_join_policy = "login"',
+            "[apps.limits]",
+            "recovery_messages = 3",
         ]
         path = self.workdir / "rtm2.toml"
         path.write_text("\n".join(lines) + "\n")

@@ -34,7 +34,16 @@ from rtm2.protocol.codec import encode, encode_batch
 from rtm2.protocol.frames import Hello, Login, Publish
 from rtm2.tokens import build_stream_token
 
-from ..conftest import APP_A, APP_OPEN, APP_SMALL, CERT_A, CERT_SMALL, ServerProcess, free_port
+from ..conftest import (
+    APP_A,
+    APP_OPEN,
+    APP_SMALL,
+    APP_TINY,
+    CERT_A,
+    CERT_SMALL,
+    ServerProcess,
+    free_port,
+)
 from .proxy import TcpProxy
 from .util import token_for, unique
 
@@ -836,3 +845,29 @@ async def test_a_frame_over_the_servers_frame_limit_is_refused_and_not_executed(
         assert delivered == []
     finally:
         await listener.logout()
+
+
+async def test_a_gap_longer_than_the_recovery_buffer_is_reported_not_silently_lost(
+    rig: Rig, server: ServerProcess
+) -> None:
+    # APP_TINY keeps only 3 messages per channel; the subscriber comes back after 0.5-1 s.
+    proxy = await rig.proxy(server.url)
+    publisher = await rig.login(server.url, "pub", APP_TINY)
+    subscriber = await rig.login(
+        proxy.url, "sub", APP_TINY, reconnect_min_delay=1.0, reconnect_max_delay=1.0
+    )
+    session = subscriber.session_id
+    channel = unique("gap")
+    messages = await subscriber.subscribe(channel)
+    await publisher.publish(channel, "m0")
+    assert (await messages.get(timeout=5)).message == "m0"
+    proxy.cut()
+    for i in range(1, 11):  # 10 messages while it is away: 3 fit in the buffer
+        await publisher.publish(channel, f"m{i}")
+    await rig.back(subscriber)
+    assert subscriber.session_id == session  # resumed, yet too much was missed
+    event = await subscriber.recovery_events.get(timeout=5)
+    assert event == rtm2.RecoveryEvent(channel, rtm2.ChannelType.MESSAGE, "", False, True)
+    await publisher.publish(channel, "live")
+    assert (await messages.get(timeout=5)).message == "live"  # no partial replay before it
+    print(f"cuts={proxy.cuts} missed=10 buffer=3")
