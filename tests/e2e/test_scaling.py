@@ -247,3 +247,20 @@ async def test_the_users_of_a_crashed_node_time_out_and_their_locks_expire_after
     expired = await locks.get(timeout=15)
     assert expired.type is rtm2.LockEventType.EXPIRED
     assert (await watcher.lock.get(channel, ChannelType.MESSAGE))["L"].owner == ""
+
+
+async def test_a_lock_wait_on_one_node_is_granted_when_another_node_releases(
+    nodes: tuple[ServerProcess, ServerProcess], clients: Clients
+) -> None:
+    a, b = nodes
+    channel = unique("wait")
+    holder, waiter = await clients.on(a), await clients.on(b)
+    await holder.lock.set(channel, ChannelType.MESSAGE, "L", ttl=30)
+    first = await holder.lock.acquire(channel, ChannelType.MESSAGE, "L")
+    wait = asyncio.create_task(waiter.lock.acquire(channel, ChannelType.MESSAGE, "L", retry=True))
+    await asyncio.sleep(0.3)
+    assert not wait.done()
+    await holder.lock.release(channel, ChannelType.MESSAGE, "L")
+    assert await asyncio.wait_for(wait, 5) == first + 1
+    locks = await holder.lock.get(channel, ChannelType.MESSAGE)
+    assert locks["L"].owner == waiter.config.user_id

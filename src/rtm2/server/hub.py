@@ -69,7 +69,7 @@ class Hub:
         self.stream = StreamService(self.engine.stream_store, self.broker, self.interest, self)
         self.messages = MessageService(self, self.broker, self.interest)
         self.storage = StorageService(self.engine.metadata_store, self.broker, self.interest)
-        self.locks = LockService(self.engine.lock_store, self.broker)
+        self.locks = LockService(self.engine.lock_store, self.broker, self.interest)
         self._ids = itertools.count(1)
         self.node_id = os.urandom(3).hex()
 

@@ -23,6 +23,8 @@ from collections import deque
 from collections.abc import Coroutine
 from typing import TYPE_CHECKING
 
+import msgspec
+
 from ..errors import ErrorCode, RTMError
 from ..protocol.codec import encode, encode_result, ws_binary_frame
 from ..protocol.frames import (
@@ -39,12 +41,15 @@ from ..protocol.frames import (
 )
 from ..types import LockEventType
 from .engines.base import BUS_LOCK, Broker, BusEvent, LockInfo, LockStore
+from .interest import Interest
 from .subjects import channel_subject, parse_subject
 
 if TYPE_CHECKING:
     from .session import Session
 
 __all__ = ["LockService"]
+
+_decode_lock_event = msgspec.msgpack.Decoder(LockEvent).decode
 
 MAX_LOCK_NAME = 64
 TTL_RANGE = (10, 300)
@@ -65,9 +70,11 @@ def _detail(info: LockInfo) -> LockDetail:
 
 
 class LockService:
-    def __init__(self, store: LockStore, broker: Broker) -> None:
+    def __init__(self, store: LockStore, broker: Broker, interest: Interest) -> None:
         self.store = store
         self.broker = broker
+        self.interest = interest
+        self._granting: set[LockKey] = set()  # locks being handed to a waiter right now
         self.listeners: dict[str, set[Session]] = {}  # subject -> with_lock members
         self.waiters: dict[LockKey, deque[_Waiter]] = {}
         # Locks whose owner is away: key -> (owner, monotonic deadline, ttl, why). ``why`` is
@@ -105,7 +112,7 @@ class LockService:
         key = (scope, f.name)
         self.countdowns.pop(key, None)
         self._event(scope, LockEventType.REMOVED, outcome.lock)
-        for waiter in self.waiters.pop(key, ()):
+        for waiter in self._drop_queue(key):
             waiter.session.reply(waiter.rid, ErrorCode.LOCK_NOT_EXIST, f"lock {f.name!r} removed")
         s.reply(f.rid)
 
@@ -126,7 +133,7 @@ class LockService:
         before = (await self.store.locks(scope)).get(f.name)
         outcome = await self.store.acquire(scope, f.name, s.user_id)
         if outcome.code == ErrorCode.LOCK_ACQUIRE_FAILED and f.retry:
-            self.waiters.setdefault(key, deque()).append(_Waiter(s, f.rid))
+            self._queue(key).append(_Waiter(s, f.rid))
             return
         if outcome.code:
             raise RTMError(outcome.code, outcome.reason)
@@ -161,27 +168,55 @@ class LockService:
         await self._grant_next(scope, name)
 
     async def _grant_next(self, scope: str, name: str) -> None:
+        """Give a free lock to the first waiter still connected (one grant at a time)."""
         key = (scope, name)
+        if key in self._granting:
+            return
+        self._granting.add(key)
+        try:
+            while queue := self.waiters.get(key):
+                waiter = queue[0]
+                if not waiter.session.attached:
+                    queue.popleft()
+                    continue
+                user = waiter.session.user_id
+                before = (await self.store.locks(scope)).get(name)
+                outcome = await self.store.acquire(scope, name, user)
+                if outcome.code == ErrorCode.LOCK_ACQUIRE_FAILED:
+                    return  # taken meanwhile (another node): keep waiting, in order
+                if waiter not in queue:  # withdrawn while we asked: give back what it got
+                    if outcome.code == 0 and (before is None or before.owner != user):
+                        await self.store.revoke(scope, name, user)
+                    continue
+                queue.remove(waiter)
+                if outcome.code:
+                    waiter.session.reply(waiter.rid, outcome.code, outcome.reason)
+                    continue
+                assert outcome.lock is not None
+                self._granted(waiter.session, key, outcome.lock, before)
+                fence = outcome.lock.fence
+                waiter.session.reply(waiter.rid, result=encode_result(Acquired(fence)))
+                return
+        finally:
+            self._granting.discard(key)
+            if not self.waiters.get(key, True):
+                self._drop_queue(key)
+
+    def _queue(self, key: LockKey) -> deque[_Waiter]:
+        """The waiters of a lock; while there are any, this node hears the lock's channel,
+        so it learns when another node frees the lock."""
         queue = self.waiters.get(key)
-        while queue:
-            waiter = queue[0]
-            if not waiter.session.attached:
-                queue.popleft()
-                continue
-            before = (await self.store.locks(scope)).get(name)
-            outcome = await self.store.acquire(scope, name, waiter.session.user_id)
-            if outcome.code == ErrorCode.LOCK_ACQUIRE_FAILED:
-                return  # taken meanwhile (another node): keep waiting, in order
-            queue.popleft()
-            if outcome.code:
-                waiter.session.reply(waiter.rid, outcome.code, outcome.reason)
-                continue
-            assert outcome.lock is not None
-            self._granted(waiter.session, key, outcome.lock, before)
-            waiter.session.reply(waiter.rid, result=encode_result(Acquired(outcome.lock.fence)))
-            break
-        if queue is not None and not queue:
-            self.waiters.pop(key, None)
+        if queue is None:
+            queue = self.waiters[key] = deque()
+            self.interest.add(key[0])
+        return queue
+
+    def _drop_queue(self, key: LockKey) -> deque[_Waiter]:
+        queue = self.waiters.pop(key, None)
+        if queue is None:
+            return deque()
+        self.interest.remove(key[0])
+        return queue
 
     async def get(self, s: Session, f: GetLocks) -> None:
         scope = channel_subject(s.app_config.app_id, f.channel, f.channel_type)
@@ -195,7 +230,7 @@ class LockService:
                 if waiter.session is s and waiter.rid == f.acquire_rid:
                     queue.remove(waiter)
                     if not queue:
-                        del self.waiters[key]
+                        self._drop_queue(key)
                     s.reply(waiter.rid, ErrorCode.LOCK_ACQUIRE_FAILED, "the wait was cancelled")
                     s.reply(f.rid)
                     return
@@ -263,7 +298,7 @@ class LockService:
                 if why:
                     s.reply(waiter.rid, ErrorCode.LOCK_ACQUIRE_FAILED, f"the waiter {why}")
             if not queue:
-                del self.waiters[key]
+                self._drop_queue(key)
 
     def _start_countdown(self, key: LockKey, owner: str, ttl: int, why: str) -> None:
         self.countdowns[key] = (owner, self._clock() + ttl, ttl, why)
@@ -293,6 +328,14 @@ class LockService:
             data = ws_binary_frame(event.frame)
             for s in listeners:
                 s.conn.send(data)
+        key = (subj, event.topic)
+        if key in self.waiters:  # a lock someone here waits for changed (maybe on another node)
+            kind = _decode_lock_event(event.frame).kind
+            if kind in (LockEventType.RELEASED, LockEventType.EXPIRED):
+                self._spawn(self._grant_next(*key))
+            elif kind == LockEventType.REMOVED:
+                for waiter in self._drop_queue(key):
+                    waiter.session.reply(waiter.rid, ErrorCode.LOCK_NOT_EXIST, "lock removed")
 
     # --- helpers ----------------------------------------------------------------------------
 
