@@ -35,6 +35,7 @@ test: lint
 bench: $(VENV)/.dev-installed
 	$(BIN)/rtm2 bench fanout
 	$(BIN)/rtm2 bench fanout --channel message
+	$(BIN)/rtm2 bench fanout --engine redis://127.0.0.1:6379/0 --nodes 2
 	$(BIN)/rtm2 bench connections
 	$(BIN)/python bench/ws_libraries.py
 
