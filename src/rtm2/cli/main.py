@@ -104,7 +104,8 @@ def serve(
     config_file: Path | None,
     log_level: str,
 ) -> None:
-    """Run an rtm2 server with the embedded engine until SIGTERM or Ctrl-C."""
+    """Run an rtm2 server (embedded engine unless --engine says otherwise) until SIGTERM or
+    Ctrl-C."""
     logging.basicConfig(
         level=log_level.upper(),
         format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
