@@ -16,16 +16,27 @@ from rtm2 import ConnectionChangeReason as Reason
 from rtm2 import ConnectionState as State
 
 from ..conftest import APP_SMALL, CERT_SMALL, ServerProcess
+from ..redis_cluster import LocalCluster, local_cluster
 from .util import client_for, next_event, unique
 
 REDIS = "redis://127.0.0.1:6379/0"
 
 
-@pytest.fixture
-def nodes(tmp_path: Path) -> Iterator[tuple[ServerProcess, ServerProcess]]:
-    """Two nodes on one Redis, in a key namespace of this test's own."""
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]:
+    """A local 3-master Redis Cluster for this module."""
+    with local_cluster(tmp_path_factory.mktemp("cluster")) as running:
+        yield running
+
+
+@pytest.fixture(params=["redis", "cluster"])
+def nodes(
+    request: pytest.FixtureRequest, tmp_path: Path
+) -> Iterator[tuple[ServerProcess, ServerProcess]]:
+    """Two nodes on one Redis, or on a Redis Cluster, in a key namespace of the test's own."""
     prefix = f"rtm2test:{uuid.uuid4().hex[:12]}:"
-    engine = f'"{REDIS}?prefix={prefix}"'
+    url = request.getfixturevalue("cluster").url if request.param == "cluster" else REDIS
+    engine = f'"{url}?prefix={prefix}"'
     a = ServerProcess(tmp_path / "a", server={"engine": engine})
     b = ServerProcess(tmp_path / "b", server={"engine": engine})
     for node in (a, b):
@@ -34,7 +45,8 @@ def nodes(tmp_path: Path) -> Iterator[tuple[ServerProcess, ServerProcess]]:
     yield a, b
     for node in (a, b):
         node.stop()
-    _forget(prefix)
+    if request.param == "redis":
+        _forget(prefix)
 
 
 def _forget(prefix: str) -> None:

@@ -66,9 +66,9 @@ def _parse_app(
 @click.option(
     "--engine",
     default=None,
-    metavar="memory|redis://HOST:PORT/DB",
+    metavar="memory|redis://HOST:PORT/DB|redis-cluster://H:P,H:P,...",
     help="Where shared state lives: 'memory' (one node; metadata and locks in SQLite under "
-    "--data-dir) or a Redis URL, so several nodes on one Redis behave as one.  "
+    "--data-dir) or a Redis (or Redis Cluster) URL, so several nodes on it behave as one.  "
     "[default: memory]",
 )
 @click.option(

@@ -186,8 +186,8 @@ class ServerConfig:
             raise ConfigError("an app id is configured twice")
         if not 0 <= self.port <= 65535:
             raise ConfigError("port must be 0..65535")
-        if self.engine != "memory" and not self.engine.startswith("redis://"):
-            raise ConfigError("engine must be 'memory' or a redis:// URL")
+        if self.engine != "memory" and not self.engine.startswith(("redis://", "redis-cluster://")):
+            raise ConfigError("engine must be 'memory', a redis:// or a redis-cluster:// URL")
 
     def with_apps(self, apps: tuple[AppConfig, ...]) -> ServerConfig:
         return replace(self, apps=apps)

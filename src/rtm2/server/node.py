@@ -47,7 +47,7 @@ class Server:
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
         engine: Engine
-        if self.config.engine.startswith("redis://"):
+        if self.config.engine.startswith(("redis://", "redis-cluster://")):
             from .engines.redis.engine import RedisEngine  # only deployments that use it
 
             engine = RedisEngine(self.config.engine)

@@ -15,13 +15,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from typing import Any
+from typing import Any, Protocol
 
 import msgspec
 
 from ....errors import ErrorCode, RTMError
 from ..base import BusEvent, BusHandler, PresenceEntry, TopicPublishers
-from .resp import RedisClient, RedisError, RedisSubscriber
+from .resp import Commands, RedisClient, RedisError, RedisSubscriber
 from .storage import RedisStore, hash_tag
 
 __all__ = ["RedisBroker", "RedisEngine", "RedisPresenceStore", "RedisStreamStore"]
@@ -38,15 +38,35 @@ def _tag(name: str) -> str:
     return hash_tag(name)
 
 
-class RedisBroker:
-    """Publishes on one command connection, receives on one pub/sub connection."""
+class Subscriber(Protocol):
+    async def connect(self) -> None: ...
 
-    def __init__(self, client: RedisClient, url: str, prefix: str, handler: BusHandler) -> None:
+    async def close(self) -> None: ...
+
+    def subscribe(self, channel: str) -> None: ...
+
+    def unsubscribe(self, channel: str) -> None: ...
+
+
+class RedisBroker:
+    """Publishes on the command connection, receives on a pub/sub connection (one per shard
+    with Redis Cluster, whose sharded pub/sub sends a channel only to its shard)."""
+
+    def __init__(
+        self, client: Commands, url: str, prefix: str, handler: BusHandler, cluster: bool
+    ) -> None:
         self._client = client
         self._prefix = prefix
         self._handler = handler
         self._subjects: set[str] = set()
-        self._subscriber = RedisSubscriber(url, self._received, self._lost)
+        self._publish = "SPUBLISH" if cluster else "PUBLISH"
+        self._subscriber: Subscriber
+        if cluster:
+            from .cluster import RedisClusterSubscriber
+
+            self._subscriber = RedisClusterSubscriber(url, self._received, self._lost)
+        else:
+            self._subscriber = RedisSubscriber(url, self._received, self._lost)
 
     async def start(self) -> None:
         await self._subscriber.connect()
@@ -56,7 +76,7 @@ class RedisBroker:
 
     def publish(self, subject: str, event: BusEvent) -> None:
         try:
-            future = self._client.send("PUBLISH", self._prefix + subject, _encode(event))
+            future = self._client.send(self._publish, self._prefix + subject, _encode(event))
         except RedisError as exc:  # never acknowledge what Redis did not take
             raise RTMError(
                 ErrorCode.CHANNEL_PUBLISH_MESSAGE_FAILED, f"redis is unavailable: {exc}"
@@ -65,7 +85,8 @@ class RedisBroker:
 
     async def publish_counted(self, subject: str, event: BusEvent) -> int:
         try:
-            return int(await self._client.call("PUBLISH", self._prefix + subject, _encode(event)))
+            channel = self._prefix + subject
+            return int(await self._client.call(self._publish, channel, _encode(event)))
         except RedisError as exc:
             raise RTMError(ErrorCode.CHANNEL_PUBLISH_MESSAGE_FAILED, str(exc)) from None
 
@@ -151,7 +172,7 @@ return 1
 class _Scripts:
     """Loads Lua scripts once and runs them by SHA (EVAL again after a NOSCRIPT)."""
 
-    def __init__(self, client: RedisClient) -> None:
+    def __init__(self, client: Commands) -> None:
         self._client = client
         self._shas: dict[str, str] = {}
 
@@ -176,7 +197,7 @@ def _node_of(member: str) -> str:
 class _Index:
     """Per node, what its sessions hold in Redis: what to clean up if the node dies."""
 
-    def __init__(self, client: RedisClient, prefix: str) -> None:
+    def __init__(self, client: Commands, prefix: str) -> None:
         self._client = client
         self._prefix = prefix
 
@@ -193,7 +214,7 @@ class _Index:
 
 
 class RedisStreamStore:
-    def __init__(self, client: RedisClient, prefix: str) -> None:
+    def __init__(self, client: Commands, prefix: str) -> None:
         self._scripts = _Scripts(client)
         self._prefix = prefix
         self._client = client
@@ -260,22 +281,22 @@ class RedisStreamStore:
 
 # --- presence ---------------------------------------------------------------------------------
 
-# KEYS[1] presence hash, KEYS[2] the user's channel set; ARGV: user, entry, subject
-# -> the previous entry (or false)
+# The user's channel set (for where_now) lives under the user's hash tag, not the channel's:
+# it is kept by separate commands so that every script touches one Redis Cluster slot.
+
+# KEYS[1] presence hash; ARGV: user, entry -> the previous entry (or false)
 _PRESENCE_JOIN = """
 local previous = redis.call('HGET', KEYS[1], ARGV[1])
 redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
-redis.call('SADD', KEYS[2], ARGV[3])
 return previous
 """
 
-# KEYS[1] presence hash, KEYS[2] the user's channel set; ARGV: user, member, subject
+# KEYS[1] presence hash; ARGV: user, member -> the removed entry (or false)
 _PRESENCE_LEAVE = """
 local raw = redis.call('HGET', KEYS[1], ARGV[1])
 if not raw then return false end
 if cmsgpack.unpack(raw)[1] ~= ARGV[2] then return false end
 redis.call('HDEL', KEYS[1], ARGV[1])
-redis.call('SREM', KEYS[2], ARGV[3])
 return raw
 """
 
@@ -301,7 +322,7 @@ def _entry(raw: bytes) -> PresenceEntry:
 
 
 class RedisPresenceStore:
-    def __init__(self, client: RedisClient, prefix: str) -> None:
+    def __init__(self, client: Commands, prefix: str) -> None:
         self._scripts = _Scripts(client)
         self._prefix = prefix
         self._client = client
@@ -319,22 +340,17 @@ class RedisPresenceStore:
         app = subject.split(":", 2)[1]
         entry = _encode([member, state, quiet])
         previous = await _guard(
-            self._scripts.run(
-                _PRESENCE_JOIN, [self._key(subject), self._where(app, user)], [user, entry, subject]
-            )
+            self._scripts.run(_PRESENCE_JOIN, [self._key(subject)], [user, entry])
         )
+        await _guard(self._client.call("SADD", self._where(app, user), subject))
         self._index.add(member, "presence", subject, user)
         return _entry(previous) if previous else None
 
     async def leave(self, subject: str, user: str, member: str) -> PresenceEntry | None:
         app = subject.split(":", 2)[1]
-        raw = await _guard(
-            self._scripts.run(
-                _PRESENCE_LEAVE,
-                [self._key(subject), self._where(app, user)],
-                [user, member, subject],
-            )
-        )
+        raw = await _guard(self._scripts.run(_PRESENCE_LEAVE, [self._key(subject)], [user, member]))
+        if raw:
+            await _guard(self._client.call("SREM", self._where(app, user), subject))
         self._index.remove(member, "presence", subject, user)
         return _entry(raw) if raw else None
 
@@ -378,7 +394,9 @@ async def _guard(pending: Any) -> Any:
 
 
 class RedisEngine:
-    """Many nodes, one Redis: ``rtm2 serve --engine redis://host:port/db``."""
+    """Many nodes, one Redis: ``rtm2 serve --engine redis://host:port/db``, or a Redis Cluster:
+    ``redis-cluster://host:port,host:port,...`` (every key of a channel shares a hash tag, so
+    every script runs in one slot; pub/sub is sharded)."""
 
     # Recovery buffers are per process until they move into Redis: offsets from different
     # nodes would collide, so this engine numbers no messages (no gap-free resume yet).
@@ -394,14 +412,21 @@ class RedisEngine:
                 prefix = value
         self.url = base
         self.prefix = prefix
-        self._client = RedisClient(self.url)
+        self.cluster = base.startswith("redis-cluster://")
+        self._client: Commands
+        if self.cluster:
+            from .cluster import RedisClusterClient
+
+            self._client = RedisClusterClient(self.url)
+        else:
+            self._client = RedisClient(self.url)
         self.stream_store = RedisStreamStore(self._client, prefix)
         self.presence_store = RedisPresenceStore(self._client, prefix)
-        self.metadata_store = self.lock_store = RedisStore(self._client, prefix)
+        self.metadata_store = self.lock_store = RedisStore(self._client, prefix, self.cluster)
         self._brokers: list[RedisBroker] = []
 
     def make_broker(self, handler: BusHandler) -> RedisBroker:
-        broker = RedisBroker(self._client, self.url, self.prefix, handler)
+        broker = RedisBroker(self._client, self.url, self.prefix, handler, self.cluster)
         self._brokers.append(broker)
         return broker
 

@@ -13,12 +13,19 @@ import contextlib
 import logging
 from collections import deque
 from collections.abc import Callable
-from typing import Any, cast
+from typing import Any, Protocol, cast
 from urllib.parse import urlparse
 
 import hiredis
 
-__all__ = ["RedisClient", "RedisError", "RedisSubscriber", "encode_command", "parse_url"]
+__all__ = [
+    "Commands",
+    "RedisClient",
+    "RedisError",
+    "RedisSubscriber",
+    "encode_command",
+    "parse_url",
+]
 
 log = logging.getLogger("rtm2.server")
 
@@ -26,6 +33,23 @@ log = logging.getLogger("rtm2.server")
 _RETRY_FIRST, _RETRY_CAP = 0.1, 2.0
 
 Arg = bytes | str | int | float
+
+
+class Commands(Protocol):
+    """What the engine needs of a command connection (one Redis, or a Redis Cluster)."""
+
+    url: str
+
+    @property
+    def connected(self) -> bool: ...
+
+    async def connect(self) -> None: ...
+
+    async def close(self) -> None: ...
+
+    def send(self, *args: Arg) -> asyncio.Future[Any]: ...
+
+    async def call(self, *args: Arg) -> Any: ...
 
 
 class RedisError(Exception):

@@ -21,7 +21,7 @@ import hashlib
 from collections.abc import Sequence
 from typing import Any
 
-from .resp import Arg, RedisClient, RedisError
+from .resp import Arg, Commands, RedisError
 
 __all__ = [
     "LOCK_ACQUIRE",
@@ -50,7 +50,7 @@ class Script:
         return f"Script({self.name!r}, sha={self.sha})"
 
 
-async def load(client: RedisClient, scripts: Sequence[Script]) -> None:
+async def load(client: Commands, scripts: Sequence[Script]) -> None:
     """Put ``scripts`` into the Redis script cache (so that EVALSHA finds them)."""
     shas = [client.send("SCRIPT", "LOAD", script.source) for script in scripts]
     for script, future in zip(scripts, shas, strict=True):
@@ -59,7 +59,7 @@ async def load(client: RedisClient, scripts: Sequence[Script]) -> None:
             raise RedisError(f"Redis named script {script.name} {sha!r}, not {script.sha}")
 
 
-async def run(client: RedisClient, script: Script, keys: Sequence[str], args: Sequence[Arg]) -> Any:
+async def run(client: Commands, script: Script, keys: Sequence[str], args: Sequence[Arg]) -> Any:
     """Run ``script`` by SHA1, sending its source only if Redis does not know it."""
     try:
         return await client.call("EVALSHA", script.sha, len(keys), *keys, *args)

@@ -47,7 +47,7 @@ from ..base import (
     Metadata,
     WriteOutcome,
 )
-from .resp import Arg, RedisClient, RedisError
+from .resp import Arg, Commands, RedisError
 from .scripts import (
     LOCK_ACQUIRE,
     LOCK_FREE,
@@ -92,11 +92,14 @@ class RedisStore:
     loads the scripts once connected.
     """
 
-    def __init__(self, client: RedisClient, prefix: str = "rtm2:") -> None:
+    def __init__(self, client: Commands, prefix: str = "rtm2:", cluster: bool = False) -> None:
         if "{" in prefix or "}" in prefix:
             raise ValueError(f"a key prefix may not contain braces: {prefix!r}")
         self.client = client
         self.prefix = prefix
+        self.cluster = cluster
+        # One counter for all sets on a single Redis (revisions then grow across sets too). A
+        # script touches one Redis Cluster slot only, so there each set counts its own.
         self._revision_key = f"{prefix}revision"
 
     async def open(self) -> None:
@@ -133,7 +136,8 @@ class RedisStore:
     ) -> WriteOutcome:
         if op not in (OP_SET, OP_UPDATE, OP_REMOVE):
             return WriteOutcome(ErrorCode.STORAGE_INVALID_ARGUMENT, f"unknown operation {op}")
-        keys = [self.key(target, "meta"), self._revision_key]
+        revision_key = self.key(target, "rev") if self.cluster else self._revision_key
+        keys = [self.key(target, "meta"), revision_key]
         args: list[Arg] = [op, major_revision, author, update_ts, max_size, "", ""]
         if lock is not None:
             scope, name, user = lock
@@ -193,8 +197,11 @@ class RedisStore:
         head, tail = f"{self.prefix}{{", "}:locks"
         pattern = f"{_glob_escape(head)}*{tail}"
         keys: list[bytes] = []
+        scan_all = getattr(self.client, "scan_all", None)
+        if scan_all is not None:  # a Redis Cluster: every master
+            keys = await scan_all(pattern)
         cursor: bytes | int = 0
-        while True:
+        while scan_all is None:
             cursor, found = await self.client.call(
                 "SCAN", cursor, "MATCH", pattern, "COUNT", _SCAN_COUNT
             )

@@ -1,0 +1,457 @@
+"""Redis Cluster support on top of the thin RESP client in ``resp``.
+
+Why: one Redis is a ceiling on both memory and CPU. A Redis Cluster spreads the 16384 hash
+slots over several masters; a client must send each command to the master owning the slot of
+its key and follow ``MOVED``/``ASK`` redirections. redis-py's cluster client would cost the
+per-command overhead ``resp`` exists to avoid, so this module routes commands itself and
+keeps one pipelined ``RedisClient`` (and, for pub/sub, one sharded ``RedisSubscriber``) per
+master.
+
+- ``RedisClusterClient`` has ``RedisClient``'s interface (``send``, ``call``, ``connect``,
+  ``close``, ``connected``, ``url``), so code written for one Redis runs unchanged as long as
+  every command's keys share a slot (the engine's keys carry ``{hash tags}`` for that).
+  Routing: EVAL/EVALSHA(_RO)/FCALL(_RO) by their first key (any master without keys);
+  PUBLISH/SPUBLISH by the channel; keyless commands (TIME, PING, INFO...) to any master;
+  SCRIPT LOAD/FLUSH, FLUSHALL and FLUSHDB to every master (``send`` returns the first
+  master's future, the others are only logged if they fail); SCAN is refused: use
+  ``scan_all``; anything else by ``args[1]``. A multi-key command whose keys are in
+  different slots gets Redis's CROSSSLOT error.
+- On a ``MOVED`` reply the slot map is fetched again (``CLUSTER SLOTS``, one refresh shared
+  by every command that needs it) and the command is sent once more; on ``ASK`` it is sent
+  once more, after ``ASKING``, to the node named. A second redirection is the caller's error.
+- ``RedisClusterSubscriber`` has ``RedisSubscriber``'s interface and SSUBSCRIBEs each
+  channel on the master owning its slot (sharded pub/sub: a message is published on, and only
+  travels within, that master's shard; ordinary PUBLISH would go to every node).
+
+URLs: ``redis-cluster://[:password@]host:port,host:port[/0][?query]`` (seed nodes; the rest
+are found with CLUSTER SLOTS; the query is ignored; a cluster has only database 0).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import logging
+from collections.abc import Callable, Sequence
+from typing import Any
+from urllib.parse import unquote
+
+from .resp import Arg, RedisClient, RedisError, RedisSubscriber
+
+__all__ = [
+    "SLOTS",
+    "RedisClusterClient",
+    "RedisClusterSubscriber",
+    "key_slot",
+    "parse_cluster_url",
+]
+
+log = logging.getLogger("rtm2.server")
+
+SLOTS = 16384
+
+
+def _crc16_table() -> list[int]:
+    table = []
+    for byte in range(256):
+        crc = byte << 8
+        for _ in range(8):
+            crc = ((crc << 1) ^ 0x1021) if crc & 0x8000 else (crc << 1)
+        table.append(crc & 0xFFFF)
+    return table
+
+
+_CRC16 = _crc16_table()
+
+
+def _crc16(data: bytes) -> int:
+    """CRC16-CCITT (XMODEM): polynomial 0x1021, initial value 0, as Redis Cluster uses."""
+    crc = 0
+    for byte in data:
+        crc = ((crc << 8) & 0xFFFF) ^ _CRC16[(crc >> 8) ^ byte]
+    return crc
+
+
+def key_slot(key: Arg) -> int:
+    """The hash slot of ``key``: CRC16 of its hash tag (if any, else all of it) mod 16384.
+
+    The hash tag is what lies between the first ``{`` and the first ``}`` after it, if that
+    is not empty.
+    """
+    if isinstance(key, str):
+        data = key.encode()
+    elif isinstance(key, bytes):
+        data = key
+    else:
+        data = str(key).encode()
+    start = data.find(b"{")
+    if start != -1:
+        end = data.find(b"}", start + 1)
+        if end > start + 1:
+            data = data[start + 1 : end]
+    return _crc16(data) % SLOTS
+
+
+def _split_cluster_url(url: str) -> tuple[list[tuple[str, int]], str | None]:
+    scheme, sep, rest = url.partition("://")
+    if not sep or scheme != "redis-cluster":
+        raise ValueError(f"not a redis-cluster:// URL: {url!r}")
+    rest = rest.split("?", 1)[0].split("#", 1)[0]
+    netloc, _, path = rest.partition("/")
+    password: str | None = None
+    if "@" in netloc:
+        userinfo, netloc = netloc.rsplit("@", 1)
+        password = unquote(userinfo.partition(":")[2] or userinfo) or None
+    db = path.strip("/")
+    if db not in ("", "0"):
+        raise ValueError(f"a Redis Cluster has only database 0, not {db!r}: {url!r}")
+    nodes = []
+    for item in netloc.split(","):
+        item = item.strip()
+        if not item:
+            continue
+        host, colon, port = item.rpartition(":")
+        if not colon:
+            host, port = item, "6379"
+        host = host.strip("[]") or "127.0.0.1"
+        try:
+            nodes.append((host, int(port)))
+        except ValueError:
+            raise ValueError(f"bad node {item!r} in {url!r}") from None
+    if not nodes:
+        raise ValueError(f"no nodes in {url!r}")
+    return nodes, password
+
+
+def parse_cluster_url(url: str) -> list[tuple[str, int]]:
+    """The seed nodes of ``redis-cluster://[:password@]h:p,h:p[/0][?query]``."""
+    return _split_cluster_url(url)[0]
+
+
+def _name(value: Arg) -> bytes:
+    if isinstance(value, bytes):
+        return value.upper()
+    return str(value).upper().encode()
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+_EVAL = {b"EVAL", b"EVALSHA", b"EVAL_RO", b"EVALSHA_RO", b"FCALL", b"FCALL_RO"}
+_KEYLESS = {
+    b"TIME", b"PING", b"ECHO", b"INFO", b"DBSIZE", b"SCRIPT", b"FUNCTION", b"CLUSTER",
+    b"CONFIG", b"COMMAND", b"CLIENT", b"MEMORY", b"LASTSAVE", b"ROLE", b"WAIT",
+}  # fmt: skip
+_BROADCAST = {b"FLUSHALL", b"FLUSHDB"}
+_BROADCAST_SCRIPT = {b"LOAD", b"FLUSH"}
+
+# One master's share of the slot map: (first slot, last slot, host, port).
+SlotRange = tuple[int, int, str, int]
+
+
+def _node_url(host: str, port: int, password: str | None) -> str:
+    auth = f":{password}@" if password else ""
+    return f"redis://{auth}{host}:{port}/0"
+
+
+def _parse_slots(reply: Any, asked: str) -> list[SlotRange]:
+    """CLUSTER SLOTS' reply as ranges; an unknown host ("" or "?") is the node asked."""
+    ranges = []
+    for entry in reply:
+        start, end, master = int(entry[0]), int(entry[1]), entry[2]
+        host = _text(master[0])
+        if host in ("", "?"):
+            host = asked
+        ranges.append((start, end, host, int(master[1])))
+    ranges.sort()
+    return ranges
+
+
+async def _fetch_slots(nodes: Sequence[tuple[str, int]], password: str | None) -> list[SlotRange]:
+    """Ask each node in turn for CLUSTER SLOTS; the first full answer wins."""
+    errors = []
+    for host, port in nodes:
+        client = RedisClient(_node_url(host, port, password))
+        try:
+            await client.connect()
+            ranges = _parse_slots(await client.call("CLUSTER", "SLOTS"), host)
+        except RedisError as exc:
+            errors.append(f"{host}:{port}: {exc}")
+            continue
+        finally:
+            await client.close()
+        if sum(end - start + 1 for start, end, _, _ in ranges) == SLOTS:
+            return ranges
+        errors.append(f"{host}:{port}: not every slot is served")
+    raise RedisError("no Redis Cluster node gave a slot map: " + "; ".join(errors))
+
+
+class RedisClusterClient:
+    """``RedisClient``'s interface over a Redis Cluster: one pipelined connection per master."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self._seeds, self._password = _split_cluster_url(url)
+        self._nodes: dict[str, RedisClient] = {}  # "host:port" -> connection
+        self._slots: list[RedisClient] = []  # slot -> its master's connection
+        self._order: list[str] = []  # masters by their first slot
+        self._refreshing: asyncio.Task[None] | None = None
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._closing = False
+
+    @property
+    def connected(self) -> bool:
+        return bool(self._nodes) and all(node.connected for node in self._nodes.values())
+
+    def masters(self) -> list[str]:
+        """Every master as "host:port", in the order of their first slots."""
+        return list(self._order)
+
+    async def connect(self) -> None:
+        self._closing = False
+        await self._apply(await _fetch_slots(self._seeds, self._password))
+
+    async def refresh(self) -> None:
+        """Fetch the slot map again (concurrent callers share one CLUSTER SLOTS)."""
+        if self._refreshing is None:
+            self._refreshing = asyncio.get_running_loop().create_task(self._refresh())
+        task = self._refreshing
+        try:
+            await asyncio.shield(task)
+        finally:
+            if task.done() and self._refreshing is task:
+                self._refreshing = None
+
+    async def _refresh(self) -> None:
+        known = [(h, int(p)) for h, _, p in (n.rpartition(":") for n in self._order)]
+        await self._apply(await _fetch_slots(known + self._seeds, self._password))
+
+    async def _apply(self, ranges: list[SlotRange]) -> None:
+        nodes: dict[str, RedisClient] = {}
+        order: list[str] = []
+        slots: list[RedisClient | None] = [None] * SLOTS
+        for start, end, host, port in ranges:
+            name = f"{host}:{port}"
+            if name not in nodes:
+                node = self._nodes.get(name)
+                if node is None:
+                    node = RedisClient(_node_url(host, port, self._password))
+                    await node.connect()
+                nodes[name] = node
+                order.append(name)
+            slots[start : end + 1] = [nodes[name]] * (end - start + 1)
+        if any(s is None for s in slots):
+            raise RedisError("the Redis Cluster does not serve every slot")
+        for name, old in self._nodes.items():
+            if name not in nodes:
+                self._spawn(self._retire(old))
+        self._nodes, self._order = nodes, order
+        self._slots = [s for s in slots if s is not None]
+
+    async def _retire(self, node: RedisClient) -> None:
+        """Close a former master's connection once the replies already asked of it are in."""
+        with contextlib.suppress(RedisError):
+            if node.connected:
+                await node.call("PING")  # pipelined: answered after everything before it
+        await node.close()
+
+    def _spawn(self, coro: Any) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def close(self) -> None:
+        self._closing = True
+        for task in [*self._tasks, self._refreshing]:
+            if task is not None:
+                task.cancel()
+        self._refreshing = None
+        for node in self._nodes.values():
+            await node.close()
+        self._nodes, self._slots, self._order = {}, [], []
+
+    def _key(self, args: Sequence[Arg]) -> Arg | None:
+        """The key deciding where ``args`` go; None: any master will do."""
+        name = _name(args[0])
+        if name in _EVAL:
+            return args[3] if len(args) > 3 and int(args[2]) > 0 else None
+        if name in _KEYLESS or len(args) < 2:
+            return None
+        if name == b"SCAN":
+            raise RedisError("SCAN is per master in a Redis Cluster: use scan_all()")
+        return args[1]
+
+    def _node_for(self, args: Sequence[Arg]) -> RedisClient:
+        if not self._slots:
+            raise RedisError("not connected to Redis")
+        key = self._key(args)
+        return self._slots[0 if key is None else key_slot(key)]
+
+    def send(self, *args: Arg) -> asyncio.Future[Any]:
+        """Queue a command on its master; its reply (after one redirection at most) resolves
+        the returned future.
+
+        SCRIPT LOAD/FLUSH, FLUSHALL and FLUSHDB go to every master; the future is the first
+        master's, failures elsewhere are logged.
+        """
+        if not args:
+            raise ValueError("no command")
+        name = _name(args[0])
+        if name in _BROADCAST or (
+            name == b"SCRIPT" and len(args) > 1 and _name(args[1]) in _BROADCAST_SCRIPT
+        ):
+            return self._broadcast(args)
+        first = self._node_for(args).send(*args)
+        result: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        first.add_done_callback(lambda done: self._settle(done, result, args))
+        return result
+
+    def _broadcast(self, args: Sequence[Arg]) -> asyncio.Future[Any]:
+        if not self._order:
+            raise RedisError("not connected to Redis")
+        futures = [self._nodes[name].send(*args) for name in self._order]
+        for name, future in zip(self._order[1:], futures[1:], strict=True):
+            future.add_done_callback(functools.partial(_log_failure, name=name, args=args))
+        return futures[0]
+
+    def _settle(
+        self, done: asyncio.Future[Any], result: asyncio.Future[Any], args: Sequence[Arg]
+    ) -> None:
+        if result.done():
+            return
+        if done.cancelled():
+            result.cancel()
+            return
+        exc = done.exception()
+        if exc is None:
+            result.set_result(done.result())
+        elif isinstance(exc, RedisError) and str(exc).startswith(("MOVED ", "ASK ")):
+            self._spawn(self._redirect(str(exc), result, args))
+        else:
+            result.set_exception(exc)
+
+    async def _redirect(self, error: str, result: asyncio.Future[Any], args: Sequence[Arg]) -> None:
+        """Send ``args`` once more where the MOVED/ASK ``error`` says; settle ``result``."""
+        kind, _, target = error.split(" ", 2)
+        node: RedisClient | None
+        try:
+            if kind == "MOVED":
+                await self.refresh()
+                node = self._nodes.get(target) or self._node_for(args)
+                reply = await node.call(*args)
+            else:
+                node = self._nodes.get(target)
+                if node is None:
+                    await self.refresh()
+                    node = self._nodes.get(target)
+                if node is None:
+                    raise RedisError(error)
+                asking = node.send("ASKING")
+                reply = await node.send(*args)
+                await asking
+        except asyncio.CancelledError:
+            if not result.done():
+                result.cancel()
+            raise
+        except Exception as exc:
+            if not result.done():
+                result.set_exception(exc)
+            return
+        if not result.done():
+            result.set_result(reply)
+
+    async def call(self, *args: Arg) -> Any:
+        return await self.send(*args)
+
+    async def scan_all(self, match: str, count: int = 1000) -> list[bytes]:
+        """Every key matching ``match`` on every master (SCAN each to its end)."""
+
+        async def scan(node: RedisClient) -> list[bytes]:
+            keys: list[bytes] = []
+            cursor: Arg = 0
+            while True:
+                cursor, found = await node.call("SCAN", cursor, "MATCH", match, "COUNT", count)
+                keys.extend(found)
+                if int(cursor) == 0:
+                    return keys
+
+        nodes = [self._nodes[name] for name in self._order]
+        if not nodes:
+            raise RedisError("not connected to Redis")
+        return [key for keys in await asyncio.gather(*map(scan, nodes)) for key in keys]
+
+
+def _log_failure(done: asyncio.Future[Any], name: str, args: Sequence[Arg]) -> None:
+    if not done.cancelled() and (exc := done.exception()) is not None:
+        log.error("redis: %s failed on %s: %s", _text(args[0]), name, exc)
+
+
+class RedisClusterSubscriber:
+    """``RedisSubscriber``'s interface over a Redis Cluster: one sharded subscriber per master.
+
+    Each channel is SSUBSCRIBEd on the master owning its slot; ``on_message(channel, data)``
+    gets every message of every master, ``on_lost()`` hears of any master's connection lost
+    (each reconnects and subscribes again by itself). The slot map is read once, at
+    ``connect()``: channels whose slots move later are not followed.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        on_message: Callable[[bytes, bytes], None],
+        on_lost: Callable[[], None],
+        sharded: bool = True,
+    ) -> None:
+        if not sharded:
+            raise ValueError("a Redis Cluster subscriber is always sharded (SSUBSCRIBE)")
+        self.url = url
+        self._seeds, self._password = _split_cluster_url(url)
+        self._on_message = on_message
+        self._on_lost = on_lost
+        self._shards: dict[str, RedisSubscriber] = {}
+        self._slots: list[RedisSubscriber] = []
+        self._where: dict[str, RedisSubscriber] = {}
+
+    async def connect(self) -> None:
+        ranges = await _fetch_slots(self._seeds, self._password)
+        shards: dict[str, RedisSubscriber] = {}
+        slots: list[RedisSubscriber] = []
+        try:
+            for start, end, host, port in ranges:
+                name = f"{host}:{port}"
+                if name not in shards:
+                    shards[name] = RedisSubscriber(
+                        _node_url(host, port, self._password),
+                        self._on_message,
+                        self._on_lost,
+                        sharded=True,
+                    )
+                    await shards[name].connect()
+                slots.extend([shards[name]] * (end - start + 1))
+        except BaseException:
+            for shard in shards.values():
+                await shard.close()
+            raise
+        self._shards, self._slots = shards, slots
+
+    def masters(self) -> list[str]:
+        return list(self._shards)
+
+    def subscribe(self, channel: str) -> None:
+        if not self._slots:
+            raise RedisError("not connected to Redis")
+        shard = self._slots[key_slot(channel)]
+        self._where[channel] = shard
+        shard.subscribe(channel)
+
+    def unsubscribe(self, channel: str) -> None:
+        shard = self._where.pop(channel, None)
+        if shard is not None:
+            shard.unsubscribe(channel)
+
+    async def close(self) -> None:
+        for shard in self._shards.values():
+            await shard.close()
+        self._shards, self._slots, self._where = {}, [], {}
