@@ -54,6 +54,7 @@ from ..types import (
     MessageType,
     RecoveryEvent,
 )
+from .common import message_payload
 from .connection import Link
 from .lock import Lock
 from .presence import Presence
@@ -357,12 +358,7 @@ class RTMClient:
         A peer message returns once the recipient's session has it; an offline recipient
         raises CHANNEL_RECEIVER_OFFLINE. Publishing to a channel needs no subscription.
         """
-        if isinstance(message, str):
-            payload, message_type = message.encode(), 1
-        elif isinstance(message, bytes | bytearray | memoryview):
-            payload, message_type = bytes(message), 0
-        else:
-            raise RTMError(ErrorCode.CHANNEL_INVALID_MESSAGE, "message must be bytes or str")
+        payload, message_type = message_payload(message)
         await self._request(
             lambda rid: Publish(rid, channel, payload, message_type, channel_type, custom_type),
             None,

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 from ..errors import ErrorCode, RTMError
 from ..protocol import frames as f
 from ..types import ChannelType, LockDetail, LockEvent, LockEventType
+from .common import not_in_channel_code
 from .streams import EventStream
 
 if TYPE_CHECKING:
@@ -161,12 +162,10 @@ class Lock:
         self._client._require_login()
         view = self._views.get((ChannelType(channel_type), channel))
         if view is None:
-            code = (
-                ErrorCode.CHANNEL_NOT_JOINED
-                if channel_type == ChannelType.STREAM
-                else ErrorCode.CHANNEL_NOT_SUBSCRIBED
+            raise RTMError(
+                not_in_channel_code(channel_type),
+                f"{channel!r} is not joined or subscribed with locks",
             )
-            raise RTMError(code, f"{channel!r} is not joined or subscribed with locks")
         return dict(view.locks), view.stream
 
     # --- views --------------------------------------------------------------------------------

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, NamedTuple
 from ..errors import ErrorCode, RTMError
 from ..protocol import frames as f
 from ..types import ChannelInfo, ChannelType, PresenceEvent, PresenceEventType, UserState
+from .common import not_in_channel_code
 from .streams import EventStream
 
 if TYPE_CHECKING:
@@ -227,13 +228,8 @@ class Presence:
         key = (ChannelType(channel_type), channel)
         view = self._views.get(key)
         if view is None:
-            code = (
-                ErrorCode.CHANNEL_NOT_JOINED
-                if key[0] is ChannelType.STREAM
-                else ErrorCode.CHANNEL_NOT_SUBSCRIBED
-            )
             reason = "without presence" if key in self._inside else "not in the channel"
-            raise RTMError(code, f"{channel!r}: {reason}")
+            raise RTMError(not_in_channel_code(key[0]), f"{channel!r}: {reason}")
         return {u: dict(s) for u, s in view.snapshot.items()}, view.stream
 
     # --- hooks for subscribe / join / leave ---------------------------------------------------

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 from ..errors import ErrorCode, RTMError
 from ..protocol import frames as f
 from ..types import ChannelType, Metadata, MetadataItem, StorageEvent, StorageEventType, StorageType
+from .common import not_in_channel_code
 from .streams import EventStream
 
 if TYPE_CHECKING:
@@ -186,12 +187,10 @@ class Storage:
         self._client._require_login()
         view = self._views.get((ChannelType(channel_type), channel))
         if view is None:
-            code = (
-                ErrorCode.CHANNEL_NOT_JOINED
-                if channel_type == ChannelType.STREAM
-                else ErrorCode.CHANNEL_NOT_SUBSCRIBED
+            raise RTMError(
+                not_in_channel_code(channel_type),
+                f"{channel!r} is not joined or subscribed with metadata",
             )
-            raise RTMError(code, f"{channel!r} is not joined or subscribed with metadata")
         return view.snapshot, view.stream
 
     # --- user metadata ---------------------------------------------------------------------

@@ -25,6 +25,7 @@ from ..types import (
     TopicEvent,
     TopicEventType,
 )
+from .common import message_payload
 from .streams import EventStream
 
 if TYPE_CHECKING:
@@ -231,12 +232,7 @@ class StreamChannel:
         self._require_joined()
         if topic not in self._joined_topics:
             raise RTMError(ErrorCode.CHANNEL_TOPIC_NOT_JOINED, f"not in topic {topic!r}")
-        if isinstance(message, str):
-            payload, message_type = message.encode(), 1
-        elif isinstance(message, bytes | bytearray | memoryview):
-            payload, message_type = bytes(message), 0
-        else:
-            raise RTMError(ErrorCode.CHANNEL_INVALID_MESSAGE, "message must be bytes or str")
+        payload, message_type = message_payload(message)
         await self._client._request(
             lambda rid: f.PublishTopic(
                 rid, self._name, topic, payload, message_type, custom_type, send_ts
