@@ -45,7 +45,7 @@ from ..conftest import (
     free_port,
 )
 from .proxy import TcpProxy
-from .util import token_for, unique
+from .util import closed_with, token_for, unique
 
 MESSAGE, STREAM = ChannelType.MESSAGE, ChannelType.STREAM
 LOST_REASONS = {Reason.LOST, Reason.INTERRUPTED, Reason.KEEP_ALIVE_TIMEOUT}
@@ -246,16 +246,6 @@ def port_is_free(port: int) -> bool:
         except OSError:
             return False
     return True
-
-
-async def closed_by_server(ws: Any, timeout: float = 5.0) -> int | None:
-    """Read a raw WebSocket until the server closes it; return the close code it sent."""
-    try:
-        async with asyncio.timeout(timeout):
-            while True:
-                await ws.recv()
-    except websockets.ConnectionClosed as exc:
-        return exc.rcvd.code if exc.rcvd else None
 
 
 async def eventually(check: Callable[[], Any], timeout: float = 5.0, every: float = 0.05) -> Any:
@@ -838,7 +828,7 @@ async def test_a_frame_over_the_servers_frame_limit_is_refused_and_not_executed(
             [encode(Publish(10 + i, channel, bytes(30_000), 0, MESSAGE, "")) for i in range(n)]
         )
         await ws.send(frame)
-        closed = await closed_by_server(ws)
+        closed = await closed_with(ws)
         delivered = await collect(inbox, n, timeout=1)
         print(f"\n[frame limit] frame={len(frame)}B publishes={n} delivered={len(delivered)}")
         assert closed == 1009

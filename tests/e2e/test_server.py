@@ -30,23 +30,13 @@ from rtm2.protocol.frames import (
 )
 
 from ..conftest import APP_A, APP_OPEN, ServerProcess
-from .util import client_for, next_event, token_for, unique
+from .util import client_for, closed_with, next_event, token_for, unique
 
 
 async def recv(ws: ClientConnection, timeout: float = 5) -> ServerFrame:
     data = await asyncio.wait_for(ws.recv(), timeout)
     assert isinstance(data, bytes)
     return decode_server(data)
-
-
-async def closed_with(ws: ClientConnection, timeout: float = 5) -> int | None:
-    """Read until the server closes; return its close code."""
-    try:
-        async with asyncio.timeout(timeout):
-            while True:
-                await ws.recv()
-    except websockets.ConnectionClosed as exc:
-        return exc.rcvd.code if exc.rcvd else None
 
 
 async def logged_in(server: ServerProcess, user: str) -> ClientConnection:

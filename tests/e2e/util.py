@@ -8,6 +8,8 @@ from collections.abc import Awaitable
 from typing import Any
 
 import pytest
+import websockets
+from websockets.asyncio.client import ClientConnection
 
 import rtm2
 from rtm2 import ChannelType, ErrorCode
@@ -117,3 +119,13 @@ async def leave(client: rtm2.RTMClient, channel: str, ctype: ChannelType) -> Non
         await client.unsubscribe(channel)
     else:
         await client.stream_channel(channel).leave()
+
+
+async def closed_with(ws: ClientConnection, timeout: float = 5) -> int | None:
+    """Read a raw WebSocket until the server closes it; return the close code it sent."""
+    try:
+        async with asyncio.timeout(timeout):
+            while True:
+                await ws.recv()
+    except websockets.ConnectionClosed as exc:
+        return exc.rcvd.code if exc.rcvd else None
