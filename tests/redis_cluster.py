@@ -160,6 +160,32 @@ class LocalCluster:
             time.sleep(0.05)
         raise ClusterUnavailable(f"cluster_state never became ok:\n{info}")
 
+    def owner_of(self, slot: int) -> int:
+        """The port of the master serving ``slot``."""
+        for line in self.cli(self.ports[0], "CLUSTER", "NODES").splitlines():
+            fields = line.split()
+            port = int(fields[1].split("@")[0].rsplit(":", 1)[1])
+            for part in fields[8:]:
+                start, _, end = part.partition("-")
+                if start.isdigit() and int(start) <= slot <= int(end or start):
+                    return port
+        raise ClusterUnavailable(f"nobody serves slot {slot}")
+
+    def migrate_slot(self, slot: int, target: int) -> None:
+        """Move ``slot`` with its keys to the master on port ``target``, as a resharding does
+        (IMPORTING/MIGRATING, MIGRATE the keys, then SETSLOT NODE everywhere)."""
+        source = self.owner_of(slot)
+        if source == target:
+            return
+        source_id = self.cli(source, "CLUSTER", "MYID").strip()
+        target_id = self.cli(target, "CLUSTER", "MYID").strip()
+        self.cli(target, "CLUSTER", "SETSLOT", str(slot), "IMPORTING", source_id)
+        self.cli(source, "CLUSTER", "SETSLOT", str(slot), "MIGRATING", target_id)
+        while keys := self.cli(source, "CLUSTER", "GETKEYSINSLOT", str(slot), "100").split():
+            self.cli(source, "MIGRATE", "127.0.0.1", str(target), "", "0", "5000", "KEYS", *keys)
+        for port in (target, source, *self.ports):
+            self.cli(port, "CLUSTER", "SETSLOT", str(slot), "NODE", target_id)
+
     def _log(self, port: int) -> str:
         path = self.workdir / f"redis-{port}.log"
         return path.read_text(errors="replace") if path.exists() else ""

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import signal
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -15,8 +17,9 @@ from rtm2 import ChannelType, ErrorCode
 from rtm2 import ConnectionChangeReason as Reason
 from rtm2 import ConnectionState as State
 
-from ..conftest import APP_SMALL, CERT_SMALL, ServerProcess
+from ..conftest import APP_SMALL, APP_TINY, CERT_SMALL, ServerProcess
 from ..redis_cluster import LocalCluster, local_cluster
+from .proxy import TcpProxy
 from .util import client_for, next_event, unique
 
 REDIS = "redis://127.0.0.1:6379/0"
@@ -276,3 +279,197 @@ async def test_a_lock_wait_on_one_node_is_granted_when_another_node_releases(
     assert await asyncio.wait_for(wait, 5) == first + 1
     locks = await holder.lock.get(channel, ChannelType.MESSAGE)
     assert locks["L"].owner == waiter.config.user_id
+
+
+# --- recovery across nodes ---------------------------------------------------------------------
+
+FAST_RECONNECT: dict[str, Any] = {"reconnect_min_delay": 0.05, "reconnect_max_delay": 0.2}
+
+
+async def _subscribed_through(
+    proxy: TcpProxy, fallback: ServerProcess, channel: str, stage: str, publisher: str, **kw: Any
+) -> tuple[rtm2.RTMClient, rtm2.EventStream[rtm2.Message], rtm2.EventStream[rtm2.Message]]:
+    """A client on ``proxy`` (else ``fallback``) taking ``channel`` and topic "t" of
+    ``stage`` from ``publisher``."""
+    app = kw.pop("app_id", APP_SMALL)
+    client = rtm2.RTMClient(rtm2.RTMConfig(app_id=app, user_id=unique("sub"), **kw))
+    client.set_parameters({rtm2.PARAM_ENDPOINT: [proxy.url, fallback.url]})
+    token = rtm2.build_rtm_token(APP_SMALL, CERT_SMALL, client.config.user_id)
+    await client.login(token if app == APP_SMALL else "")
+    messages = await client.subscribe(channel, with_presence=False)
+    await client.stream_channel(stage).join(None, with_presence=False)
+    topic = await client.stream_channel(stage).subscribe_topic("t", [publisher])
+    return client, messages, topic
+
+
+async def _publish(client: rtm2.RTMClient, channel: str, stage: str, texts: Iterable[str]) -> None:
+    for text in texts:
+        await client.publish(channel, text)
+        await client.stream_channel(stage).publish_topic("t", text)
+
+
+async def _moved(client: rtm2.RTMClient, session: str) -> None:
+    """Wait until ``client`` is logged in again with a new session (on the other node)."""
+    async with asyncio.timeout(10):
+        while client.session_id == session or not client.logged_in:  # noqa: ASYNC110
+            await asyncio.sleep(0.02)
+
+
+async def _read(stream: rtm2.EventStream[rtm2.Message], n: int) -> list[str]:
+    """``n`` messages, then proof that nothing more (a duplicate) follows."""
+    got = [str((await stream.get(timeout=10)).message) for _ in range(n)]
+    with contextlib.suppress(TimeoutError):
+        got.append(f"unexpected {(await stream.get(timeout=0.3)).message}")
+    return got
+
+
+async def test_a_client_that_comes_back_on_another_node_gets_what_it_missed_once_in_order(
+    nodes: tuple[ServerProcess, ServerProcess], clients: Clients
+) -> None:
+    a, b = nodes
+    channel, stage = unique("room"), unique("stage")
+    publisher = await clients.on(b)
+    await publisher.stream_channel(stage).join(None)
+    await publisher.stream_channel(stage).join_topic("t")
+    proxy = await TcpProxy(int(a.url.rsplit(":", 1)[1])).start()
+    sub, messages, topic = await _subscribed_through(
+        proxy, b, channel, stage, publisher.config.user_id, **FAST_RECONNECT
+    )
+    clients.all.append(sub)
+    session = sub.session_id
+    await asyncio.sleep(0.2)  # node a's pub/sub subscriptions are in place
+    await _publish(publisher, channel, stage, (f"m{i}" for i in range(50)))
+    proxy.cut()
+    await proxy.close()  # node a is out of reach: the client must move to node b
+    await _publish(publisher, channel, stage, (f"m{i}" for i in range(50, 250)))
+    await _moved(sub, session)
+    await _publish(publisher, channel, stage, (f"m{i}" for i in range(250, 300)))
+    expected = [f"m{i}" for i in range(300)]
+    assert await _read(messages, 300) == expected
+    assert await _read(topic, 300) == expected
+    assert len(sub.recovery_events) == 0  # all of it recovered on node b
+    assert len(sub.errors) == 0
+
+
+async def test_a_client_resuming_on_its_redis_node_through_cuts_misses_nothing(
+    nodes: tuple[ServerProcess, ServerProcess], clients: Clients
+) -> None:
+    a, b = nodes
+    channel, stage = unique("room"), unique("stage")
+    publisher = await clients.on(b)
+    await publisher.stream_channel(stage).join(None)
+    await publisher.stream_channel(stage).join_topic("t")
+    proxy = await TcpProxy(int(a.url.rsplit(":", 1)[1])).start()
+    try:
+        sub, messages, topic = await _subscribed_through(
+            proxy, a, channel, stage, publisher.config.user_id, **FAST_RECONNECT
+        )
+        clients.all.append(sub)
+        session = sub.session_id
+        await asyncio.sleep(0.2)
+        n, cuts = 600, 0
+        for i in range(n):
+            await _publish(publisher, channel, stage, [f"m{i}"])
+            if i % 100 == 50:
+                proxy.cut()
+                cuts += 1
+            await asyncio.sleep(0.002)
+        expected = [f"m{i}" for i in range(n)]
+        assert await _read(messages, n) == expected
+        assert await _read(topic, n) == expected
+        assert sub.session_id == session  # resumed every time on node a
+        assert proxy.cut_connections >= 4
+        assert len(sub.recovery_events) == 0
+    finally:
+        await proxy.close()
+
+
+async def test_a_gap_longer_than_the_redis_buffer_is_reported_on_the_new_node(
+    nodes: tuple[ServerProcess, ServerProcess], clients: Clients
+) -> None:
+    a, b = nodes
+    channel, stage = unique("room"), unique("stage")
+    publisher = client_for(b, unique("pub"), app_id=APP_TINY)  # keeps 3 messages per topic
+    await publisher.login("")
+    clients.all.append(publisher)
+    await publisher.stream_channel(stage).join(None)
+    await publisher.stream_channel(stage).join_topic("t")
+    proxy = await TcpProxy(int(a.url.rsplit(":", 1)[1])).start()
+    sub, messages, topic = await _subscribed_through(
+        proxy, b, channel, stage, publisher.config.user_id, app_id=APP_TINY, **FAST_RECONNECT
+    )
+    clients.all.append(sub)
+    session = sub.session_id
+    await asyncio.sleep(0.2)
+    await _publish(publisher, channel, stage, ["m0"])
+    assert [(await s.get(timeout=5)).message for s in (messages, topic)] == ["m0", "m0"]
+    proxy.cut()
+    await proxy.close()
+    await _publish(publisher, channel, stage, (f"m{i}" for i in range(1, 11)))
+    await _moved(sub, session)
+    got = {await sub.recovery_events.get(timeout=5) for _ in range(2)}
+    assert got == {
+        rtm2.RecoveryEvent(channel, ChannelType.MESSAGE, "", False, True),
+        rtm2.RecoveryEvent(stage, ChannelType.STREAM, "t", False, True),
+    }
+    await _publish(publisher, channel, stage, ["live"])
+    assert await _read(messages, 1) == ["live"]  # no partial replay before it
+    assert await _read(topic, 1) == ["live"]
+
+
+# --- lock waits across nodes -----------------------------------------------------------------
+
+
+async def test_lock_waiters_on_different_nodes_get_the_lock_in_the_order_they_asked(
+    nodes: tuple[ServerProcess, ServerProcess], clients: Clients
+) -> None:
+    a, b = nodes
+    channel = unique("fifo")
+    holder = await clients.on(a)
+    await holder.lock.set(channel, ChannelType.MESSAGE, "L", ttl=30)
+    await holder.lock.acquire(channel, ChannelType.MESSAGE, "L")
+    waiters = [await clients.on(node) for node in (b, a, b, a)]
+    granted: list[str] = []
+
+    async def wait(client: rtm2.RTMClient) -> None:
+        await client.lock.acquire(channel, ChannelType.MESSAGE, "L", retry=True)
+        granted.append(client.config.user_id)
+        await asyncio.sleep(0.1)
+        await client.lock.release(channel, ChannelType.MESSAGE, "L")
+
+    tasks = []
+    for client in waiters:  # one after the other: each is queued before the next asks
+        tasks.append(asyncio.create_task(wait(client)))
+        await asyncio.sleep(0.3)
+    assert granted == []
+    await holder.lock.release(channel, ChannelType.MESSAGE, "L")
+    await asyncio.wait_for(asyncio.gather(*tasks), 10)
+    assert granted == [client.config.user_id for client in waiters]
+
+
+async def test_a_waiter_whose_node_died_does_not_hold_up_the_queue(
+    mortal_nodes: tuple[ServerProcess, ServerProcess], clients: Clients
+) -> None:
+    a, b = mortal_nodes
+    channel = unique("deadq")
+    holder = await clients.on(a)
+    await holder.lock.set(channel, ChannelType.MESSAGE, "L", ttl=30)
+    await holder.lock.acquire(channel, ChannelType.MESSAGE, "L")
+    doomed = client_for(b, unique("d"), app_id=APP_SMALL, auto_reconnect=False)
+    await doomed.login(rtm2.build_rtm_token(APP_SMALL, CERT_SMALL, doomed.config.user_id))
+    clients.all.append(doomed)
+    first = asyncio.create_task(doomed.lock.acquire(channel, ChannelType.MESSAGE, "L", retry=True))
+    await asyncio.sleep(0.3)
+    patient = await clients.on(a)
+    second = asyncio.create_task(
+        patient.lock.acquire(channel, ChannelType.MESSAGE, "L", retry=True)
+    )
+    await asyncio.sleep(0.3)
+    b.signal(signal.SIGKILL)  # the first in the queue dies with its node
+    b.wait()
+    await holder.lock.release(channel, ChannelType.MESSAGE, "L")
+    await asyncio.wait_for(second, 15)  # once node b is found dead (2 s here)
+    locks = await patient.lock.get(channel, ChannelType.MESSAGE)
+    assert locks["L"].owner == patient.config.user_id
+    first.cancel()
+    await asyncio.gather(first, return_exceptions=True)

@@ -37,7 +37,13 @@ from rtm2.server.engines.base import (
     WriteOutcome,
 )
 
-__all__ = ["ConcurrencyContract", "EngineHarness", "LockContract", "MetadataContract"]
+__all__ = [
+    "ConcurrencyContract",
+    "EngineHarness",
+    "LockContract",
+    "LockQueueContract",
+    "MetadataContract",
+]
 
 
 class EngineHarness(Protocol):
@@ -420,6 +426,75 @@ class LockContract:
         code = (await engine.locks.acquire(ROOM, "held", "bob")).code
         assert code == ErrorCode.LOCK_ACQUIRE_FAILED
         assert (await engine.locks.set(ROOM, "free", 1, 10)).code == ErrorCode.LOCK_ALREADY_EXIST
+
+
+class LockQueueContract:
+    """Waiting for a lock is first come, first served, whichever node a waiter is on.
+
+    Tickets are ``<session id>:<request id>``, as the lock service makes them.
+    """
+
+    async def test_waiting_tickets_take_a_freed_lock_in_arrival_order(self, engine):
+        await lock(engine, owner="alice")
+        for user, ticket in (("bob", "n1-1:5"), ("carol", "n2-1:7")):
+            queued = await engine.locks.acquire(ROOM, "L", user, ticket, True)
+            assert queued.code == ErrorCode.LOCK_ACQUIRE_FAILED
+        await engine.locks.release(ROOM, "L", "alice")
+        early = await engine.locks.acquire(ROOM, "L", "carol", "n2-1:7")
+        assert early.code == ErrorCode.LOCK_ACQUIRE_FAILED  # bob came first
+        first = await engine.locks.acquire(ROOM, "L", "bob", "n1-1:5")
+        assert (first.code, first.lock) == (0, LockInfo("L", 30, "bob", 2))
+        await engine.locks.release(ROOM, "L", "bob")
+        second = await engine.locks.acquire(ROOM, "L", "carol", "n2-1:7")
+        assert (second.code, second.lock) == (0, LockInfo("L", 30, "carol", 3))
+
+    async def test_nobody_overtakes_the_queue_of_a_free_lock(self, engine):
+        await lock(engine, owner="alice")
+        await engine.locks.acquire(ROOM, "L", "bob", "n1-1:5", True)
+        await engine.locks.release(ROOM, "L", "alice")
+        for ticket in ("", "n3-1:1"):
+            outcome = await engine.locks.acquire(ROOM, "L", "dave", ticket)
+            assert outcome.code == ErrorCode.LOCK_ACQUIRE_FAILED
+        assert (await engine.locks.locks(ROOM))["L"].owner == ""
+
+    async def test_a_withdrawn_first_ticket_lets_the_next_one_take_the_lock(self, engine):
+        await lock(engine, owner="alice")
+        await engine.locks.acquire(ROOM, "L", "bob", "n1-1:5", True)
+        await engine.locks.acquire(ROOM, "L", "carol", "n2-1:7", True)
+        assert await engine.locks.withdraw(ROOM, "L", "n2-1:7") is False  # not first
+        assert await engine.locks.withdraw(ROOM, "L", "n1-1:5") is True
+        assert await engine.locks.withdraw(ROOM, "L", "n1-1:5") is False  # gone already
+        await engine.locks.release(ROOM, "L", "alice")
+        assert (await engine.locks.acquire(ROOM, "L", "dave")).code == 0  # nobody waits
+
+    async def test_a_ticket_waits_once_however_often_it_asks(self, engine):
+        await lock(engine, owner="alice")
+        for _ in range(3):
+            await engine.locks.acquire(ROOM, "L", "bob", "n1-1:5", True)
+        assert await engine.locks.withdraw(ROOM, "L", "n1-1:5") is True
+        await engine.locks.release(ROOM, "L", "alice")
+        assert (await engine.locks.acquire(ROOM, "L", "dave")).code == 0
+
+    async def test_the_holder_acquiring_again_leaves_the_queue(self, engine):
+        await lock(engine, owner="alice")
+        await engine.locks.acquire(ROOM, "L", "alice", "n1-1:9", True)
+        again = await engine.locks.acquire(ROOM, "L", "alice", "n1-1:9", True)
+        assert (again.code, again.lock) == (0, LockInfo("L", 30, "alice", 1))
+        await engine.locks.release(ROOM, "L", "alice")
+        assert (await engine.locks.acquire(ROOM, "L", "dave")).code == 0
+
+    async def test_removing_a_lock_drops_its_queue(self, engine):
+        await lock(engine, owner="alice")
+        await engine.locks.acquire(ROOM, "L", "bob", "n1-1:5", True)
+        assert (await engine.locks.remove(ROOM, "L")).code == 0
+        assert (await engine.locks.set(ROOM, "L", 30, 10)).code == 0
+        assert (await engine.locks.acquire(ROOM, "L", "dave")).code == 0
+
+    async def test_queues_of_locks_are_independent(self, engine):
+        await lock(engine, owner="alice")
+        await engine.locks.acquire(ROOM, "L", "bob", "n1-1:5", True)
+        assert (await engine.locks.set(HALL, "L", 30, 10)).code == 0
+        assert (await engine.locks.acquire(HALL, "L", "dave")).code == 0
 
 
 class ConcurrencyContract:

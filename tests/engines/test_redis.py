@@ -21,7 +21,7 @@ from rtm2.server.engines.redis.resp import RedisClient
 from rtm2.server.engines.redis.scripts import Script, run
 from rtm2.server.engines.redis.storage import RedisStore, hash_tag, unescape_tag
 
-from .contract import ConcurrencyContract, LockContract, MetadataContract
+from .contract import ConcurrencyContract, LockContract, LockQueueContract, MetadataContract
 
 REDIS_URL = os.environ.get("RTM2_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 
@@ -88,7 +88,7 @@ async def engine() -> AsyncIterator[RedisHarness]:
             await cleaner.close()
 
 
-class TestRedisStore(MetadataContract, LockContract, ConcurrencyContract):
+class TestRedisStore(MetadataContract, LockContract, LockQueueContract, ConcurrencyContract):
     pass
 
 

@@ -13,7 +13,7 @@ import pytest
 
 from rtm2.server.engines.sqlite import SQLiteStore
 
-from .contract import ConcurrencyContract, LockContract, MetadataContract
+from .contract import ConcurrencyContract, LockContract, LockQueueContract, MetadataContract
 
 
 class SQLiteHarness:
@@ -54,5 +54,5 @@ async def engine(tmp_path: Path) -> AsyncIterator[SQLiteHarness]:
     await harness.close()
 
 
-class TestSQLiteStore(MetadataContract, LockContract, ConcurrencyContract):
+class TestSQLiteStore(MetadataContract, LockContract, LockQueueContract, ConcurrencyContract):
     pass

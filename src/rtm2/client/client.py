@@ -162,6 +162,7 @@ class RTMClient:
         self._session_id = ""
         self._resume_token = ""
         self._epoch = ""
+        self._old_epoch = ""
         self._token_expires_at = 0
         self._login_token = ""
         self._welcome: Welcome | None = None
@@ -532,7 +533,8 @@ class RTMClient:
         assert result is not None
         self._session_id = result.session_id
         self._resume_token = result.resume_token
-        self._epoch = result.epoch
+        # The offsets we hold were counted in the old epoch: _restore recovers from them.
+        self._old_epoch, self._epoch = self._epoch, result.epoch
         self._token_expires_at = result.expires_at
         link.start_keepalive(welcome.heartbeat_interval, welcome.heartbeat_grace)
         return False
@@ -778,15 +780,20 @@ class RTMClient:
         message, presence, metadata, lock, quiet = flags
         state = self.presence._state_for(key)
 
+        since, epoch = self._recovering_from((ChannelType.MESSAGE, channel, ""))
+        recovered = False
+
         def subscribed(result: SubscribeChannelResult | None) -> None:
+            nonlocal recovered
             assert result is not None
-            self._offsets[(ChannelType.MESSAGE, channel, "")] = result.offset
+            recovered = result.recovered
+            self._resumed_at((ChannelType.MESSAGE, channel, ""), result.offset, recovered)
             self._channel_entered(key, result, presence)
 
         try:
             await self._request(
                 lambda rid: Subscribe(
-                    rid, channel, message, presence, metadata, lock, quiet, state
+                    rid, channel, message, presence, metadata, lock, quiet, state, since, epoch
                 ),
                 SubscribeChannelResult,
                 subscribed,
@@ -797,8 +804,22 @@ class RTMClient:
                 RecoveryEvent(channel, ChannelType.MESSAGE, "", False, False, str(exc))
             )
             return
-        # A new session cannot replay what the old one missed.
-        self._recovery_events.put(RecoveryEvent(channel, ChannelType.MESSAGE, "", False, True))
+        if not recovered:
+            self._recovery_events.put(RecoveryEvent(channel, ChannelType.MESSAGE, "", False, True))
+
+    def _recovering_from(self, key: tuple[ChannelType, str, str]) -> tuple[int, str]:
+        """(offset, epoch) to recover ``key`` from on a new session; (0, "") for nothing."""
+        offset = self._offsets.get(key)
+        if offset is None or not self._old_epoch:
+            return 0, ""
+        return offset, self._old_epoch
+
+    def _resumed_at(self, key: tuple[ChannelType, str, str], offset: int, recovered: bool) -> None:
+        """A new session subscribed again: when it recovers, the missed messages follow and
+        our offset stays; otherwise we start at the server's position (which may be below
+        ours: a restarted embedded server numbers from 1 again)."""
+        if not recovered:
+            self._offsets[key] = offset
 
     def _positions(self) -> list[Position]:
         return [

@@ -413,9 +413,11 @@ class StreamChannel:
             )
             for topic, args in topics.items():
                 await self._rejoin_topic(topic, *args)
-            for topic, users in picks.items():
-                if users:
-                    await self._repick(topic, users)
+            recovered = {
+                topic
+                for topic, users in picks.items()
+                if users and await self._repick(topic, users)
+            }
         except RTMError as exc:
             self._reset(ErrorCode.CHANNEL_JOIN_FAILED)
             client._recovery_events.put(
@@ -423,9 +425,10 @@ class StreamChannel:
             )
             return
         for topic in picks:
-            client._recovery_events.put(
-                RecoveryEvent(self._name, ChannelType.STREAM, topic, False, True)
-            )
+            if topic not in recovered:
+                client._recovery_events.put(
+                    RecoveryEvent(self._name, ChannelType.STREAM, topic, False, True)
+                )
 
     async def _rejoin_topic(
         self, topic: str, qos: int, priority: int, meta: str, sync_media: bool
@@ -434,18 +437,25 @@ class StreamChannel:
             lambda rid: f.JoinTopic(rid, self._name, topic, qos, priority, meta, sync_media), None
         )
 
-    async def _repick(self, topic: str, users: list[str]) -> None:
+    async def _repick(self, topic: str, users: list[str]) -> bool:
+        """Pick ``users`` again on the new session; return whether the messages missed were
+        all recovered (they arrive right after the reply)."""
+        key = (ChannelType.STREAM, self._name, topic)
+        since, epoch = self._client._recovering_from(key)
+        recovered = False
+
         def subscribed(result: f.SubscribeResult | None) -> None:
+            nonlocal recovered
             assert result is not None
-            # A new session numbers from where the server is now, which may be below where
-            # the old one was (a restarted server starts again at 1): take its word.
-            self._client._offsets[(ChannelType.STREAM, self._name, topic)] = result.offset
+            recovered = result.recovered
+            self._client._resumed_at(key, result.offset, recovered)
 
         await self._client._request(
-            lambda rid: f.SubscribeTopic(rid, self._name, topic, users),
+            lambda rid: f.SubscribeTopic(rid, self._name, topic, users, since, epoch),
             f.SubscribeResult,
             subscribed,
         )
+        return recovered
 
     def _rejoined(self, result: f.StreamJoinResult | None, with_presence: bool) -> None:
         assert result is not None

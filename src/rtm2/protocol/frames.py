@@ -202,6 +202,11 @@ class SubscribeTopic(_Frame, tag=11):
     channel: str
     topic: str
     users: list[str] = []
+    # A client setting up again on a new session: the offset it got to in ``epoch`` (""
+    # none). The messages after it are replayed right after the reply, which says whether
+    # they all were (``recovered``).
+    since: int = 0
+    epoch: str = ""
 
 
 class UnsubscribeTopic(_Frame, tag=12):
@@ -224,6 +229,9 @@ class Subscribe(_Frame, tag=13):
     with_lock: bool = False
     be_quiet: bool = False
     state: dict[str, str] = {}
+    # As in SubscribeTopic: recover the messages after offset ``since`` of ``epoch``.
+    since: int = 0
+    epoch: str = ""
 
 
 class Unsubscribe(_Frame, tag=14):
@@ -681,6 +689,8 @@ class SubscribeChannelResult(_Frame):
     locks: list[LockDetail] | None = None
     # The channel's current position: messages after it are this subscription's.
     offset: int = 0
+    # Asked to recover (``since``/``epoch``): every message after ``since`` follows.
+    recovered: bool = False
 
 
 class Acquired(_Frame):
@@ -716,6 +726,8 @@ class SubscribeResult(_Frame):
     failed: list[str]
     # The topic's current position: messages after it are this subscription's.
     offset: int = 0
+    # Asked to recover (``since``/``epoch``): every message after ``since`` follows.
+    recovered: bool = False
 
 
 class LoginResult(_Frame):

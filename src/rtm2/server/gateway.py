@@ -60,11 +60,22 @@ class Outbox:
 class Connection(WSListener):
     """One client connection. Holds only what I/O needs; the protocol lives in ``session``."""
 
-    __slots__ = ("_out", "_outbox", "last_seen", "peer", "raw", "session", "transport")
+    __slots__ = (
+        "_held",
+        "_out",
+        "_outbox",
+        "last_seen",
+        "peer",
+        "raw",
+        "session",
+        "transport",
+    )
 
     def __init__(self, outbox: Outbox, make_session: SessionFactory) -> None:
         self._outbox = outbox
         self._out: list[bytes] = []
+        # While not None, frames wait here (see ``hold``); a list inside is a hold's slot.
+        self._held: list[bytes | list[bytes]] | None = None
         self.peer = "?"
         self.transport: WSTransport | None = None
         self.raw: asyncio.Transport | None = None
@@ -98,6 +109,7 @@ class Connection(WSListener):
 
     def on_ws_disconnected(self, transport: WSTransport) -> None:
         self._out.clear()
+        self._held = None
         self.session.on_close()
 
     # --- output ----------------------------------------------------------------------------
@@ -106,9 +118,41 @@ class Connection(WSListener):
         """Queue a complete WebSocket frame; it leaves with this loop pass's flush."""
         if self.raw is None or self.raw.is_closing():
             return
+        if self._held is not None:
+            self._held.append(frame)
+            return
         if not self._out:
             self._outbox.mark(self)
         self._out.append(frame)
+
+    def hold(self) -> list[bytes]:
+        """Keep every frame sent from now on until ``release``; return the hold's slot.
+
+        Frames put in the slot (a reply, the messages a client missed) go out ahead of
+        everything sent while held, which is how a replay that has to wait for the engine still
+        comes before what arrived live meanwhile. Holds nest; the last release lets all go.
+        """
+        slot: list[bytes] = []
+        if self._held is None:
+            self._held = []
+        self._held.append(slot)
+        return slot
+
+    def release(self, slot: list[bytes]) -> None:
+        held = self._held
+        if held is None or not any(part is slot for part in held):
+            return
+        # The slot becomes plain frames; the hold ends when no other slot is open.
+        for i, part in enumerate(held):
+            if part is slot:
+                held[i : i + 1] = slot
+                break
+        if any(isinstance(part, list) for part in held):
+            return
+        self._held = None
+        for frame in held:
+            assert isinstance(frame, bytes)
+            self.send(frame)
 
     def flush(self) -> None:
         out = self._out

@@ -12,6 +12,7 @@ import logging
 import os
 import secrets
 import time
+from collections.abc import Callable, Coroutine
 
 from ..errors import ErrorCode, RTMError
 from ..protocol.codec import ws_binary_frame
@@ -23,12 +24,14 @@ from .auth import check_login_token
 from .config import AppConfig, ServerConfig
 from .engines.base import (
     BUS_LOCK,
+    BUS_LOCK_QUEUE,
     BUS_LOGIN,
     BUS_PEER,
     BUS_PRESENCE,
     BUS_STORAGE,
     BusEvent,
     Engine,
+    frame_offset,
 )
 from .gateway import Connection, Outbox
 from .interest import Interest
@@ -43,6 +46,12 @@ from .stream import StreamService
 __all__ = ["Hub"]
 
 log = logging.getLogger("rtm2.server")
+
+# How long a replay may wait for the engine before the client is told it was not recovered.
+_REPLAY_TIMEOUT = 5.0
+
+# (channel subject, topic, publishers picked or None for all) of a position a session holds.
+_Target = tuple[str, str, set[str] | None]
 
 
 class Hub:
@@ -62,9 +71,10 @@ class Hub:
         # The same sessions by id, for Resume.
         self.by_id: dict[str, Session] = {}
         self.engine = engine
-        self.broker = self.engine.make_broker(self._on_bus)
-        self.interest = Interest(self.broker)
-        self.recovery = Recovery(enabled=engine.local_recovery)
+        self.broker = self.engine.make_broker(self._on_bus, self._on_bus_gap)
+        self.recovery = Recovery()
+        self.recovery_store = engine.recovery_store
+        self.interest = Interest(self.broker, self.recovery.forget)
         self.presence = PresenceService(self.engine.presence_store, self.broker, config.timers)
         self.stream = StreamService(self.engine.stream_store, self.broker, self.interest, self)
         self.messages = MessageService(self, self.broker, self.interest)
@@ -131,6 +141,8 @@ class Hub:
             self.storage.on_bus(subject, event)
         elif event.kind == BUS_LOCK:
             self.locks.on_bus(subject, event)
+        elif event.kind == BUS_LOCK_QUEUE:
+            self.locks.on_queue(subject, event.topic)
         elif subject.startswith("stream:"):
             self.stream.on_bus(subject, event)
         else:
@@ -226,29 +238,99 @@ class Hub:
         log.info("%r resumed its session", s)
         return s
 
-    def missed(self, s: Session, positions: list[Position]) -> tuple[list[bytes], list[Position]]:
-        """What ``s`` missed after each position (encoded pushes, in order), and the
-        positions whose messages are no longer all buffered."""
+    # --- recovery ---------------------------------------------------------------------------
+
+    def keep(self, subject: str, event: BusEvent) -> None:
+        """Remember a numbered message from the broker for this node's resuming clients."""
+        app = self.apps.get(subject.split(":", 2)[1])
+        if app is None:  # another node's app, unknown here: nobody here to serve
+            return
+        limits = app.limits
+        self.recovery.receive(
+            (subject, event.topic),
+            frame_offset(event.frame),
+            event.user,
+            event.frame,
+            limits.recovery_messages,
+            limits.recovery_seconds,
+        )
+
+    def _on_bus_gap(self) -> None:
+        """The broker may have dropped events (its link to the engine broke)."""
+        self.recovery.clear()
+
+    async def position(self, subject: str, topic: str) -> int:
+        """Where (subject, topic) is now: messages after it are a new subscriber's."""
+        return self.recovery.position((subject, topic)) or await self.recovery_store.position(
+            subject, topic
+        )
+
+    def replay(
+        self, s: Session, positions: list[Position], answer: Callable[[list[Position]], bytes]
+    ) -> Coroutine[None, None, None] | None:
+        """Send ``answer(lost)`` (a reply frame), then what ``s`` missed after each position,
+        in order and before anything live; ``lost`` lists the positions whose messages are
+        no longer all kept. Returns a coroutine when the engine must be asked (the session's
+        connection holds live frames meanwhile), None when this node had everything."""
         frames: list[bytes] = []
-        lost = []
+        lost: list[Position] = []
+        remote: list[tuple[Position, _Target]] = []
         for p in positions:
-            if p.channel_type == ChannelType.MESSAGE:
-                sub = s.subscriptions.get(p.channel)
-                if sub is None:
-                    continue
-                entries = self.recovery.since((sub.subject, ""), p.offset, p.epoch)
-                picks = None if sub.with_message else set[str]()
-            else:
-                member = s.stream.get(p.channel)
-                if member is None or p.topic not in member.subs:
-                    continue
-                entries = self.recovery.since((member.subject, p.topic), p.offset, p.epoch)
-                picks = member.subs[p.topic]
-            if entries is None:
+            target = _target(s, p)
+            if target is None:
+                continue
+            if p.epoch != self.recovery_store.epoch:
                 lost.append(p)
                 continue
-            frames += [e.frame for e in entries if picks is None or e.publisher in picks]
-        return frames, lost
+            subject, topic, picks = target
+            entries = self.recovery.since((subject, topic), p.offset)
+            if entries is None:
+                remote.append((p, target))
+                continue
+            frames += [
+                ws_binary_frame(e.frame) for e in entries if picks is None or e.publisher in picks
+            ]
+        if not remote:
+            s.conn.send(answer(lost))
+            for data in frames:
+                s.conn.send(data)
+            return None
+        return self._replay_remote(s, s.conn.hold(), frames, lost, remote, answer)
+
+    async def _replay_remote(
+        self,
+        s: Session,
+        slot: list[bytes],
+        frames: list[bytes],
+        lost: list[Position],
+        remote: list[tuple[Position, _Target]],
+        answer: Callable[[list[Position]], bytes],
+    ) -> None:
+        conn = s.conn
+        try:
+            for p, (subject, topic, picks) in remote:
+                events = None
+                try:
+                    async with asyncio.timeout(_REPLAY_TIMEOUT):
+                        # Subscribed before reading: nothing published later can slip by.
+                        await self.broker.ready(subject)
+                        events = await self.recovery_store.since(
+                            subject, topic, p.offset, s.app_config.limits.recovery_seconds
+                        )
+                except (RTMError, TimeoutError) as exc:
+                    log.warning("%r: cannot read missed messages of %s: %s", s, subject, exc)
+                except Exception:
+                    log.exception("%r: reading missed messages of %s failed", s, subject)
+                if events is None:
+                    lost.append(p)
+                    continue
+                frames += [
+                    ws_binary_frame(e.frame) for e in events if picks is None or e.user in picks
+                ]
+        finally:
+            slot.append(answer(lost))
+            slot.extend(frames)
+            conn.release(slot)
 
     def logout(self, session: Session) -> None:
         log.info("%r logged out", session)
@@ -330,6 +412,9 @@ class Hub:
             elif entry[0] == "stream":
                 _, app, channel, user, member = entry
                 await self.stream.remove_orphan(app, channel, user, member)
+            elif entry[0] == "lockq":
+                _, scope, name, ticket, _ = entry
+                await self.locks.withdraw_orphan(scope, name, ticket)
 
     def shutdown(self, message: str) -> None:
         """Tell every client the server is going away and close its connection."""
@@ -338,6 +423,19 @@ class Hub:
             session.kick(
                 ConnectionChangeReason.INTERRUPTED, ErrorCode.OK, message, CLOSE_GOING_AWAY
             )
+
+
+def _target(s: Session, p: Position) -> _Target | None:
+    """What a position names among the session's subscriptions (None: nothing now)."""
+    if p.channel_type == ChannelType.MESSAGE:
+        sub = s.subscriptions.get(p.channel)
+        if sub is None:
+            return None
+        return sub.subject, "", None if sub.with_message else set()
+    member = s.stream.get(p.channel)
+    if member is None or p.topic not in member.subs:
+        return None
+    return member.subject, p.topic, member.subs[p.topic]
 
 
 def _session_subject(session: Session) -> str:

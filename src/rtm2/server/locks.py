@@ -3,11 +3,15 @@
 The lock table (owner, TTL, fencing number) lives in the engine's ``LockStore``. This service
 adds what happens over time:
 
-- **Fair waiting.** ``acquire(retry=True)`` on a held lock queues the request; when the lock
-  is freed, the first waiter still connected gets it (FIFO). While anyone waits, a plain
-  acquire by someone else fails, so nobody overtakes the queue. A wait ends when the lock is
-  granted, when the client cancels it, or when the waiter leaves the channel or its session
-  ends; every waiting request is answered either way.
+- **Fair waiting.** ``acquire(retry=True)`` on a held lock queues the request with a ticket in
+  the engine's queue for that lock, shared by all nodes; when the lock is freed, the first
+  ticket gets it (FIFO across nodes). While anyone waits, a plain acquire by someone else
+  fails, so nobody overtakes the queue. A wait ends when the lock is granted, when the client
+  cancels it, or when the waiter leaves the channel or its connection or session ends; every
+  waiting request is answered either way. Each node keeps its own waiters in queue order and
+  tries for its first one whenever the lock may have become free: on RELEASED and EXPIRED
+  events, on a nudge when a first ticket is withdrawn, and on every sweep (in case an event
+  was missed).
 - **TTL.** A lock outlives its owner's presence by its TTL: when the owner's connection is
   lost, or it leaves the channel, a countdown starts; if the owner comes back into the channel
   in time it keeps the lock, otherwise the lock is freed and members get EXPIRED. After a
@@ -40,7 +44,7 @@ from ..protocol.frames import (
     SetLock,
 )
 from ..types import LockEventType
-from .engines.base import BUS_LOCK, Broker, BusEvent, LockInfo, LockStore
+from .engines.base import BUS_LOCK, BUS_LOCK_QUEUE, Broker, BusEvent, LockInfo, LockStore
 from .interest import Interest
 from .subjects import channel_subject, parse_subject
 
@@ -58,11 +62,12 @@ LockKey = tuple[str, str]  # (scope = channel subject, lock name)
 
 
 class _Waiter:
-    __slots__ = ("rid", "session")
+    __slots__ = ("rid", "session", "ticket")
 
     def __init__(self, session: Session, rid: int) -> None:
         self.session = session
         self.rid = rid
+        self.ticket = f"{session.session_id}:{rid}"  # unique across nodes and sessions
 
 
 def _detail(info: LockInfo) -> LockDetail:
@@ -75,6 +80,7 @@ class LockService:
         self.broker = broker
         self.interest = interest
         self._granting: set[LockKey] = set()  # locks being handed to a waiter right now
+        self._again: set[LockKey] = set()  # ... and asked to try again once that is done
         self.listeners: dict[str, set[Session]] = {}  # subject -> with_lock members
         self.waiters: dict[LockKey, deque[_Waiter]] = {}
         # Locks whose owner is away: key -> (owner, monotonic deadline, ttl, why). ``why`` is
@@ -119,21 +125,14 @@ class LockService:
     async def acquire(self, s: Session, f: AcquireLock) -> None:
         scope = self._scope(s, f.channel, f.channel_type, f.name)
         key = (scope, f.name)
-        queue = self.waiters.get(key)
-        if queue:  # others wait first: fairness says this request waits too, or fails
-            held = (await self.store.locks(scope)).get(f.name)
-            if held is not None and held.owner == s.user_id:  # it is the caller's already
-                s.locks[key] = held.ttl
-                s.reply(f.rid, result=encode_result(Acquired(held.fence)))
-                return
-            if not f.retry:
-                raise RTMError(ErrorCode.LOCK_ACQUIRE_FAILED, f"lock {f.name!r} is held")
-            queue.append(_Waiter(s, f.rid))
-            return
+        waiter = _Waiter(s, f.rid)
         before = (await self.store.locks(scope)).get(f.name)
-        outcome = await self.store.acquire(scope, f.name, s.user_id)
+        outcome = await self.store.acquire(scope, f.name, s.user_id, waiter.ticket, f.retry)
         if outcome.code == ErrorCode.LOCK_ACQUIRE_FAILED and f.retry:
-            self._queue(key).append(_Waiter(s, f.rid))
+            if s.attached:
+                self._queue(key).append(waiter)
+            else:  # gone while we asked: its ticket must not hold the queue up
+                self._spawn(self._withdraw(key, waiter.ticket))
             return
         if outcome.code:
             raise RTMError(outcome.code, outcome.reason)
@@ -168,39 +167,65 @@ class LockService:
         await self._grant_next(scope, name)
 
     async def _grant_next(self, scope: str, name: str) -> None:
-        """Give a free lock to the first waiter still connected (one grant at a time)."""
+        """Try to give the lock to this node's first waiter (one attempt at a time per lock;
+        a call during an attempt makes it try once more after)."""
         key = (scope, name)
         if key in self._granting:
+            self._again.add(key)
             return
         self._granting.add(key)
         try:
-            while queue := self.waiters.get(key):
-                waiter = queue[0]
-                if not waiter.session.attached:
-                    queue.popleft()
-                    continue
-                user = waiter.session.user_id
-                before = (await self.store.locks(scope)).get(name)
-                outcome = await self.store.acquire(scope, name, user)
-                if outcome.code == ErrorCode.LOCK_ACQUIRE_FAILED:
-                    return  # taken meanwhile (another node): keep waiting, in order
-                if waiter not in queue:  # withdrawn while we asked: give back what it got
-                    if outcome.code == 0 and (before is None or before.owner != user):
-                        await self.store.revoke(scope, name, user)
-                    continue
-                queue.remove(waiter)
-                if outcome.code:
-                    waiter.session.reply(waiter.rid, outcome.code, outcome.reason)
-                    continue
-                assert outcome.lock is not None
-                self._granted(waiter.session, key, outcome.lock, before)
-                fence = outcome.lock.fence
-                waiter.session.reply(waiter.rid, result=encode_result(Acquired(fence)))
-                return
+            while True:
+                self._again.discard(key)
+                await self._grant_first(key)
+                if key not in self._again:
+                    break
         finally:
             self._granting.discard(key)
             if not self.waiters.get(key, True):
                 self._drop_queue(key)
+
+    async def _grant_first(self, key: LockKey) -> None:
+        scope, name = key
+        while queue := self.waiters.get(key):
+            waiter = queue[0]
+            if not waiter.session.attached:
+                queue.popleft()
+                await self._withdraw(key, waiter.ticket)
+                continue
+            user = waiter.session.user_id
+            before = (await self.store.locks(scope)).get(name)
+            outcome = await self.store.acquire(scope, name, user, waiter.ticket)
+            if outcome.code == ErrorCode.LOCK_ACQUIRE_FAILED:
+                return  # held, or another ticket is first (maybe on another node): wait on
+            if waiter not in queue:  # withdrawn while we asked: give back what it got
+                if outcome.code == 0 and (before is None or before.owner != user):
+                    await self.store.revoke(scope, name, user)
+                    self._nudge(key)
+                continue
+            queue.remove(waiter)
+            if outcome.code:
+                waiter.session.reply(waiter.rid, outcome.code, outcome.reason)
+                continue
+            assert outcome.lock is not None
+            self._granted(waiter.session, key, outcome.lock, before)
+            fence = outcome.lock.fence
+            waiter.session.reply(waiter.rid, result=encode_result(Acquired(fence)))
+            return
+
+    async def _withdraw(self, key: LockKey, ticket: str) -> None:
+        """Take a ticket out of the lock's queue; if it was first, the next may go now."""
+        if await self.store.withdraw(key[0], key[1], ticket):
+            self._nudge(key)
+
+    def _nudge(self, key: LockKey) -> None:
+        """Tell every node's waiters of this lock to try again."""
+        with contextlib.suppress(RTMError):  # the engine is down: the sweep retries later
+            self.broker.publish(key[0], BusEvent(BUS_LOCK_QUEUE, key[1], "", b""))
+
+    async def withdraw_orphan(self, scope: str, name: str, ticket: str) -> None:
+        """A dead node's waiting ticket: out of the queue, so the others move up."""
+        await self._withdraw((scope, name), ticket)
 
     def _queue(self, key: LockKey) -> deque[_Waiter]:
         """The waiters of a lock; while there are any, this node hears the lock's channel,
@@ -229,6 +254,7 @@ class LockService:
             for waiter in queue:
                 if waiter.session is s and waiter.rid == f.acquire_rid:
                     queue.remove(waiter)
+                    self._spawn(self._withdraw(key, waiter.ticket))
                     if not queue:
                         self._drop_queue(key)
                     s.reply(waiter.rid, ErrorCode.LOCK_ACQUIRE_FAILED, "the wait was cancelled")
@@ -295,6 +321,7 @@ class LockService:
                 continue
             for waiter in [w for w in queue if w.session is s]:
                 queue.remove(waiter)
+                self._spawn(self._withdraw(key, waiter.ticket))
                 if why:
                     s.reply(waiter.rid, ErrorCode.LOCK_ACQUIRE_FAILED, f"the waiter {why}")
             if not queue:
@@ -304,7 +331,10 @@ class LockService:
         self.countdowns[key] = (owner, self._clock() + ttl, ttl, why)
 
     def sweep(self) -> None:
-        """Free the locks whose owner stayed away longer than their TTL."""
+        """Free the locks whose owner stayed away longer than their TTL; let waiters try
+        again (an event that would have woken them may have been lost with the engine)."""
+        for key in list(self.waiters):
+            self._spawn(self._grant_next(*key))
         now = self._clock()
         for key, (owner, deadline, _, _) in list(self.countdowns.items()):
             if now >= deadline:
@@ -321,6 +351,11 @@ class LockService:
         _, channel_type, channel = parse_subject(scope)
         frame = encode(LockEvent(kind, channel, channel_type, [_detail(info)]))
         self.broker.publish(scope, BusEvent(BUS_LOCK, info.name, info.owner, frame))
+
+    def on_queue(self, subj: str, name: str) -> None:
+        """A nudge: the first ticket of the lock's queue was withdrawn."""
+        if (subj, name) in self.waiters:
+            self._spawn(self._grant_next(subj, name))
 
     def on_bus(self, subj: str, event: BusEvent) -> None:
         listeners = self.listeners.get(subj)

@@ -15,6 +15,7 @@ from ..errors import ErrorCode, RTMError
 from ..protocol.codec import encode, encode_result, ws_binary_frame
 from ..protocol.frames import (
     ChannelMessage,
+    Position,
     Publish,
     Subscribe,
     SubscribeChannelResult,
@@ -26,9 +27,10 @@ from ..protocol.names import (
 )
 from ..types import ChannelType
 from .checks import check_message
-from .engines.base import BUS_MESSAGE, BUS_PEER, Broker, BusEvent
+from .engines.base import BUS_MESSAGE, BUS_PEER, UNNUMBERED, Broker, BusEvent
 from .interest import Interest
 from .ratelimit import RateBucket
+from .session import reply_frame
 from .subjects import subject as make_subject
 
 if TYPE_CHECKING:
@@ -93,18 +95,35 @@ class MessageService:
             local = self.local[subj] = set()
             self.interest.add(subj)
         local.add(s)
-        if f.with_message:
-            self.receivers.setdefault(subj, set()).add(s)
         try:
             snapshot = await self.presence.join(s, subj, f.state, f.be_quiet, f.with_presence)
             metadata = await self.hub.storage.member_joined(s, subj, f.with_metadata)
             locks = await self.hub.locks.member_joined(s, subj, f.with_lock)
+            offset = await self.hub.position(subj, "")
         except BaseException:
             self._forget(s, f.channel, sub)
             raise
-        offset = self.hub.recovery.position((subj, ""))
-        result = SubscribeChannelResult(snapshot, metadata, locks, offset)
-        s.reply(f.rid, result=encode_result(result))
+        if s.subscriptions.get(f.channel) is not sub:  # the session ended meanwhile
+            return
+        # Messages flow from the reply on (a client takes none before it), or from the
+        # replay of what it missed when it asked to recover.
+        if f.with_message:
+            self.receivers.setdefault(subj, set()).add(s)
+        if not f.epoch:
+            s.reply(
+                f.rid,
+                result=encode_result(SubscribeChannelResult(snapshot, metadata, locks, offset)),
+            )
+            return
+
+        def answer(lost: list[Position]) -> bytes:
+            result = SubscribeChannelResult(snapshot, metadata, locks, offset, not lost)
+            return reply_frame(f.rid, result=encode_result(result))
+
+        since = Position(ChannelType.MESSAGE, f.channel, "", f.since, f.epoch)
+        pending = self.hub.replay(s, [since], answer)
+        if pending is not None:
+            await pending
 
     def unsubscribe(self, s: Session, f: Unsubscribe) -> None:
         sub = s.subscriptions.get(f.channel)
@@ -163,7 +182,6 @@ class MessageService:
         if f.channel_type == ChannelType.USER:
             return self._to_peer(s, f, timestamp)
         subj = make_subject(s.app_config.app_id, ChannelType.MESSAGE, f.channel)
-        buffer, offset = self.hub.recovery.next_offset((subj, ""))
         frame = encode(
             ChannelMessage(
                 f.channel,
@@ -173,13 +191,15 @@ class MessageService:
                 f.message_type,
                 custom_type,
                 timestamp,
-                offset,
+                UNNUMBERED,
             )
         )
-        self.hub.recovery.keep(
-            buffer, offset, s.user_id, frame, limits.recovery_messages, limits.recovery_seconds
+        self.broker.publish_message(
+            subj,
+            BusEvent(BUS_MESSAGE, "", s.user_id, frame),
+            limits.recovery_messages,
+            limits.recovery_seconds,
         )
-        self.broker.publish(subj, BusEvent(BUS_MESSAGE, "", s.user_id, frame))
         s.reply(f.rid)
         return None
 
@@ -208,6 +228,7 @@ class MessageService:
     def on_bus(self, subj: str, event: BusEvent) -> None:
         if event.kind != BUS_MESSAGE:
             return
+        self.hub.keep(subj, event)
         receivers = self.receivers.get(subj)
         if receivers:
             data = ws_binary_frame(event.frame)

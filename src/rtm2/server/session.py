@@ -40,6 +40,7 @@ from ..protocol.frames import (
     Logout,
     Ping,
     Pong,
+    Position,
     Publish,
     PublishTopic,
     ReleaseLock,
@@ -80,7 +81,7 @@ if TYPE_CHECKING:
     from .ratelimit import RateBucket
     from .stream import Member
 
-__all__ = ["Session", "SessionState"]
+__all__ = ["Session", "SessionState", "reply_frame"]
 
 log = logging.getLogger("rtm2.server")
 
@@ -252,7 +253,7 @@ class Session:
         elif isinstance(frame, Login):
             self._login(frame)
         elif isinstance(frame, Resume):
-            self._resume(frame)
+            return self._resume(frame)
         elif self.state is not SessionState.LOGGED_IN:
             raise RTMError(ErrorCode.NOT_LOGIN, "log in first")
         elif isinstance(frame, StreamJoin):
@@ -349,17 +350,18 @@ class Session:
         self.hub.login(self)
         self.reply(frame.rid, result=encode_result(self._login_result()))
 
-    def _resume(self, frame: Resume) -> None:
+    def _resume(self, frame: Resume) -> Awaitable[None] | None:
         if self.state is not SessionState.OPEN:
             raise RTMError(ErrorCode.DUPLICATE_OPERATION, "already logged in")
         s = self.hub.resume(self, frame)
+
         # From here on this connection belongs to the resumed session ``s``: the reply, then
         # the missed messages, all before anything live.
-        frames, lost = self.hub.missed(s, frame.positions)
-        result = ResumeResult(s.session_id, int(time.time() * 1000), s.expires_at, lost)
-        s.reply(frame.rid, result=encode_result(result))
-        for data in frames:
-            s.conn.send(ws_binary_frame(data))
+        def answer(lost: list[Position]) -> bytes:
+            result = ResumeResult(s.session_id, int(time.time() * 1000), s.expires_at, lost)
+            return reply_frame(frame.rid, result=encode_result(result))
+
+        return self.hub.replay(s, frame.positions, answer)
 
     def _renew(self, frame: RenewToken) -> None:
         if frame.channel:
@@ -381,7 +383,7 @@ class Session:
             int(time.time() * 1000),
             self.expires_at,
             self.resume_token,
-            self.hub.recovery.epoch,
+            self.hub.recovery_store.epoch,
         )
 
     def _lifetime(self) -> str:
@@ -395,7 +397,7 @@ class Session:
         self.conn.send(ws_binary_frame(encode(frame)))
 
     def reply(self, rid: int, code: int = 0, reason: str = "", result: msgspec.Raw = NIL) -> None:
-        self.send(Reply(rid, int(code), reason, result))
+        self.conn.send(reply_frame(rid, code, reason, result))
 
     def kick(
         self,
@@ -407,3 +409,8 @@ class Session:
         """Tell the client why its session ends, then close the connection."""
         self.send(Kick(int(reason), int(code), message))
         self.conn.close(close_code, message)
+
+
+def reply_frame(rid: int, code: int = 0, reason: str = "", result: msgspec.Raw = NIL) -> bytes:
+    """A reply, framed for the wire (to send now, or to put in a held connection's slot)."""
+    return ws_binary_frame(encode(Reply(rid, int(code), reason, result)))

@@ -20,6 +20,7 @@ from ..protocol.frames import (
     ChannelClosed,
     JoinTopic,
     LeaveTopic,
+    Position,
     Publisher,
     PublishTopic,
     StreamJoin,
@@ -41,9 +42,17 @@ from ..protocol.names import (
 from ..types import ChannelType, ConnectionChangeReason, StreamPriority, StreamQos
 from .auth import check_stream_token
 from .checks import check_message
-from .engines.base import BUS_MESSAGE, BUS_TOPIC_EVENT, Broker, BusEvent, StreamStore
+from .engines.base import (
+    BUS_MESSAGE,
+    BUS_TOPIC_EVENT,
+    UNNUMBERED,
+    Broker,
+    BusEvent,
+    StreamStore,
+)
 from .interest import Interest
 from .ratelimit import RateBucket
+from .session import reply_frame
 from .subjects import subject as make_subject
 
 if TYPE_CHECKING:
@@ -302,7 +311,6 @@ class StreamService:
                 ErrorCode.CHANNEL_PUBLISH_MESSAGE_TOO_FREQUENT,
                 f"over {limits.topic_message_rate:g} messages/s in topic {f.topic!r}",
             )
-        buffer, offset = self.hub.recovery.next_offset((member.subject, f.topic))
         frame = encode(
             StreamMessage(
                 f.channel,
@@ -313,18 +321,21 @@ class StreamService:
                 custom_type,
                 int(time.time() * 1000),
                 f.send_ts,
-                offset,
+                UNNUMBERED,
             )
         )
-        self.hub.recovery.keep(
-            buffer, offset, s.user_id, frame, limits.recovery_messages, limits.recovery_seconds
+        self.broker.publish_message(
+            member.subject,
+            BusEvent(BUS_MESSAGE, f.topic, s.user_id, frame),
+            limits.recovery_messages,
+            limits.recovery_seconds,
         )
-        self.broker.publish(member.subject, BusEvent(BUS_MESSAGE, f.topic, s.user_id, frame))
         s.reply(f.rid)
 
     def on_bus(self, subject: str, event: BusEvent) -> None:
         """Deliver an event from the broker to this node's sessions."""
         if event.kind == BUS_MESSAGE:
+            self.hub.keep(subject, event)
             recipients = self.routes.get((subject, event.topic, event.user))
             if recipients:
                 data = ws_binary_frame(event.frame)
@@ -369,12 +380,27 @@ class StreamService:
             candidates = [u for u in publishers if u != s.user_id and u not in have]
             new, failed = candidates[: max(room, 0)], candidates[max(room, 0) :]
             wanted = [*have, *new]
+        offset = await self.hub.position(member.subject, f.topic)
+        if s.stream.get(f.channel) is not member:
+            raise RTMError(ErrorCode.CHANNEL_NOT_JOINED, f"left channel {f.channel!r}")
+        # Messages flow from the reply on (a client takes none before it), or from the
+        # replay of what it missed when it asked to recover.
         subs = member.subs.setdefault(f.topic, set())
         for user in new:
             subs.add(user)
             self.routes.setdefault((member.subject, f.topic, user), set()).add(s)
-        offset = self.hub.recovery.position((member.subject, f.topic))
-        s.reply(f.rid, result=encode_result(SubscribeResult(wanted, failed, offset)))
+        if not f.epoch:
+            s.reply(f.rid, result=encode_result(SubscribeResult(wanted, failed, offset)))
+            return
+
+        def answer(lost: list[Position]) -> bytes:
+            result = SubscribeResult(wanted, failed, offset, not lost)
+            return reply_frame(f.rid, result=encode_result(result))
+
+        since = Position(ChannelType.STREAM, f.channel, f.topic, f.since, f.epoch)
+        pending = self.hub.replay(s, [since], answer)
+        if pending is not None:
+            await pending
 
     def unsubscribe(self, s: Session, f: UnsubscribeTopic) -> None:
         member = self._member(s, f.channel)

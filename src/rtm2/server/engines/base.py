@@ -19,6 +19,7 @@ import msgspec
 __all__ = [
     "BUS_MESSAGE",
     "BUS_LOCK",
+    "BUS_LOCK_QUEUE",
     "BUS_LOGIN",
     "BUS_PEER",
     "BUS_PRESENCE",
@@ -41,6 +42,10 @@ __all__ = [
     "Engine",
     "PresenceEntry",
     "PresenceStore",
+    "RecoveryStore",
+    "UNNUMBERED",
+    "frame_offset",
+    "numbered",
     "StreamStore",
     "TopicPublishers",
 ]
@@ -66,6 +71,22 @@ class BusEvent(msgspec.Struct, array_like=True, frozen=True, gc=False):
 
 BusHandler = Callable[[str, BusEvent], None]
 
+# A message push (StreamMessage, ChannelMessage) leaves its publisher's node with this offset:
+# its last field, encoded as an 8-byte MessagePack uint64, is the last 8 bytes of the frame
+# (and of the BusEvent carrying it, whose last field is the frame). The engine numbers the
+# message by overwriting those bytes, without decoding anything.
+UNNUMBERED = 2**64 - 1
+
+
+def numbered(data: bytes, offset: int) -> bytes:
+    """``data`` (a message frame, or a BusEvent carrying one) with its offset set."""
+    return data[:-8] + offset.to_bytes(8, "big")
+
+
+def frame_offset(data: bytes) -> int:
+    """The offset of a numbered message frame (or of a BusEvent carrying one)."""
+    return int.from_bytes(data[-8:], "big")
+
 
 class Broker(Protocol):
     """Carries events on subjects (one per channel) to every node subscribed to them.
@@ -79,6 +100,19 @@ class Broker(Protocol):
 
     async def publish_counted(self, subject: str, event: BusEvent) -> int:
         """Publish and return how many nodes received the event (0: nobody listens)."""
+
+    def publish_message(self, subject: str, event: BusEvent, keep: int, seconds: float) -> None:
+        """Number a message and publish it.
+
+        ``event.frame`` ends with the ``UNNUMBERED`` offset; the engine writes in the next
+        offset of (``subject``, ``event.topic``), and keeps the numbered event for recovery
+        (the ``keep`` most recent, none older than ``seconds``; ``keep`` 0: none). Offsets
+        of one (subject, topic) only grow, across nodes and restarts of the engine's store.
+        """
+
+    async def ready(self, subject: str) -> None:
+        """Return once events published on ``subject`` from now on reach this node (it must
+        be subscribed): a node that reads a recovery buffer after this misses nothing live."""
 
     def subscribe(self, subject: str) -> None:
         """Start receiving ``subject`` on this node. Idempotent."""
@@ -246,13 +280,25 @@ class LockStore(Protocol):
 
     Owners are user ids. ``acquire`` succeeds when the lock is free or already the caller's,
     and returns the lock with its fencing number (strictly increasing per lock).
+
+    Waiting is first come, first served across all nodes: each lock has a queue of tickets
+    (one per waiting request). While tickets queue, a free lock goes only to the first ticket,
+    so nobody overtakes the queue; ``remove`` drops the queue with the lock.
     """
 
     async def set(self, scope: str, name: str, ttl: int, max_locks: int) -> LockOutcome: ...
 
     async def remove(self, scope: str, name: str) -> LockOutcome: ...
 
-    async def acquire(self, scope: str, name: str, owner: str) -> LockOutcome: ...
+    async def acquire(
+        self, scope: str, name: str, owner: str, ticket: str = "", wait: bool = False
+    ) -> LockOutcome:
+        """Take the lock for ``owner`` (with ``ticket``, leaving the queue). When it cannot
+        (LOCK_ACQUIRE_FAILED), ``wait`` puts ``ticket`` at the end of the queue (once)."""
+
+    async def withdraw(self, scope: str, name: str, ticket: str) -> bool:
+        """Take ``ticket`` out of the lock's queue; True if it was first (so the next ticket
+        may take a free lock now)."""
 
     async def release(self, scope: str, name: str, owner: str) -> LockOutcome:
         """Free the lock if ``owner`` holds it (LOCK_NOT_ACQUIRED otherwise)."""
@@ -270,6 +316,25 @@ BUS_STORAGE = 4  # ``frame`` is a StorageEvent push; deliver to the subject's me
 BUS_LOCK = 5  # ``frame`` is a LockEvent push; ``topic`` is the lock name
 BUS_PEER = 6  # on a user's session subject: ``frame`` is a peer ChannelMessage for that user
 BUS_LOGIN = 7  # on a user's session subject: session ``user`` logged in; older ones must go
+BUS_LOCK_QUEUE = 8  # ``topic`` is a lock name: its queue moved up, its waiters try again
+
+
+class RecoveryStore(Protocol):
+    """The engine's recovery buffers (filled by ``Broker.publish_message``), for a node that
+    did not receive the messages a client missed itself."""
+
+    @property
+    def epoch(self) -> str:
+        """Names the offset sequence: positions from another epoch cannot be resumed."""
+
+    async def position(self, subject: str, topic: str) -> int:
+        """The offset of the newest message published on (subject, topic); 0 if none."""
+
+    async def since(
+        self, subject: str, topic: str, offset: int, seconds: float
+    ) -> list[BusEvent] | None:
+        """The kept events after ``offset`` (none older than ``seconds``), in order; None
+        when some of them are gone."""
 
 
 class Engine(Protocol):
@@ -288,11 +353,11 @@ class Engine(Protocol):
     def lock_store(self) -> LockStore: ...
 
     @property
-    def local_recovery(self) -> bool:
-        """Whether message numbering and recovery buffers (kept per process) are valid."""
+    def recovery_store(self) -> RecoveryStore: ...
 
-    def make_broker(self, handler: BusHandler) -> Broker:
-        """The node's broker, delivering events on subscribed subjects to ``handler``."""
+    def make_broker(self, handler: BusHandler, gap: Callable[[], None]) -> Broker:
+        """The node's broker, delivering events on subscribed subjects to ``handler``;
+        ``gap()`` when events may have been lost (the link to the engine broke)."""
 
     async def start(self) -> None: ...
 
@@ -303,4 +368,5 @@ class Engine(Protocol):
 
     async def orphans(self, node: str, timeout: float) -> list[list[str]]:
         """Entries left by nodes silent for ``timeout`` s, each claimed by one node only:
-        ``["presence", subject, user, member]`` or ``["stream", app, channel, user, member]``."""
+        ``["presence", subject, user, member]``, ``["stream", app, channel, user, member]`` or
+        ``["lockq", scope, lock name, ticket, member]`` (a waiting request's ticket)."""

@@ -2,27 +2,34 @@
 
 from __future__ import annotations
 
+import os
+from collections.abc import Callable
 from pathlib import Path
 
-from .base import BusEvent, BusHandler, PresenceEntry, TopicPublishers
+from .base import BusEvent, BusHandler, PresenceEntry, TopicPublishers, numbered
 from .sqlite import SQLiteStore
 
-__all__ = ["MemoryBroker", "MemoryEngine", "MemoryPresenceStore", "MemoryStreamStore"]
+__all__ = [
+    "MemoryBroker",
+    "MemoryEngine",
+    "MemoryPresenceStore",
+    "MemoryRecoveryStore",
+    "MemoryStreamStore",
+]
 
 
 class MemoryEngine:
     """The embedded engine: one node, everything in this process; metadata and locks are
     also kept durably in SQLite under the data directory."""
 
-    local_recovery = True
-
     def __init__(self, data_dir: Path) -> None:
         self.stream_store = MemoryStreamStore()
         self.presence_store = MemoryPresenceStore()
         self.metadata_store = self.lock_store = SQLiteStore(data_dir / "rtm2.db")
+        self.recovery_store = MemoryRecoveryStore()
 
-    def make_broker(self, handler: BusHandler) -> MemoryBroker:
-        return MemoryBroker(handler)
+    def make_broker(self, handler: BusHandler, gap: Callable[[], None]) -> MemoryBroker:
+        return MemoryBroker(handler, self.recovery_store.offsets)
 
     async def start(self) -> None:
         await self.metadata_store.open()
@@ -37,18 +44,48 @@ class MemoryEngine:
         return []  # one node: no other node can die and leave entries behind
 
 
+class MemoryRecoveryStore:
+    """Offsets per (subject, topic); the messages themselves are kept by the node that
+    receives them (``server.recovery``), which with one node is all of them."""
+
+    def __init__(self) -> None:
+        # This process's offsets: a restart starts them again, so it is another epoch.
+        self.epoch = os.urandom(6).hex()
+        self.offsets: dict[tuple[str, str], int] = {}
+
+    async def position(self, subject: str, topic: str) -> int:
+        return self.offsets.get((subject, topic), 0)
+
+    async def since(
+        self, subject: str, topic: str, offset: int, seconds: float
+    ) -> list[BusEvent] | None:
+        # Whatever this node did not keep itself is gone.
+        return [] if offset >= self.offsets.get((subject, topic), 0) else None
+
+
 class MemoryBroker:
     """Delivers events to this node synchronously, in publish order."""
 
-    __slots__ = ("_handler", "_subjects")
+    __slots__ = ("_handler", "_offsets", "_subjects")
 
-    def __init__(self, handler: BusHandler) -> None:
+    def __init__(self, handler: BusHandler, offsets: dict[tuple[str, str], int]) -> None:
         self._handler = handler
         self._subjects: set[str] = set()
+        self._offsets = offsets
 
     def publish(self, subject: str, event: BusEvent) -> None:
         if subject in self._subjects:
             self._handler(subject, event)
+
+    def publish_message(self, subject: str, event: BusEvent, keep: int, seconds: float) -> None:
+        key = (subject, event.topic)
+        offset = self._offsets[key] = self._offsets.get(key, 0) + 1
+        if subject in self._subjects:
+            frame = numbered(event.frame, offset)
+            self._handler(subject, BusEvent(event.kind, event.topic, event.user, frame))
+
+    async def ready(self, subject: str) -> None:
+        """Delivery is synchronous: a subscribed subject is ready at once."""
 
     async def publish_counted(self, subject: str, event: BusEvent) -> int:
         if subject not in self._subjects:

@@ -122,6 +122,9 @@ class SQLiteStore:
         # Last fencing number of removed locks: a lock set again under the same name goes on
         # from there, so fencing numbers of one name never repeat.
         self._fences: dict[tuple[str, str], int] = {}
+        # Tickets of requests waiting for a lock, first come first. Not durable: the waiting
+        # requests do not outlive the process either.
+        self._queues: dict[tuple[str, str], list[str]] = {}
         self._revision = 0
         self._writer: _Writer | None = None
         self._broken = ""
@@ -287,6 +290,7 @@ class SQLiteStore:
             return LockOutcome(ErrorCode.LOCK_NOT_EXIST, f"no lock {name!r}")
         locks = self._locks[scope]
         del locks[name]
+        self._queues.pop((scope, name), None)
         if not locks:
             del self._locks[scope]
         self._fences[(scope, name)] = info.fence
@@ -298,15 +302,39 @@ class SQLiteStore:
             ],
         )
 
-    async def acquire(self, scope: str, name: str, owner: str) -> LockOutcome:
+    async def acquire(
+        self, scope: str, name: str, owner: str, ticket: str = "", wait: bool = False
+    ) -> LockOutcome:
         info = self._locks.get(scope, {}).get(name)
         if info is None:
             return LockOutcome(ErrorCode.LOCK_NOT_EXIST, f"no lock {name!r}")
+        queue = self._queues.get((scope, name))
         if info.owner == owner:
+            if queue and ticket in queue:
+                self._unqueue(scope, name, ticket)
             return LockOutcome(0, "", info)
-        if info.owner:
-            return LockOutcome(ErrorCode.LOCK_ACQUIRE_FAILED, f"lock {name!r} is held", info)
-        return await self._put(scope, LockInfo(name, info.ttl, owner, info.fence + 1))
+        if not info.owner and (not queue or queue[0] == ticket):
+            if queue:
+                self._unqueue(scope, name, ticket)
+            return await self._put(scope, LockInfo(name, info.ttl, owner, info.fence + 1))
+        if wait and ticket:
+            queue = self._queues.setdefault((scope, name), [])
+            if ticket not in queue:
+                queue.append(ticket)
+        return LockOutcome(ErrorCode.LOCK_ACQUIRE_FAILED, f"lock {name!r} is held", info)
+
+    async def withdraw(self, scope: str, name: str, ticket: str) -> bool:
+        queue = self._queues.get((scope, name))
+        first = queue is not None and queue[0] == ticket
+        self._unqueue(scope, name, ticket)
+        return first
+
+    def _unqueue(self, scope: str, name: str, ticket: str) -> None:
+        queue = self._queues.get((scope, name))
+        if queue is not None and ticket in queue:
+            queue.remove(ticket)
+            if not queue:
+                del self._queues[(scope, name)]
 
     async def release(self, scope: str, name: str, owner: str) -> LockOutcome:
         return await self.revoke(scope, name, owner)

@@ -37,7 +37,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 from urllib.parse import unquote
 
-from .resp import Arg, RedisClient, RedisError, RedisSubscriber
+from .resp import Arg, RedisClient, RedisError, RedisSubscriber, script_sha
 
 __all__ = [
     "SLOTS",
@@ -200,10 +200,16 @@ class RedisClusterClient:
         self._refreshing: asyncio.Task[None] | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
         self._closing = False
+        self.scripts: list[str] = []  # shared with every master's connection
 
     @property
     def connected(self) -> bool:
         return bool(self._nodes) and all(node.connected for node in self._nodes.values())
+
+    def preload(self, script: str) -> str:
+        if script not in self.scripts:
+            self.scripts.append(script)
+        return script_sha(script)
 
     def masters(self) -> list[str]:
         """Every master as "host:port", in the order of their first slots."""
@@ -237,7 +243,7 @@ class RedisClusterClient:
             if name not in nodes:
                 node = self._nodes.get(name)
                 if node is None:
-                    node = RedisClient(_node_url(host, port, self._password))
+                    node = RedisClient(_node_url(host, port, self._password), self.scripts)
                     await node.connect()
                 nodes[name] = node
                 order.append(name)
@@ -445,6 +451,12 @@ class RedisClusterSubscriber:
         shard = self._slots[key_slot(channel)]
         self._where[channel] = shard
         shard.subscribe(channel)
+
+    async def ready(self, channel: str) -> None:
+        shard = self._where.get(channel)
+        if shard is None:
+            raise RedisError(f"not subscribed to {channel}")
+        await shard.ready(channel)
 
     def unsubscribe(self, channel: str) -> None:
         shard = self._where.pop(channel, None)

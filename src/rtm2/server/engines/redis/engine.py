@@ -6,8 +6,9 @@ node reach every interested node through Redis, in publish order per node. Membe
 presence live in Redis hashes changed by Lua scripts, so concurrent nodes cannot interleave
 between a check and its write. Metadata and locks are in ``storage.py``.
 
-Not yet here (docs/SCALING.md): recovery buffers in Redis (so resuming clients fall back to a
-new login across nodes), a sweeper for entries of crashed nodes, and Redis Cluster.
+Messages are numbered and kept for recovery by Redis (``recovery.py``). Pub/sub channels are
+named by the channel's hash tag, so that with Redis Cluster a channel's keys, scripts and
+sharded pub/sub all live in one slot.
 """
 
 from __future__ import annotations
@@ -15,14 +16,17 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Callable
 from typing import Any, Protocol
 
 import msgspec
 
 from ....errors import ErrorCode, RTMError
 from ..base import BusEvent, BusHandler, PresenceEntry, TopicPublishers
+from .index import NodeIndex
+from .recovery import COUNTER_IDLE_MS, PUBLISH_NUMBERED, RedisRecoveryStore, recovery_keys
 from .resp import Commands, RedisClient, RedisError, RedisSubscriber
-from .storage import RedisStore, hash_tag
+from .storage import RedisStore, hash_tag, unescape_tag
 
 __all__ = ["RedisBroker", "RedisEngine", "RedisPresenceStore", "RedisStreamStore"]
 
@@ -43,6 +47,8 @@ class Subscriber(Protocol):
 
     async def close(self) -> None: ...
 
+    async def ready(self, channel: str) -> None: ...
+
     def subscribe(self, channel: str) -> None: ...
 
     def unsubscribe(self, channel: str) -> None: ...
@@ -53,13 +59,21 @@ class RedisBroker:
     with Redis Cluster, whose sharded pub/sub sends a channel only to its shard)."""
 
     def __init__(
-        self, client: Commands, url: str, prefix: str, handler: BusHandler, cluster: bool
+        self,
+        client: Commands,
+        url: str,
+        prefix: str,
+        handler: BusHandler,
+        gap: Callable[[], None],
+        cluster: bool,
     ) -> None:
         self._client = client
         self._prefix = prefix
         self._handler = handler
+        self._gap = gap
         self._subjects: set[str] = set()
         self._publish = "SPUBLISH" if cluster else "PUBLISH"
+        self._numbered = client.preload(PUBLISH_NUMBERED)
         self._subscriber: Subscriber
         if cluster:
             from .cluster import RedisClusterSubscriber
@@ -74,9 +88,31 @@ class RedisBroker:
     async def close(self) -> None:
         await self._subscriber.close()
 
+    def _channel(self, subject: str) -> str:
+        return f"{self._prefix}{{{_tag(subject)}}}"
+
     def publish(self, subject: str, event: BusEvent) -> None:
+        self._send(self._publish, self._channel(subject), _encode(event))
+
+    def publish_message(self, subject: str, event: BusEvent, keep: int, seconds: float) -> None:
+        counter, buffer = recovery_keys(self._prefix, subject, event.topic)
+        self._send(
+            "EVALSHA",
+            self._numbered,
+            2,
+            counter,
+            buffer,
+            self._publish,
+            self._channel(subject),
+            _encode(event),
+            keep,
+            max(int(seconds * 1000), 1),
+            COUNTER_IDLE_MS,
+        )
+
+    def _send(self, *args: bytes | str | int) -> None:
         try:
-            future = self._client.send(self._publish, self._prefix + subject, _encode(event))
+            future = self._client.send(*args)
         except RedisError as exc:  # never acknowledge what Redis did not take
             raise RTMError(
                 ErrorCode.CHANNEL_PUBLISH_MESSAGE_FAILED, f"redis is unavailable: {exc}"
@@ -85,23 +121,29 @@ class RedisBroker:
 
     async def publish_counted(self, subject: str, event: BusEvent) -> int:
         try:
-            channel = self._prefix + subject
+            channel = self._channel(subject)
             return int(await self._client.call(self._publish, channel, _encode(event)))
         except RedisError as exc:
             raise RTMError(ErrorCode.CHANNEL_PUBLISH_MESSAGE_FAILED, str(exc)) from None
 
+    async def ready(self, subject: str) -> None:
+        try:
+            await self._subscriber.ready(self._channel(subject))
+        except RedisError as exc:
+            raise RTMError(ErrorCode.CHANNEL_SUBSCRIBE_FAILED, str(exc)) from None
+
     def subscribe(self, subject: str) -> None:
         if subject not in self._subjects:
             self._subjects.add(subject)
-            self._subscriber.subscribe(self._prefix + subject)
+            self._subscriber.subscribe(self._channel(subject))
 
     def unsubscribe(self, subject: str) -> None:
         if subject in self._subjects:
             self._subjects.discard(subject)
-            self._subscriber.unsubscribe(self._prefix + subject)
+            self._subscriber.unsubscribe(self._channel(subject))
 
     def _received(self, channel: bytes, data: bytes) -> None:
-        subject = channel.decode()[len(self._prefix) :]
+        subject = unescape_tag(channel.decode()[len(self._prefix) + 1 : -1])
         if subject not in self._subjects:
             return
         try:
@@ -113,6 +155,7 @@ class RedisBroker:
 
     def _lost(self) -> None:
         log.error("redis: the pub/sub connection was lost; reconnecting")
+        self._gap()
 
 
 def _log_failure(future: asyncio.Future[Any]) -> None:
@@ -189,36 +232,12 @@ class _Scripts:
             return await self._client.call("EVAL", script, len(keys), *keys, *args)
 
 
-def _node_of(member: str) -> str:
-    """Session ids are ``<node>-<n>``: the node that holds a membership."""
-    return member.split("-", 1)[0]
-
-
-class _Index:
-    """Per node, what its sessions hold in Redis: what to clean up if the node dies."""
-
-    def __init__(self, client: Commands, prefix: str) -> None:
-        self._client = client
-        self._prefix = prefix
-
-    def key(self, node: str) -> str:
-        return f"{self._prefix}{{node:{node}}}:index"
-
-    def add(self, member: str, *fields: str) -> None:
-        with contextlib.suppress(RedisError):
-            self._client.send("SADD", self.key(_node_of(member)), _encode([*fields, member]))
-
-    def remove(self, member: str, *fields: str) -> None:
-        with contextlib.suppress(RedisError):
-            self._client.send("SREM", self.key(_node_of(member)), _encode([*fields, member]))
-
-
 class RedisStreamStore:
     def __init__(self, client: Commands, prefix: str) -> None:
         self._scripts = _Scripts(client)
         self._prefix = prefix
         self._client = client
-        self._index = _Index(client, prefix)
+        self._index = NodeIndex(client, prefix)
 
     def _keys(self, app: str, channel: str) -> tuple[str, str, str]:
         base = f"{self._prefix}{{{_tag(f'stream:{app}:{channel}')}}}"
@@ -326,7 +345,7 @@ class RedisPresenceStore:
         self._scripts = _Scripts(client)
         self._prefix = prefix
         self._client = client
-        self._index = _Index(client, prefix)
+        self._index = NodeIndex(client, prefix)
 
     def _key(self, subject: str) -> str:
         return f"{self._prefix}{{{_tag(subject)}}}:presence"
@@ -398,10 +417,6 @@ class RedisEngine:
     ``redis-cluster://host:port,host:port,...`` (every key of a channel shares a hash tag, so
     every script runs in one slot; pub/sub is sharded)."""
 
-    # Recovery buffers are per process until they move into Redis: offsets from different
-    # nodes would collide, so this engine numbers no messages (no gap-free resume yet).
-    local_recovery = False
-
     def __init__(self, url: str, prefix: str = "rtm2:") -> None:
         # ``?prefix=...`` in the URL namespaces every key and channel (one Redis, several
         # independent deployments or test runs).
@@ -423,10 +438,11 @@ class RedisEngine:
         self.stream_store = RedisStreamStore(self._client, prefix)
         self.presence_store = RedisPresenceStore(self._client, prefix)
         self.metadata_store = self.lock_store = RedisStore(self._client, prefix, self.cluster)
+        self.recovery_store = RedisRecoveryStore(self._client, prefix)
         self._brokers: list[RedisBroker] = []
 
-    def make_broker(self, handler: BusHandler) -> RedisBroker:
-        broker = RedisBroker(self._client, self.url, self.prefix, handler, self.cluster)
+    def make_broker(self, handler: BusHandler, gap: Callable[[], None]) -> RedisBroker:
+        broker = RedisBroker(self._client, self.url, self.prefix, handler, gap, self.cluster)
         self._brokers.append(broker)
         return broker
 
@@ -450,9 +466,9 @@ class RedisEngine:
 
     async def orphans(self, node: str, timeout: float) -> list[list[str]]:
         """What the nodes silent for ``timeout`` seconds left behind, taken over (once, by
-        one node) for clean-up: entries ``[kind, *fields, member]`` (see ``_Index``)."""
+        one node) for clean-up: entries ``[kind, *fields, member]`` (see ``index.NodeIndex``)."""
         nodes = f"{self.prefix}nodes"
-        index = _Index(self._client, self.prefix)
+        index = NodeIndex(self._client, self.prefix)
         found: list[list[str]] = []
         try:
             now = int((await self._client.call("TIME"))[0])

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import logging
 from collections import deque
 from collections.abc import Callable
@@ -25,6 +26,7 @@ __all__ = [
     "RedisSubscriber",
     "encode_command",
     "parse_url",
+    "script_sha",
 ]
 
 log = logging.getLogger("rtm2.server")
@@ -51,6 +53,10 @@ class Commands(Protocol):
 
     async def call(self, *args: Arg) -> Any: ...
 
+    def preload(self, script: str) -> str:
+        """Have ``script`` loaded on every (re)connection, before any other command; return
+        its SHA1 for EVALSHA (so fire-and-forget EVALSHA never meets NOSCRIPT)."""
+
 
 class RedisError(Exception):
     """Redis refused a command, or the connection to it is gone."""
@@ -73,6 +79,11 @@ def _bulk(arg: Arg) -> bytes:
     else:
         data = str(arg).encode()
     return b"$%d\r\n%s\r\n" % (len(data), data)
+
+
+def script_sha(script: str) -> str:
+    """The name Redis gives a Lua script (for EVALSHA)."""
+    return hashlib.sha1(script.encode()).hexdigest()
 
 
 def encode_command(*args: Arg) -> bytes:
@@ -103,8 +114,10 @@ class _Protocol(asyncio.Protocol):
 class RedisClient:
     """One command connection; concurrent callers share it, their commands pipelined."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, scripts: list[str] | None = None) -> None:
         self.url = url
+        # Loaded at every connection; a list shared with the caller, who may add to it.
+        self.scripts: list[str] = scripts if scripts is not None else []
         self._protocol: _Protocol | None = None
         self._waiting: deque[asyncio.Future[Any]] = deque()
         self._out: list[bytes] = []
@@ -125,10 +138,17 @@ class RedisClient:
         except OSError as exc:
             raise RedisError(f"cannot reach Redis at {host}:{port}: {exc}") from None
         self._protocol = protocol
-        if password:
-            await self.call("AUTH", password)
+        # Queued at once, ahead of anything another task sends on this connection meanwhile.
+        setup = [self.send("AUTH", password)] if password else []
         if db:
-            await self.call("SELECT", db)
+            setup.append(self.send("SELECT", db))
+        setup += [self.send("SCRIPT", "LOAD", script) for script in self.scripts]
+        await asyncio.gather(*setup)
+
+    def preload(self, script: str) -> str:
+        if script not in self.scripts:
+            self.scripts.append(script)
+        return script_sha(script)
 
     async def close(self) -> None:
         self._closing = True
@@ -209,8 +229,15 @@ class RedisSubscriber:
             )
         )
         self._message = b"smessage" if sharded else b"message"
+        self._confirm = self._sub.lower()
         self._out: list[bytes] = []
         self._channels: set[str] = set()
+        # Channels Redis confirmed on the current connection, subscriptions sent and not yet
+        # confirmed (an older confirmation must not count for a newer subscription), and who
+        # waits for a confirmation.
+        self._confirmed: set[bytes] = set()
+        self._unconfirmed: dict[bytes, int] = {}
+        self._waiting: dict[bytes, list[asyncio.Future[None]]] = {}
         self._closing = False
         self._reconnecting: asyncio.Task[None] | None = None
 
@@ -223,17 +250,46 @@ class RedisSubscriber:
             )
         except OSError as exc:
             raise RedisError(f"cannot reach Redis at {host}:{port}: {exc}") from None
+        # A new connection: what was queued for the old one is moot; subscribe to everything.
+        self._out = []
+        self._unconfirmed.clear()
         if password:
             self._write(encode_command("AUTH", password))
-        for channel in self._channels:  # after a reconnection: everything again
-            self._write(encode_command(self._sub, channel))
+        for channel in self._channels:
+            self._send_subscribe(channel)
 
     def _reply(self, reply: Any) -> None:
-        if isinstance(reply, list) and len(reply) == 3 and reply[0] == self._message:
-            self._on_message(reply[1], reply[2])
+        if isinstance(reply, list) and len(reply) == 3:
+            kind = reply[0]
+            if kind == self._message:
+                self._on_message(reply[1], reply[2])
+            elif kind == self._confirm:
+                channel = reply[1]
+                left = self._unconfirmed.pop(channel, 1) - 1
+                if left > 0:
+                    self._unconfirmed[channel] = left
+                    return
+                if channel.decode() in self._channels:
+                    self._confirmed.add(channel)
+                for waiter in self._waiting.pop(channel, ()):
+                    if not waiter.done():
+                        waiter.set_result(None)
+
+    async def ready(self, channel: str) -> None:
+        """Return once Redis confirmed the subscription to ``channel`` (see Broker.ready)."""
+        name = channel.encode()
+        if name in self._confirmed:
+            return
+        if channel not in self._channels:
+            raise RedisError(f"not subscribed to {channel}")
+        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._waiting.setdefault(name, []).append(waiter)
+        await waiter
 
     def _lost(self) -> None:
         self._protocol = None
+        self._confirmed.clear()
+        self._unconfirmed.clear()
         self._out.clear()
         self._on_lost()
         if not self._closing and self._reconnecting is None:
@@ -247,10 +303,17 @@ class RedisSubscriber:
 
     def subscribe(self, channel: str) -> None:
         self._channels.add(channel)
+        self._send_subscribe(channel)
+
+    def _send_subscribe(self, channel: str) -> None:
+        name = channel.encode()
+        self._confirmed.discard(name)
+        self._unconfirmed[name] = self._unconfirmed.get(name, 0) + 1
         self._write(encode_command(self._sub, channel))
 
     def unsubscribe(self, channel: str) -> None:
         self._channels.discard(channel)
+        self._confirmed.discard(channel.encode())
         self._write(encode_command(self._unsub, channel))
 
     def _write(self, data: bytes) -> None:

@@ -28,6 +28,7 @@ __all__ = [
     "LOCK_FREE",
     "LOCK_REMOVE",
     "LOCK_SET",
+    "LOCK_WITHDRAW",
     "METADATA_WRITE",
     "SCRIPTS",
     "Script",
@@ -198,7 +199,8 @@ return {'ok', lock}
 LOCK_REMOVE = Script(
     "lock_remove",
     """\
--- KEYS[1]  the scope's locks hash, KEYS[2] the scope's fences hash (see lock_set)
+-- KEYS[1]  the scope's locks hash, KEYS[2] the scope's fences hash (see lock_set),
+-- KEYS[3]  the lock's queue (see lock_acquire)
 -- ARGV     lock name
 -- returns  {"ok", the removed lock} or {"missing"}
 local lock = redis.call('HGET', KEYS[1], ARGV[1])
@@ -207,6 +209,7 @@ if not lock then
 end
 redis.call('HDEL', KEYS[1], ARGV[1])
 redis.call('HSET', KEYS[2], ARGV[1], cmsgpack.unpack(lock)[4])
+redis.call('DEL', KEYS[3])
 return {'ok', lock}
 """,
 )
@@ -215,23 +218,55 @@ LOCK_ACQUIRE = Script(
     "lock_acquire",
     """\
 -- KEYS[1]  the scope's locks hash (see lock_set)
--- ARGV     lock name, user acquiring it
+-- KEYS[2]  the lock's queue: a list of waiting tickets, first come first
+-- ARGV     lock name, user acquiring it, its ticket ("" = none), "1" to queue the ticket
+--          when the lock cannot be taken now
 -- returns  {"ok", the lock} (free before, or already the user's: then unchanged),
---          {"held", the lock} (another user holds it) or {"missing"}
+--          {"held", the lock} (held by another, or free but others queue first),
+--          {"queued", the lock} (likewise; the ticket waits in the queue) or {"missing"}
 local raw = redis.call('HGET', KEYS[1], ARGV[1])
 if not raw then
   return {'missing'}
 end
 local lock = cmsgpack.unpack(raw)
+local ticket = ARGV[3]
 if lock[3] == ARGV[2] then
+  if ticket ~= '' then
+    redis.call('LREM', KEYS[2], 0, ticket)
+  end
   return {'ok', raw}
 end
-if lock[3] ~= '' then
-  return {'held', raw}
+local first = redis.call('LINDEX', KEYS[2], 0)
+if lock[3] == '' and (not first or first == ticket) then
+  if first then
+    redis.call('LPOP', KEYS[2])
+  end
+  raw = cmsgpack.pack({lock[1], lock[2], ARGV[2], lock[4] + 1})
+  redis.call('HSET', KEYS[1], ARGV[1], raw)
+  return {'ok', raw}
 end
-raw = cmsgpack.pack({lock[1], lock[2], ARGV[2], lock[4] + 1})
-redis.call('HSET', KEYS[1], ARGV[1], raw)
-return {'ok', raw}
+if ARGV[4] == '1' and ticket ~= '' then
+  if not redis.call('LPOS', KEYS[2], ticket) then
+    redis.call('RPUSH', KEYS[2], ticket)
+  end
+  return {'queued', raw}
+end
+return {'held', raw}
+""",
+)
+
+LOCK_WITHDRAW = Script(
+    "lock_withdraw",
+    """\
+-- KEYS[1]  the lock's queue (see lock_acquire)
+-- ARGV     a ticket
+-- returns  1 if it was first in the queue (the next may take a free lock now), else 0
+local first = redis.call('LINDEX', KEYS[1], 0)
+redis.call('LREM', KEYS[1], 0, ARGV[1])
+if first == ARGV[1] then
+  return 1
+end
+return 0
 """,
 )
 
@@ -255,4 +290,4 @@ return {'ok', raw}
 """,
 )
 
-SCRIPTS = (METADATA_WRITE, LOCK_SET, LOCK_REMOVE, LOCK_ACQUIRE, LOCK_FREE)
+SCRIPTS = (METADATA_WRITE, LOCK_SET, LOCK_REMOVE, LOCK_ACQUIRE, LOCK_WITHDRAW, LOCK_FREE)

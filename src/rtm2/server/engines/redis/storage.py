@@ -14,6 +14,7 @@ scope) share one slot too, which a write bound to a lock needs::
     {prefix}{<target>}:meta     hash: "#" -> major revision, "." + key -> item (MessagePack)
     {prefix}{<scope>}:locks     hash: lock name -> [name, ttl, owner, fence] (MessagePack)
     {prefix}{<scope>}:fences    hash: removed lock name -> its last fencing number
+    {prefix}{<scope>}:queue:<name>  list: tickets waiting for the lock, first come first
     {prefix}revision            the revision counter (one for all sets, see scripts.py)
 
 Targets go into the tag escaped (``%`` -> ``%25``, ``{`` -> ``%7B``, ``}`` -> ``%7D``): Redis
@@ -47,12 +48,14 @@ from ..base import (
     Metadata,
     WriteOutcome,
 )
+from .index import NodeIndex
 from .resp import Arg, Commands, RedisError
 from .scripts import (
     LOCK_ACQUIRE,
     LOCK_FREE,
     LOCK_REMOVE,
     LOCK_SET,
+    LOCK_WITHDRAW,
     METADATA_WRITE,
     SCRIPTS,
     Script,
@@ -101,6 +104,7 @@ class RedisStore:
         # One counter for all sets on a single Redis (revisions then grow across sets too). A
         # script touches one Redis Cluster slot only, so there each set counts its own.
         self._revision_key = f"{prefix}revision"
+        self.index = NodeIndex(client, prefix)
 
     async def open(self) -> None:
         await load(self.client, SCRIPTS)
@@ -228,8 +232,11 @@ class RedisStore:
             )
         return _lock_outcome(LOCK_SET, reply)
 
+    def _queue(self, scope: str, name: str) -> str:
+        return f"{self.key(scope, 'queue')}:{name}"
+
     async def remove(self, scope: str, name: str) -> LockOutcome:
-        keys = [self.key(scope, "locks"), self.key(scope, "fences")]
+        keys = [self.key(scope, "locks"), self.key(scope, "fences"), self._queue(scope, name)]
         reply = await self._run(LOCK_REMOVE, keys, [name])
         if isinstance(reply, str):
             return LockOutcome(ErrorCode.LOCK_NOT_AVAILABLE, reply)
@@ -237,17 +244,36 @@ class RedisStore:
             return LockOutcome(ErrorCode.LOCK_NOT_EXIST, f"no lock {name!r}")
         return _lock_outcome(LOCK_REMOVE, reply)
 
-    async def acquire(self, scope: str, name: str, owner: str) -> LockOutcome:
-        reply = await self._run(LOCK_ACQUIRE, [self.key(scope, "locks")], [name, owner])
+    async def acquire(
+        self, scope: str, name: str, owner: str, ticket: str = "", wait: bool = False
+    ) -> LockOutcome:
+        keys = [self.key(scope, "locks"), self._queue(scope, name)]
+        reply = await self._run(LOCK_ACQUIRE, keys, [name, owner, ticket, "1" if wait else ""])
         if isinstance(reply, str):
             return LockOutcome(ErrorCode.LOCK_NOT_AVAILABLE, reply)
-        if reply[0] == b"missing":
+        status = reply[0]
+        if status == b"missing":
             return LockOutcome(ErrorCode.LOCK_NOT_EXIST, f"no lock {name!r}")
-        if reply[0] == b"held":
+        if status in (b"held", b"queued"):
+            if status == b"queued":  # if this node dies, another takes the ticket out
+                self.index.add(_member(ticket), "lockq", scope, name, ticket)
             return LockOutcome(
                 ErrorCode.LOCK_ACQUIRE_FAILED, f"lock {name!r} is held", _LOCK.decode(reply[1])
             )
+        if ticket:
+            self.index.remove(_member(ticket), "lockq", scope, name, ticket)
         return _lock_outcome(LOCK_ACQUIRE, reply)
+
+    async def withdraw(self, scope: str, name: str, ticket: str) -> bool:
+        try:
+            first = await run(self.client, LOCK_WITHDRAW, [self._queue(scope, name)], [ticket])
+        except RedisError as exc:
+            log.error(
+                "storage: cannot take ticket %s out of the queue of %s: %s", ticket, name, exc
+            )
+            return False
+        self.index.remove(_member(ticket), "lockq", scope, name, ticket)
+        return bool(first)
 
     async def release(self, scope: str, name: str, owner: str) -> LockOutcome:
         return await self.revoke(scope, name, owner)
@@ -265,6 +291,11 @@ class RedisStore:
                 _LOCK.decode(reply[1]),
             )
         return _lock_outcome(LOCK_FREE, reply)
+
+
+def _member(ticket: str) -> str:
+    """Tickets are ``<session id>:<request id>``."""
+    return ticket.rsplit(":", 1)[0]
 
 
 def _metadata(flat: list[bytes]) -> Metadata:
