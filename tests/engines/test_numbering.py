@@ -124,8 +124,8 @@ async def test_nothing_is_missed_after_the_newest_offset(rig: Rig) -> None:
     rig.publish("m")
     last = decoded((await rig.until(1))[0]).offset
     store = rig.engine.recovery_store
-    assert await store.since(SUBJECT, TOPIC, last, 30) == []
-    assert await store.since(SUBJECT, "never used", 0, 30) == []
+    assert await store.since(SUBJECT, TOPIC, last, 1000, 30) == []
+    assert await store.since(SUBJECT, "never used", 0, 1000, 30) == []
 
 
 async def test_what_came_after_an_offset_is_either_all_there_in_order_or_refused(
@@ -135,12 +135,12 @@ async def test_what_came_after_an_offset_is_either_all_there_in_order_or_refused
         rig.publish(f"m{i}")
     events = await rig.until(10)
     first = decoded(events[0]).offset
-    after = await rig.engine.recovery_store.since(SUBJECT, TOPIC, first + 4, 30)
+    after = await rig.engine.recovery_store.since(SUBJECT, TOPIC, first + 4, 1000, 30)
     if after is not None:  # an engine may leave keeping messages to the node
         assert [decoded(e).payload for e in after] == [f"m{i}".encode() for i in range(5, 10)]
         assert [e.frame for e in after] == [e.frame for e in events[5:]]
     # Before anything kept: never a partial answer.
-    assert await rig.engine.recovery_store.since(SUBJECT, TOPIC, first - 2, 30) is None
+    assert await rig.engine.recovery_store.since(SUBJECT, TOPIC, first - 2, 1000, 30) is None
 
 
 # --- what the Redis engine keeps ---------------------------------------------------------------
@@ -167,17 +167,22 @@ async def test_redis_keeps_the_newest_messages_up_to_the_apps_limit(redis_rig: R
     events = await redis_rig.until(300)
     first = decoded(events[0]).offset
     store = redis_rig.engine.recovery_store
-    recent = await store.since(SUBJECT, TOPIC, first + 289, 30)
+    recent = await store.since(SUBJECT, TOPIC, first + 289, 50, 30)
     assert recent is not None
     assert [e.frame for e in recent] == [e.frame for e in events[290:]]
-    assert await store.since(SUBJECT, TOPIC, first, 30) is None  # trimmed long ago
+    newest_50 = await store.since(SUBJECT, TOPIC, first + 249, 50, 30)
+    assert newest_50 is not None
+    assert [e.frame for e in newest_50] == [e.frame for e in events[250:]]
+    # Exactly the limit counts, though Redis may hold a few more (approximate trimming).
+    assert await store.since(SUBJECT, TOPIC, first + 248, 50, 30) is None
+    assert await store.since(SUBJECT, TOPIC, first, 50, 30) is None
 
 
 async def test_redis_keeps_nothing_when_the_app_keeps_nothing(redis_rig: Rig) -> None:
     redis_rig.publish("a", keep=0)
     redis_rig.publish("b", keep=0)
     first = decoded((await redis_rig.until(2))[0]).offset
-    assert await redis_rig.engine.recovery_store.since(SUBJECT, TOPIC, first, 30) is None
+    assert await redis_rig.engine.recovery_store.since(SUBJECT, TOPIC, first, 1000, 30) is None
 
 
 async def test_redis_drops_messages_older_than_the_apps_seconds(redis_rig: Rig) -> None:
@@ -187,8 +192,8 @@ async def test_redis_drops_messages_older_than_the_apps_seconds(redis_rig: Rig) 
     redis_rig.publish("new")
     await redis_rig.until(2)
     store = redis_rig.engine.recovery_store
-    assert await store.since(SUBJECT, TOPIC, first - 1, 0.2) is None  # "old" is too old
-    fresh = await store.since(SUBJECT, TOPIC, first, 0.2)
+    assert await store.since(SUBJECT, TOPIC, first - 1, 1000, 0.2) is None  # "old" is too old
+    fresh = await store.since(SUBJECT, TOPIC, first, 1000, 0.2)
     assert fresh is not None
     assert [decoded(e).payload for e in fresh] == [b"new"]
 
@@ -205,4 +210,4 @@ async def test_a_redis_counter_that_expired_starts_above_every_earlier_offset(
     after = decoded((await redis_rig.until(2))[1]).offset
     assert after > before + 1
     # The old position is not mistaken for one in the new sequence: its successor is gone.
-    assert await engine.recovery_store.since(SUBJECT, TOPIC, before, 30) is None
+    assert await engine.recovery_store.since(SUBJECT, TOPIC, before, 1000, 30) is None

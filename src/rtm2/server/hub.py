@@ -26,12 +26,12 @@ from .engines.base import (
     BUS_LOCK,
     BUS_LOCK_QUEUE,
     BUS_LOGIN,
+    BUS_MESSAGE,
     BUS_PEER,
     BUS_PRESENCE,
     BUS_STORAGE,
     BusEvent,
     Engine,
-    frame_offset,
 )
 from .gateway import Connection, Outbox
 from .interest import Interest
@@ -63,7 +63,6 @@ class Hub:
         self.clock = loop.time
         self.outbox = Outbox(loop, config.max_send_buffer, config.max_frame_size)
         self.apps: dict[str, AppConfig] = {a.app_id: a for a in config.apps}
-        self._recovery_seconds = {a.app_id: a.limits.recovery_seconds for a in config.apps}
         # Every open connection's session, logged in or not.
         self.sessions: set[Session] = set()
         # Logged-in sessions by (app id, user id): one per user, the newest wins.
@@ -72,7 +71,7 @@ class Hub:
         self.by_id: dict[str, Session] = {}
         self.engine = engine
         self.broker = self.engine.make_broker(self._on_bus, self._on_bus_gap)
-        self.recovery = Recovery()
+        self.recovery = Recovery(self._recovery_limits)
         self.recovery_store = engine.recovery_store
         self.interest = Interest(self.broker, self.recovery.forget)
         self.presence = PresenceService(self.engine.presence_store, self.broker, config.timers)
@@ -133,7 +132,12 @@ class Hub:
         self.presence.session_closed(session, timed_out)
 
     def _on_bus(self, subject: str, event: BusEvent) -> None:
-        if subject.startswith("session:"):
+        if event.kind == BUS_MESSAGE:  # the hot path first
+            if subject.startswith("stream:"):
+                self.stream.on_bus(subject, event)
+            else:
+                self.messages.on_bus(subject, event)
+        elif subject.startswith("session:"):
             self._on_session_event(subject, event)
         elif event.kind == BUS_PRESENCE:
             self.presence.on_bus(subject, event)
@@ -240,20 +244,12 @@ class Hub:
 
     # --- recovery ---------------------------------------------------------------------------
 
-    def keep(self, subject: str, event: BusEvent) -> None:
-        """Remember a numbered message from the broker for this node's resuming clients."""
+    def _recovery_limits(self, subject: str) -> tuple[int, float]:
+        """How many messages of ``subject`` to keep, for how long (its app's limits)."""
         app = self.apps.get(subject.split(":", 2)[1])
         if app is None:  # another node's app, unknown here: nobody here to serve
-            return
-        limits = app.limits
-        self.recovery.receive(
-            (subject, event.topic),
-            frame_offset(event.frame),
-            event.user,
-            event.frame,
-            limits.recovery_messages,
-            limits.recovery_seconds,
-        )
+            return 0, 0.0
+        return app.limits.recovery_messages, app.limits.recovery_seconds
 
     def _on_bus_gap(self) -> None:
         """The broker may have dropped events (its link to the engine broke)."""
@@ -287,9 +283,7 @@ class Hub:
             if entries is None:
                 remote.append((p, target))
                 continue
-            frames += [
-                ws_binary_frame(e.frame) for e in entries if picks is None or e.publisher in picks
-            ]
+            frames += [ws_binary_frame(e[3]) for e in entries if picks is None or e[2] in picks]
         if not remote:
             s.conn.send(answer(lost))
             for data in frames:
@@ -314,8 +308,13 @@ class Hub:
                     async with asyncio.timeout(_REPLAY_TIMEOUT):
                         # Subscribed before reading: nothing published later can slip by.
                         await self.broker.ready(subject)
+                        limits = s.app_config.limits
                         events = await self.recovery_store.since(
-                            subject, topic, p.offset, s.app_config.limits.recovery_seconds
+                            subject,
+                            topic,
+                            p.offset,
+                            limits.recovery_messages,
+                            limits.recovery_seconds,
                         )
                 except (RTMError, TimeoutError) as exc:
                     log.warning("%r: cannot read missed messages of %s: %s", s, subject, exc)
@@ -374,7 +373,7 @@ class Hub:
                 self._sweep_stream_tokens(session, now)
         self.presence.sweep()
         self.locks.sweep()
-        self.recovery.prune(self._recovery_seconds)
+        self.recovery.prune()
 
     def _sweep_stream_tokens(self, session: Session, now: float) -> None:
         warning = self.config.timers.token_warning

@@ -27,7 +27,7 @@ from ..protocol.names import (
 )
 from ..types import ChannelType
 from .checks import check_message
-from .engines.base import BUS_MESSAGE, BUS_PEER, UNNUMBERED, Broker, BusEvent
+from .engines.base import BUS_MESSAGE, BUS_PEER, UNNUMBERED, Broker, BusEvent, frame_offset
 from .interest import Interest
 from .ratelimit import RateBucket
 from .session import reply_frame
@@ -228,7 +228,7 @@ class MessageService:
     def on_bus(self, subj: str, event: BusEvent) -> None:
         if event.kind != BUS_MESSAGE:
             return
-        self.hub.keep(subj, event)
+        self.hub.recovery.receive(subj, "", frame_offset(event.frame), event.user, event.frame)
         receivers = self.receivers.get(subj)
         if receivers:
             data = ws_binary_frame(event.frame)

@@ -17,65 +17,62 @@ from __future__ import annotations
 
 import time
 from collections import deque
+from collections.abc import Callable
 
 __all__ = ["Entry", "Recovery"]
 
 BufferKey = tuple[str, str]  # (channel subject, topic or "")
-
-
-class Entry:
-    __slots__ = ("frame", "offset", "publisher", "stamp")
-
-    def __init__(self, offset: int, stamp: float, publisher: str, frame: bytes) -> None:
-        self.offset = offset
-        self.stamp = stamp
-        self.publisher = publisher
-        self.frame = frame  # the encoded push, as subscribers got it
+# (offset, monotonic time received, publisher, the encoded push as subscribers got it)
+Entry = tuple[int, float, str, bytes]
 
 
 class _Buffer:
     __slots__ = ("entries", "last")
 
-    def __init__(self) -> None:
+    def __init__(self, limit: int) -> None:
         self.last = 0  # offset of the newest message received here
-        self.entries: deque[Entry] = deque()
+        self.entries: deque[Entry] = deque(maxlen=limit)
+
+
+class _Subject:
+    __slots__ = ("limit", "seconds", "topics")
+
+    def __init__(self, limit: int, seconds: float) -> None:
+        self.limit = limit
+        self.seconds = seconds
+        self.topics: dict[str, _Buffer] = {}
 
 
 class Recovery:
-    def __init__(self) -> None:
-        # subject -> topic ("" for message channels) -> buffer
-        self._buffers: dict[str, dict[str, _Buffer]] = {}
+    def __init__(self, limits: Callable[[str], tuple[int, float]]) -> None:
+        # subject -> its app's (recovery_messages, recovery_seconds) and a buffer per topic
+        # ("" for message channels)
+        self._subjects: dict[str, _Subject] = {}
+        self._limits = limits
         self._clock = time.monotonic
 
     def _get(self, key: BufferKey) -> _Buffer | None:
-        topics = self._buffers.get(key[0])
-        return topics.get(key[1]) if topics is not None else None
+        subject = self._subjects.get(key[0])
+        return subject.topics.get(key[1]) if subject is not None else None
 
     def position(self, key: BufferKey) -> int:
         """The newest offset received here (0: none, ask the engine)."""
         buffer = self._get(key)
         return buffer.last if buffer is not None else 0
 
-    def receive(
-        self, key: BufferKey, offset: int, publisher: str, frame: bytes, limit: int, seconds: float
-    ) -> None:
-        """Remember a numbered message this node received (``limit`` 0: keep nothing)."""
-        topics = self._buffers.get(key[0])
-        if topics is None:
-            topics = self._buffers[key[0]] = {}
-        buffer = topics.get(key[1])
+    def receive(self, subject: str, topic: str, offset: int, publisher: str, frame: bytes) -> None:
+        """Remember a numbered message this node received (the hot path: once per message)."""
+        known = self._subjects.get(subject)
+        if known is None:
+            known = self._subjects[subject] = _Subject(*self._limits(subject))
+        buffer = known.topics.get(topic)
         if buffer is None:
-            buffer = topics[key[1]] = _Buffer()
-        entries = buffer.entries
+            buffer = known.topics[topic] = _Buffer(known.limit)
         if offset != buffer.last + 1:  # a gap (or the first message): older ones say nothing
-            entries.clear()
+            buffer.entries.clear()
         buffer.last = offset
-        if limit <= 0:
-            return
-        now = self._clock()
-        entries.append(Entry(offset, now, publisher, frame))
-        while len(entries) > limit or entries[0].stamp < now - seconds:
-            entries.popleft()
+        if known.limit:  # the deque drops the oldest itself; the sweep drops the too old
+            buffer.entries.append((offset, self._clock(), publisher, frame))
 
     def since(self, key: BufferKey, offset: int) -> list[Entry] | None:
         """The kept messages after ``offset``; None when this buffer cannot tell."""
@@ -85,24 +82,24 @@ class Recovery:
         if offset >= buffer.last:
             return []
         entries = buffer.entries
-        if not entries or entries[0].offset > offset + 1:
+        if not entries or entries[0][0] > offset + 1:
             return None
-        return [e for e in entries if e.offset > offset]
+        return [e for e in entries if e[0] > offset]
 
     def forget(self, subject: str) -> None:
         """This node no longer listens to ``subject``: what it kept may now miss messages."""
-        self._buffers.pop(subject, None)
+        self._subjects.pop(subject, None)
 
     def clear(self) -> None:
         """The node may have missed messages of every channel (its engine link dropped)."""
-        self._buffers.clear()
+        self._subjects.clear()
 
-    def prune(self, seconds_for: dict[str, float]) -> None:
-        """Drop entries older than their app's ``recovery_seconds`` (by app id)."""
+    def prune(self) -> None:
+        """Drop entries older than their app's ``recovery_seconds``."""
         now = self._clock()
-        for subject, topics in self._buffers.items():
-            horizon = now - seconds_for.get(subject.split(":", 2)[1], 0.0)
-            for buffer in topics.values():
+        for subject in self._subjects.values():
+            horizon = now - subject.seconds
+            for buffer in subject.topics.values():
                 entries = buffer.entries
-                while entries and entries[0].stamp < horizon:
+                while entries and entries[0][1] < horizon:
                     entries.popleft()

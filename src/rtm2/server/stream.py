@@ -49,6 +49,7 @@ from .engines.base import (
     Broker,
     BusEvent,
     StreamStore,
+    frame_offset,
 )
 from .interest import Interest
 from .ratelimit import RateBucket
@@ -335,7 +336,9 @@ class StreamService:
     def on_bus(self, subject: str, event: BusEvent) -> None:
         """Deliver an event from the broker to this node's sessions."""
         if event.kind == BUS_MESSAGE:
-            self.hub.keep(subject, event)
+            self.hub.recovery.receive(
+                subject, event.topic, frame_offset(event.frame), event.user, event.frame
+            )
             recipients = self.routes.get((subject, event.topic, event.user))
             if recipients:
                 data = ws_binary_frame(event.frame)

@@ -11,6 +11,7 @@ Outcomes are returned as values, not raised: the service layer turns them into R
 
 from __future__ import annotations
 
+import struct
 from collections.abc import Callable
 from typing import Protocol
 
@@ -78,14 +79,20 @@ BusHandler = Callable[[str, BusEvent], None]
 UNNUMBERED = 2**64 - 1
 
 
+_OFFSET = struct.Struct(">Q")
+_pack_offset = _OFFSET.pack
+_unpack_offset = _OFFSET.unpack_from
+
+
 def numbered(data: bytes, offset: int) -> bytes:
     """``data`` (a message frame, or a BusEvent carrying one) with its offset set."""
-    return data[:-8] + offset.to_bytes(8, "big")
+    return data[:-8] + _pack_offset(offset)
 
 
 def frame_offset(data: bytes) -> int:
     """The offset of a numbered message frame (or of a BusEvent carrying one)."""
-    return int.from_bytes(data[-8:], "big")
+    offset: int = _unpack_offset(data, len(data) - 8)[0]
+    return offset
 
 
 class Broker(Protocol):
@@ -331,10 +338,10 @@ class RecoveryStore(Protocol):
         """The offset of the newest message published on (subject, topic); 0 if none."""
 
     async def since(
-        self, subject: str, topic: str, offset: int, seconds: float
+        self, subject: str, topic: str, offset: int, limit: int, seconds: float
     ) -> list[BusEvent] | None:
-        """The kept events after ``offset`` (none older than ``seconds``), in order; None
-        when some of them are gone."""
+        """The kept events after ``offset`` (at most the ``limit`` newest, none older than
+        ``seconds``), in order; None when some of them are gone."""
 
 
 class Engine(Protocol):

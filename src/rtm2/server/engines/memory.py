@@ -57,7 +57,7 @@ class MemoryRecoveryStore:
         return self.offsets.get((subject, topic), 0)
 
     async def since(
-        self, subject: str, topic: str, offset: int, seconds: float
+        self, subject: str, topic: str, offset: int, limit: int, seconds: float
     ) -> list[BusEvent] | None:
         # Whatever this node did not keep itself is gone.
         return [] if offset >= self.offsets.get((subject, topic), 0) else None

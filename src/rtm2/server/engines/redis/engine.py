@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import struct
 from collections.abc import Callable
 from typing import Any, Protocol
 
@@ -24,7 +25,7 @@ import msgspec
 from ....errors import ErrorCode, RTMError
 from ..base import BusEvent, BusHandler, PresenceEntry, TopicPublishers
 from .index import NodeIndex
-from .recovery import COUNTER_IDLE_MS, PUBLISH_NUMBERED, RedisRecoveryStore, recovery_keys
+from .recovery import BATCH, RedisRecoveryStore, batch_events, publish_numbered, recovery_keys
 from .resp import Commands, RedisClient, RedisError, RedisSubscriber
 from .storage import RedisStore, hash_tag, unescape_tag
 
@@ -33,6 +34,9 @@ __all__ = ["RedisBroker", "RedisEngine", "RedisPresenceStore", "RedisStreamStore
 log = logging.getLogger("rtm2.server")
 
 _encode = msgspec.msgpack.Encoder().encode
+
+# At most this many messages in one publishing script call.
+_BATCH_MAX = 500
 _decode_event = msgspec.msgpack.Decoder(BusEvent).decode
 
 
@@ -54,6 +58,15 @@ class Subscriber(Protocol):
     def unsubscribe(self, channel: str) -> None: ...
 
 
+class _Batch:
+    __slots__ = ("events", "keep", "keep_ms")
+
+    def __init__(self, keep: int, keep_ms: int) -> None:
+        self.keep = keep
+        self.keep_ms = keep_ms
+        self.events: list[BusEvent] = []
+
+
 class RedisBroker:
     """Publishes on the command connection, receives on a pub/sub connection (one per shard
     with Redis Cluster, whose sharded pub/sub sends a channel only to its shard)."""
@@ -73,7 +86,13 @@ class RedisBroker:
         self._gap = gap
         self._subjects: set[str] = set()
         self._publish = "SPUBLISH" if cluster else "PUBLISH"
-        self._numbered = client.preload(PUBLISH_NUMBERED)
+        self._numbered = client.preload(publish_numbered(cluster))
+        # Messages published in this event-loop pass, per (subject, topic), sent with one
+        # script call each at the end of the pass.
+        self._batches: dict[tuple[str, str], _Batch] = {}
+        # (subject, topic) -> (offset counter, buffer, pub/sub channel): built once, not per
+        # message (bounded: cleared when it grows past 4,096 topics)
+        self._names: dict[tuple[str, str], tuple[str, str, str]] = {}
         self._subscriber: Subscriber
         if cluster:
             from .cluster import RedisClusterSubscriber
@@ -92,23 +111,41 @@ class RedisBroker:
         return f"{self._prefix}{{{_tag(subject)}}}"
 
     def publish(self, subject: str, event: BusEvent) -> None:
+        if self._batches:  # messages published before this event go out before it
+            self._flush()
         self._send(self._publish, self._channel(subject), _encode(event))
 
     def publish_message(self, subject: str, event: BusEvent, keep: int, seconds: float) -> None:
-        counter, buffer = recovery_keys(self._prefix, subject, event.topic)
-        self._send(
-            "EVALSHA",
-            self._numbered,
-            2,
-            counter,
-            buffer,
-            self._publish,
-            self._channel(subject),
-            _encode(event),
-            keep,
-            max(int(seconds * 1000), 1),
-            COUNTER_IDLE_MS,
-        )
+        if not self._client.connected:  # never acknowledge what Redis cannot take
+            raise RTMError(ErrorCode.CHANNEL_PUBLISH_MESSAGE_FAILED, "redis is unavailable")
+        key = (subject, event.topic)
+        batch = self._batches.get(key)
+        if batch is None:
+            if not self._batches:
+                asyncio.get_running_loop().call_soon(self._flush)
+            batch = self._batches[key] = _Batch(keep, max(int(seconds * 1000), 1))
+        batch.events.append(event)
+        if len(batch.events) >= _BATCH_MAX:
+            self._flush()
+
+    def _flush(self) -> None:
+        """One script call per (subject, topic) for the messages of this loop pass."""
+        batches, self._batches = self._batches, {}
+        for (subject, topic), batch in batches.items():
+            names = self._names.get((subject, topic))
+            if names is None:
+                if len(self._names) >= 4096:
+                    self._names.clear()
+                counter, buffer = recovery_keys(self._prefix, subject, topic)
+                names = (counter, buffer, self._channel(subject))
+                self._names[(subject, topic)] = names
+            counter, buffer, channel = names
+            events = batch.events
+            args = (channel, batch.keep, batch.keep_ms, len(events), _encode(events))
+            try:
+                self._send("EVALSHA", self._numbered, 2, counter, buffer, *args)
+            except RTMError as exc:
+                log.error("redis: %d messages of %s not published: %s", len(events), subject, exc)
 
     def _send(self, *args: bytes | str | int) -> None:
         try:
@@ -147,8 +184,12 @@ class RedisBroker:
         if subject not in self._subjects:
             return
         try:
+            if data[:1] == BATCH:
+                for event in batch_events(data):
+                    self._handler(subject, event)
+                return
             event = _decode_event(data)
-        except (msgspec.DecodeError, msgspec.ValidationError):
+        except (msgspec.DecodeError, msgspec.ValidationError, struct.error):
             log.error("redis: dropping a malformed event on %s", subject)
             return
         self._handler(subject, event)

@@ -1,10 +1,16 @@
 """Message numbering and recovery buffers in Redis, so a client can resume on any node.
 
-Every message of a channel or topic is published by one Lua script that takes the next offset
-from the topic's counter, writes it into the pre-encoded event (its last 8 bytes, see
-``engines.base.UNNUMBERED``), appends the event to the topic's buffer (a Redis stream trimmed
-to the app's ``recovery_messages``, exactly) and publishes it, all in one step: every node
-receives the messages of a topic in offset order, and the buffer holds what was published.
+A node sends the messages of one channel or topic published in one event-loop pass (often
+one, a burst under load) as one batch, to one Lua script call that takes the next offsets from
+the topic's counter, appends the batch to the topic's buffer (a Redis stream) and publishes
+it, all in one step: every node receives the messages of a topic in offset order, and the
+buffer holds what was published. A batch travels as ``N``, the 8-byte offset of its first
+message, and the MessagePack array of its events; receivers write each message's offset into
+its frame (``engines.base.numbered``). Redis does a fixed amount of work per batch, not per
+message.
+
+The buffer keeps about ``recovery_messages`` messages (whole batches; approximate trimming is
+cheaper, so readers apply the exact limit) and nothing older than ``recovery_seconds``.
 
 A counter is dropped after a day without messages. A new one starts at Redis's clock in
 microseconds, above every offset an older counter of that topic can have reached, so offsets
@@ -13,39 +19,50 @@ only grow and a client's old position is never taken for a newer one.
 
 from __future__ import annotations
 
+import struct
 from typing import Any
 
 import msgspec
 
 from ....errors import ErrorCode, RTMError
-from ..base import BusEvent, frame_offset
+from ..base import BusEvent, numbered
 from .resp import Commands, RedisError
 from .storage import hash_tag
 
-__all__ = ["PUBLISH_NUMBERED", "RedisRecoveryStore", "recovery_keys"]
+__all__ = ["RedisRecoveryStore", "batch_events", "publish_numbered", "recovery_keys"]
 
 COUNTER_IDLE_MS = 24 * 3600 * 1000
+BATCH = b"N"  # first byte of a numbered batch (a plain event, a MessagePack array, never is)
 
 # KEYS[1] offset counter, KEYS[2] buffer (stream)
-# ARGV: publish command, channel, event, keep (messages), keep (ms), counter idle (ms)
-PUBLISH_NUMBERED = """
-local offset = redis.call('INCR', KEYS[1])
-if offset == 1 then
+# ARGV: channel, keep (messages), keep (ms), number of events, the events (MessagePack array)
+_PUBLISH_NUMBERED = """
+local n = tonumber(ARGV[4])
+local last = redis.call('INCRBY', KEYS[1], n)
+if last == n then
   local now = redis.call('TIME')
-  offset = tonumber(now[1]) * 1000000 + tonumber(now[2])
-  redis.call('SET', KEYS[1], string.format('%d', offset))
+  last = tonumber(now[1]) * 1000000 + tonumber(now[2]) + n - 1
+  redis.call('SET', KEYS[1], string.format('%d', last))
 end
-redis.call('PEXPIRE', KEYS[1], ARGV[6])
-local event = string.sub(ARGV[3], 1, -9) .. struct.pack('>I8', offset)
-if tonumber(ARGV[4]) > 0 then
-  redis.call('XADD', KEYS[2], 'MAXLEN', ARGV[4], '*', 'e', event)
-  redis.call('PEXPIRE', KEYS[2], ARGV[5])
+redis.call('PEXPIRE', KEYS[1], IDLE_MS)
+local batch = 'N' .. struct.pack('>I8', last - n + 1) .. ARGV[5]
+local keep = tonumber(ARGV[2])
+if keep > 0 then
+  redis.call('XADD', KEYS[2], 'MAXLEN', '~', math.ceil(keep / n), '*', 'b', batch)
+  redis.call('PEXPIRE', KEYS[2], ARGV[3])
 end
-redis.call(ARGV[1], ARGV[2], event)
-return offset
+redis.call('PUBLISH', ARGV[1], batch)
+return last
 """
 
-# KEYS[1] offset counter, KEYS[2] buffer; ARGV: keep (ms) -> {last offset, events kept...}
+
+def publish_numbered(sharded: bool) -> str:
+    """The publishing script, with PUBLISH (one Redis) or SPUBLISH (Redis Cluster)."""
+    script = _PUBLISH_NUMBERED.replace("IDLE_MS", str(COUNTER_IDLE_MS))
+    return script.replace("'PUBLISH'", "'SPUBLISH'") if sharded else script
+
+
+# KEYS[1] offset counter, KEYS[2] buffer; ARGV: keep (ms) -> {last offset, batches kept...}
 _SINCE = """
 local last = tonumber(redis.call('GET', KEYS[1]) or '0')
 local now = redis.call('TIME')
@@ -57,7 +74,17 @@ end
 return out
 """
 
-_decode_event = msgspec.msgpack.Decoder(BusEvent).decode
+_first_offset = struct.Struct(">Q").unpack_from
+_decode_events = msgspec.msgpack.Decoder(list[BusEvent]).decode
+
+
+def batch_events(data: bytes) -> list[BusEvent]:
+    """The events of a numbered batch, each frame with its offset written in."""
+    first: int = _first_offset(data, 1)[0]
+    return [
+        BusEvent(e.kind, e.topic, e.user, numbered(e.frame, first + i))
+        for i, e in enumerate(_decode_events(memoryview(data)[9:]))
+    ]
 
 
 def recovery_keys(prefix: str, subject: str, topic: str) -> tuple[str, str]:
@@ -82,7 +109,7 @@ class RedisRecoveryStore:
         return int(await _guard(self._client.call("GET", counter)) or 0)
 
     async def since(
-        self, subject: str, topic: str, offset: int, seconds: float
+        self, subject: str, topic: str, offset: int, limit: int, seconds: float
     ) -> list[BusEvent] | None:
         keep_ms = int(seconds * 1000)
         keys = recovery_keys(self._prefix, subject, topic)
@@ -90,11 +117,16 @@ class RedisRecoveryStore:
         last = int(reply[0])
         if offset >= last:
             return []
-        events = [_decode_event(raw) for raw in reply[1:]]
-        missed = [e for e in events if frame_offset(e.frame) > offset]
-        if not missed or frame_offset(missed[0].frame) != offset + 1:
+        oldest = max(offset, last - limit)  # only the newest ``limit`` count as kept
+        missed = [
+            (n, e)
+            for batch in reply[1:]
+            for n, e in enumerate(batch_events(batch), _first_offset(batch, 1)[0])
+            if n > oldest
+        ]
+        if not missed or missed[0][0] != offset + 1:
             return None
-        return missed
+        return [e for _, e in missed]
 
 
 async def _guard(pending: Any) -> Any:

@@ -71,23 +71,45 @@ def parse_url(url: str) -> tuple[str, int, int, str | None]:
     return parsed.hostname or "127.0.0.1", parsed.port or 6379, db, parsed.password
 
 
-def _bulk(arg: Arg) -> bytes:
-    if isinstance(arg, bytes):
-        data = arg
-    elif isinstance(arg, str):
-        data = arg.encode()
-    else:
-        data = str(arg).encode()
-    return b"$%d\r\n%s\r\n" % (len(data), data)
-
-
 def script_sha(script: str) -> str:
     """The name Redis gives a Lua script (for EVALSHA)."""
     return hashlib.sha1(script.encode()).hexdigest()
 
 
+# Encoded bulk strings of text arguments: command names, script SHAs, keys and channels
+# repeat on every publish, and encoding them again cost more than the rest of a command.
+_BULKS: dict[str, bytes] = {}
+_BULKS_MAX = 4096
+
+
+def _bulk_text(arg: str) -> bytes:
+    data = _BULKS.get(arg)
+    if data is None:
+        raw = arg.encode()
+        data = b"$%d\r\n%s\r\n" % (len(raw), raw)
+        if len(_BULKS) >= _BULKS_MAX:
+            _BULKS.clear()
+        _BULKS[arg] = data
+    return data
+
+
 def encode_command(*args: Arg) -> bytes:
-    return b"*%d\r\n" % len(args) + b"".join(_bulk(a) for a in args)
+    parts = [b"*%d\r\n" % len(args)]
+    append = parts.append
+    for arg in args:
+        if isinstance(arg, str):
+            append(_bulk_text(arg))
+            continue
+        if isinstance(arg, bytes):
+            data = arg
+        elif isinstance(arg, int):
+            data = b"%d" % arg
+        else:
+            data = str(arg).encode()
+        append(b"$%d\r\n" % len(data))
+        append(data)
+        append(b"\r\n")
+    return b"".join(parts)
 
 
 class _Protocol(asyncio.Protocol):
