@@ -16,6 +16,9 @@ import rtm2
 from rtm2 import ChannelType, ErrorCode
 from rtm2 import ConnectionChangeReason as Reason
 from rtm2 import ConnectionState as State
+from rtm2.server.engines.redis.cluster import key_slot
+from rtm2.server.engines.redis.storage import hash_tag
+from rtm2.server.subjects import subject as make_subject
 
 from ..conftest import APP_SMALL, APP_TINY, CERT_SMALL, ServerProcess
 from ..redis_cluster import LocalCluster, local_cluster
@@ -473,3 +476,54 @@ async def test_a_waiter_whose_node_died_does_not_hold_up_the_queue(
     assert locks["L"].owner == patient.config.user_id
     first.cancel()
     await asyncio.gather(first, return_exceptions=True)
+
+
+async def test_subscribers_miss_nothing_while_their_channel_moves_to_another_master(
+    cluster: LocalCluster, tmp_path: Path, clients: Clients
+) -> None:
+    prefix = f"rtm2test:{uuid.uuid4().hex[:12]}:"
+    engine = f'"{cluster.url}?prefix={prefix}"'
+    a = ServerProcess(tmp_path / "a", server={"engine": engine})
+    b = ServerProcess(tmp_path / "b", server={"engine": engine})
+    for node in (a, b):
+        node.workdir.mkdir()
+        node.start()
+    try:
+        channel, stage = unique("room"), unique("stage")
+        publisher = await clients.on(b)
+        await publisher.stream_channel(stage).join(None)
+        await publisher.stream_channel(stage).join_topic("t")
+        sub = await clients.on(a)
+        messages = await sub.subscribe(channel, with_presence=False)
+        await sub.stream_channel(stage).join(None, with_presence=False)
+        topic = await sub.stream_channel(stage).subscribe_topic("t", [publisher.config.user_id])
+        await asyncio.sleep(0.2)
+        slots = [
+            key_slot("{" + hash_tag(make_subject(APP_SMALL, kind, name)) + "}")
+            for kind, name in ((ChannelType.MESSAGE, channel), (ChannelType.STREAM, stage))
+        ]
+
+        async def publish_all() -> None:
+            for i in range(400):
+                await _publish(publisher, channel, stage, [f"m{i}"])
+                await asyncio.sleep(0.003)
+
+        publishing = asyncio.create_task(publish_all())
+        await asyncio.sleep(0.4)
+        for slot in slots:  # each to a master it is not on
+            here = cluster.owner_of(slot)
+            there = next(p for p in cluster.ports if p != here)
+            await asyncio.to_thread(cluster.migrate_slot, slot, there)
+        await publishing
+        expected = [f"m{i}" for i in range(400)]
+        assert await _read(messages, 400) == expected
+        assert await _read(topic, 400) == expected
+        assert len(sub.recovery_events) == 0
+        assert len(sub.errors) == 0
+        assert "moved to another master" in a.log()  # it did follow, and caught up
+    except BaseException:
+        print("NODE A", a.log()[-3000:], "NODE B", b.log()[-3000:])
+        raise
+    finally:
+        for node in (a, b):
+            node.stop()

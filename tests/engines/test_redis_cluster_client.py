@@ -285,3 +285,82 @@ async def test_not_connected(cluster: LocalCluster) -> None:
     bad = RedisClusterClient("redis-cluster://127.0.0.1:1")
     with pytest.raises(RedisError, match="slot map"):
         await bad.connect()
+
+
+async def test_a_subscriber_follows_a_channel_whose_slot_moves_to_another_master(
+    cluster: LocalCluster, client: RedisClusterClient
+) -> None:
+    received: list[bytes] = []
+    moved: list[str] = []
+    sub = RedisClusterSubscriber(
+        cluster.url,
+        lambda ch, data: received.append(data),
+        lambda: None,
+        on_moved=moved.append,
+    )
+    await sub.connect()
+    channel = f"mv:{uuid4().hex}"
+    slot = key_slot(channel)
+    try:
+        sub.subscribe(channel)
+        await sub.ready(channel)
+        assert await client.call("SPUBLISH", channel, b"before") == 1
+        source = cluster.owner_of(slot)
+        target = next(p for p in cluster.ports if p != source)
+        await asyncio.to_thread(cluster.migrate_slot, slot, target)
+        await sub.ready(channel)  # followed to the new master
+        assert moved == [channel]
+        assert cluster.owner_of(slot) == target
+        await client.refresh()
+        assert await client.call("SPUBLISH", channel, b"after") == 1
+        deadline = time.monotonic() + 5
+        while received != [b"before", b"after"]:
+            assert time.monotonic() < deadline, received
+            await asyncio.sleep(0.01)
+        sub.unsubscribe(channel)
+        await asyncio.sleep(0.1)
+        assert await client.call("SPUBLISH", channel, b"gone") == 0
+    finally:
+        await sub.close()
+
+
+async def test_a_script_on_keys_being_migrated_is_retried_not_failed(
+    cluster: LocalCluster, client: RedisClusterClient
+) -> None:
+    tag = uuid4().hex
+    keys = [f"{{{tag}}}:a", f"{{{tag}}}:b"]
+    slot = key_slot(keys[0])
+    await client.call("MSET", keys[0], "1", keys[1], "2")
+    source = cluster.owner_of(slot)
+    target = next(p for p in cluster.ports if p != source)
+    source_id = cluster.cli(source, "CLUSTER", "MYID").strip()
+    target_id = cluster.cli(target, "CLUSTER", "MYID").strip()
+    cluster.cli(target, "CLUSTER", "SETSLOT", str(slot), "IMPORTING", source_id)
+    cluster.cli(source, "CLUSTER", "SETSLOT", str(slot), "MIGRATING", target_id)
+    cluster.cli(source, "MIGRATE", "127.0.0.1", str(target), keys[0], "0", "5000")
+    script = "return redis.call('GET', KEYS[1]) .. redis.call('GET', KEYS[2])"
+    pending = asyncio.ensure_future(client.call("EVAL", script, 2, *keys))  # keys split
+    await asyncio.sleep(0.1)
+    assert not pending.done()  # TRYAGAIN, retried
+    cluster.cli(source, "MIGRATE", "127.0.0.1", str(target), keys[1], "0", "5000")
+    for port in cluster.ports:
+        cluster.cli(port, "CLUSTER", "SETSLOT", str(slot), "NODE", target_id)
+    assert await asyncio.wait_for(pending, 5) == b"12"
+    await client.call("DEL", *keys)
+
+
+async def test_commands_for_a_moved_slot_keep_their_order_through_the_redirection(
+    client: RedisClusterClient,
+) -> None:
+    key = f"order:{uuid4().hex}"
+    right = list(client._slots)
+    wrong = next(n for n in client._nodes.values() if n is not right[key_slot(key)])
+    client._slots = [wrong] * SLOTS  # a stale map: the first pushes meet MOVED
+    pushes = []
+    for i in range(300):
+        pushes.append(client.send("RPUSH", key, i))
+        if i % 10 == 0:
+            await asyncio.sleep(0.001)  # later pushes leave after the map was read again
+    await asyncio.gather(*pushes)
+    assert await client.call("LRANGE", key, 0, -1) == [b"%d" % i for i in range(300)]
+    await client.call("DEL", key)

@@ -80,6 +80,7 @@ class Hub:
         self.storage = StorageService(self.engine.metadata_store, self.broker, self.interest)
         self.locks = LockService(self.engine.lock_store, self.broker, self.interest)
         self._ids = itertools.count(1)
+        self._tasks: set[asyncio.Task[None]] = set()
         self.node_id = os.urandom(3).hex()
 
     def new_session(self, conn: Connection) -> Session:
@@ -251,9 +252,33 @@ class Hub:
             return 0, 0.0
         return app.limits.recovery_messages, app.limits.recovery_seconds
 
-    def _on_bus_gap(self) -> None:
-        """The broker may have dropped events (its link to the engine broke)."""
-        self.recovery.clear()
+    def _on_bus_gap(self, subject: str | None) -> None:
+        """The broker may have dropped events: of every subject (its link to the engine
+        broke: what this node kept no longer says what it missed), or of one subject (its
+        channel moved between Redis Cluster masters: catch up from the engine)."""
+        if subject is None:
+            self.recovery.clear()
+            return
+        task = self.loop.create_task(self._catch_up(subject))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _catch_up(self, subject: str) -> None:
+        missed: list[BusEvent] = []
+        try:
+            async with asyncio.timeout(2 * _REPLAY_TIMEOUT):
+                await self.broker.ready(subject)
+                limit, seconds = self._recovery_limits(subject)
+                for topic, last in self.recovery.lasts(subject).items():
+                    events = await self.recovery_store.since(subject, topic, last, limit, seconds)
+                    if events is None:
+                        log.warning("messages of %s %s may have been lost", subject, topic)
+                    else:
+                        missed += events
+        except Exception as exc:
+            log.warning("cannot catch up on %s: %r", subject, exc)
+        finally:
+            self.broker.release(subject, missed)
 
     async def position(self, subject: str, topic: str) -> int:
         """Where (subject, topic) is now: messages after it are a new subscriber's."""

@@ -74,6 +74,11 @@ class Recovery:
         if known.limit:  # the deque drops the oldest itself; the sweep drops the too old
             buffer.entries.append((offset, self._clock(), publisher, frame))
 
+    def lasts(self, subject: str) -> dict[str, int]:
+        """The newest offset received here of each topic of ``subject``."""
+        known = self._subjects.get(subject)
+        return {t: b.last for t, b in known.topics.items()} if known is not None else {}
+
     def since(self, key: BufferKey, offset: int) -> list[Entry] | None:
         """The kept messages after ``offset``; None when this buffer cannot tell."""
         buffer = self._get(key)

@@ -121,6 +121,10 @@ class Broker(Protocol):
         """Return once events published on ``subject`` from now on reach this node (it must
         be subscribed): a node that reads a recovery buffer after this misses nothing live."""
 
+    def release(self, subject: str, missed: list[BusEvent]) -> None:
+        """After ``gap(subject)`` the broker holds that subject's events: deliver ``missed``
+        (what the node read from the RecoveryStore), then the held events that are new."""
+
     def subscribe(self, subject: str) -> None:
         """Start receiving ``subject`` on this node. Idempotent."""
 
@@ -362,9 +366,13 @@ class Engine(Protocol):
     @property
     def recovery_store(self) -> RecoveryStore: ...
 
-    def make_broker(self, handler: BusHandler, gap: Callable[[], None]) -> Broker:
-        """The node's broker, delivering events on subscribed subjects to ``handler``;
-        ``gap()`` when events may have been lost (the link to the engine broke)."""
+    def make_broker(self, handler: BusHandler, gap: Callable[[str | None], None]) -> Broker:
+        """The node's broker, delivering events on subscribed subjects to ``handler``.
+
+        ``gap(None)``: events of any subject may have been lost (the link to the engine
+        broke). ``gap(subject)``: events of that subject may have passed the node by (its
+        channel moved within a Redis Cluster); the broker holds the subject's events until
+        ``release``."""
 
     async def start(self) -> None: ...
 

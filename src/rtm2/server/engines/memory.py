@@ -28,7 +28,7 @@ class MemoryEngine:
         self.metadata_store = self.lock_store = SQLiteStore(data_dir / "rtm2.db")
         self.recovery_store = MemoryRecoveryStore()
 
-    def make_broker(self, handler: BusHandler, gap: Callable[[], None]) -> MemoryBroker:
+    def make_broker(self, handler: BusHandler, gap: Callable[[str | None], None]) -> MemoryBroker:
         return MemoryBroker(handler, self.recovery_store.offsets)
 
     async def start(self) -> None:
@@ -86,6 +86,9 @@ class MemoryBroker:
 
     async def ready(self, subject: str) -> None:
         """Delivery is synchronous: a subscribed subject is ready at once."""
+
+    def release(self, subject: str, missed: list[BusEvent]) -> None:
+        """Never holds anything: events cannot pass this broker by."""
 
     async def publish_counted(self, subject: str, event: BusEvent) -> int:
         if subject not in self._subjects:

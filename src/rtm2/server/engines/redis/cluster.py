@@ -19,9 +19,12 @@ master.
 - On a ``MOVED`` reply the slot map is fetched again (``CLUSTER SLOTS``, one refresh shared
   by every command that needs it) and the command is sent once more; on ``ASK`` it is sent
   once more, after ``ASKING``, to the node named. A second redirection is the caller's error.
+  ``TRYAGAIN`` (a multi-key command while its slot's keys are half migrated) is retried a
+  moment later, for up to a second.
 - ``RedisClusterSubscriber`` has ``RedisSubscriber``'s interface and SSUBSCRIBEs each
   channel on the master owning its slot (sharded pub/sub: a message is published on, and only
-  travels within, that master's shard; ordinary PUBLISH would go to every node).
+  travels within, that master's shard; ordinary PUBLISH would go to every node). It follows a
+  channel whose slot moves to another master.
 
 URLs: ``redis-cluster://[:password@]host:port,host:port[/0][?query]`` (seed nodes; the rest
 are found with CLUSTER SLOTS; the query is ignored; a cluster has only database 0).
@@ -50,6 +53,9 @@ __all__ = [
 log = logging.getLogger("rtm2.server")
 
 SLOTS = 16384
+# A command refused with TRYAGAIN (its keys are in a slot being migrated) is sent again this
+# many times, this long apart.
+_TRYAGAIN_TIMES, _TRYAGAIN_DELAY = 50, 0.02
 
 
 def _crc16_table() -> list[int]:
@@ -201,6 +207,10 @@ class RedisClusterClient:
         self._tasks: set[asyncio.Task[Any]] = set()
         self._closing = False
         self.scripts: list[str] = []  # shared with every master's connection
+        # Slots whose new commands wait behind redirections (see _hold), and how many
+        # redirections of each slot are under way.
+        self._held: dict[int, list[tuple[Sequence[Arg], asyncio.Future[Any]]]] = {}
+        self._redirecting: dict[int | None, int] = {}
 
     @property
     def connected(self) -> bool:
@@ -289,11 +299,15 @@ class RedisClusterClient:
             raise RedisError("SCAN is per master in a Redis Cluster: use scan_all()")
         return args[1]
 
+    def _slot_of(self, args: Sequence[Arg]) -> int | None:
+        key = self._key(args)
+        return None if key is None else key_slot(key)
+
     def _node_for(self, args: Sequence[Arg]) -> RedisClient:
         if not self._slots:
             raise RedisError("not connected to Redis")
-        key = self._key(args)
-        return self._slots[0 if key is None else key_slot(key)]
+        slot = self._slot_of(args)
+        return self._slots[0 if slot is None else slot]
 
     def send(self, *args: Arg) -> asyncio.Future[Any]:
         """Queue a command on its master; its reply (after one redirection at most) resolves
@@ -309,10 +323,19 @@ class RedisClusterClient:
             name == b"SCRIPT" and len(args) > 1 and _name(args[1]) in _BROADCAST_SCRIPT
         ):
             return self._broadcast(args)
-        first = self._node_for(args).send(*args)
         result: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        first.add_done_callback(lambda done: self._settle(done, result, args))
+        slot = self._slot_of(args)
+        held = self._held.get(slot) if slot is not None else None
+        if held is not None:  # behind a redirection: keep the order of this slot's commands
+            held.append((args, result))
+            return result
+        self._send_to(args, result)
         return result
+
+    def _send_to(self, args: Sequence[Arg], result: asyncio.Future[Any]) -> None:
+        node = self._node_for(args)
+        first = node.send(*args)
+        first.add_done_callback(lambda done: self._settle(done, result, args, node))
 
     def _broadcast(self, args: Sequence[Arg]) -> asyncio.Future[Any]:
         if not self._order:
@@ -323,7 +346,11 @@ class RedisClusterClient:
         return futures[0]
 
     def _settle(
-        self, done: asyncio.Future[Any], result: asyncio.Future[Any], args: Sequence[Arg]
+        self,
+        done: asyncio.Future[Any],
+        result: asyncio.Future[Any],
+        args: Sequence[Arg],
+        node: RedisClient,
     ) -> None:
         if result.done():
             return
@@ -333,17 +360,61 @@ class RedisClusterClient:
         exc = done.exception()
         if exc is None:
             result.set_result(done.result())
-        elif isinstance(exc, RedisError) and str(exc).startswith(("MOVED ", "ASK ")):
-            self._spawn(self._redirect(str(exc), result, args))
+        elif isinstance(exc, RedisError) and str(exc).startswith(("MOVED ", "ASK ", "TRYAGAIN")):
+            error = str(exc)
+            slot = self._slot_of(args)
+            if slot is not None and not error.startswith("ASK "):
+                self._hold(slot, node)
+            self._redirecting[slot] = self._redirecting.get(slot, 0) + 1
+            self._spawn(self._redirect(error, result, args, slot))
         else:
             result.set_exception(exc)
 
-    async def _redirect(self, error: str, result: asyncio.Future[Any], args: Sequence[Arg]) -> None:
-        """Send ``args`` once more where the MOVED/ASK ``error`` says; settle ``result``."""
-        kind, _, target = error.split(" ", 2)
+    def _hold(self, slot: int, old: RedisClient) -> None:
+        """The slot moved (MOVED) or its keys are moving (TRYAGAIN): new commands for it wait
+        until every command sent before has been redirected, so none overtakes another (a
+        publisher's messages keep their order through a resharding). ASK needs no hold: the
+        old master answers each command in order, and each is redirected in that order."""
+        if slot not in self._held:
+            self._held[slot] = []
+            self._spawn(self._release(slot, old))
+
+    async def _release(self, slot: int, old: RedisClient) -> None:
+        with contextlib.suppress(RedisError):
+            await old.call("PING")  # answered after everything sent to it before
+        while self._redirecting.get(slot):  # noqa: ASYNC110 (rare: a resharding)
+            await asyncio.sleep(0.002)
+        for args, result in self._held.pop(slot, []):
+            if result.done():
+                continue
+            try:
+                self._send_to(args, result)
+            except RedisError as exc:
+                result.set_exception(exc)
+
+    async def _redirect(
+        self, error: str, result: asyncio.Future[Any], args: Sequence[Arg], slot: int | None
+    ) -> None:
+        try:
+            await self._redirect_once(error, result, args)
+        finally:
+            left = self._redirecting.get(slot, 1) - 1
+            if left > 0:
+                self._redirecting[slot] = left
+            else:
+                self._redirecting.pop(slot, None)
+
+    async def _redirect_once(
+        self, error: str, result: asyncio.Future[Any], args: Sequence[Arg]
+    ) -> None:
+        """Send ``args`` once more where the MOVED/ASK ``error`` says (or again a moment
+        later after TRYAGAIN); settle ``result``."""
+        kind, target = error.partition(" ")[0], error.rsplit(" ", 1)[-1]
         node: RedisClient | None
         try:
-            if kind == "MOVED":
+            if kind == "TRYAGAIN":  # keys of the slot half migrated: a moment later
+                reply = await self._try_again(args)
+            elif kind == "MOVED":
                 await self.refresh()
                 node = self._nodes.get(target) or self._node_for(args)
                 reply = await node.call(*args)
@@ -367,6 +438,33 @@ class RedisClusterClient:
             return
         if not result.done():
             result.set_result(reply)
+
+    async def _try_again(self, args: Sequence[Arg]) -> Any:
+        """Send ``args`` again until its keys are on one node (following MOVED and ASK)."""
+        for _ in range(_TRYAGAIN_TIMES):
+            await asyncio.sleep(_TRYAGAIN_DELAY)
+            try:
+                return await self._node_for(args).call(*args)
+            except RedisError as exc:
+                error = str(exc)
+                if error.startswith("MOVED "):
+                    await self.refresh()
+                elif error.startswith("ASK "):
+                    node = self._nodes.get(error.rsplit(" ", 1)[-1])
+                    if node is None:
+                        raise
+                    asking = node.send("ASKING")
+                    try:
+                        return await node.send(*args)
+                    except RedisError as again:
+                        if not str(again).startswith("TRYAGAIN"):
+                            raise
+                    finally:
+                        with contextlib.suppress(RedisError):
+                            await asking
+                elif not error.startswith("TRYAGAIN"):
+                    raise
+        raise RedisError("TRYAGAIN: the keys stayed split between two masters")
 
     async def call(self, *args: Arg) -> Any:
         return await self.send(*args)
@@ -399,8 +497,13 @@ class RedisClusterSubscriber:
 
     Each channel is SSUBSCRIBEd on the master owning its slot; ``on_message(channel, data)``
     gets every message of every master, ``on_lost()`` hears of any master's connection lost
-    (each reconnects and subscribes again by itself). The slot map is read once, at
-    ``connect()``: channels whose slots move later are not followed.
+    (each reconnects and subscribes again by itself).
+
+    A channel whose slot moves to another master (resharding, a failover) is followed: the old
+    master unsubscribes us by itself (or refuses the subscription with MOVED); the slot map is
+    read again and the channel subscribed on its new master. ``on_moved(channel)`` is told at
+    once, since messages published meanwhile did not reach us; ``ready(channel)`` waits for
+    the new subscription.
     """
 
     def __init__(
@@ -409,6 +512,7 @@ class RedisClusterSubscriber:
         on_message: Callable[[bytes, bytes], None],
         on_lost: Callable[[], None],
         sharded: bool = True,
+        on_moved: Callable[[str], None] | None = None,
     ) -> None:
         if not sharded:
             raise ValueError("a Redis Cluster subscriber is always sharded (SSUBSCRIBE)")
@@ -416,31 +520,49 @@ class RedisClusterSubscriber:
         self._seeds, self._password = _split_cluster_url(url)
         self._on_message = on_message
         self._on_lost = on_lost
+        self._on_moved = on_moved
         self._shards: dict[str, RedisSubscriber] = {}
         self._slots: list[RedisSubscriber] = []
         self._where: dict[str, RedisSubscriber] = {}
+        # Channels between masters, each with what ``ready`` waits for; the task moving them.
+        self._moving: dict[str, asyncio.Future[None]] = {}
+        self._following: asyncio.Task[None] | None = None
+        self._closing = False
 
     async def connect(self) -> None:
-        ranges = await _fetch_slots(self._seeds, self._password)
-        shards: dict[str, RedisSubscriber] = {}
+        self._closing = False
+        await self._apply(await _fetch_slots(self._seeds, self._password))
+
+    async def _apply(self, ranges: list[SlotRange]) -> None:
+        """Use this slot map: a subscriber per master (new ones connected, known ones kept)."""
+        shards = dict(self._shards)
         slots: list[RedisSubscriber] = []
+        created: list[RedisSubscriber] = []
         try:
             for start, end, host, port in ranges:
                 name = f"{host}:{port}"
                 if name not in shards:
-                    shards[name] = RedisSubscriber(
-                        _node_url(host, port, self._password),
-                        self._on_message,
-                        self._on_lost,
-                        sharded=True,
-                    )
+                    shards[name] = self._shard(host, port)
+                    created.append(shards[name])
                     await shards[name].connect()
                 slots.extend([shards[name]] * (end - start + 1))
         except BaseException:
-            for shard in shards.values():
+            for shard in created:
                 await shard.close()
             raise
         self._shards, self._slots = shards, slots
+
+    def _shard(self, host: str, port: int) -> RedisSubscriber:
+        shard: RedisSubscriber
+        shard = RedisSubscriber(
+            _node_url(host, port, self._password),
+            self._on_message,
+            self._on_lost,
+            sharded=True,
+            on_dropped=self._dropped,
+            on_refused=lambda error: self._refused(shard, error),
+        )
+        return shard
 
     def masters(self) -> list[str]:
         return list(self._shards)
@@ -448,22 +570,93 @@ class RedisClusterSubscriber:
     def subscribe(self, channel: str) -> None:
         if not self._slots:
             raise RedisError("not connected to Redis")
+        if channel in self._moving:  # subscribed again while between masters: it follows
+            return
         shard = self._slots[key_slot(channel)]
         self._where[channel] = shard
         shard.subscribe(channel)
 
     async def ready(self, channel: str) -> None:
-        shard = self._where.get(channel)
-        if shard is None:
-            raise RedisError(f"not subscribed to {channel}")
-        await shard.ready(channel)
+        for _ in range(10):  # a slot map read mid-move may name the old master once more
+            while (moving := self._moving.get(channel)) is not None:
+                await asyncio.shield(moving)
+            shard = self._where.get(channel)
+            if shard is None:
+                raise RedisError(f"not subscribed to {channel}")
+            try:
+                await shard.ready(channel)
+            except RedisError:
+                if channel in self._moving:
+                    continue
+                raise
+            return
+        raise RedisError(f"{channel} keeps moving")
 
     def unsubscribe(self, channel: str) -> None:
+        moving = self._moving.pop(channel, None)
+        if moving is not None and not moving.done():
+            moving.set_result(None)
         shard = self._where.pop(channel, None)
         if shard is not None:
             shard.unsubscribe(channel)
 
+    # --- following moved slots ------------------------------------------------------------
+
+    def _dropped(self, channel: str) -> None:
+        """A master unsubscribed us from ``channel`` by itself: its slot moved."""
+        if self._where.pop(channel, None) is not None:
+            self._move(channel)
+
+    def _refused(self, shard: RedisSubscriber, error: str) -> None:
+        """A master refused a subscription: MOVED <slot> <where> names the slot."""
+        if not error.startswith("MOVED "):
+            return
+        slot = int(error.split(" ", 2)[1])
+        for channel, where in list(self._where.items()):
+            if where is shard and key_slot(channel) == slot:
+                shard.forget(channel)
+                del self._where[channel]
+                self._move(channel)
+
+    def _move(self, channel: str) -> None:
+        log.warning("redis: %s moved to another master; following it", channel)
+        if channel not in self._moving:
+            self._moving[channel] = asyncio.get_running_loop().create_future()
+        if self._on_moved is not None:
+            self._on_moved(channel)
+        if self._following is None and not self._closing:
+            self._following = asyncio.get_running_loop().create_task(self._follow())
+
+    async def _follow(self) -> None:
+        """Read the slot map again and subscribe the moved channels where they are now."""
+        delay = 0.05
+        try:
+            while self._moving and not self._closing:
+                await asyncio.sleep(delay)  # let the masters agree on the new owner first
+                known = [(h, int(p)) for h, _, p in (n.rpartition(":") for n in self._shards)]
+                try:
+                    await self._apply(await _fetch_slots(known + self._seeds, self._password))
+                except RedisError as exc:
+                    log.warning("redis: cannot read the slot map to follow moves: %s", exc)
+                    delay = min(delay * 2, 2.0)
+                    continue
+                moving, self._moving = self._moving, {}
+                for channel, done in moving.items():
+                    shard = self._slots[key_slot(channel)]
+                    self._where[channel] = shard
+                    shard.subscribe(channel)
+                    if not done.done():
+                        done.set_result(None)
+        finally:
+            self._following = None
+
     async def close(self) -> None:
+        self._closing = True
+        if self._following is not None:
+            self._following.cancel()
+        for done in self._moving.values():
+            if not done.done():
+                done.cancel()
         for shard in self._shards.values():
             await shard.close()
-        self._shards, self._slots, self._where = {}, [], {}
+        self._shards, self._slots, self._where, self._moving = {}, [], {}, {}

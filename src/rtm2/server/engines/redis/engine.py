@@ -23,7 +23,7 @@ from typing import Any, Protocol
 import msgspec
 
 from ....errors import ErrorCode, RTMError
-from ..base import BusEvent, BusHandler, PresenceEntry, TopicPublishers
+from ..base import BUS_MESSAGE, BusEvent, BusHandler, PresenceEntry, TopicPublishers, frame_offset
 from .index import NodeIndex
 from .recovery import BATCH, RedisRecoveryStore, batch_events, publish_numbered, recovery_keys
 from .resp import Commands, RedisClient, RedisError, RedisSubscriber
@@ -77,7 +77,7 @@ class RedisBroker:
         url: str,
         prefix: str,
         handler: BusHandler,
-        gap: Callable[[], None],
+        gap: Callable[[str | None], None],
         cluster: bool,
     ) -> None:
         self._client = client
@@ -85,6 +85,9 @@ class RedisBroker:
         self._handler = handler
         self._gap = gap
         self._subjects: set[str] = set()
+        # Subjects whose channel moved to another master, with what arrived since: held until
+        # the node caught up on what it missed meanwhile (``release``).
+        self._held: dict[str, list[bytes]] = {}
         self._publish = "SPUBLISH" if cluster else "PUBLISH"
         self._numbered = client.preload(publish_numbered(cluster))
         # Messages published in this event-loop pass, per (subject, topic), sent with one
@@ -97,7 +100,9 @@ class RedisBroker:
         if cluster:
             from .cluster import RedisClusterSubscriber
 
-            self._subscriber = RedisClusterSubscriber(url, self._received, self._lost)
+            self._subscriber = RedisClusterSubscriber(
+                url, self._received, self._lost, on_moved=self._moved
+            )
         else:
             self._subscriber = RedisSubscriber(url, self._received, self._lost)
 
@@ -179,24 +184,59 @@ class RedisBroker:
             self._subjects.discard(subject)
             self._subscriber.unsubscribe(self._channel(subject))
 
+    def _subject(self, channel: str) -> str:
+        return unescape_tag(channel[len(self._prefix) + 1 : -1])
+
     def _received(self, channel: bytes, data: bytes) -> None:
-        subject = unescape_tag(channel.decode()[len(self._prefix) + 1 : -1])
+        subject = self._subject(channel.decode())
         if subject not in self._subjects:
             return
-        try:
-            if data[:1] == BATCH:
-                for event in batch_events(data):
-                    self._handler(subject, event)
-                return
-            event = _decode_event(data)
-        except (msgspec.DecodeError, msgspec.ValidationError, struct.error):
-            log.error("redis: dropping a malformed event on %s", subject)
+        held = self._held.get(subject)
+        if held is not None:
+            held.append(data)
             return
-        self._handler(subject, event)
+        for event in _events(subject, data):
+            self._handler(subject, event)
 
     def _lost(self) -> None:
         log.error("redis: the pub/sub connection was lost; reconnecting")
-        self._gap()
+        self._gap(None)
+
+    def _moved(self, channel: str) -> None:
+        """The channel's slot moved (Redis Cluster): messages may have passed us by."""
+        subject = self._subject(channel)
+        if subject in self._subjects and subject not in self._held:
+            self._held[subject] = []
+            self._gap(subject)
+
+    def release(self, subject: str, missed: list[BusEvent]) -> None:
+        """Deliver what the node missed of ``subject``, then what was held meanwhile (less
+        the messages ``missed`` already had)."""
+        held = self._held.pop(subject, None)
+        if subject not in self._subjects:
+            return
+        seen: dict[str, int] = {}
+        for event in missed:
+            self._handler(subject, event)
+            seen[event.topic] = frame_offset(event.frame)
+        for data in held or ():
+            for event in _events(subject, data):
+                if event.kind == BUS_MESSAGE and frame_offset(event.frame) <= seen.get(
+                    event.topic, 0
+                ):
+                    continue
+                self._handler(subject, event)
+
+
+def _events(subject: str, data: bytes) -> list[BusEvent]:
+    """The events of a pub/sub message: one event, or a numbered batch."""
+    try:
+        if data[:1] == BATCH:
+            return batch_events(data)
+        return [_decode_event(data)]
+    except (msgspec.DecodeError, msgspec.ValidationError, struct.error):
+        log.error("redis: dropping a malformed event on %s", subject)
+        return []
 
 
 def _log_failure(future: asyncio.Future[Any]) -> None:
@@ -482,7 +522,7 @@ class RedisEngine:
         self.recovery_store = RedisRecoveryStore(self._client, prefix)
         self._brokers: list[RedisBroker] = []
 
-    def make_broker(self, handler: BusHandler, gap: Callable[[], None]) -> RedisBroker:
+    def make_broker(self, handler: BusHandler, gap: Callable[[str | None], None]) -> RedisBroker:
         broker = RedisBroker(self._client, self.url, self.prefix, handler, gap, self.cluster)
         self._brokers.append(broker)
         return broker

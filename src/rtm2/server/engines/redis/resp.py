@@ -237,10 +237,16 @@ class RedisSubscriber:
         on_message: Callable[[bytes, bytes], None],
         on_lost: Callable[[], None],
         sharded: bool = False,
+        on_dropped: Callable[[str], None] | None = None,
+        on_refused: Callable[[str], None] | None = None,
     ) -> None:
         self.url = url
         self._on_message = on_message
         self._on_lost = on_lost
+        # Redis unsubscribed us from a channel by itself (its slot moved to another master),
+        # or refused a subscription (MOVED): Redis Cluster follows the channel.
+        self._on_dropped = on_dropped
+        self._on_refused = on_refused
         self._protocol: _Protocol | None = None
         self._sub, self._unsub = (
             (b"SSUBSCRIBE", b"SUNSUBSCRIBE")
@@ -252,6 +258,8 @@ class RedisSubscriber:
         )
         self._message = b"smessage" if sharded else b"message"
         self._confirm = self._sub.lower()
+        self._unconfirm = self._unsub.lower()
+        self._unsubscribing: dict[bytes, int] = {}  # our unsubscriptions not yet confirmed
         self._out: list[bytes] = []
         self._channels: set[str] = set()
         # Channels Redis confirmed on the current connection, subscriptions sent and not yet
@@ -275,6 +283,7 @@ class RedisSubscriber:
         # A new connection: what was queued for the old one is moot; subscribe to everything.
         self._out = []
         self._unconfirmed.clear()
+        self._unsubscribing.clear()
         if password:
             self._write(encode_command("AUTH", password))
         for channel in self._channels:
@@ -296,6 +305,29 @@ class RedisSubscriber:
                 for waiter in self._waiting.pop(channel, ()):
                     if not waiter.done():
                         waiter.set_result(None)
+            elif kind == self._unconfirm:
+                channel = reply[1]
+                asked = self._unsubscribing.pop(channel, 0)
+                if asked > 1:
+                    self._unsubscribing[channel] = asked - 1
+                elif not asked and channel.decode() in self._channels:
+                    self.forget(channel.decode())
+                    if self._on_dropped is not None:
+                        self._on_dropped(channel.decode())
+        elif isinstance(reply, hiredis.ReplyError):
+            log.warning("redis: pub/sub on %s: %s", self.url, reply)
+            if self._on_refused is not None:
+                self._on_refused(str(reply))
+
+    def forget(self, channel: str) -> None:
+        """Stop counting ``channel`` as subscribed here (Redis no longer sends it to us)."""
+        self._channels.discard(channel)
+        name = channel.encode()
+        self._confirmed.discard(name)
+        self._unconfirmed.pop(name, None)
+        for waiter in self._waiting.pop(name, ()):
+            if not waiter.done():
+                waiter.set_exception(RedisError(f"{channel} is no longer subscribed here"))
 
     async def ready(self, channel: str) -> None:
         """Return once Redis confirmed the subscription to ``channel`` (see Broker.ready)."""
@@ -312,6 +344,7 @@ class RedisSubscriber:
         self._protocol = None
         self._confirmed.clear()
         self._unconfirmed.clear()
+        self._unsubscribing.clear()
         self._out.clear()
         self._on_lost()
         if not self._closing and self._reconnecting is None:
@@ -335,7 +368,9 @@ class RedisSubscriber:
 
     def unsubscribe(self, channel: str) -> None:
         self._channels.discard(channel)
-        self._confirmed.discard(channel.encode())
+        name = channel.encode()
+        self._confirmed.discard(name)
+        self._unsubscribing[name] = self._unsubscribing.get(name, 0) + 1
         self._write(encode_command(self._unsub, channel))
 
     def _write(self, data: bytes) -> None:

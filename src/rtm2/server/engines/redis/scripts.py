@@ -75,22 +75,24 @@ METADATA_WRITE = Script(
     """\
 -- KEYS[1]  the metadata set: a hash; field "#" = major revision, field "." .. key = an item,
 --          MessagePack [key, value, revision, author, update_ts]
--- KEYS[2]  the revision counter (a string, INCR). Every write of every set takes its revision
---          from it, so on Redis Cluster (where it lives in another slot than KEYS[1]) this
---          needs another scheme, e.g. a counter per slot combined with a clock.
+-- KEYS[2]  the revision counter (a string, INCR): every write of every set takes its revision
+--          from it. On Redis Cluster it lives in another slot than KEYS[1], so the caller
+--          takes the revision from it first and gives it (ARGV[8]); KEYS[2] is then unused.
 -- KEYS[3]  only for a write bound to a lock: the lock scope's locks hash (see lock_set)
 -- ARGV     op (0 set, 1 update, 2 remove), major revision (-1 = no check), author, update_ts,
---          max size in bytes (0 = no limit), lock name, lock user, then key, value and
---          revision (-1 no check, 0 must not exist, > 0 must match) of each item
+--          max size in bytes (0 = no limit), lock name, lock user, the write's revision (0 =
+--          INCR KEYS[2]), then key, value and revision (-1 no check, 0 must not exist, > 0
+--          must match) of each item
 -- returns  {"ok", the set after the write as HGETALL gives it ({} once deleted)}, or the
 --          first reason nothing changed (i = 1-based index of the item): {"major", current
 --          major revision}, {"duplicate"}, {"exists", i}, {"revision", i, the item's revision
---          or -1 if it does not exist}, {"missing", i}, {"lock"}, {"size"}
+--          or -1 if it does not exist}, {"missing", i}, {"lock"}, {"size"}, or {"stale"} (the
+--          given revision is not above the set's: take another)
 local set = KEYS[1]
 local op = tonumber(ARGV[1])
 local major = tonumber(ARGV[2])
 local max_size = tonumber(ARGV[5])
-local n = (#ARGV - 7) / 3
+local n = (#ARGV - 8) / 3
 
 local current = tonumber(redis.call('HGET', set, '#') or 0)
 if major ~= -1 and major ~= current then
@@ -99,7 +101,7 @@ end
 
 local seen = {}
 for i = 1, n do
-  local key = ARGV[5 + 3 * i]
+  local key = ARGV[6 + 3 * i]
   if seen[key] then
     return {'duplicate'}
   end
@@ -108,9 +110,9 @@ end
 
 local old = {}
 for i = 1, n do
-  local raw = redis.call('HGET', set, '.' .. ARGV[5 + 3 * i])
+  local raw = redis.call('HGET', set, '.' .. ARGV[6 + 3 * i])
   local item = raw and cmsgpack.unpack(raw)
-  local revision = tonumber(ARGV[7 + 3 * i])
+  local revision = tonumber(ARGV[8 + 3 * i])
   if revision == 0 and item then
     return {'exists', i}
   end
@@ -144,7 +146,7 @@ if max_size > 0 and op ~= 2 then
     if old[i] then
       new = new - #old[i][1] - #old[i][2]
     end
-    new = new + #ARGV[5 + 3 * i] + #ARGV[6 + 3 * i]
+    new = new + #ARGV[6 + 3 * i] + #ARGV[7 + 3 * i]
   end
   -- a write that does not grow the set is allowed even over the limit
   if new > math.max(max_size, size) then
@@ -152,18 +154,23 @@ if max_size > 0 and op ~= 2 then
   end
 end
 
-local revision = redis.call('INCR', KEYS[2])
+local revision = tonumber(ARGV[8])
+if revision == 0 then
+  revision = redis.call('INCR', KEYS[2])
+elseif revision <= current then
+  return {'stale'}
+end
 if op == 2 and n == 0 then
   redis.call('DEL', set)
   return {'ok', {}}
 end
 local author, ts = ARGV[3], tonumber(ARGV[4])
 for i = 1, n do
-  local key = ARGV[5 + 3 * i]
+  local key = ARGV[6 + 3 * i]
   if op == 2 then
     redis.call('HDEL', set, '.' .. key)
   else
-    local item = cmsgpack.pack({key, ARGV[6 + 3 * i], revision, author, ts})
+    local item = cmsgpack.pack({key, ARGV[7 + 3 * i], revision, author, ts})
     redis.call('HSET', set, '.' .. key, item)
   end
 end

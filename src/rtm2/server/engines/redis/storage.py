@@ -15,7 +15,8 @@ scope) share one slot too, which a write bound to a lock needs::
     {prefix}{<scope>}:locks     hash: lock name -> [name, ttl, owner, fence] (MessagePack)
     {prefix}{<scope>}:fences    hash: removed lock name -> its last fencing number
     {prefix}{<scope>}:queue:<name>  list: tickets waiting for the lock, first come first
-    {prefix}revision            the revision counter (one for all sets, see scripts.py)
+    {prefix}revision            the revision counter (one for all sets, see scripts.py;
+                                with Redis Cluster read before the write's script)
 
 Targets go into the tag escaped (``%`` -> ``%25``, ``{`` -> ``%7B``, ``}`` -> ``%7D``): Redis
 takes the tag up to the first ``}``, so a brace in a name would otherwise cut it short. The
@@ -101,8 +102,7 @@ class RedisStore:
         self.client = client
         self.prefix = prefix
         self.cluster = cluster
-        # One counter for all sets on a single Redis (revisions then grow across sets too). A
-        # script touches one Redis Cluster slot only, so there each set counts its own.
+        # One counter for all sets: revisions grow across sets too.
         self._revision_key = f"{prefix}revision"
         self.index = NodeIndex(client, prefix)
 
@@ -140,18 +140,30 @@ class RedisStore:
     ) -> WriteOutcome:
         if op not in (OP_SET, OP_UPDATE, OP_REMOVE):
             return WriteOutcome(ErrorCode.STORAGE_INVALID_ARGUMENT, f"unknown operation {op}")
+        # On a Redis Cluster the counter is in another slot than the set: take a revision
+        # from it first (again if a concurrent write of the set got a later one in first).
         revision_key = self.key(target, "rev") if self.cluster else self._revision_key
         keys = [self.key(target, "meta"), revision_key]
-        args: list[Arg] = [op, major_revision, author, update_ts, max_size, "", ""]
+        args: list[Arg] = [op, major_revision, author, update_ts, max_size, "", "", 0]
         if lock is not None:
             scope, name, user = lock
             keys.append(self.key(scope, "locks"))
             args[5:7] = [name, user]
         for w in items:
             args += [w.key, w.value, w.revision]
-        reply = await self._run(METADATA_WRITE, keys, args)
-        if isinstance(reply, str):
-            return WriteOutcome(ErrorCode.STORAGE_NOT_AVAILABLE, reply)
+        for _ in range(_REVISION_TRIES):
+            if self.cluster:
+                try:
+                    args[7] = int(await self.client.call("INCR", self._revision_key))
+                except RedisError as exc:
+                    return WriteOutcome(ErrorCode.STORAGE_NOT_AVAILABLE, f"Redis: {exc}")
+            reply = await self._run(METADATA_WRITE, keys, args)
+            if isinstance(reply, str):
+                return WriteOutcome(ErrorCode.STORAGE_NOT_AVAILABLE, reply)
+            if reply[0] != b"stale":
+                break
+        else:
+            return WriteOutcome(ErrorCode.STORAGE_NOT_AVAILABLE, "too many concurrent writes")
         status = reply[0]
         if status == b"ok":
             return WriteOutcome(0, "", _metadata(reply[1]))
@@ -291,6 +303,9 @@ class RedisStore:
                 _LOCK.decode(reply[1]),
             )
         return _lock_outcome(LOCK_FREE, reply)
+
+
+_REVISION_TRIES = 20
 
 
 def _member(ticket: str) -> str:
