@@ -289,6 +289,23 @@ async def test_a_lock_wait_on_one_node_is_granted_when_another_node_releases(
 FAST_RECONNECT: dict[str, Any] = {"reconnect_min_delay": 0.05, "reconnect_max_delay": 0.2}
 
 
+async def _publishing(
+    publisher_node: ServerProcess, clients: Clients, app_id: str = APP_SMALL
+) -> tuple[rtm2.RTMClient, str, str]:
+    """A publisher on ``publisher_node`` in topic "t" of a new stream channel, and a new
+    message channel: (publisher, channel, stream channel)."""
+    channel, stage = unique("room"), unique("stage")
+    if app_id == APP_SMALL:
+        publisher = await clients.on(publisher_node)
+    else:
+        publisher = client_for(publisher_node, unique("pub"), app_id=app_id)
+        await publisher.login("")
+        clients.all.append(publisher)
+    await publisher.stream_channel(stage).join(None)
+    await publisher.stream_channel(stage).join_topic("t")
+    return publisher, channel, stage
+
+
 async def _subscribed_through(
     proxy: TcpProxy, fallback: ServerProcess, channel: str, stage: str, publisher: str, **kw: Any
 ) -> tuple[rtm2.RTMClient, rtm2.EventStream[rtm2.Message], rtm2.EventStream[rtm2.Message]]:
@@ -330,10 +347,7 @@ async def test_a_client_that_comes_back_on_another_node_gets_what_it_missed_once
     nodes: tuple[ServerProcess, ServerProcess], clients: Clients
 ) -> None:
     a, b = nodes
-    channel, stage = unique("room"), unique("stage")
-    publisher = await clients.on(b)
-    await publisher.stream_channel(stage).join(None)
-    await publisher.stream_channel(stage).join_topic("t")
+    publisher, channel, stage = await _publishing(b, clients)
     proxy = await TcpProxy(int(a.url.rsplit(":", 1)[1])).start()
     sub, messages, topic = await _subscribed_through(
         proxy, b, channel, stage, publisher.config.user_id, **FAST_RECONNECT
@@ -358,10 +372,7 @@ async def test_a_client_resuming_on_its_redis_node_through_cuts_misses_nothing(
     nodes: tuple[ServerProcess, ServerProcess], clients: Clients
 ) -> None:
     a, b = nodes
-    channel, stage = unique("room"), unique("stage")
-    publisher = await clients.on(b)
-    await publisher.stream_channel(stage).join(None)
-    await publisher.stream_channel(stage).join_topic("t")
+    publisher, channel, stage = await _publishing(b, clients)
     proxy = await TcpProxy(int(a.url.rsplit(":", 1)[1])).start()
     try:
         sub, messages, topic = await _subscribed_through(
@@ -391,12 +402,7 @@ async def test_a_gap_longer_than_the_redis_buffer_is_reported_on_the_new_node(
     nodes: tuple[ServerProcess, ServerProcess], clients: Clients
 ) -> None:
     a, b = nodes
-    channel, stage = unique("room"), unique("stage")
-    publisher = client_for(b, unique("pub"), app_id=APP_TINY)  # keeps 3 messages per topic
-    await publisher.login("")
-    clients.all.append(publisher)
-    await publisher.stream_channel(stage).join(None)
-    await publisher.stream_channel(stage).join_topic("t")
+    publisher, channel, stage = await _publishing(b, clients, APP_TINY)  # keeps 3 per topic
     proxy = await TcpProxy(int(a.url.rsplit(":", 1)[1])).start()
     sub, messages, topic = await _subscribed_through(
         proxy, b, channel, stage, publisher.config.user_id, app_id=APP_TINY, **FAST_RECONNECT
@@ -489,10 +495,7 @@ async def test_subscribers_miss_nothing_while_their_channel_moves_to_another_mas
         node.workdir.mkdir()
         node.start()
     try:
-        channel, stage = unique("room"), unique("stage")
-        publisher = await clients.on(b)
-        await publisher.stream_channel(stage).join(None)
-        await publisher.stream_channel(stage).join_topic("t")
+        publisher, channel, stage = await _publishing(b, clients)
         sub = await clients.on(a)
         messages = await sub.subscribe(channel, with_presence=False)
         await sub.stream_channel(stage).join(None, with_presence=False)

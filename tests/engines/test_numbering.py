@@ -9,6 +9,7 @@ come back on another node; the embedded engine leaves keeping to the node.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -63,11 +64,13 @@ class Rig:
         return [event for _, event in self.received]
 
 
-@pytest.fixture(params=["memory", "redis"])
-async def rig(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Rig]:
+@contextlib.asynccontextmanager
+async def running(kind: str, tmp_path: Path) -> AsyncIterator[Rig]:
+    """A started engine ("memory" or "redis", in a key prefix of its own) subscribed to
+    SUBJECT; closed and its Redis keys deleted afterwards."""
     prefix = f"rtm2test:{uuid4().hex[:12]}:"
     engine: Engine
-    if request.param == "memory":
+    if kind == "memory":
         engine = MemoryEngine(tmp_path)
     else:
         engine = RedisEngine(f"{REDIS_URL}?prefix={prefix}")
@@ -79,8 +82,14 @@ async def rig(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[R
         yield rig
     finally:
         await engine.close()
-        if request.param == "redis":
+        if kind == "redis":
             await _delete(prefix)
+
+
+@pytest.fixture(params=["memory", "redis"])
+async def rig(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Rig]:
+    async with running(request.param, tmp_path) as started:
+        yield started
 
 
 async def _delete(prefix: str) -> None:
@@ -148,17 +157,8 @@ async def test_what_came_after_an_offset_is_either_all_there_in_order_or_refused
 
 @pytest.fixture
 async def redis_rig(tmp_path: Path) -> AsyncIterator[Rig]:
-    prefix = f"rtm2test:{uuid4().hex[:12]}:"
-    engine = RedisEngine(f"{REDIS_URL}?prefix={prefix}")
-    rig = Rig(engine)
-    await engine.start()
-    rig.broker.subscribe(SUBJECT)
-    await rig.broker.ready(SUBJECT)
-    try:
-        yield rig
-    finally:
-        await engine.close()
-        await _delete(prefix)
+    async with running("redis", tmp_path) as started:
+        yield started
 
 
 async def test_redis_keeps_the_newest_messages_up_to_the_apps_limit(redis_rig: Rig) -> None:

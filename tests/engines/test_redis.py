@@ -10,14 +10,14 @@ running: "durable" here means acknowledged by Redis, see ``storage``).
 from __future__ import annotations
 
 import os
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from uuid import uuid4
 
 import pytest
 
 from rtm2.errors import ErrorCode
 from rtm2.server.engines.base import OP_SET, ItemWrite, LockInfo, Metadata
-from rtm2.server.engines.redis.resp import RedisClient
+from rtm2.server.engines.redis.resp import Commands, RedisClient
 from rtm2.server.engines.redis.scripts import Script, run
 from rtm2.server.engines.redis.storage import RedisStore, hash_tag, unescape_tag
 
@@ -27,11 +27,16 @@ REDIS_URL = os.environ.get("RTM2_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 
 
 class RedisHarness:
-    """An ``EngineHarness`` over one key prefix of a real Redis."""
+    """An ``EngineHarness`` over one key prefix of a real Redis (or, given ``make_client``
+    making a cluster client, of a Redis Cluster)."""
 
-    def __init__(self, prefix: str) -> None:
+    def __init__(
+        self, prefix: str, make_client: Callable[[], Commands] | None = None, cluster: bool = False
+    ) -> None:
         self.prefix = prefix
-        self.client: RedisClient | None = None
+        self.make_client = make_client or (lambda: RedisClient(REDIS_URL))
+        self.cluster = cluster
+        self.client: Commands | None = None
         self.store: RedisStore | None = None
 
     @property
@@ -44,9 +49,9 @@ class RedisHarness:
         return self.metadata
 
     async def start(self) -> None:
-        self.client = RedisClient(REDIS_URL)
+        self.client = self.make_client()
         await self.client.connect()
-        self.store = RedisStore(self.client, self.prefix)
+        self.store = RedisStore(self.client, self.prefix, self.cluster)
         await self.store.open()
 
     async def close(self) -> None:

@@ -8,16 +8,15 @@ must hold whichever master a set or lock lands on.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterator
-from pathlib import Path
 from uuid import uuid4
 
 import pytest
 
 from rtm2.server.engines.redis.cluster import RedisClusterClient
-from rtm2.server.engines.redis.storage import RedisStore
 
 from ..redis_cluster import LocalCluster, local_cluster
 from .contract import ConcurrencyContract, LockContract, LockQueueContract, MetadataContract
+from .test_redis import RedisHarness
 
 
 @pytest.fixture(scope="module")
@@ -26,43 +25,10 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]:
         yield running
 
 
-class ClusterHarness:
-    """An ``EngineHarness`` over one key prefix of a real Redis Cluster."""
-
-    def __init__(self, url: str, prefix: str) -> None:
-        self.url = url
-        self.prefix = prefix
-        self.client: RedisClusterClient | None = None
-        self.store: RedisStore | None = None
-
-    @property
-    def metadata(self) -> RedisStore:
-        assert self.store is not None
-        return self.store
-
-    @property
-    def locks(self) -> RedisStore:
-        return self.metadata
-
-    async def start(self) -> None:
-        self.client = RedisClusterClient(self.url)
-        await self.client.connect()
-        self.store = RedisStore(self.client, self.prefix, cluster=True)
-        await self.store.open()
-
-    async def close(self) -> None:
-        if self.client is not None:
-            await self.client.close()
-        self.client = self.store = None
-
-    async def restart(self) -> None:
-        await self.close()
-        await self.start()
-
-
 @pytest.fixture
-async def engine(cluster: LocalCluster, tmp_path: Path) -> AsyncIterator[ClusterHarness]:
-    harness = ClusterHarness(cluster.url, f"rtm2test:{uuid4().hex}:")
+async def engine(cluster: LocalCluster) -> AsyncIterator[RedisHarness]:
+    prefix = f"rtm2test:{uuid4().hex}:"
+    harness = RedisHarness(prefix, lambda: RedisClusterClient(cluster.url), cluster=True)
     await harness.start()
     try:
         yield harness

@@ -346,8 +346,10 @@ class RedisSubscriber:
         self._unconfirmed.clear()
         self._unsubscribing.clear()
         self._out.clear()
+        if self._closing:  # we closed it: nothing was lost
+            return
         self._on_lost()
-        if not self._closing and self._reconnecting is None:
+        if self._reconnecting is None:
             self._reconnecting = asyncio.get_running_loop().create_task(
                 _retry(self.connect, self.url, self._reconnected)
             )
