@@ -530,3 +530,33 @@ async def test_subscribers_miss_nothing_while_their_channel_moves_to_another_mas
     finally:
         for node in (a, b):
             node.stop()
+
+
+async def test_a_lock_of_a_crashed_nodes_user_who_came_back_elsewhere_does_not_expire(
+    mortal_nodes: tuple[ServerProcess, ServerProcess], clients: Clients
+) -> None:
+    a, b = mortal_nodes
+    channel, user = unique("back"), unique("v")
+    token = rtm2.build_rtm_token(APP_SMALL, CERT_SMALL, user)
+    watcher = await clients.on(a)
+    first = client_for(b, user, app_id=APP_SMALL, auto_reconnect=False)
+    await first.login(token)
+    clients.all.append(first)
+    await first.subscribe(channel)
+    await first.lock.set(channel, ChannelType.MESSAGE, "L", ttl=10)
+    fence = await first.lock.acquire(channel, ChannelType.MESSAGE, "L")
+    await watcher.subscribe(channel, with_lock=True)
+    _, locks = await watcher.lock.get_lock_events(channel, ChannelType.MESSAGE)
+    await locks.get(timeout=5)  # the snapshot
+    b.signal(signal.SIGKILL)
+    b.wait()
+    again = client_for(a, user, app_id=APP_SMALL)  # the user is back, through node a
+    await again.login(token)
+    clients.all.append(again)
+    await again.subscribe(channel)
+    await asyncio.sleep(2 + 10 + 2)  # node b found dead, then the lock's TTL, then a sweep
+    held = (await watcher.lock.get(channel, ChannelType.MESSAGE))["L"]
+    assert held.owner == user
+    assert await again.lock.acquire(channel, ChannelType.MESSAGE, "L") == fence  # still its
+    while (event := locks.get_nowait()) is not None:
+        assert event.type is not rtm2.LockEventType.EXPIRED

@@ -78,10 +78,13 @@ class Hub:
         self.stream = StreamService(self.engine.stream_store, self.broker, self.interest, self)
         self.messages = MessageService(self, self.broker, self.interest)
         self.storage = StorageService(self.engine.metadata_store, self.broker, self.interest)
-        self.locks = LockService(self.engine.lock_store, self.broker, self.interest)
+        self.locks = LockService(self.engine.lock_store, self.broker, self.interest, self._present)
         self._ids = itertools.count(1)
         self._tasks: set[asyncio.Task[None]] = set()
         self.node_id = os.urandom(3).hex()
+
+    async def _present(self, subject: str, user: str) -> bool:
+        return user in await self.engine.presence_store.members(subject)
 
     def new_session(self, conn: Connection) -> Session:
         return Session(self, conn)

@@ -24,7 +24,7 @@ import asyncio
 import contextlib
 import time
 from collections import deque
-from collections.abc import Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
 from typing import TYPE_CHECKING
 
 import msgspec
@@ -75,8 +75,15 @@ def _detail(info: LockInfo) -> LockDetail:
 
 
 class LockService:
-    def __init__(self, store: LockStore, broker: Broker, interest: Interest) -> None:
+    def __init__(
+        self,
+        store: LockStore,
+        broker: Broker,
+        interest: Interest,
+        present: Callable[[str, str], Awaitable[bool]],
+    ) -> None:
         self.store = store
+        self._present = present  # (channel subject, user): is the user in the channel now?
         self.broker = broker
         self.interest = interest
         self._granting: set[LockKey] = set()  # locks being handed to a waiter right now
@@ -84,8 +91,9 @@ class LockService:
         self.listeners: dict[str, set[Session]] = {}  # subject -> with_lock members
         self.waiters: dict[LockKey, deque[_Waiter]] = {}
         # Locks whose owner is away: key -> (owner, monotonic deadline, ttl, why). ``why`` is
-        # "connection" (its connection was lost) or "left" (it left the channel): only the
-        # first ends when the connection comes back.
+        # "connection" (its connection was lost), "left" (it left the channel) or "orphan"
+        # (its node died): only the first ends when the connection comes back; the last
+        # ends if the owner is in the channel again when the TTL is over.
         self.countdowns: dict[LockKey, tuple[str, float, int, str]] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._clock = time.monotonic
@@ -310,10 +318,11 @@ class LockService:
                 del self.listeners[subj]
 
     async def owner_gone(self, subj: str, user: str) -> None:
-        """``user``'s node died: its locks in that channel count down their TTL here."""
+        """``user``'s node died: its locks in that channel count down their TTL here (and
+        stay the user's if by then it is back in the channel, through any node)."""
         for name, info in (await self.store.locks(subj)).items():
             if info.owner == user and (subj, name) not in self.countdowns:
-                self._start_countdown((subj, name), user, info.ttl, "left")
+                self._start_countdown((subj, name), user, info.ttl, "orphan")
 
     def _stop_waiting(self, s: Session, subj: str | None, why: str) -> None:
         for key, queue in list(self.waiters.items()):
@@ -336,13 +345,15 @@ class LockService:
         for key in list(self.waiters):
             self._spawn(self._grant_next(*key))
         now = self._clock()
-        for key, (owner, deadline, _, _) in list(self.countdowns.items()):
+        for key, (owner, deadline, _, why) in list(self.countdowns.items()):
             if now >= deadline:
                 del self.countdowns[key]
-                self._spawn(self._expire(key, owner))
+                self._spawn(self._expire(key, owner, why))
 
-    async def _expire(self, key: LockKey, owner: str) -> None:
+    async def _expire(self, key: LockKey, owner: str, why: str) -> None:
         with contextlib.suppress(RTMError):  # removed or taken over meanwhile: nothing to do
+            if why == "orphan" and await self._present(key[0], owner):
+                return  # its node died, but the owner came back through another node
             await self._free(key[0], key[1], owner, LockEventType.EXPIRED)
 
     # --- events -----------------------------------------------------------------------------
