@@ -560,3 +560,55 @@ async def test_a_lock_of_a_crashed_nodes_user_who_came_back_elsewhere_does_not_e
     assert await again.lock.acquire(channel, ChannelType.MESSAGE, "L") == fence  # still its
     while (event := locks.get_nowait()) is not None:
         assert event.type is not rtm2.LockEventType.EXPIRED
+
+
+async def test_locks_a_crashed_node_answered_for_expire_even_without_their_owners_presence(
+    mortal_nodes: tuple[ServerProcess, ServerProcess], clients: Clients
+) -> None:
+    a, b = mortal_nodes
+    channel = unique("held")
+    watcher = await clients.on(a)
+    await watcher.subscribe(channel, with_lock=True)
+    _, locks = await watcher.lock.get_lock_events(channel, ChannelType.MESSAGE)
+    await locks.get(timeout=5)  # the snapshot
+    for name in ("never-in", "left"):
+        await watcher.lock.set(channel, ChannelType.MESSAGE, name, ttl=10)
+    owners = {}
+    for name in ("never-in", "left"):
+        owner = client_for(b, unique("o"), app_id=APP_SMALL, auto_reconnect=False)
+        await owner.login(rtm2.build_rtm_token(APP_SMALL, CERT_SMALL, owner.config.user_id))
+        clients.all.append(owner)
+        owners[name] = owner.config.user_id
+        if name == "left":  # in the channel, then out: its TTL counts down on node b
+            await owner.subscribe(channel)
+        await owner.lock.acquire(channel, ChannelType.MESSAGE, name)
+        if name == "left":
+            await owner.unsubscribe(channel)
+    held = await watcher.lock.get(channel, ChannelType.MESSAGE)
+    assert {name: held[name].owner for name in owners} == owners
+    b.signal(signal.SIGKILL)
+    b.wait()
+    expired = set()
+    async with asyncio.timeout(25):  # node b found dead (2 s), then the TTL (10 s)
+        while expired != set(owners):
+            event = await locks.get()
+            if event.type is rtm2.LockEventType.EXPIRED:
+                expired.update(event.locks)
+    held = await watcher.lock.get(channel, ChannelType.MESSAGE)
+    assert {held[name].owner for name in owners} == {""}
+
+
+async def test_a_node_that_starts_leaves_the_locks_of_other_nodes_alone(
+    nodes: tuple[ServerProcess, ServerProcess], clients: Clients
+) -> None:
+    a, b = nodes
+    channel = unique("keep")
+    holder = await clients.on(a)
+    await holder.subscribe(channel)
+    await holder.lock.set(channel, ChannelType.MESSAGE, "L", ttl=10)
+    await holder.lock.acquire(channel, ChannelType.MESSAGE, "L")
+    b.stop()
+    b.start()  # a restarted node finds the lock held: it is node a's, not its own
+    await asyncio.sleep(10 + 2)
+    locks = await holder.lock.get(channel, ChannelType.MESSAGE)
+    assert locks["L"].owner == holder.config.user_id

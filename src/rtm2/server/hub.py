@@ -78,10 +78,17 @@ class Hub:
         self.stream = StreamService(self.engine.stream_store, self.broker, self.interest, self)
         self.messages = MessageService(self, self.broker, self.interest)
         self.storage = StorageService(self.engine.metadata_store, self.broker, self.interest)
-        self.locks = LockService(self.engine.lock_store, self.broker, self.interest, self._present)
+        self.node_id = os.urandom(3).hex()
+        self.locks = LockService(
+            self.engine.lock_store,
+            self.broker,
+            self.interest,
+            self._present,
+            lambda fields: engine.note(self.node_id, fields),
+            lambda fields: engine.unnote(self.node_id, fields),
+        )
         self._ids = itertools.count(1)
         self._tasks: set[asyncio.Task[None]] = set()
-        self.node_id = os.urandom(3).hex()
 
     async def _present(self, subject: str, user: str) -> bool:
         return user in await self.engine.presence_store.members(subject)
@@ -442,6 +449,9 @@ class Hub:
             elif entry[0] == "lockq":
                 _, scope, name, ticket, _ = entry
                 await self.locks.withdraw_orphan(scope, name, ticket)
+            elif entry[0] == "lock":
+                _, scope, name, owner, _ = entry
+                await self.locks.adopt(scope, name, owner)
 
     def shutdown(self, message: str) -> None:
         """Tell every client the server is going away and close its connection."""

@@ -81,9 +81,15 @@ class LockService:
         broker: Broker,
         interest: Interest,
         present: Callable[[str, str], Awaitable[bool]],
+        note: Callable[[list[str]], None],
+        unnote: Callable[[list[str]], None],
     ) -> None:
         self.store = store
         self._present = present  # (channel subject, user): is the user in the channel now?
+        # The engine's record of the locks this node answers for (held by its sessions, or
+        # counting down here), so that another node counts them down if this one dies.
+        self._note, self._unnote = note, unnote
+        self._noted: dict[LockKey, str] = {}  # key -> owner noted
         self.broker = broker
         self.interest = interest
         self._granting: set[LockKey] = set()  # locks being handed to a waiter right now
@@ -125,6 +131,7 @@ class LockService:
         assert outcome.lock is not None
         key = (scope, f.name)
         self.countdowns.pop(key, None)
+        self._answer_for(key, "")
         self._event(scope, LockEventType.REMOVED, outcome.lock)
         for waiter in self._drop_queue(key):
             waiter.session.reply(waiter.rid, ErrorCode.LOCK_NOT_EXIST, f"lock {f.name!r} removed")
@@ -151,6 +158,7 @@ class LockService:
     def _granted(self, s: Session, key: LockKey, info: LockInfo, before: LockInfo | None) -> None:
         s.locks[key] = info.ttl
         self.countdowns.pop(key, None)
+        self._answer_for(key, info.owner)
         if before is None or before.owner != info.owner:
             self._event(key[0], LockEventType.ACQUIRED, info)
 
@@ -171,8 +179,21 @@ class LockService:
             raise RTMError(outcome.code, outcome.reason)
         assert outcome.lock is not None
         self.countdowns.pop((scope, name), None)
+        self._answer_for((scope, name), "")
         self._event(scope, kind, outcome.lock)
         await self._grant_next(scope, name)
+
+    def _answer_for(self, key: LockKey, owner: str) -> None:
+        """Note that this node answers for ``key`` held by ``owner`` ("": no longer)."""
+        noted = self._noted.get(key)
+        if noted == owner:
+            return
+        if noted is not None:
+            self._unnote(["lock", key[0], key[1], noted])
+            del self._noted[key]
+        if owner:
+            self._noted[key] = owner
+            self._note(["lock", key[0], key[1], owner])
 
     async def _grant_next(self, scope: str, name: str) -> None:
         """Try to give the lock to this node's first waiter (one attempt at a time per lock;
@@ -280,6 +301,7 @@ class LockService:
             if info.owner == s.user_id and key in self.countdowns:
                 del self.countdowns[key]
                 s.locks[key] = info.ttl
+                self._answer_for(key, info.owner)
         if not listen:
             return None
         self.listeners.setdefault(subj, set()).add(s)
@@ -317,6 +339,13 @@ class LockService:
             if not self.listeners[subj]:
                 del self.listeners[subj]
 
+    async def adopt(self, scope: str, name: str, owner: str) -> None:
+        """A dead node answered for this lock: if ``owner`` still holds it, its TTL counts
+        down here (and it stays the owner's if by then the owner is back in the channel)."""
+        info = (await self.store.locks(scope)).get(name)
+        if info is not None and info.owner == owner and (scope, name) not in self.countdowns:
+            self._start_countdown((scope, name), owner, info.ttl, "orphan")
+
     async def owner_gone(self, subj: str, user: str) -> None:
         """``user``'s node died: its locks in that channel count down their TTL here (and
         stay the user's if by then it is back in the channel, through any node)."""
@@ -338,6 +367,7 @@ class LockService:
 
     def _start_countdown(self, key: LockKey, owner: str, ttl: int, why: str) -> None:
         self.countdowns[key] = (owner, self._clock() + ttl, ttl, why)
+        self._answer_for(key, owner)
 
     def sweep(self) -> None:
         """Free the locks whose owner stayed away longer than their TTL; let waiters try

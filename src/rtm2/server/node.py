@@ -57,7 +57,8 @@ class Server:
         await engine.start()
         # Alive before any session exists: a node that dies at once still gets swept.
         await engine.heartbeat(hub.node_id)
-        await hub.locks.start()
+        if not engine.shared:  # other nodes' locks are theirs: a dead node's are adopted
+            await hub.locks.start()
         self._server = await ws_create_server(
             listener_factory(hub.outbox, hub.new_session),
             self.config.host,

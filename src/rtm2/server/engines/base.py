@@ -378,10 +378,23 @@ class Engine(Protocol):
 
     async def close(self) -> None: ...
 
+    @property
+    def shared(self) -> bool:
+        """Whether other nodes share the stores (then what they hold is not all this
+        node's: a node starting up must leave other nodes' locks alone)."""
+
+    def note(self, node: str, fields: list[str]) -> None:
+        """Remember that ``node`` answers for ``fields`` (``["lock", scope, name, owner]``):
+        if it dies, ``orphans`` hands the entry to another node. Fire and forget."""
+
+    def unnote(self, node: str, fields: list[str]) -> None:
+        """Forget a ``note``."""
+
     async def heartbeat(self, node: str) -> None:
         """Mark ``node`` alive (called every sweep)."""
 
     async def orphans(self, node: str, timeout: float) -> list[list[str]]:
         """Entries left by nodes silent for ``timeout`` s, each claimed by one node only:
         ``["presence", subject, user, member]``, ``["stream", app, channel, user, member]`` or
-        ``["lockq", scope, lock name, ticket, member]`` (a waiting request's ticket)."""
+        ``["lockq", scope, lock name, ticket, member]`` (a waiting request's ticket) or
+        ``["lock", scope, lock name, owner, member]`` (a ``note``)."""

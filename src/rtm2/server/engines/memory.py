@@ -37,6 +37,14 @@ class MemoryEngine:
     async def close(self) -> None:
         await self.metadata_store.close()
 
+    shared = False  # one node: everything in the stores is this node's
+
+    def note(self, node: str, fields: list[str]) -> None:
+        """One node: nobody to hand anything over to."""
+
+    def unnote(self, node: str, fields: list[str]) -> None:
+        """One node: nothing was noted."""
+
     async def heartbeat(self, node: str) -> None:
         """One node: nobody to tell."""
 

@@ -539,6 +539,14 @@ class RedisEngine:
             await broker.close()
         await self._client.close()
 
+    shared = True
+
+    def note(self, node: str, fields: list[str]) -> None:
+        NodeIndex(self._client, self.prefix).add(f"{node}-0", *fields)
+
+    def unnote(self, node: str, fields: list[str]) -> None:
+        NodeIndex(self._client, self.prefix).remove(f"{node}-0", *fields)
+
     async def heartbeat(self, node: str) -> None:
         """Tell the other nodes this one is alive."""
         with contextlib.suppress(RedisError):
