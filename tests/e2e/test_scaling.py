@@ -70,8 +70,10 @@ class Clients:
         self.all: list[rtm2.RTMClient] = []
         self.events: dict[rtm2.RTMClient, rtm2.EventStream[rtm2.ConnectionEvent]] = {}
 
-    async def on(self, node: ServerProcess, user: str | None = None) -> rtm2.RTMClient:
-        client = client_for(node, user or unique("u"), app_id=APP_SMALL)
+    async def on(
+        self, node: ServerProcess, user: str | None = None, **config: Any
+    ) -> rtm2.RTMClient:
+        client = client_for(node, user or unique("u"), app_id=APP_SMALL, **config)
         token = rtm2.build_rtm_token(APP_SMALL, CERT_SMALL, client.config.user_id)
         self.events[client] = (await client.login(token)).conn_events
         self.all.append(client)
@@ -236,9 +238,7 @@ async def test_the_users_of_a_crashed_node_time_out_and_their_locks_expire_after
     a, b = mortal_nodes
     channel = unique("crash")
     watcher = await clients.on(a)
-    victim = client_for(b, unique("v"), app_id=APP_SMALL, auto_reconnect=False)
-    await victim.login(rtm2.build_rtm_token(APP_SMALL, CERT_SMALL, victim.config.user_id))
-    clients.all.append(victim)
+    victim = await clients.on(b, auto_reconnect=False)
     who = victim.config.user_id
     await victim.subscribe(channel)
     await victim.stream_channel(channel).join()
@@ -272,9 +272,8 @@ async def test_a_lock_wait_on_one_node_is_granted_when_another_node_releases(
 ) -> None:
     a, b = nodes
     channel = unique("wait")
-    holder, waiter = await clients.on(a), await clients.on(b)
-    await holder.lock.set(channel, ChannelType.MESSAGE, "L", ttl=30)
-    first = await holder.lock.acquire(channel, ChannelType.MESSAGE, "L")
+    holder, first = await _holding(clients, a, channel)
+    waiter = await clients.on(b)
     wait = asyncio.create_task(waiter.lock.acquire(channel, ChannelType.MESSAGE, "L", retry=True))
     await asyncio.sleep(0.3)
     assert not wait.done()
@@ -306,20 +305,40 @@ async def _publishing(
     return publisher, channel, stage
 
 
-async def _subscribed_through(
-    proxy: TcpProxy, fallback: ServerProcess, channel: str, stage: str, publisher: str, **kw: Any
-) -> tuple[rtm2.RTMClient, rtm2.EventStream[rtm2.Message], rtm2.EventStream[rtm2.Message]]:
-    """A client on ``proxy`` (else ``fallback``) taking ``channel`` and topic "t" of
-    ``stage`` from ``publisher``."""
-    app = kw.pop("app_id", APP_SMALL)
-    client = rtm2.RTMClient(rtm2.RTMConfig(app_id=app, user_id=unique("sub"), **kw))
-    client.set_parameters({rtm2.PARAM_ENDPOINT: [proxy.url, fallback.url]})
-    token = rtm2.build_rtm_token(APP_SMALL, CERT_SMALL, client.config.user_id)
-    await client.login(token if app == APP_SMALL else "")
-    messages = await client.subscribe(channel, with_presence=False)
-    await client.stream_channel(stage).join(None, with_presence=False)
-    topic = await client.stream_channel(stage).subscribe_topic("t", [publisher])
-    return client, messages, topic
+class Subscriber:
+    """A client behind a TCP proxy to one node (else on a fallback node) taking a message
+    channel and topic "t" of a stream channel from one publisher."""
+
+    proxy: TcpProxy
+    client: rtm2.RTMClient
+    messages: rtm2.EventStream[rtm2.Message]
+    topic: rtm2.EventStream[rtm2.Message]
+
+    @classmethod
+    async def on(
+        cls,
+        node: ServerProcess,
+        fallback: ServerProcess,
+        clients: Clients,
+        publisher: rtm2.RTMClient,
+        channel: str,
+        stage: str,
+        app_id: str = APP_SMALL,
+    ) -> Subscriber:
+        self = cls()
+        self.proxy = await TcpProxy(int(node.url.rsplit(":", 1)[1])).start()
+        config = rtm2.RTMConfig(app_id=app_id, user_id=unique("sub"), **FAST_RECONNECT)
+        client = self.client = rtm2.RTMClient(config)
+        clients.all.append(client)
+        client.set_parameters({rtm2.PARAM_ENDPOINT: [self.proxy.url, fallback.url]})
+        token = rtm2.build_rtm_token(APP_SMALL, CERT_SMALL, client.config.user_id)
+        await client.login(token if app_id == APP_SMALL else "")
+        self.messages = await client.subscribe(channel, with_presence=False)
+        await client.stream_channel(stage).join(None, with_presence=False)
+        self.topic = await client.stream_channel(stage).subscribe_topic(
+            "t", [publisher.config.user_id]
+        )
+        return self
 
 
 async def _publish(client: rtm2.RTMClient, channel: str, stage: str, texts: Iterable[str]) -> None:
@@ -348,11 +367,8 @@ async def test_a_client_that_comes_back_on_another_node_gets_what_it_missed_once
 ) -> None:
     a, b = nodes
     publisher, channel, stage = await _publishing(b, clients)
-    proxy = await TcpProxy(int(a.url.rsplit(":", 1)[1])).start()
-    sub, messages, topic = await _subscribed_through(
-        proxy, b, channel, stage, publisher.config.user_id, **FAST_RECONNECT
-    )
-    clients.all.append(sub)
+    s = await Subscriber.on(a, b, clients, publisher, channel, stage)
+    proxy, sub, messages, topic = s.proxy, s.client, s.messages, s.topic
     session = sub.session_id
     await asyncio.sleep(0.2)  # node a's pub/sub subscriptions are in place
     await _publish(publisher, channel, stage, (f"m{i}" for i in range(50)))
@@ -373,12 +389,9 @@ async def test_a_client_resuming_on_its_redis_node_through_cuts_misses_nothing(
 ) -> None:
     a, b = nodes
     publisher, channel, stage = await _publishing(b, clients)
-    proxy = await TcpProxy(int(a.url.rsplit(":", 1)[1])).start()
+    s = await Subscriber.on(a, a, clients, publisher, channel, stage)
+    proxy, sub, messages, topic = s.proxy, s.client, s.messages, s.topic
     try:
-        sub, messages, topic = await _subscribed_through(
-            proxy, a, channel, stage, publisher.config.user_id, **FAST_RECONNECT
-        )
-        clients.all.append(sub)
         session = sub.session_id
         await asyncio.sleep(0.2)
         n, cuts = 600, 0
@@ -403,11 +416,8 @@ async def test_a_gap_longer_than_the_redis_buffer_is_reported_on_the_new_node(
 ) -> None:
     a, b = nodes
     publisher, channel, stage = await _publishing(b, clients, APP_TINY)  # keeps 3 per topic
-    proxy = await TcpProxy(int(a.url.rsplit(":", 1)[1])).start()
-    sub, messages, topic = await _subscribed_through(
-        proxy, b, channel, stage, publisher.config.user_id, app_id=APP_TINY, **FAST_RECONNECT
-    )
-    clients.all.append(sub)
+    s = await Subscriber.on(a, b, clients, publisher, channel, stage, APP_TINY)
+    proxy, sub, messages, topic = s.proxy, s.client, s.messages, s.topic
     session = sub.session_id
     await asyncio.sleep(0.2)
     await _publish(publisher, channel, stage, ["m0"])
@@ -429,14 +439,21 @@ async def test_a_gap_longer_than_the_redis_buffer_is_reported_on_the_new_node(
 # --- lock waits across nodes -----------------------------------------------------------------
 
 
+async def _holding(
+    clients: Clients, node: ServerProcess, channel: str, ttl: int = 30
+) -> tuple[rtm2.RTMClient, int]:
+    """A user on ``node`` holding lock "L" of message channel ``channel``: (it, the fence)."""
+    holder = await clients.on(node)
+    await holder.lock.set(channel, ChannelType.MESSAGE, "L", ttl=ttl)
+    return holder, await holder.lock.acquire(channel, ChannelType.MESSAGE, "L")
+
+
 async def test_lock_waiters_on_different_nodes_get_the_lock_in_the_order_they_asked(
     nodes: tuple[ServerProcess, ServerProcess], clients: Clients
 ) -> None:
     a, b = nodes
     channel = unique("fifo")
-    holder = await clients.on(a)
-    await holder.lock.set(channel, ChannelType.MESSAGE, "L", ttl=30)
-    await holder.lock.acquire(channel, ChannelType.MESSAGE, "L")
+    holder, _ = await _holding(clients, a, channel)
     waiters = [await clients.on(node) for node in (b, a, b, a)]
     granted: list[str] = []
 
@@ -461,12 +478,8 @@ async def test_a_waiter_whose_node_died_does_not_hold_up_the_queue(
 ) -> None:
     a, b = mortal_nodes
     channel = unique("deadq")
-    holder = await clients.on(a)
-    await holder.lock.set(channel, ChannelType.MESSAGE, "L", ttl=30)
-    await holder.lock.acquire(channel, ChannelType.MESSAGE, "L")
-    doomed = client_for(b, unique("d"), app_id=APP_SMALL, auto_reconnect=False)
-    await doomed.login(rtm2.build_rtm_token(APP_SMALL, CERT_SMALL, doomed.config.user_id))
-    clients.all.append(doomed)
+    holder, _ = await _holding(clients, a, channel)
+    doomed = await clients.on(b, auto_reconnect=False)
     first = asyncio.create_task(doomed.lock.acquire(channel, ChannelType.MESSAGE, "L", retry=True))
     await asyncio.sleep(0.3)
     patient = await clients.on(a)
@@ -537,11 +550,8 @@ async def test_a_lock_of_a_crashed_nodes_user_who_came_back_elsewhere_does_not_e
 ) -> None:
     a, b = mortal_nodes
     channel, user = unique("back"), unique("v")
-    token = rtm2.build_rtm_token(APP_SMALL, CERT_SMALL, user)
     watcher = await clients.on(a)
-    first = client_for(b, user, app_id=APP_SMALL, auto_reconnect=False)
-    await first.login(token)
-    clients.all.append(first)
+    first = await clients.on(b, user, auto_reconnect=False)
     await first.subscribe(channel)
     await first.lock.set(channel, ChannelType.MESSAGE, "L", ttl=10)
     fence = await first.lock.acquire(channel, ChannelType.MESSAGE, "L")
@@ -550,9 +560,7 @@ async def test_a_lock_of_a_crashed_nodes_user_who_came_back_elsewhere_does_not_e
     await locks.get(timeout=5)  # the snapshot
     b.signal(signal.SIGKILL)
     b.wait()
-    again = client_for(a, user, app_id=APP_SMALL)  # the user is back, through node a
-    await again.login(token)
-    clients.all.append(again)
+    again = await clients.on(a, user)  # the user is back, through node a
     await again.subscribe(channel)
     await asyncio.sleep(2 + 10 + 2)  # node b found dead, then the lock's TTL, then a sweep
     held = (await watcher.lock.get(channel, ChannelType.MESSAGE))["L"]
@@ -575,9 +583,7 @@ async def test_locks_a_crashed_node_answered_for_expire_even_without_their_owner
         await watcher.lock.set(channel, ChannelType.MESSAGE, name, ttl=10)
     owners = {}
     for name in ("never-in", "left"):
-        owner = client_for(b, unique("o"), app_id=APP_SMALL, auto_reconnect=False)
-        await owner.login(rtm2.build_rtm_token(APP_SMALL, CERT_SMALL, owner.config.user_id))
-        clients.all.append(owner)
+        owner = await clients.on(b, auto_reconnect=False)
         owners[name] = owner.config.user_id
         if name == "left":  # in the channel, then out: its TTL counts down on node b
             await owner.subscribe(channel)
@@ -603,10 +609,8 @@ async def test_a_node_that_starts_leaves_the_locks_of_other_nodes_alone(
 ) -> None:
     a, b = nodes
     channel = unique("keep")
-    holder = await clients.on(a)
-    await holder.subscribe(channel)
-    await holder.lock.set(channel, ChannelType.MESSAGE, "L", ttl=10)
-    await holder.lock.acquire(channel, ChannelType.MESSAGE, "L")
+    holder, _ = await _holding(clients, a, channel, ttl=10)
+    await holder.subscribe(channel)  # present, connected: nothing to count down
     b.stop()
     b.start()  # a restarted node finds the lock held: it is node a's, not its own
     await asyncio.sleep(10 + 2)
