@@ -14,8 +14,10 @@ import secrets
 import time
 from collections.abc import Callable, Coroutine
 
+import msgspec
+
 from ..errors import ErrorCode, RTMError
-from ..protocol.codec import ws_binary_frame
+from ..protocol.codec import encode_result, ws_binary_frame
 from ..protocol.codes import CLOSE_GOING_AWAY, CLOSE_POLICY
 from ..protocol.frames import Position, Resume, TokenWillExpire
 from ..protocol.names import is_valid_user_id
@@ -39,7 +41,7 @@ from .locks import LockService
 from .messages import MessageService
 from .presence import PresenceService
 from .recovery import Recovery
-from .session import Session, SessionState
+from .session import Session, SessionState, reply_frame
 from .storage import StorageService
 from .stream import StreamService
 
@@ -276,19 +278,44 @@ class Hub:
     async def _catch_up(self, subject: str) -> None:
         missed: list[BusEvent] = []
         try:
-            async with asyncio.timeout(2 * _REPLAY_TIMEOUT):
-                await self.broker.ready(subject)
-                limit, seconds = self._recovery_limits(subject)
-                for topic, last in self.recovery.lasts(subject).items():
-                    events = await self.recovery_store.since(subject, topic, last, limit, seconds)
-                    if events is None:
-                        log.warning("messages of %s %s may have been lost", subject, topic)
-                    else:
-                        missed += events
+            for topic, last in self.recovery.lasts(subject).items():
+                events = await self._missed(subject, topic, last)
+                if events is None:
+                    log.warning("messages of %s %s may have been lost", subject, topic)
+                else:
+                    missed += events
         except Exception as exc:
             log.warning("cannot catch up on %s: %r", subject, exc)
         finally:
             self.broker.release(subject, missed)
+
+    async def _missed(self, subject: str, topic: str, offset: int) -> list[BusEvent] | None:
+        """What the engine kept of (subject, topic) after ``offset`` (None: not all of it),
+        read once this node is subscribed, so nothing published later can slip by."""
+        limit, seconds = self._recovery_limits(subject)
+        async with asyncio.timeout(_REPLAY_TIMEOUT):
+            await self.broker.ready(subject)
+            return await self.recovery_store.since(subject, topic, offset, limit, seconds)
+
+    async def answer_recovering(
+        self,
+        s: Session,
+        rid: int,
+        since: Position | None,
+        result: Callable[[bool], msgspec.Struct],
+    ) -> None:
+        """Reply to a subscription with ``result(recovered)``; when the client asked to
+        recover from ``since``, what it missed follows the reply, before anything live."""
+        if since is None:
+            s.reply(rid, result=encode_result(result(False)))
+            return
+
+        def answer(lost: list[Position]) -> bytes:
+            return reply_frame(rid, result=encode_result(result(not lost)))
+
+        pending = self.replay(s, [since], answer)
+        if pending is not None:
+            await pending
 
     async def position(self, subject: str, topic: str) -> int:
         """Where (subject, topic) is now: messages after it are a new subscriber's."""
@@ -340,17 +367,7 @@ class Hub:
             for p, (subject, topic, picks) in remote:
                 events = None
                 try:
-                    async with asyncio.timeout(_REPLAY_TIMEOUT):
-                        # Subscribed before reading: nothing published later can slip by.
-                        await self.broker.ready(subject)
-                        limits = s.app_config.limits
-                        events = await self.recovery_store.since(
-                            subject,
-                            topic,
-                            p.offset,
-                            limits.recovery_messages,
-                            limits.recovery_seconds,
-                        )
+                    events = await self._missed(subject, topic, p.offset)
                 except (RTMError, TimeoutError) as exc:
                     log.warning("%r: cannot read missed messages of %s: %s", s, subject, exc)
                 except Exception:
@@ -442,7 +459,6 @@ class Hub:
             if entry[0] == "presence":
                 _, subject, user, member = entry
                 await self.presence.remove_orphan(subject, user, member)
-                await self.locks.owner_gone(subject, user)
             elif entry[0] == "stream":
                 _, app, channel, user, member = entry
                 await self.stream.remove_orphan(app, channel, user, member)

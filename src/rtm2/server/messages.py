@@ -12,7 +12,7 @@ import time
 from typing import TYPE_CHECKING
 
 from ..errors import ErrorCode, RTMError
-from ..protocol.codec import encode, encode_result, ws_binary_frame
+from ..protocol.codec import encode, ws_binary_frame
 from ..protocol.frames import (
     ChannelMessage,
     Position,
@@ -30,7 +30,6 @@ from .checks import check_message
 from .engines.base import BUS_MESSAGE, BUS_PEER, UNNUMBERED, Broker, BusEvent, frame_offset
 from .interest import Interest
 from .ratelimit import RateBucket
-from .session import reply_frame
 from .subjects import subject as make_subject
 
 if TYPE_CHECKING:
@@ -109,21 +108,15 @@ class MessageService:
         # replay of what it missed when it asked to recover.
         if f.with_message:
             self.receivers.setdefault(subj, set()).add(s)
-        if not f.epoch:
-            s.reply(
-                f.rid,
-                result=encode_result(SubscribeChannelResult(snapshot, metadata, locks, offset)),
-            )
-            return
-
-        def answer(lost: list[Position]) -> bytes:
-            result = SubscribeChannelResult(snapshot, metadata, locks, offset, not lost)
-            return reply_frame(f.rid, result=encode_result(result))
-
-        since = Position(ChannelType.MESSAGE, f.channel, "", f.since, f.epoch)
-        pending = self.hub.replay(s, [since], answer)
-        if pending is not None:
-            await pending
+        since = None
+        if f.epoch:
+            since = Position(ChannelType.MESSAGE, f.channel, "", f.since, f.epoch)
+        await self.hub.answer_recovering(
+            s,
+            f.rid,
+            since,
+            lambda recovered: SubscribeChannelResult(snapshot, metadata, locks, offset, recovered),
+        )
 
     def unsubscribe(self, s: Session, f: Unsubscribe) -> None:
         sub = s.subscriptions.get(f.channel)

@@ -53,7 +53,6 @@ from .engines.base import (
 )
 from .interest import Interest
 from .ratelimit import RateBucket
-from .session import reply_frame
 from .subjects import subject as make_subject
 
 if TYPE_CHECKING:
@@ -392,18 +391,15 @@ class StreamService:
         for user in new:
             subs.add(user)
             self.routes.setdefault((member.subject, f.topic, user), set()).add(s)
-        if not f.epoch:
-            s.reply(f.rid, result=encode_result(SubscribeResult(wanted, failed, offset)))
-            return
-
-        def answer(lost: list[Position]) -> bytes:
-            result = SubscribeResult(wanted, failed, offset, not lost)
-            return reply_frame(f.rid, result=encode_result(result))
-
-        since = Position(ChannelType.STREAM, f.channel, f.topic, f.since, f.epoch)
-        pending = self.hub.replay(s, [since], answer)
-        if pending is not None:
-            await pending
+        since = None
+        if f.epoch:
+            since = Position(ChannelType.STREAM, f.channel, f.topic, f.since, f.epoch)
+        await self.hub.answer_recovering(
+            s,
+            f.rid,
+            since,
+            lambda recovered: SubscribeResult(wanted, failed, offset, recovered),
+        )
 
     def unsubscribe(self, s: Session, f: UnsubscribeTopic) -> None:
         member = self._member(s, f.channel)
