@@ -346,13 +346,6 @@ class LockService:
         if info is not None and info.owner == owner and (scope, name) not in self.countdowns:
             self._start_countdown((scope, name), owner, info.ttl, "orphan")
 
-    async def owner_gone(self, subj: str, user: str) -> None:
-        """``user``'s node died: its locks in that channel count down their TTL here (and
-        stay the user's if by then it is back in the channel, through any node)."""
-        for name, info in (await self.store.locks(subj)).items():
-            if info.owner == user and (subj, name) not in self.countdowns:
-                self._start_countdown((subj, name), user, info.ttl, "orphan")
-
     def _stop_waiting(self, s: Session, subj: str | None, why: str) -> None:
         for key, queue in list(self.waiters.items()):
             if subj is not None and key[0] != subj:

@@ -498,6 +498,8 @@ class RedisEngine:
     ``redis-cluster://host:port,host:port,...`` (every key of a channel shares a hash tag, so
     every script runs in one slot; pub/sub is sharded)."""
 
+    shared = True  # other nodes use the same Redis
+
     def __init__(self, url: str, prefix: str = "rtm2:") -> None:
         # ``?prefix=...`` in the URL namespaces every key and channel (one Redis, several
         # independent deployments or test runs).
@@ -520,6 +522,7 @@ class RedisEngine:
         self.presence_store = RedisPresenceStore(self._client, prefix)
         self.metadata_store = self.lock_store = RedisStore(self._client, prefix, self.cluster)
         self.recovery_store = RedisRecoveryStore(self._client, prefix)
+        self._index = NodeIndex(self._client, prefix)
         self._brokers: list[RedisBroker] = []
 
     def make_broker(self, handler: BusHandler, gap: Callable[[str | None], None]) -> RedisBroker:
@@ -539,13 +542,11 @@ class RedisEngine:
             await broker.close()
         await self._client.close()
 
-    shared = True
-
     def note(self, node: str, fields: list[str]) -> None:
-        NodeIndex(self._client, self.prefix).add(f"{node}-0", *fields)
+        self._index.add(f"{node}-0", *fields)
 
     def unnote(self, node: str, fields: list[str]) -> None:
-        NodeIndex(self._client, self.prefix).remove(f"{node}-0", *fields)
+        self._index.remove(f"{node}-0", *fields)
 
     async def heartbeat(self, node: str) -> None:
         """Tell the other nodes this one is alive."""
@@ -557,7 +558,7 @@ class RedisEngine:
         """What the nodes silent for ``timeout`` seconds left behind, taken over (once, by
         one node) for clean-up: entries ``[kind, *fields, member]`` (see ``index.NodeIndex``)."""
         nodes = f"{self.prefix}nodes"
-        index = NodeIndex(self._client, self.prefix)
+        index = self._index
         found: list[list[str]] = []
         try:
             now = int((await self._client.call("TIME"))[0])
