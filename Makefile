@@ -1,20 +1,35 @@
 # rtm2 — the two commands a new user needs are `make run` and `make test`.
+#
+# Both install from the committed lock (requirements/*.txt: exact versions with hashes), so a
+# new user, CI and the developer who tested a change get the same packages. `make lock`
+# refreshes the lock on purpose; `make test-latest` tries the newest releases in a throwaway venv.
 PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 ARGS   ?=
+PIP    := $(BIN)/python -m pip --disable-pip-version-check
 
-.PHONY: run test lint bench clean
+# pip-tools only writes the lock; it is pinned here so that a refresh is itself repeatable.
+PIP_TOOLS   := pip-tools==7.6.2
+COMPILE     := --quiet --generate-hashes --allow-unsafe --strip-extras --no-emit-find-links \
+               --build-deps-for=editable
+LOCK_VENV   := .venv-lock
+PYTEST_ARGS ?=
+
+.PHONY: run test test-fast test-latest lint lock bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 
-$(VENV)/.installed: pyproject.toml | $(BIN)/python
-	$(BIN)/python -m pip install --quiet -e .
+# The package itself is installed editable, without dependencies and without build isolation:
+# everything it needs, the build backend included, came from the lock just before.
+$(VENV)/.installed: requirements/runtime.txt pyproject.toml | $(BIN)/python
+	$(PIP) install --quiet --require-hashes -r requirements/runtime.txt
+	$(PIP) install --quiet --no-deps --no-build-isolation -e .
 	@touch $@
 
-$(VENV)/.dev-installed: pyproject.toml $(VENV)/.installed
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+$(VENV)/.dev-installed: requirements/dev.txt $(VENV)/.installed
+	$(PIP) install --quiet --require-hashes -r requirements/dev.txt
 	@touch $@
 
 ## run: start a server with the embedded engine on ws://127.0.0.1:7001 (ARGS="--port 7002" etc.)
@@ -27,9 +42,32 @@ lint: $(VENV)/.dev-installed
 	$(BIN)/ruff format --check src tests bench examples
 	$(BIN)/mypy src
 
-## test: lint, then the whole test suite against real servers
+## test: lint, then every test layer (unit, e2e, redis, cluster) against real servers
 test: lint
-	$(BIN)/pytest
+	$(BIN)/pytest --durations=15 $(PYTEST_ARGS)
+
+## test-fast: the unit layer only (no sockets, no subprocesses): seconds, not minutes
+test-fast: $(VENV)/.dev-installed
+	$(BIN)/pytest -m unit -q $(PYTEST_ARGS)
+
+## test-latest: lint and the whole suite on the newest releases, in a throwaway venv
+test-latest:
+	@set -e; tmp=$$(mktemp -d); trap 'rm -rf "$$tmp"' EXIT; \
+	$(PYTHON) -m venv "$$tmp/venv"; \
+	"$$tmp/venv/bin/python" -m pip install --quiet --upgrade pip; \
+	"$$tmp/venv/bin/python" -m pip install --quiet --upgrade --upgrade-strategy eager -e '.[dev]'; \
+	"$$tmp/venv/bin/python" -m pip list --format=freeze; \
+	"$$tmp/venv/bin/ruff" check src tests bench examples; \
+	"$$tmp/venv/bin/ruff" format --check src tests bench examples; \
+	"$$tmp/venv/bin/mypy" --cache-dir "$$tmp/mypy" src; \
+	"$$tmp/venv/bin/pytest" -p no:cacheprovider --durations=15 $(PYTEST_ARGS)
+
+## lock: re-resolve requirements/runtime.txt and requirements/dev.txt from pyproject.toml
+lock:
+	test -x $(LOCK_VENV)/bin/pip-compile || \
+		($(PYTHON) -m venv $(LOCK_VENV) && $(LOCK_VENV)/bin/pip install --quiet $(PIP_TOOLS))
+	$(LOCK_VENV)/bin/pip-compile $(COMPILE) --upgrade --output-file requirements/runtime.txt pyproject.toml
+	$(LOCK_VENV)/bin/pip-compile $(COMPILE) --upgrade --extra dev --output-file requirements/dev.txt pyproject.toml
 
 ## bench: the benchmarks recorded in docs/PERFORMANCE.md
 bench: $(VENV)/.dev-installed
@@ -40,4 +78,4 @@ bench: $(VENV)/.dev-installed
 	$(BIN)/python bench/ws_libraries.py
 
 clean:
-	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache
+	rm -rf $(VENV) $(LOCK_VENV) .mypy_cache .pytest_cache .ruff_cache

@@ -6,7 +6,7 @@ Pure functions over bytes: nothing here touches a socket or an event loop.
 from __future__ import annotations
 
 import struct
-from typing import Any, TypeVar, cast
+from typing import Any, TypeVar
 
 import msgspec
 
@@ -34,8 +34,10 @@ _T = TypeVar("_T")
 _DECODE_ERRORS = (msgspec.DecodeError, msgspec.ValidationError, UnicodeDecodeError, RecursionError)
 
 _encoder = msgspec.msgpack.Encoder()
-_client_decoder = msgspec.msgpack.Decoder(ClientMessage)
-_server_decoder = msgspec.msgpack.Decoder(ServerFrame)
+# Annotated rather than cast at each call: older mypy/msgspec infer ``Decoder[Any]`` for a union
+# type, newer ones the union itself, and a cast is "redundant" to the latter.
+_client_decoder: msgspec.msgpack.Decoder[ClientMessage] = msgspec.msgpack.Decoder(ClientMessage)
+_server_decoder: msgspec.msgpack.Decoder[ServerFrame] = msgspec.msgpack.Decoder(ServerFrame)
 
 encode = _encoder.encode
 
@@ -49,7 +51,7 @@ def decode_client(data: bytes | memoryview) -> ClientMessage:
     """Decode one client message (a frame or a batch); anything malformed is an
     ``INVALID_PARAMETER`` error."""
     try:
-        return cast(ClientMessage, _client_decoder.decode(data))
+        return _client_decoder.decode(data)
     except _DECODE_ERRORS as exc:
         raise RTMError(ErrorCode.INVALID_PARAMETER, f"malformed frame: {exc}") from None
 
@@ -57,7 +59,7 @@ def decode_client(data: bytes | memoryview) -> ClientMessage:
 def decode_server(data: bytes | memoryview) -> ServerFrame:
     """Decode one server frame; anything malformed is an ``INVALID_PARAMETER`` error."""
     try:
-        return cast(ServerFrame, _server_decoder.decode(data))
+        return _server_decoder.decode(data)
     except _DECODE_ERRORS as exc:
         raise RTMError(ErrorCode.INVALID_PARAMETER, f"malformed frame: {exc}") from None
 
