@@ -1,4 +1,5 @@
-"""Shared fixtures: real ``rtm2 serve`` processes on free ports, and apps to log into."""
+"""Shared fixtures: real ``rtm2 serve`` processes on free ports, and apps to log into; and the
+test layers (unit, e2e, redis, cluster), given to every test at collection."""
 
 from __future__ import annotations
 
@@ -13,6 +14,47 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
+E2E_DIR = Path(__file__).parent / "e2e"
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Give every test its layer: ``e2e`` under tests/e2e, ``cluster`` (and so ``redis``) where
+    it uses the local Redis Cluster, and ``unit`` where it is neither e2e nor marked ``redis``.
+    Redis tests outside tests/e2e are their own layer: they need a Redis but no ``rtm2 serve``."""
+    for item in items:
+        if "cluster" in getattr(item, "fixturenames", ()) or item.get_closest_marker("cluster"):
+            item.add_marker(pytest.mark.cluster)
+            item.add_marker(pytest.mark.redis)
+        if E2E_DIR in item.path.parents:
+            item.add_marker(pytest.mark.e2e)
+        elif item.get_closest_marker("redis") is None:
+            item.add_marker(pytest.mark.unit)
+
+
+@pytest.fixture(autouse=True)
+def _unit_tests_stay_in_process(
+    request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A ``unit`` test that opens a network connection, listens, or starts a process fails: the
+    layer promises ``make test-fast`` needs no server and no Redis. (An event loop's own
+    socketpair is fine: it neither connects nor binds.)"""
+    if request.node.get_closest_marker("unit") is None:
+        return
+
+    def refuse(what: str) -> object:
+        def refused(*args: object, **kwargs: object) -> None:
+            raise AssertionError(
+                f"{request.node.nodeid} is a unit test but {what}: mark it redis, or move it "
+                "to tests/e2e"
+            )
+
+        return refused
+
+    for method in ("connect", "connect_ex", "bind"):
+        monkeypatch.setattr(socket.socket, method, refuse(f"called socket.{method}"))
+    monkeypatch.setattr(subprocess.Popen, "_execute_child", refuse("started a subprocess"))
+
 
 # Two apps with certificates (tokens required), one without.
 APP_A = "970CA35de60c44645bbae8a215061b33"

@@ -1,4 +1,18 @@
-"""The layers of DESIGN.md hold: imports point down only; server and SDK never meet."""
+"""The package's layers hold: imports point down only; server and SDK never meet.
+
+The layers of ``rtm2``, bottom to top:
+
+* ``rtm2.errors``, ``rtm2.types`` and ``rtm2.tokens``: error codes, the enums and event types
+  shared by server and SDK, and access tokens. Plain code that imports nothing above it.
+* ``rtm2.protocol``: the wire format (frames, codec, code mappings, name rules). It does no I/O,
+  so the server, the SDK and clients in other languages can follow the same definitions.
+* ``rtm2.server`` (the asyncio server) and ``rtm2.client`` (the SDK), side by side. Each builds
+  on the layers below and never imports the other, so either works without the other.
+* ``rtm2.cli``: the ``rtm2`` command (serve, token, demo, bench), the one layer that may use
+  both the server and the SDK.
+
+The package root re-exports the SDK's public names.
+"""
 
 from __future__ import annotations
 
@@ -54,3 +68,62 @@ def test_the_package_root_exports_exactly_its_public_names() -> None:
     for name in rtm2.__all__:
         assert hasattr(rtm2, name), name
     assert rtm2.RTMError.__mro__[1] is Exception  # one exception root
+
+
+def runtime_imports(path: Path) -> set[str]:
+    """The rtm2 modules a module imports when it runs: ``imported`` without the imports under
+    ``if TYPE_CHECKING:``, and with ``from package import module`` resolved to the module."""
+    tree = ast.parse(path.read_text())
+    for node in ast.walk(tree):
+        if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test):
+            node.body = []
+    names: set[str] = set()
+    package = ".".join(path.relative_to(SRC.parent).with_suffix("").parts[:-1])
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = package.split(".")[: len(package.split(".")) - node.level + 1]
+                module = ".".join([*base, node.module] if node.module else base)
+            else:
+                module = node.module or ""
+            names.add(module)
+            names.update(f"{module}.{alias.name}" for alias in node.names)
+    return {n for n in names if n in MODULES}
+
+
+def module_name(path: Path) -> str:
+    parts = path.relative_to(SRC.parent).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+MODULES = {module_name(p): p for p in SRC.rglob("*.py")}
+
+
+@pytest.mark.parametrize("layer", ["server", "client"])
+def test_no_module_of_the_server_or_the_sdk_imports_itself_in_a_circle(layer: str) -> None:
+    graph = {
+        name: runtime_imports(path) - {name}
+        for name, path in MODULES.items()
+        if name.startswith(f"rtm2.{layer}")
+    }
+    cycles: list[list[str]] = []
+    # Depth-first search; a back edge to a module on the current path closes a circle.
+    state: dict[str, int] = {}  # 1: on the path, 2: done
+
+    def visit(name: str, path: list[str]) -> None:
+        state[name] = 1
+        for dep in sorted(graph.get(name, ())):
+            if dep not in graph:
+                continue
+            if state.get(dep) == 1:
+                cycles.append([*path[path.index(dep) :], dep])
+            elif dep not in state:
+                visit(dep, [*path, dep])
+        state[name] = 2
+
+    for name in sorted(graph):
+        if name not in state:
+            visit(name, [name])
+    assert cycles == []

@@ -62,11 +62,42 @@ async def test_a_client_can_log_in_again_after_logout(server: ServerProcess) -> 
 
 
 async def test_logout_is_idempotent(server: ServerProcess) -> None:
-    client = client_for(server, unique("dave"))
+    user = unique("dave")
+    client = client_for(server, user)
+    await client.logout()  # never logged in: nothing to do, and no error
+    assert not client.logged_in
+
+    conn_events, token_events = await client.login(token_for(user))
+    assert client.logged_in
+    session = client.session_id
     await client.logout()
-    await client.login(token_for(client.config.user_id))
+    assert not client.logged_in
+    assert conn_events.closed
+    assert token_events.closed
+    assert client.errors.closed
+    # A second (and third) logout raises nothing and changes nothing: no second DISCONNECTED.
     await client.logout()
     await client.logout()
+    assert not client.logged_in
+    assert [(e.state, e.reason) async for e in conn_events] == [
+        (State.CONNECTING, Reason.CONNECTING),
+        (State.CONNECTED, Reason.LOGIN_SUCCESS),
+        (State.DISCONNECTED, Reason.LOGOUT),
+    ]
+    with pytest.raises(rtm2.RTMError) as info:
+        await client.renew_token(token_for(user))
+    assert info.value.code == ErrorCode.NOT_LOGIN
+
+    # The client is not left in a state of its own: a new login works, with new streams.
+    conn_events2, _ = await client.login(token_for(user))
+    assert conn_events2 is not conn_events
+    assert client.logged_in
+    assert client.session_id != session
+    assert await next_event(conn_events2) == (State.CONNECTING, Reason.CONNECTING)
+    assert await next_event(conn_events2) == (State.CONNECTED, Reason.LOGIN_SUCCESS)
+    await client.renew_token(token_for(user))  # the new session answers
+    await client.logout()
+    assert not client.logged_in
 
 
 @pytest.mark.parametrize(

@@ -16,6 +16,8 @@ from rtm2 import ChannelType, ErrorCode
 from ..conftest import APP_SMALL, CERT_SMALL, ServerProcess, free_port
 from .util import client_for, unique
 
+pytestmark = pytest.mark.redis
+
 
 class RedisProcess:
     """A redis-server of the test's own, which it may stop and start again."""

@@ -28,6 +28,9 @@ from .util import client_for, next_event, unique
 REDIS = "redis://127.0.0.1:6379/0"
 
 
+pytestmark = pytest.mark.redis
+
+
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]:
     """A local 3-master Redis Cluster for this module."""
@@ -35,7 +38,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]:
         yield running
 
 
-@pytest.fixture(params=["redis", "cluster"])
+@pytest.fixture(params=["redis", pytest.param("cluster", marks=pytest.mark.cluster)])
 def nodes(
     request: pytest.FixtureRequest, tmp_path: Path
 ) -> Iterator[tuple[ServerProcess, ServerProcess]]:

@@ -78,8 +78,8 @@ async def test_join_returns_the_topics_and_publishers_of_the_moment_and_a_snapsh
     assert len(token_events) == 0
 
 
-async def test_join_accepts_every_option(users: Users) -> None:
-    alice = await users.login("alice")
+async def test_join_applies_every_option(users: Users) -> None:
+    alice, bob = await users.login("alice"), await users.login("bob")
     channel = unique("opts")
     snapshot, topic_events, _ = await join(
         alice, channel, with_presence=False, with_metadata=True, with_lock=True, be_quiet=True
@@ -87,6 +87,23 @@ async def test_join_accepts_every_option(users: Users) -> None:
     assert snapshot == {}
     assert (await topic_events.get(timeout=5)).type is Kind.SNAPSHOT
     assert alice.stream_channel(channel).joined
+    # with_metadata, with_lock: their event streams exist, each starting with a snapshot.
+    metadata, metadata_events = await alice.storage.get_channel_metadata_events(
+        channel, ChannelType.STREAM
+    )
+    assert metadata == rtm2.Metadata(0, {})
+    assert (await metadata_events.get(timeout=5)).type is rtm2.StorageEventType.SNAPSHOT
+    locks, lock_events = await alice.lock.get_lock_events(channel, ChannelType.STREAM)
+    assert locks == {}
+    assert (await lock_events.get(timeout=5)).type is rtm2.LockEventType.SNAPSHOT
+    # with_presence=False: no presence events.
+    with pytest.raises(rtm2.RTMError) as info:
+        await alice.presence.get_presence_events(channel, ChannelType.STREAM)
+    assert info.value.code == ErrorCode.CHANNEL_NOT_JOINED
+    # be_quiet: nobody sees alice present; bob, who joined with the defaults, is seen.
+    await join(bob, channel)
+    listed, _ = await bob.presence.who_now(channel, ChannelType.STREAM)
+    assert [u.user_id for u in listed] == [uid(bob)]
 
 
 # --- publishing and messages ---------------------------------------------------------------------

@@ -17,7 +17,7 @@ from rtm2 import ConnectionChangeReason as Reason
 from rtm2 import ConnectionState as State
 from rtm2 import ErrorCode, Message
 from rtm2 import TopicEventType as Kind
-from rtm2.tokens import build_combined_token, build_stream_token
+from rtm2.tokens import build_combined_token, build_stream_token, verify_stream_token
 
 from ..conftest import APP_A, APP_OPEN, APP_SMALL, CERT_A, CERT_A2
 from .util import Users, client_for, token_for, uid, unique
@@ -545,8 +545,22 @@ async def test_the_token_policy_refuses_a_join_without_a_stream_token_for_that_c
 
 async def test_a_stream_token_signed_with_the_second_certificate_is_accepted(users: Users) -> None:
     channel = unique("cert2")
-    alice = await users.login("alice")
-    await alice.stream_channel(channel).join(stream_token(channel, uid(alice), cert=CERT_A2))
+    alice, bob = await users.login("alice"), await users.login("bob")
+    a, b = alice.stream_channel(channel), bob.stream_channel(channel)
+    token = stream_token(channel, uid(alice), cert=CERT_A2)
+    with pytest.raises(rtm2.RTMError):  # really not signed with the first certificate
+        verify_stream_token(
+            token, app_id=APP_A, app_certificate=CERT_A, channel=channel, user_id=uid(alice)
+        )
+    await a.join(token)
+    assert a.joined
+    # The membership is real: alice publishes in a topic and bob, joined the usual way, gets it.
+    await a.join_topic("t")
+    snapshot, _, _ = await join(bob, channel)
+    assert snapshot == {"t": [uid(alice)]}
+    messages = await b.subscribe_topic("t", [uid(alice)])
+    await a.publish_topic("t", "signed with the second certificate")
+    assert await payloads(messages, 1) == ["signed with the second certificate"]
 
 
 async def test_a_combined_login_token_lets_join_go_without_a_stream_token(users: Users) -> None:

@@ -86,7 +86,7 @@ async def running(kind: str, tmp_path: Path) -> AsyncIterator[Rig]:
             await _delete(prefix)
 
 
-@pytest.fixture(params=["memory", "redis"])
+@pytest.fixture(params=["memory", pytest.param("redis", marks=pytest.mark.redis)])
 async def rig(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Rig]:
     async with running(request.param, tmp_path) as started:
         yield started
@@ -161,6 +161,7 @@ async def redis_rig(tmp_path: Path) -> AsyncIterator[Rig]:
         yield started
 
 
+@pytest.mark.redis
 async def test_redis_keeps_the_newest_messages_up_to_the_apps_limit(redis_rig: Rig) -> None:
     for i in range(300):
         redis_rig.publish(f"m{i}", keep=50)
@@ -178,6 +179,7 @@ async def test_redis_keeps_the_newest_messages_up_to_the_apps_limit(redis_rig: R
     assert await store.since(SUBJECT, TOPIC, first, 50, 30) is None
 
 
+@pytest.mark.redis
 async def test_redis_keeps_nothing_when_the_app_keeps_nothing(redis_rig: Rig) -> None:
     redis_rig.publish("a", keep=0)
     redis_rig.publish("b", keep=0)
@@ -185,6 +187,7 @@ async def test_redis_keeps_nothing_when_the_app_keeps_nothing(redis_rig: Rig) ->
     assert await redis_rig.engine.recovery_store.since(SUBJECT, TOPIC, first, 1000, 30) is None
 
 
+@pytest.mark.redis
 async def test_redis_drops_messages_older_than_the_apps_seconds(redis_rig: Rig) -> None:
     redis_rig.publish("old")
     first = decoded((await redis_rig.until(1))[0]).offset
@@ -198,6 +201,7 @@ async def test_redis_drops_messages_older_than_the_apps_seconds(redis_rig: Rig) 
     assert [decoded(e).payload for e in fresh] == [b"new"]
 
 
+@pytest.mark.redis
 async def test_a_redis_counter_that_expired_starts_above_every_earlier_offset(
     redis_rig: Rig,
 ) -> None:

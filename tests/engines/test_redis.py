@@ -25,6 +25,8 @@ from .contract import ConcurrencyContract, LockContract, LockQueueContract, Meta
 
 REDIS_URL = os.environ.get("RTM2_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 
+pytestmark = pytest.mark.redis
+
 
 class RedisHarness:
     """An ``EngineHarness`` over one key prefix of a real Redis (or, given ``make_client``
