@@ -1,4 +1,9 @@
-"""Tests for rtm2.tokens, pinned to the vectors of rtm2-service-facts.md §4.6 and §4.7."""
+"""Tests for rtm2.tokens, pinned to tokens made by Agora's official builders.
+
+The vectors below were produced with the Python 3 builders of the AgoraIO/Tools repository
+(https://github.com/AgoraIO/Tools/tree/master/DynamicKey/AgoraDynamicKey), with issue time and
+salt fixed; docs/TOKENS.md §Test vectors explains what they pin down.
+"""
 
 from __future__ import annotations
 
@@ -39,7 +44,8 @@ OTHER_CERT = "0" * 32
 T = 1_700_000_000
 ALICE = build_rtm_token(APP, CERT, "alice", issued_at=T)  # valid from T until T + 3600
 
-# (issued_at, salt, expire, login privilege, token, k1, signing key, signature), from §4.6
+# (issued_at, salt, expire, login privilege, token, k1, signing key, signature) of three RTM
+# login tokens; k1 and the signing key are the steps of docs/TOKENS.md §Signing.
 Vector = tuple[int, int, int, int, str, str, str, str]
 VECTORS: list[Vector] = [
     (1111111, 1, 600, 600,

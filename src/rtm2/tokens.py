@@ -3,8 +3,9 @@
 Why this module exists: the Agora SDKs and their users' app servers already mint tokens with the
 official ``AccessToken2`` builders, and a self-hosted RTM 2 service is only a drop-in replacement
 if it accepts exactly those tokens. So the byte layout, the HMAC chain and the expiry rules here
-follow the service facts (``rtm2-service-facts.md`` section 4, cited below as §4.x) to the byte,
-and the test vectors of §4.6 pin them down.
+follow Agora's format to the byte. ``docs/TOKENS.md`` describes that format and how the server
+applies it, and is cited below by section name (e.g. ``docs/TOKENS.md §Signing``); the test
+vectors of ``tests/test_tokens.py``, made with Agora's official builders, pin the code down.
 
 Design choices, each explained where it is made:
 
@@ -12,8 +13,9 @@ Design choices, each explained where it is made:
   verify on its event loop and tests can fix time.
 * Parsing never trusts input: strict Base64, a cap on the decompressed size, and every malformed
   token becomes ``RTMError(INVALID_TOKEN)``; no other exception type escapes.
-* Expiry is capped at 24 hours (§1.9, §4.4): a lifetime of 0 or above 86400 s counts as 86400 s,
-  because Agora treats it that way and doc samples that pass ``now + seconds`` must still work.
+* Expiry is capped at 24 hours (docs/TOKENS.md §Expiry): a lifetime of 0 or above 86400 s counts
+  as 86400 s, because Agora treats it that way and doc samples that pass ``now + seconds`` must
+  still work.
 * Certificate-less apps are the caller's business (:func:`accepts_without_certificate`); the
   ``verify_*`` functions always require a certificate, so a misconfigured server fails closed.
 """
@@ -73,8 +75,9 @@ __all__ = [
 VERSION_007 = "007"
 VERSION_006 = "006"
 
-# Service types (§4.2). Only RTC, RTM and RTM2 matter to this server; the others are listed so
-# tokens that also carry them (e.g. Chat + RTM) parse instead of stopping early.
+# Service types (docs/TOKENS.md §Services). Only RTC, RTM and RTM2 matter to this server; the
+# others are listed so tokens that also carry them (e.g. Chat + RTM) parse instead of stopping
+# early.
 SERVICE_RTC = 1
 SERVICE_RTM = 2
 SERVICE_STREAMING = 3
@@ -89,10 +92,11 @@ PRIVILEGE_PUBLISH_AUDIO = 2
 PRIVILEGE_PUBLISH_VIDEO = 3
 PRIVILEGE_PUBLISH_DATA_STREAM = 4
 PRIVILEGE_RTM_LOGIN = 1
-# 006 uses one flat privilege namespace, so RTM login got its own id there (§4.7).
+# 006 uses one flat privilege namespace, so RTM login got its own id there
+# (docs/TOKENS.md §Legacy 006).
 PRIVILEGE_RTM_LOGIN_006 = 1000
 
-# RTM2 resource permissions (§4.2, service type 8).
+# RTM2 resource permissions (docs/TOKENS.md §Services, service type 8).
 RESOURCE_MESSAGE_CHANNELS = 0
 RESOURCE_STREAM_CHANNELS = 1
 RESOURCE_GROUP_CHANNELS = 2
@@ -150,7 +154,8 @@ class AccessToken:
         expire: token lifetime in seconds after ``issued_at``, as encoded (uncapped).
         salt: the random salt.
         services: the services read, in token order. Parsing stops at the first unknown
-            service type and keeps what came before (forward compatibility, §4.5 step 3).
+            service type and keeps what came before (forward compatibility, see
+            docs/TOKENS.md §Parsing).
     """
 
     version: str
@@ -182,12 +187,12 @@ class AccessToken:
 
 
 def _cap(seconds: int) -> int:
-    # §4.4: "0 or anything above 24 h is treated as 24 h".
+    # A lifetime of 0 or above 24 h counts as 24 h (docs/TOKENS.md §Expiry).
     return MAX_TOKEN_LIFETIME if seconds == 0 or seconds > MAX_TOKEN_LIFETIME else seconds
 
 
 # --------------------------------------------------------------------------------------------
-# Signing (§4.3)
+# Signing (docs/TOKENS.md §Signing)
 
 
 def _hmac(key: bytes, message: bytes) -> bytes:
@@ -195,7 +200,8 @@ def _hmac(key: bytes, message: bytes) -> bytes:
 
 
 def _k1(app_certificate: str, issued_at: int) -> bytes:
-    # The certificate is used as its ASCII hex text, not hex-decoded (§4.3 step 1).
+    # The certificate is used as its ASCII hex text, not hex-decoded (docs/TOKENS.md §Signing,
+    # step 1).
     return _hmac(struct.pack("<I", issued_at), app_certificate.encode())
 
 
@@ -208,7 +214,8 @@ def _signature(app_certificate: str, issued_at: int, salt: int, signing_info: by
 
 
 def _signature_006(app_certificate: str, app_id: str, channel: str, uid: str, m: bytes) -> bytes:
-    # Plain concatenation without length prefixes, exactly as the 1.x builders do (§4.7).
+    # Plain concatenation without length prefixes, exactly as the 1.x builders do
+    # (docs/TOKENS.md §Legacy 006).
     return _hmac(app_certificate.encode(), app_id.encode() + channel.encode() + uid.encode() + m)
 
 
@@ -299,8 +306,8 @@ def build_token(
     """Build a 007 token carrying arbitrary services.
 
     Services are written sorted by type (stable), as the official builders have done since
-    November 2023 (§4.2). Unlike the official builders, app id and certificate need not be 32 hex
-    characters: a self-hosted server may name its apps freely.
+    November 2023 (docs/TOKENS.md §Layout). Unlike the official builders, app id and certificate
+    need not be 32 hex characters: a self-hosted server may name its apps freely.
 
     Args:
         app_id: the app id (non-empty).
@@ -335,7 +342,7 @@ def build_token(
     signature = _signature(app_certificate, issued_at, salt, signing_info)
     content = _u16(len(signature)) + signature + signing_info
     # Level 6 is zlib's default and what every official builder uses, so our strings are
-    # byte-identical to theirs (§4.2).
+    # byte-identical to theirs (docs/TOKENS.md §Format).
     return VERSION_007 + base64.b64encode(zlib.compress(content, 6)).decode("ascii")
 
 
@@ -369,8 +376,9 @@ def build_stream_token(
 ) -> str:
     """Build a 007 RTC token that lets ``user_id`` join the stream channel ``channel``.
 
-    One RTC service with JOIN_CHANNEL; the RTM user id goes in the uid/account slot (§4.5 step
-    6). See :func:`build_token` for the other arguments and errors.
+    One RTC service with JOIN_CHANNEL; the RTM user id goes in the uid/account slot
+    (docs/TOKENS.md §Verification step 6). See :func:`build_token` for the other arguments and
+    errors.
     """
     rtc = Service(SERVICE_RTC, {PRIVILEGE_JOIN_CHANNEL: expire}, channel=channel, user_id=user_id)
     return build_token(app_id, app_certificate, [rtc], expire, issued_at=issued_at, salt=salt)
@@ -389,7 +397,8 @@ def build_combined_token(
     """Build one 007 token for both RTM login and joining the stream channel ``channel``.
 
     RTC (JOIN_CHANNEL only) + RTM (LOGIN), like the official ``build_token_with_rtm`` for a
-    user account; it reproduces the combined vector of §4.6. See :func:`build_token`.
+    user account (docs/TOKENS.md §Combined token); it reproduces the combined test vector of
+    tests/test_tokens.py. See :func:`build_token`.
     """
     services = [
         Service(SERVICE_RTC, {PRIVILEGE_JOIN_CHANNEL: expire}, channel=channel, user_id=user_id),
@@ -407,9 +416,10 @@ def build_token_006_rtm(
     ts: int | None = None,
     salt: int | None = None,
 ) -> str:
-    """Build a legacy 006 RTM token, as the 1.x ``RtmTokenBuilder.buildToken`` does (§4.7).
+    """Build a legacy 006 RTM token, as the 1.x ``RtmTokenBuilder.buildToken`` does.
 
-    Mainly for tests and migration tooling; new tokens should be 007.
+    Mainly for tests and migration tooling; new tokens should be 007. The format is described in
+    docs/TOKENS.md §Legacy 006.
 
     Args:
         app_id: exactly 32 characters, because 006 stores it in clear at a fixed width.
@@ -445,7 +455,7 @@ def _str_bytes(value: bytes) -> bytes:
 
 
 # --------------------------------------------------------------------------------------------
-# Parsing (§4.5 steps 2-3, §4.7)
+# Parsing (docs/TOKENS.md §Parsing and §Legacy 006)
 
 
 def _malformed(reason: str) -> RTMError:
@@ -593,7 +603,8 @@ def _parse_006(body: str) -> _Envelope:
     salt = inner.u32()
     ts = inner.u32()
     privileges = inner.map32()
-    # ``ts`` is the "use before" instant, build time + 24 h (§4.7); present it as a 24 h token.
+    # ``ts`` is the "use before" instant, build time + 24 h (docs/TOKENS.md §Legacy 006);
+    # present it as a 24 h token.
     issued_at = max(ts - MAX_TOKEN_LIFETIME, 0)
     service = Service(SERVICE_RTM, privileges)
     token = AccessToken(VERSION_006, app_id, issued_at, ts - issued_at, salt, (service,))
@@ -628,14 +639,14 @@ def parse_token(token: str) -> AccessToken:
 
 
 # --------------------------------------------------------------------------------------------
-# Verification (§4.5)
+# Verification (docs/TOKENS.md §Verification)
 
 
 def accepts_without_certificate(token: str, app_id: str) -> bool:
     """Whether ``token`` is a valid login token for an app that has no certificate.
 
-    Such apps accept an empty token or the app id itself (§1.9, §4.5 step 1). The server calls
-    this instead of ``verify_*`` when the app has no certificate.
+    Such apps accept an empty token or the app id itself (docs/TOKENS.md §Verification step 1).
+    The server calls this instead of ``verify_*`` when the app has no certificate.
     """
     return token in ("", app_id)
 
@@ -649,7 +660,7 @@ def _expired(at: int) -> RTMError:
 
 
 def _authenticate(token: str, app_id: str, app_certificate: str) -> _Envelope:
-    """Parse, check the app id, then the signature, in the order of §4.5 steps 2-4."""
+    """Parse, check the app id, then the signature (docs/TOKENS.md §Verification steps 2-4)."""
     if not app_certificate:
         raise _invalid("no app certificate to verify against; see accepts_without_certificate")
     envelope = _parse(token)
@@ -665,7 +676,10 @@ def _authenticate(token: str, app_id: str, app_certificate: str) -> _Envelope:
 
 
 def _grant(token: AccessToken, matches: list[Service], privilege: int, now: int) -> int:
-    """Expiry of the best matching privilege, capped by the token expiry (§4.5 step 5)."""
+    """Expiry of the best matching privilege, capped by the token expiry.
+
+    This is docs/TOKENS.md §Verification steps 6 (the privilege is granted) and 7 (not expired).
+    """
     expiries = [token.privilege_expires_at(service, privilege) for service in matches]
     granted = [at for at in expiries if at is not None]
     if not granted:
@@ -751,8 +765,8 @@ def verify_stream_token(
     """Check that ``token`` lets ``user_id`` join the stream channel ``channel`` at ``now``.
 
     Needs a 007 RTC (type 1) service for ``channel`` whose uid string is ``user_id`` or ``""``
-    (any uid) and that holds JOIN_CHANNEL (§4.5 step 6). 006 tokens are refused: the 1.x RTM
-    tokens this module accepts carry no channel.
+    (any uid) and that holds JOIN_CHANNEL (docs/TOKENS.md §Verification step 6). 006 tokens are
+    refused: the 1.x RTM tokens this module accepts carry no channel.
 
     Args:
         token: the token string from the client.

@@ -1,6 +1,8 @@
 """Enums and event types shared by the server and the SDK.
 
-The numbering is the RTM 2 GA numbering (see ``shared/DESIGN.md``); tests, users and the wire
+The numbering is the RTM 2 GA numbering of Agora's public Signaling (RTM 2) SDK enums, such as
+``RTM_CHANNEL_TYPE`` and ``RTM_MESSAGE_TYPE`` of its C++ API, documented in the Signaling 2.x
+API reference (https://docs.agora.io/en/signaling/reference/api). Tests, users and the wire
 depend on it, so values never change once published.
 """
 

@@ -1,4 +1,4 @@
-"""User-id rules of rtm2-service-facts.md §1.1."""
+"""User-id rules of RTM 2, as in Agora's Signaling 2.x docs (see rtm2.protocol.names)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,8 @@ import pytest
 
 from rtm2.protocol.names import MAX_USER_ID_LENGTH, is_valid_user_id
 
-# §1.1 "User ID chars", minus "." (the migration guide says 2.x refuses it).
+# The punctuation Agora's docs allow in user ids, minus "." (the 1.x to 2.x migration guide,
+# https://docs.agora.io/en/signaling/overview/migration-guide, says 2.x refuses it).
 DOCUMENTED_PUNCTUATION = " !#$%&()+-:;<=>?@[]^_{}|~,"
 
 

@@ -1,4 +1,13 @@
-"""Name rules for user ids, channels, topics and custom types, per the RTM 2 limits (§1.1)."""
+"""Name rules for user ids, channels, topics and custom types, per the RTM 2 limits.
+
+The rules follow Agora's public Signaling 2.x docs:
+
+* lengths: "API usage restrictions", https://docs.agora.io/en/signaling/reference/limitations;
+* allowed characters: the channel name and user id descriptions of the API reference,
+  https://docs.agora.io/en/signaling/reference/api;
+* no "." in user ids and no leading "_": the 1.x to 2.x "Migration guide",
+  https://docs.agora.io/en/signaling/overview/migration-guide.
+"""
 
 from __future__ import annotations
 
