@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import _thread
 import asyncio
+import functools
 import inspect
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import pytest
 
@@ -43,7 +45,7 @@ def code_of(info: pytest.ExceptionInfo[RTMError]) -> ErrorCode:
 def test_a_call_before_login_raises_not_login_through_the_facade(
     client: rtm2.sync.RTMClient,
 ) -> None:
-    calls = [
+    calls: list[Callable[[], object]] = [
         lambda: client.publish("lobby", "hi"),
         lambda: client.subscribe("lobby"),
         lambda: client.renew_token("t"),
@@ -145,7 +147,7 @@ def test_a_blocking_stream_gives_its_events_in_order_and_ends_when_closed(
 ) -> None:
     stream = loop.call(lambda: rtm2.EventStream[int]("numbers"))
     for i in range(3):
-        loop.call(lambda i=i: stream.put(i))
+        loop.call(functools.partial(stream.put, i))
     view = EventStream(stream, loop)
     assert len(view) == 3
     assert view.get(timeout=WAIT) == 0
@@ -200,6 +202,45 @@ def test_a_call_waiting_when_the_loop_thread_dies_raises_instead_of_hanging(
     with pytest.raises(RTMError) as info:
         loop.call(lambda: None)
     assert code_of(info) is ErrorCode.NOT_INITIALIZED
+
+
+def test_an_interrupted_wait_cancels_the_call_on_the_loop(loop: LoopThread) -> None:
+    cancelled = threading.Event()
+
+    async def forever() -> None:
+        try:
+            await asyncio.Event().wait()
+        except asyncio.CancelledError:
+            cancelled.set()
+            raise
+
+    threading.Timer(0.1, _thread.interrupt_main).start()  # Ctrl-C while the call waits
+    with pytest.raises(KeyboardInterrupt):
+        loop.run(forever)
+    assert cancelled.wait(WAIT)
+    assert loop.call(lambda: "still running") == "still running"
+
+
+def test_one_client_may_be_called_from_several_threads_at_once(
+    client: rtm2.sync.RTMClient,
+) -> None:
+    failures: list[BaseException] = []
+
+    def work(n: int) -> None:
+        try:
+            for i in range(50):
+                client.set_parameters({f"p{n}": i})
+                assert client.get_parameters()[f"p{n}"] == i
+        except BaseException as exc:
+            failures.append(exc)
+
+    workers = [threading.Thread(target=work, args=(n,)) for n in range(4)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join(WAIT * 5)
+    assert failures == []
+    assert {f"p{n}" for n in range(4)} <= set(client.get_parameters())
 
 
 def test_two_clients_run_on_two_threads_and_close_independently() -> None:
