@@ -11,7 +11,9 @@ The layers of ``rtm2``, bottom to top:
 * ``rtm2.cli``: the ``rtm2`` command (serve, token, demo, bench), the one layer that may use
   both the server and the SDK.
 
-The package root re-exports the SDK's public names.
+The package root re-exports the SDK's public names. ``rtm2.sync`` (``client/sync*.py``) is the
+blocking facade of the SDK and is built on its public API alone, so the SDK's internals can
+change without it.
 """
 
 from __future__ import annotations
@@ -127,3 +129,29 @@ def test_no_module_of_the_server_or_the_sdk_imports_itself_in_a_circle(layer: st
         if name not in state:
             visit(name, [name])
     assert cycles == []
+
+
+SYNC_FACADE = sorted((SRC / "client").glob("sync*.py"))
+# What the facade may import from rtm2: the SDK's public names (the ``rtm2.client`` package),
+# the shared errors and types, and its own modules.
+SYNC_MAY_IMPORT = {"rtm2.client", "rtm2.errors", "rtm2.types"}
+
+
+@pytest.mark.parametrize("path", SYNC_FACADE, ids=lambda p: p.name)
+def test_the_sync_facade_uses_only_the_public_async_api(path: Path) -> None:
+    own = {module_name(p) for p in SYNC_FACADE}
+    names = {n for n in imported(path) if n.startswith("rtm2")}
+    assert names <= SYNC_MAY_IMPORT | own
+    private = [
+        ast.unparse(node)
+        for node in ast.walk(ast.parse(path.read_text()))
+        if isinstance(node, ast.Attribute)
+        and node.attr.startswith("_")
+        and not node.attr.startswith("__")
+        and not (isinstance(node.value, ast.Name) and node.value.id == "self")
+    ]
+    assert private == [], "private members of other objects"
+
+
+def test_rtm2_sync_is_the_facade_and_nothing_else() -> None:
+    assert imported(SRC / "sync.py") == {"rtm2.client.sync"}

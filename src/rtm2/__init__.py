@@ -1,7 +1,8 @@
 """rtm2: self-hosted real-time messaging with the Agora RTM 2 model.
 
-The SDK (``RTMClient``) and the shared types live at the top level; the server is
-``rtm2.server`` and tokens are built and checked with ``rtm2.tokens``.
+The SDK (``RTMClient``) and the shared types live at the top level; ``rtm2.sync`` is the SDK as
+blocking calls, for code without asyncio. The server is ``rtm2.server`` and tokens are built
+and checked with ``rtm2.tokens``.
 """
 
 import logging as _logging
