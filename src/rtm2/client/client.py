@@ -57,6 +57,7 @@ from ..types import (
 from .common import message_payload
 from .connection import Link
 from .lock import Lock
+from .offsets import OffsetBook
 from .presence import Presence
 from .reconnect import FATAL_CODES, backoff
 from .sidecar import Sidecar
@@ -161,16 +162,13 @@ class RTMClient:
         self._link: Link | None = None
         self._session_id = ""
         self._resume_token = ""
-        self._epoch = ""
-        self._old_epoch = ""
         self._token_expires_at = 0
         self._login_token = ""
         self._welcome: Welcome | None = None
         self._connected = asyncio.Event()
         self._sidecar_url = ""
         self._reconnecting: asyncio.Task[None] | None = None
-        # Last message offset seen per (channel type, channel, topic): where to resume from.
-        self._offsets: dict[tuple[ChannelType, str, str], int] = {}
+        self._offsets = OffsetBook()
         # Message-channel subscriptions: name -> (with_message, with_presence, with_metadata,
         # with_lock, be_quiet), to subscribe again after a new login.
         self._sub_flags: dict[str, tuple[bool, bool, bool, bool, bool]] = {}
@@ -285,7 +283,7 @@ class RTMClient:
             assert result is not None
             self._subscriptions[channel] = stream
             self._sub_flags[channel] = flags
-            self._offsets[(ChannelType.MESSAGE, channel, "")] = result.offset
+            self._offsets.start((ChannelType.MESSAGE, channel, ""), result.offset)
             self._channel_entered(key, result, with_presence)
 
         self._subscribing.add(channel)
@@ -321,7 +319,7 @@ class RTMClient:
 
     def _drop_subscription(self, channel: str, code: ErrorCode) -> None:
         self._sub_flags.pop(channel, None)
-        self._offsets.pop((ChannelType.MESSAGE, channel, ""), None)
+        self._offsets.forget((ChannelType.MESSAGE, channel, ""))
         stream = self._subscriptions.pop(channel, None)
         if stream is not None:
             stream.close(code)
@@ -507,7 +505,7 @@ class RTMClient:
                                 cfg.user_id,
                                 self._session_id,
                                 self._resume_token,
-                                self._positions(),
+                                self._offsets.positions(),
                             ),
                             ResumeResult,
                             timeout,
@@ -534,7 +532,7 @@ class RTMClient:
         self._session_id = result.session_id
         self._resume_token = result.resume_token
         # The offsets we hold were counted in the old epoch: _restore recovers from them.
-        self._old_epoch, self._epoch = self._epoch, result.epoch
+        self._offsets.new_epoch(result.epoch)
         self._token_expires_at = result.expires_at
         link.start_keepalive(welcome.heartbeat_interval, welcome.heartbeat_grace)
         return False
@@ -676,11 +674,8 @@ class RTMClient:
         stream = self._peer_messages if peer else self._subscriptions.get(frame.channel)
         if stream is None:
             return
-        if frame.offset:
-            key = (ChannelType.MESSAGE, frame.channel, "")
-            if frame.offset <= self._offsets.get(key, 0):
-                return  # already delivered: a replay overlapping what arrived live
-            self._offsets[key] = frame.offset
+        if not self._offsets.fresh((ChannelType.MESSAGE, frame.channel, ""), frame.offset):
+            return  # already delivered: a replay overlapping what arrived live
         text = frame.message_type == MessageType.STRING
         stream.put(
             Message(
@@ -780,14 +775,14 @@ class RTMClient:
         message, presence, metadata, lock, quiet = flags
         state = self.presence._state_for(key)
 
-        since, epoch = self._recovering_from((ChannelType.MESSAGE, channel, ""))
+        since, epoch = self._offsets.recovering_from((ChannelType.MESSAGE, channel, ""))
         recovered = False
 
         def subscribed(result: SubscribeChannelResult | None) -> None:
             nonlocal recovered
             assert result is not None
             recovered = result.recovered
-            self._resumed_at((ChannelType.MESSAGE, channel, ""), result.offset, recovered)
+            self._offsets.resumed_at((ChannelType.MESSAGE, channel, ""), result.offset, recovered)
             self._channel_entered(key, result, presence)
 
         try:
@@ -806,26 +801,6 @@ class RTMClient:
             return
         if not recovered:
             self._recovery_events.put(RecoveryEvent(channel, ChannelType.MESSAGE, "", False, True))
-
-    def _recovering_from(self, key: tuple[ChannelType, str, str]) -> tuple[int, str]:
-        """(offset, epoch) to recover ``key`` from on a new session; (0, "") for nothing."""
-        offset = self._offsets.get(key)
-        if offset is None or not self._old_epoch:
-            return 0, ""
-        return offset, self._old_epoch
-
-    def _resumed_at(self, key: tuple[ChannelType, str, str], offset: int, recovered: bool) -> None:
-        """A new session subscribed again: when it recovers, the missed messages follow and
-        our offset stays; otherwise we start at the server's position (which may be below
-        ours: a restarted embedded server numbers from 1 again)."""
-        if not recovered:
-            self._offsets[key] = offset
-
-    def _positions(self) -> list[Position]:
-        return [
-            Position(ctype, channel, topic, offset, self._epoch)
-            for (ctype, channel, topic), offset in self._offsets.items()
-        ]
 
     def _not_recovered(self, positions: list[Position]) -> None:
         for p in positions:

@@ -297,7 +297,7 @@ class StreamChannel:
                 self._subs[topic].difference_update(dropped)
             else:
                 del self._subs[topic]
-                self._client._offsets.pop((ChannelType.STREAM, self._name, topic), None)
+                self._client._offsets.forget((ChannelType.STREAM, self._name, topic))
                 stream = self._messages.pop(topic, None)
                 if stream is not None:
                     stream.close(ErrorCode.CHANNEL_TOPIC_NOT_SUBSCRIBED)
@@ -320,19 +320,16 @@ class StreamChannel:
 
     def _seen(self, topic: str, offset: int) -> None:
         """Remember how far this topic got, to resume from there after a blip."""
-        offsets = self._client._offsets
-        key = (ChannelType.STREAM, self._name, topic)
-        offsets[key] = max(offsets.get(key, 0), offset)
+        self._client._offsets.seen((ChannelType.STREAM, self._name, topic), offset)
 
     def _on_message(self, frame: f.StreamMessage) -> None:
         picked = self._subs.get(frame.topic)
         if picked is None or frame.publisher not in picked:
             return
-        if frame.offset:
-            key = (ChannelType.STREAM, self._name, frame.topic)
-            if frame.offset <= self._client._offsets.get(key, 0):
-                return  # already delivered: a replay overlapping what arrived live
-            self._client._offsets[key] = frame.offset
+        if not self._client._offsets.fresh(
+            (ChannelType.STREAM, self._name, frame.topic), frame.offset
+        ):
+            return  # already delivered: a replay overlapping what arrived live
         stream = self._messages.get(frame.topic)
         if stream is None:
             return
@@ -441,14 +438,14 @@ class StreamChannel:
         """Pick ``users`` again on the new session; return whether the messages missed were
         all recovered (they arrive right after the reply)."""
         key = (ChannelType.STREAM, self._name, topic)
-        since, epoch = self._client._recovering_from(key)
+        since, epoch = self._client._offsets.recovering_from(key)
         recovered = False
 
         def subscribed(result: f.SubscribeResult | None) -> None:
             nonlocal recovered
             assert result is not None
             recovered = result.recovered
-            self._client._resumed_at(key, result.offset, recovered)
+            self._client._offsets.resumed_at(key, result.offset, recovered)
 
         await self._client._request(
             lambda rid: f.SubscribeTopic(rid, self._name, topic, users, since, epoch),
@@ -481,7 +478,7 @@ class StreamChannel:
         self._joined_topics.clear()
         self._topic_args.clear()
         for topic in self._subs:
-            self._client._offsets.pop((ChannelType.STREAM, self._name, topic), None)
+            self._client._offsets.forget((ChannelType.STREAM, self._name, topic))
         self._subs.clear()
         for stream in self._messages.values():
             stream.close(code)
