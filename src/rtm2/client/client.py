@@ -187,6 +187,26 @@ class RTMClient:
     def __repr__(self) -> str:
         return f"<RTMClient {self.config.user_id}@{self.config.app_id[:8]} {self._state.value}>"
 
+    async def __aenter__(self) -> RTMClient:
+        """``async with RTMClient(config) as client:``; log in inside with ``client.login``."""
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        """Log out and stop a sidecar this client started, however the block ends.
+
+        When an exception is already escaping, a failing logout is logged, not raised, so the
+        application sees the error that ended the block.
+        """
+        try:
+            await self.logout()
+        except RTMError as exc:
+            if exc_info[0] is None:
+                raise
+            self._log.warning("logout on leaving the client's block failed: %s", exc)
+        finally:
+            if self._sidecar.started:
+                await self._sidecar.stop()
+
     def _new_streams(self) -> None:
         self._conn_events: EventStream[ConnectionEvent] = EventStream(
             "conn_events", on_overflow=self._overflowed

@@ -78,11 +78,42 @@ class StreamChannel:
         return self._joined
 
     @property
+    def topic_events(self) -> EventStream[TopicEvent]:
+        """The topic-event stream of the current (or last) join, as ``join`` returned it."""
+        return self._topic_events
+
+    @property
+    def token_events(self) -> EventStream[str]:
+        """The token-will-expire stream of the current (or last) join."""
+        return self._token_events
+
+    @property
     def topics(self) -> dict[str, list[str]]:
         """The channel's topics and their publishers, kept current by topic events."""
         return {topic: list(users) for topic, users in self._topics.items()}
 
     # --- joining and leaving ---------------------------------------------------------------
+
+    async def __aenter__(self) -> StreamChannel:
+        """``async with client.stream_channel(name) as channel:`` joins with the default
+        options (the login token); ``topic_events`` and ``token_events`` hold the streams."""
+        await self.join()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        """Leave the channel, however the block ends (unless it is no longer joined).
+
+        When an exception is already escaping, a failing leave is logged, not raised, so the
+        application sees the error that ended the block.
+        """
+        if not self._joined:
+            return
+        try:
+            await self.leave()
+        except RTMError as exc:
+            if exc_info[0] is None:
+                raise
+            self._client._log.warning("leaving %s on an error failed: %s", self._name, exc)
 
     async def join(
         self,
