@@ -19,7 +19,7 @@ from .common import not_in_channel_code
 from .streams import EventStream
 
 if TYPE_CHECKING:
-    from .client import RTMClient
+    from .session import Session
 
 __all__ = ["Presence", "UserList", "WhoNowResult"]
 
@@ -102,8 +102,8 @@ class _View:
 class Presence:
     """``client.presence``: RTM 2 presence (who_now, where_now, state, events)."""
 
-    def __init__(self, client: RTMClient) -> None:
-        self._client = client
+    def __init__(self, session: Session) -> None:
+        self._session = session
         self._views: dict[ChannelKey, _View] = {}
         self._inside: set[ChannelKey] = set()  # channels the user is in, per the server
         self._own: dict[ChannelKey, dict[str, str]] = {}  # own state: cached or applied
@@ -123,7 +123,7 @@ class Presence:
         The caller need not be in the channel. With ``include_user_id=False`` only
         ``users.total`` is filled in.
         """
-        result = await self._client._request(
+        result = await self._session.request(
             lambda rid: f.WhoNow(
                 rid, channel, channel_type, include_user_id, include_state, page or ""
             ),
@@ -136,7 +136,7 @@ class Presence:
 
     async def where_now(self, user_id: str) -> list[ChannelInfo]:
         """The message and stream channels ``user_id`` is in (quiet memberships hidden)."""
-        result = await self._client._request(lambda rid: f.WhereNow(rid, user_id), f.WhereNowResult)
+        result = await self._session.request(lambda rid: f.WhereNow(rid, user_id), f.WhereNowResult)
         assert result is not None
         return [ChannelInfo(c.channel, ChannelType(c.channel_type)) for c in result.channels]
 
@@ -144,7 +144,7 @@ class Presence:
         self, channel: str, channel_type: ChannelType, user_id: str
     ) -> dict[str, str]:
         """``user_id``'s temporary state in a channel (PRESENCE_USER_NOT_EXIST if absent)."""
-        result = await self._client._request(
+        result = await self._session.request(
             lambda rid: f.GetState(rid, channel, channel_type, user_id), dict[str, str]
         )
         assert result is not None
@@ -159,7 +159,7 @@ class Presence:
 
         Before the user is in the channel, the state is cached and applied when it joins.
         """
-        self._client._require_login()
+        self._session.require_login()
         key = (ChannelType(channel_type), channel)
         pending = dict(state)
         if key not in self._inside:
@@ -170,7 +170,7 @@ class Presence:
             self._own.setdefault(key, {}).update(pending)
             self._show_own(key)
 
-        await self._client._request(
+        await self._session.request(
             lambda rid: f.SetState(rid, channel, channel_type, pending), None, applied
         )
 
@@ -178,7 +178,7 @@ class Presence:
         self, channel: str, channel_type: ChannelType, keys: Iterable[str]
     ) -> None:
         """Remove keys from this user's state in a channel (or from the cached state)."""
-        self._client._require_login()
+        self._session.require_login()
         key = (ChannelType(channel_type), channel)
         dropped = list(keys)
         if key not in self._inside:
@@ -191,7 +191,7 @@ class Presence:
                 own.pop(k, None)
             self._show_own(key)
 
-        await self._client._request(
+        await self._session.request(
             lambda rid: f.RemoveState(rid, channel, channel_type, dropped), None, removed
         )
 
@@ -199,7 +199,7 @@ class Presence:
         """Our own state changes reach no event of ours: keep our snapshot entry current."""
         view = self._views.get(key)
         if view is not None:
-            view.snapshot[self._client.config.user_id] = dict(self._own.get(key, {}))
+            view.snapshot[self._session.config.user_id] = dict(self._own.get(key, {}))
 
     def _cache(self, key: ChannelKey, state: dict[str, str]) -> None:
         if len(state) > MAX_STATE_PAIRS:
@@ -224,7 +224,7 @@ class Presence:
         Needs the channel subscribed or joined with ``with_presence=True``. The stream begins
         with a SNAPSHOT event and ends when the channel is left.
         """
-        self._client._require_login()
+        self._session.require_login()
         key = (ChannelType(channel_type), channel)
         view = self._views.get(key)
         if view is None:
@@ -234,10 +234,10 @@ class Presence:
 
     # --- hooks for subscribe / join / leave ---------------------------------------------------
 
-    def _state_for(self, key: ChannelKey) -> dict[str, str]:
+    def state_for(self, key: ChannelKey) -> dict[str, str]:
         return dict(self._own.get(key, {}))
 
-    def _entered(self, key: ChannelKey, snapshot: dict[str, dict[str, str]], listen: bool) -> None:
+    def entered(self, key: ChannelKey, snapshot: dict[str, dict[str, str]], listen: bool) -> None:
         self._inside.add(key)
         if not listen:
             return
@@ -249,7 +249,7 @@ class Presence:
             view.snapshot = copy
             view.stream.put(view._event(PresenceEventType.SNAPSHOT, snapshot=dict(copy)))
 
-    def _left(self, key: ChannelKey, code: ErrorCode) -> None:
+    def left(self, key: ChannelKey, code: ErrorCode) -> None:
         """The user left the channel: its state there is gone; its event stream ends."""
         self._inside.discard(key)
         self._own.pop(key, None)
@@ -262,8 +262,8 @@ class Presence:
         if view is not None:
             view.apply(frame)
 
-    def _reset(self) -> None:
+    def reset(self) -> None:
         for key in list(self._views):
-            self._left(key, ErrorCode.NOT_LOGIN)
+            self.left(key, ErrorCode.NOT_LOGIN)
         self._inside.clear()
         self._own.clear()

@@ -19,7 +19,7 @@ from .common import not_in_channel_code
 from .streams import EventStream
 
 if TYPE_CHECKING:
-    from .client import RTMClient
+    from .session import Session
 
 __all__ = ["Storage"]
 
@@ -63,8 +63,8 @@ class _View:
 
 
 class Storage:
-    def __init__(self, client: RTMClient) -> None:
-        self._client = client
+    def __init__(self, session: Session) -> None:
+        self._session = session
         self._views: dict[ViewKey, _View] = {}
 
     # --- channel metadata ------------------------------------------------------------------
@@ -154,7 +154,7 @@ class Storage:
         record_author: bool,
     ) -> None:
         wire = _wire_items(items)
-        await self._client._request(
+        await self._session.request(
             lambda rid: f.ChannelMetadataWrite(
                 rid,
                 channel,
@@ -171,7 +171,7 @@ class Storage:
 
     async def get_channel_metadata(self, channel: str, channel_type: ChannelType) -> Metadata:
         """The channel's metadata: ``major_revision, items = await ...``."""
-        result = await self._client._request(
+        result = await self._session.request(
             lambda rid: f.GetChannelMetadata(rid, channel, channel_type), f.MetadataResult
         )
         assert result is not None
@@ -184,7 +184,7 @@ class Storage:
 
         Needs the channel joined or subscribed with ``with_metadata=True``.
         """
-        self._client._require_login()
+        self._session.require_login()
         view = self._views.get((ChannelType(channel_type), channel))
         if view is None:
             raise RTMError(
@@ -238,7 +238,7 @@ class Storage:
         record_author: bool,
     ) -> None:
         wire = _wire_items(items)
-        await self._client._request(
+        await self._session.request(
             lambda rid: f.UserMetadataWrite(
                 rid, user_id, op, wire, major_revision, record_ts, record_author
             ),
@@ -246,7 +246,7 @@ class Storage:
         )
 
     async def get_user_metadata(self, user_id: str) -> Metadata:
-        result = await self._client._request(
+        result = await self._session.request(
             lambda rid: f.GetUserMetadata(rid, user_id), f.MetadataResult
         )
         assert result is not None
@@ -261,7 +261,7 @@ class Storage:
         """
         view = self._views.get(user_id)
         if view is not None:
-            self._client._require_login()
+            self._session.require_login()
             return view.snapshot, view.stream
 
         await self._follow(user_id)
@@ -270,18 +270,18 @@ class Storage:
 
     async def unsubscribe_user_metadata(self, user_id: str) -> None:
         """Stop following a user's metadata; its event stream ends."""
-        self._client._require_login()
+        self._session.require_login()
         if user_id not in self._views:
             raise RTMError(ErrorCode.STORAGE_NOT_SUBSCRIBE, f"not following {user_id!r}")
-        await self._client._request(
+        await self._session.request(
             lambda rid: f.UnsubscribeUserMetadata(rid, user_id),
             None,
-            lambda _: self._close_view(user_id, ErrorCode.STORAGE_NOT_SUBSCRIBE),
+            lambda _: self.close_view(user_id, ErrorCode.STORAGE_NOT_SUBSCRIBE),
         )
 
     # --- views (kept current by events) -----------------------------------------------------
 
-    def _open_view(self, key: ViewKey, result: f.MetadataResult) -> None:
+    def open_view(self, key: ViewKey, result: f.MetadataResult) -> None:
         snapshot = _metadata(result)
         if isinstance(key, str):
             event = StorageEvent(
@@ -312,7 +312,7 @@ class Storage:
             view.snapshot = snapshot
             view.stream.put(event)
 
-    def _close_view(self, key: ViewKey, code: ErrorCode) -> None:
+    def close_view(self, key: ViewKey, code: ErrorCode) -> None:
         view = self._views.pop(key, None)
         if view is not None:
             view.stream.close(code)
@@ -337,23 +337,23 @@ class Storage:
             )
         )
 
-    def _reset(self) -> None:
+    def reset(self) -> None:
         for key in list(self._views):
-            self._close_view(key, ErrorCode.NOT_LOGIN)
+            self.close_view(key, ErrorCode.NOT_LOGIN)
 
-    async def _restore(self) -> None:
+    async def restore(self) -> None:
         """After a new login: follow the same users' metadata again (same streams)."""
         for user in [k for k in self._views if isinstance(k, str)]:
             try:
                 await self._follow(user)
             except RTMError:
-                self._close_view(user, ErrorCode.STORAGE_NOT_SUBSCRIBE)
+                self.close_view(user, ErrorCode.STORAGE_NOT_SUBSCRIBE)
 
     async def _follow(self, user_id: str) -> None:
         def subscribed(result: f.MetadataResult | None) -> None:
             assert result is not None
-            self._open_view(user_id, result)
+            self.open_view(user_id, result)
 
-        await self._client._request(
+        await self._session.request(
             lambda rid: f.SubscribeUserMetadata(rid, user_id), f.MetadataResult, subscribed
         )
