@@ -18,6 +18,7 @@ from ..protocol import frames as f
 from ..types import ChannelType, LockDetail, LockEvent, LockEventType
 from .common import not_in_channel_code
 from .streams import EventStream
+from .views import ChannelViews
 
 if TYPE_CHECKING:
     from .connection import Link
@@ -28,30 +29,19 @@ __all__ = ["Lock"]
 ChannelKey = tuple[ChannelType, str]
 
 
-class _View:
-    __slots__ = ("key", "locks", "stream")
+Locks = dict[str, LockDetail]  # by lock name
 
-    def __init__(self, key: ChannelKey, locks: list[f.LockDetail]) -> None:
-        self.key = key
-        self.locks = {d.name: LockDetail(d.name, d.owner, d.ttl) for d in locks}
-        self.stream: EventStream[LockEvent] = EventStream(f"{key[1]}/locks")
-        self.stream.put(LockEvent(LockEventType.SNAPSHOT, key[1], key[0], dict(self.locks)))
 
-    def apply(self, frame: f.LockEvent) -> None:
-        kind = LockEventType(frame.kind)
-        changed = {d.name: LockDetail(d.name, d.owner, d.ttl) for d in frame.locks}
-        if kind is LockEventType.REMOVED:
-            for name in changed:
-                self.locks.pop(name, None)
-        else:
-            self.locks.update(changed)
-        self.stream.put(LockEvent(kind, self.key[1], self.key[0], changed))
+def _details(locks: list[f.LockDetail]) -> Locks:
+    return {d.name: LockDetail(d.name, d.owner, d.ttl) for d in locks}
 
 
 class Lock:
     def __init__(self, session: Session) -> None:
         self._session = session
-        self._views: dict[ChannelKey, _View] = {}
+        self._views: ChannelViews[ChannelKey, Locks, LockEvent] = ChannelViews(
+            lambda key: f"{key[1]}/locks"
+        )
         self._cleanups: set[asyncio.Task[None]] = set()
 
     async def set(self, channel: str, channel_type: ChannelType, name: str, ttl: int = 10) -> None:
@@ -150,7 +140,7 @@ class Lock:
             lambda rid: f.GetLocks(rid, channel, channel_type), list[f.LockDetail]
         )
         assert result is not None
-        return {d.name: LockDetail(d.name, d.owner, d.ttl) for d in result}
+        return _details(result)
 
     async def get_lock_events(
         self, channel: str, channel_type: ChannelType
@@ -166,29 +156,32 @@ class Lock:
                 not_in_channel_code(channel_type),
                 f"{channel!r} is not joined or subscribed with locks",
             )
-        return dict(view.locks), view.stream
+        return dict(view.snapshot), view.stream
 
     # --- views --------------------------------------------------------------------------------
 
     def open_view(self, key: ChannelKey, locks: list[f.LockDetail]) -> None:
-        view = self._views.get(key)
-        if view is None:
-            self._views[key] = _View(key, locks)
-            return
-        # Back after a reconnection: the same stream goes on, with a fresh snapshot.
-        view.locks = {d.name: LockDetail(d.name, d.owner, d.ttl) for d in locks}
-        view.stream.put(LockEvent(LockEventType.SNAPSHOT, key[1], key[0], dict(view.locks)))
+        snapshot = _details(locks)
+        self._views.open(
+            key, snapshot, LockEvent(LockEventType.SNAPSHOT, key[1], key[0], dict(snapshot))
+        )
 
     def close_view(self, key: ChannelKey, code: ErrorCode) -> None:
-        view = self._views.pop(key, None)
-        if view is not None:
-            view.stream.close(code)
+        self._views.close(key, code)
 
     def _on_event(self, frame: f.LockEvent) -> None:
-        view = self._views.get((ChannelType(frame.channel_type), frame.channel))
-        if view is not None:
-            view.apply(frame)
+        key = (ChannelType(frame.channel_type), frame.channel)
+        view = self._views.get(key)
+        if view is None:
+            return
+        kind = LockEventType(frame.kind)
+        changed = _details(frame.locks)
+        if kind is LockEventType.REMOVED:
+            for name in changed:
+                view.snapshot.pop(name, None)
+        else:
+            view.snapshot.update(changed)
+        view.stream.put(LockEvent(kind, key[1], key[0], changed))
 
     def reset(self) -> None:
-        for key in list(self._views):
-            self.close_view(key, ErrorCode.NOT_LOGIN)
+        self._views.reset()

@@ -17,6 +17,7 @@ from ..protocol import frames as f
 from ..types import ChannelInfo, ChannelType, PresenceEvent, PresenceEventType, UserState
 from .common import not_in_channel_code
 from .streams import EventStream
+from .views import ChannelViews, View
 
 if TYPE_CHECKING:
     from .session import Session
@@ -40,63 +41,58 @@ class WhoNowResult(NamedTuple):
     next_page: str | None  # pass as ``page`` for the next 100; None on the last page
 
 
-class _View:
-    """The presence of one channel as this client sees it, kept current by events."""
+Snapshot = dict[str, dict[str, str]]  # user id -> state
 
-    __slots__ = ("key", "snapshot", "stream")
 
-    def __init__(self, key: ChannelKey, snapshot: dict[str, dict[str, str]]) -> None:
-        self.key = key
-        self.snapshot = snapshot
-        self.stream: EventStream[PresenceEvent] = EventStream(f"{key[1]}/presence")
-        self.stream.put(self._event(PresenceEventType.SNAPSHOT, snapshot=dict(snapshot)))
+def _event(
+    key: ChannelKey,
+    kind: PresenceEventType,
+    user: str = "",
+    state: dict[str, str] | None = None,
+    joined: list[str] | None = None,
+    left: list[str] | None = None,
+    timed_out: list[str] | None = None,
+    snapshot: Snapshot | None = None,
+) -> PresenceEvent:
+    return PresenceEvent(
+        kind,
+        key[1],
+        key[0],
+        user,
+        state or {},
+        joined or [],
+        left or [],
+        timed_out or [],
+        snapshot or {},
+    )
 
-    def _event(
-        self,
-        kind: PresenceEventType,
-        user: str = "",
-        state: dict[str, str] | None = None,
-        joined: list[str] | None = None,
-        left: list[str] | None = None,
-        timed_out: list[str] | None = None,
-        snapshot: dict[str, dict[str, str]] | None = None,
-    ) -> PresenceEvent:
-        return PresenceEvent(
-            kind,
-            self.key[1],
-            self.key[0],
-            user,
-            state or {},
-            joined or [],
-            left or [],
-            timed_out or [],
-            snapshot or {},
-        )
 
-    def apply(self, frame: f.PresenceEvent) -> None:
-        kind = PresenceEventType(frame.kind)
-        if kind in (PresenceEventType.REMOTE_JOIN, PresenceEventType.REMOTE_STATE_CHANGED):
-            self.snapshot[frame.user] = dict(frame.state)
-        elif kind in (PresenceEventType.REMOTE_LEAVE, PresenceEventType.REMOTE_TIMEOUT):
-            self.snapshot.pop(frame.user, None)
-        elif kind is PresenceEventType.INTERVAL:
-            for user in (*frame.left, *frame.timeout):
-                self.snapshot.pop(user, None)
-            for user in frame.joined:
-                self.snapshot.setdefault(user, {})
-            for user, state in frame.states.items():
-                self.snapshot[user] = dict(state)
-            self.stream.put(
-                self._event(
-                    kind,
-                    joined=list(frame.joined),
-                    left=list(frame.left),
-                    timed_out=list(frame.timeout),
-                    snapshot={u: dict(s) for u, s in frame.states.items()},
-                )
+def _apply(view: View[Snapshot, PresenceEvent], key: ChannelKey, frame: f.PresenceEvent) -> None:
+    """Bring a channel's presence up to date with an event, and pass the event on."""
+    kind = PresenceEventType(frame.kind)
+    if kind in (PresenceEventType.REMOTE_JOIN, PresenceEventType.REMOTE_STATE_CHANGED):
+        view.snapshot[frame.user] = dict(frame.state)
+    elif kind in (PresenceEventType.REMOTE_LEAVE, PresenceEventType.REMOTE_TIMEOUT):
+        view.snapshot.pop(frame.user, None)
+    elif kind is PresenceEventType.INTERVAL:
+        for user in (*frame.left, *frame.timeout):
+            view.snapshot.pop(user, None)
+        for user in frame.joined:
+            view.snapshot.setdefault(user, {})
+        for user, state in frame.states.items():
+            view.snapshot[user] = dict(state)
+        view.stream.put(
+            _event(
+                key,
+                kind,
+                joined=list(frame.joined),
+                left=list(frame.left),
+                timed_out=list(frame.timeout),
+                snapshot={u: dict(s) for u, s in frame.states.items()},
             )
-            return
-        self.stream.put(self._event(kind, frame.user, dict(frame.state)))
+        )
+        return
+    view.stream.put(_event(key, kind, frame.user, dict(frame.state)))
 
 
 class Presence:
@@ -104,7 +100,9 @@ class Presence:
 
     def __init__(self, session: Session) -> None:
         self._session = session
-        self._views: dict[ChannelKey, _View] = {}
+        self._views: ChannelViews[ChannelKey, Snapshot, PresenceEvent] = ChannelViews(
+            lambda key: f"{key[1]}/presence"
+        )
         self._inside: set[ChannelKey] = set()  # channels the user is in, per the server
         self._own: dict[ChannelKey, dict[str, str]] = {}  # own state: cached or applied
 
@@ -242,28 +240,21 @@ class Presence:
         if not listen:
             return
         copy = {u: dict(s) for u, s in snapshot.items()}
-        view = self._views.get(key)
-        if view is None:
-            self._views[key] = _View(key, copy)
-        else:  # back after a reconnection: the same stream goes on, with a fresh snapshot
-            view.snapshot = copy
-            view.stream.put(view._event(PresenceEventType.SNAPSHOT, snapshot=dict(copy)))
+        self._views.open(key, copy, _event(key, PresenceEventType.SNAPSHOT, snapshot=dict(copy)))
 
     def left(self, key: ChannelKey, code: ErrorCode) -> None:
         """The user left the channel: its state there is gone; its event stream ends."""
         self._inside.discard(key)
         self._own.pop(key, None)
-        view = self._views.pop(key, None)
-        if view is not None:
-            view.stream.close(code)
+        self._views.close(key, code)
 
     def _on_event(self, frame: f.PresenceEvent) -> None:
-        view = self._views.get((ChannelType(frame.channel_type), frame.channel))
+        key = (ChannelType(frame.channel_type), frame.channel)
+        view = self._views.get(key)
         if view is not None:
-            view.apply(frame)
+            _apply(view, key, frame)
 
     def reset(self) -> None:
-        for key in list(self._views):
-            self.left(key, ErrorCode.NOT_LOGIN)
+        self._views.reset()
         self._inside.clear()
         self._own.clear()

@@ -17,6 +17,7 @@ from ..protocol import frames as f
 from ..types import ChannelType, Metadata, MetadataItem, StorageEvent, StorageEventType, StorageType
 from .common import not_in_channel_code
 from .streams import EventStream
+from .views import ChannelViews
 
 if TYPE_CHECKING:
     from .session import Session
@@ -53,19 +54,14 @@ def _metadata(result: f.MetadataResult) -> Metadata:
     )
 
 
-class _View:
-    __slots__ = ("snapshot", "stream")
-
-    def __init__(self, name: str, snapshot: Metadata, event: StorageEvent) -> None:
-        self.snapshot = snapshot
-        self.stream: EventStream[StorageEvent] = EventStream(name)
-        self.stream.put(event)
+def _stream_name(key: ViewKey) -> str:
+    return f"user {key}/metadata" if isinstance(key, str) else f"{key[1]}/metadata"
 
 
 class Storage:
     def __init__(self, session: Session) -> None:
         self._session = session
-        self._views: dict[ViewKey, _View] = {}
+        self._views: ChannelViews[ViewKey, Metadata, StorageEvent] = ChannelViews(_stream_name)
 
     # --- channel metadata ------------------------------------------------------------------
 
@@ -265,7 +261,8 @@ class Storage:
             return view.snapshot, view.stream
 
         await self._follow(user_id)
-        view = self._views[user_id]
+        view = self._views.get(user_id)
+        assert view is not None  # opened by the reply
         return view.snapshot, view.stream
 
     async def unsubscribe_user_metadata(self, user_id: str) -> None:
@@ -293,7 +290,6 @@ class Storage:
                 snapshot.major_revision,
                 snapshot.items,
             )
-            name = f"user {key}/metadata"
         else:
             event = StorageEvent(
                 StorageEventType.SNAPSHOT,
@@ -304,18 +300,10 @@ class Storage:
                 snapshot.major_revision,
                 snapshot.items,
             )
-            name = f"{key[1]}/metadata"
-        view = self._views.get(key)
-        if view is None:
-            self._views[key] = _View(name, snapshot, event)
-        else:  # back after a reconnection: the same stream goes on, with a fresh snapshot
-            view.snapshot = snapshot
-            view.stream.put(event)
+        self._views.open(key, snapshot, event)
 
     def close_view(self, key: ViewKey, code: ErrorCode) -> None:
-        view = self._views.pop(key, None)
-        if view is not None:
-            view.stream.close(code)
+        self._views.close(key, code)
 
     def _on_event(self, frame: f.StorageEvent) -> None:
         user = frame.storage_type == StorageType.USER
@@ -338,8 +326,7 @@ class Storage:
         )
 
     def reset(self) -> None:
-        for key in list(self._views):
-            self.close_view(key, ErrorCode.NOT_LOGIN)
+        self._views.reset()
 
     async def restore(self) -> None:
         """After a new login: follow the same users' metadata again (same streams)."""
