@@ -15,7 +15,8 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from ..errors import ErrorCode, RTMError
 from ..protocol.frames import (
@@ -62,6 +63,7 @@ __all__ = [
 ]
 
 _client_ids = itertools.count(1)
+F = TypeVar("F")
 ChannelKey = tuple[ChannelType, str]
 
 
@@ -116,6 +118,7 @@ class RTMClient:
         self._features = _Features(self.presence, self.storage, self.lock)
         self._messages = MessageChannels(self._session, self._features)
         self._stream_channels: dict[str, StreamChannel] = {}
+        self._push_handlers = self._routes()
 
     def __repr__(self) -> str:
         cfg = self.config
@@ -304,33 +307,50 @@ class RTMClient:
         await self.storage.restore()
 
     def _on_push(self, frame: ServerFrame) -> None:
-        if isinstance(frame, ChannelMessage):
-            self._messages.on_message(frame)
-        elif isinstance(frame, PresenceEventFrame):
-            self.presence._on_event(frame)
-        elif isinstance(frame, StorageEventFrame):
-            self.storage._on_event(frame)
-        elif isinstance(frame, LockEventFrame):
-            self.lock._on_event(frame)
-        elif isinstance(frame, StreamMessage):
-            channel = self._stream_channels.get(frame.channel)
-            if channel is not None:
-                channel._on_message(frame)
-        elif isinstance(frame, TopicEvent):
-            channel = self._stream_channels.get(frame.channel)
-            if channel is not None:
-                channel._on_topic_event(frame)
-        elif isinstance(frame, TokenWillExpire):
-            self._log.info("token for %r will expire at %d", frame.channel, frame.expires_at)
-            if not frame.channel:
-                self._session.token_events.put("")
-            elif (channel := self._stream_channels.get(frame.channel)) is not None:
-                channel._on_token_will_expire()
-        elif isinstance(frame, ChannelClosed):
-            channel = self._stream_channels.get(frame.channel)
-            if channel is not None:
-                self._log.warning("removed from channel %s: %s", frame.channel, frame.message)
-                channel._on_closed(frame)
+        handler = self._push_handlers.get(type(frame))
+        if handler is not None:
+            handler(frame)
+
+    def _routes(self) -> dict[type[Any], Callable[[Any], None]]:
+        """Push frame type -> its handler. The handlers look their target up when a frame
+        comes, so a sub-API's ``_on_event`` replaced later (as test spies do) still gets it."""
+        routes: dict[type[Any], Callable[[Any], None]] = {}
+
+        def route(kind: type[F], handler: Callable[[F], None]) -> None:
+            routes[kind] = handler
+
+        route(ChannelMessage, self._messages.on_message)
+        route(PresenceEventFrame, lambda frame: self.presence._on_event(frame))
+        route(StorageEventFrame, lambda frame: self.storage._on_event(frame))
+        route(LockEventFrame, lambda frame: self.lock._on_event(frame))
+        route(StreamMessage, self._on_stream_message)
+        route(TopicEvent, self._on_topic_event)
+        route(TokenWillExpire, self._on_token_will_expire)
+        route(ChannelClosed, self._on_channel_closed)
+        return routes
+
+    def _on_stream_message(self, frame: StreamMessage) -> None:
+        channel = self._stream_channels.get(frame.channel)
+        if channel is not None:
+            channel._on_message(frame)
+
+    def _on_topic_event(self, frame: TopicEvent) -> None:
+        channel = self._stream_channels.get(frame.channel)
+        if channel is not None:
+            channel._on_topic_event(frame)
+
+    def _on_token_will_expire(self, frame: TokenWillExpire) -> None:
+        self._log.info("token for %r will expire at %d", frame.channel, frame.expires_at)
+        if not frame.channel:
+            self._session.token_events.put("")
+        elif (channel := self._stream_channels.get(frame.channel)) is not None:
+            channel._on_token_will_expire()
+
+    def _on_channel_closed(self, frame: ChannelClosed) -> None:
+        channel = self._stream_channels.get(frame.channel)
+        if channel is not None:
+            self._log.warning("removed from channel %s: %s", frame.channel, frame.message)
+            channel._on_closed(frame)
 
     # --- for tests and debugging: the session's parts, under their old names ----------------
 
