@@ -1,7 +1,9 @@
 """ClientSession: the login lifecycle of one client: log in, keep the session, reconnect.
 
-It owns the connection (``Link``), the login state, the client's connection, token and error
-streams and the ``OffsetBook``, and is the ``Session`` the sub-APIs send requests through. What
+It owns the connection (``Link``) and the client's connection, token and error streams, and
+is the ``Session`` the sub-APIs send requests through. Every decision (may this call go ahead,
+what does a lost connection lead to, what does a reply change) is the ``core.LoginCore``'s;
+this class does the I/O around it. What
 lives in channels is the client's: pushes go to ``on_push``; after a new session ``on_restore``
 subscribes and joins again; on logout ``on_reset`` ends every channel.
 """
@@ -11,25 +13,20 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable
-from enum import Enum
 from typing import Any, NamedTuple, TypeVar
 
 from ..errors import ErrorCode, RTMError
-from ..protocol.codes import LOGIN_FAILURE_REASONS, TERMINAL_REASONS
 from ..protocol.frames import (
     Hello,
-    Login,
     LoginResult,
     Logout,
     Position,
     RenewToken,
     Request,
-    Resume,
     ResumeResult,
     ServerFrame,
     Welcome,
 )
-from ..protocol.names import is_valid_user_id
 from ..types import (
     ChannelType,
     ConnectionChangeReason,
@@ -47,16 +44,14 @@ from .config import (
     RTMConfig,
 )
 from .connection import Link
+from .core import Failure, LoginCore, Phase, endpoints, failure_reason, unreachable
 from .offsets import OffsetBook
-from .reconnect import FATAL_CODES, backoff
+from .reconnect import backoff
 from .sidecar import Sidecar
 from .streams import EventStream
 
 __all__ = ["ClientSession", "LoginStreams"]
 
-_PRESENCE_TIMEOUT_RANGE = (5, 300)
-# Codes after which a login at another endpoint may work.
-_UNREACHABLE = frozenset({ErrorCode.NOT_CONNECTED, ErrorCode.LOGIN_TIMEOUT})
 T = TypeVar("T")
 
 
@@ -65,21 +60,6 @@ class LoginStreams(NamedTuple):
 
     conn_events: EventStream[ConnectionEvent]
     token_events: EventStream[str]
-
-
-class _State(Enum):
-    IDLE = "idle"
-    LOGGING_IN = "logging in"
-    LOGGED_IN = "logged in"
-    RECONNECTING = "reconnecting"
-    FAILED = "failed"
-
-
-def _failure_reason(code: int) -> ConnectionChangeReason:
-    """The connection-change reason reported with FAILED when a login is refused."""
-    if code in (ErrorCode.NOT_CONNECTED, ErrorCode.LOGIN_TIMEOUT):
-        return ConnectionChangeReason.LOST
-    return LOGIN_FAILURE_REASONS.get(code, ConnectionChangeReason.REJECTED_BY_SERVER)
 
 
 class ClientSession:
@@ -100,16 +80,11 @@ class ClientSession:
         self._on_push = on_push
         self._on_restore = on_restore
         self._on_reset = on_reset
-        self._state = _State.IDLE
+        self._core = LoginCore()
         self.link: Link | None = None
-        self.session_id = ""
-        self._resume_token = ""
-        self._token_expires_at = 0
-        self._login_token = ""
         self._connected = asyncio.Event()
         self._sidecar_url = ""
         self.reconnecting: asyncio.Task[None] | None = None
-        self._offsets = OffsetBook()
         self._file_handler: logging.FileHandler | None = None
         self.sidecar = Sidecar(log, self._sidecar_exited)
         self._new_streams()
@@ -139,7 +114,7 @@ class ClientSession:
 
     @property
     def offsets(self) -> OffsetBook:
-        return self._offsets
+        return self._core.offsets
 
     @property
     def log(self) -> logging.Logger:
@@ -147,39 +122,40 @@ class ClientSession:
 
     @property
     def login_token(self) -> str:
-        return self._login_token
+        return self._core.login_token
+
+    @property
+    def session_id(self) -> str:
+        return self._core.session_id
 
     @property
     def state_name(self) -> str:
-        return self._state.value
+        return self._core.phase.value
 
     @property
     def logged_in(self) -> bool:
         """Logged in and connected right now."""
-        return self._state is _State.LOGGED_IN
+        return self._core.phase is Phase.LOGGED_IN
 
     def require_login(self) -> None:
         """Raise NOT_LOGIN unless logged in (connected, or reconnecting)."""
-        if self._state is not _State.LOGGED_IN and self._state is not _State.RECONNECTING:
-            raise RTMError(ErrorCode.NOT_LOGIN, f"client is {self._state.value}; log in first")
+        self._core.require_login()
 
     def reconnectable(self) -> bool:
         """Whether a lost connection is being (or will be) brought back."""
-        return self._state is _State.RECONNECTING or (
-            self._state is _State.LOGGED_IN and self.link is None
-        )
+        return self._core.reconnectable(self.link is not None)
 
     async def live_link(self) -> Link:
         """The connection, waiting (up to the request timeout) while the client reconnects."""
-        self.require_login()
-        if self._state is _State.RECONNECTING:
+        self._core.require_login()
+        if self._core.reconnecting:
             try:
                 async with asyncio.timeout(self._config.request_timeout):
                     await self._connected.wait()
             except TimeoutError:
                 raise RTMError(ErrorCode.NOT_CONNECTED, "still reconnecting") from None
-        if self._state is not _State.LOGGED_IN or self.link is None:
-            raise RTMError(ErrorCode.NOT_LOGIN, f"client is {self._state.value}; log in first")
+        self._core.require_connected(self.link is not None)
+        assert self.link is not None
         return self.link
 
     async def request(
@@ -218,14 +194,8 @@ class ClientSession:
 
     async def login(self, token: str) -> LoginStreams:
         """See ``RTMClient.login``."""
-        if self._state is not _State.IDLE:
-            raise RTMError(ErrorCode.DUPLICATE_OPERATION, f"client is {self._state.value}")
         cfg = self._config
-        if not is_valid_user_id(cfg.user_id):
-            raise RTMError(ErrorCode.INVALID_USER_ID, f"invalid user id {cfg.user_id!r}")
-        if not cfg.app_id:
-            raise RTMError(ErrorCode.INVALID_APP_ID, "app id is empty")
-        self._state = _State.LOGGING_IN
+        self._core.begin_login(cfg)
         if self.conn_events.closed:
             self._new_streams()
         self._open_log_file()
@@ -233,14 +203,13 @@ class ClientSession:
         try:
             link, endpoint = await self._connect_any(token)
         except BaseException as exc:
-            self._state = _State.IDLE
+            self._core.login_failed()
             if isinstance(exc, RTMError):
-                self._emit(ConnectionState.FAILED, _failure_reason(exc.code))
+                self._emit(ConnectionState.FAILED, failure_reason(exc.code))
                 self._log.warning("login of %s failed: %s", cfg.user_id, exc)
             raise
-        self._login_token = token
+        self._core.login_done(token)
         self.link = link
-        self._state = _State.LOGGED_IN
         self._connected.set()
         self._log.info("logged in as %s to %s (session %s)", cfg.user_id, endpoint, self.session_id)
         self._emit(ConnectionState.CONNECTED, ConnectionChangeReason.LOGIN_SUCCESS)
@@ -250,17 +219,13 @@ class ClientSession:
         """See ``RTMClient.renew_token``."""
         result = await self.request(lambda rid: RenewToken(rid, token), LoginResult)
         assert result is not None
-        self._token_expires_at = result.expires_at
-        self._login_token = token
+        self._core.token_renewed(token, result)
         self._log.info("login token renewed")
 
     async def logout(self) -> None:
         """See ``RTMClient.logout``."""
-        if self._state is _State.LOGGING_IN:
-            raise RTMError(ErrorCode.DUPLICATE_OPERATION, "a login is in progress")
+        was_logged_in = self._core.begin_logout()
         link, self.link = self.link, None
-        was_logged_in = self._state in (_State.LOGGED_IN, _State.RECONNECTING)
-        self._state = _State.IDLE
         self._connected.clear()
         if self.reconnecting is not None:
             self.reconnecting.cancel()
@@ -274,7 +239,7 @@ class ClientSession:
             link.close()
             await link.wait_closed()
         self._on_reset()
-        self._offsets.clear()
+        self._core.offsets.clear()
         self.peer_messages.close()
         self.recovery_events.close()
         if was_logged_in or not self.conn_events.closed:
@@ -291,10 +256,7 @@ class ClientSession:
     # --- connecting ------------------------------------------------------------------------
 
     def _endpoints(self) -> list[str]:
-        value = self._params.get(PARAM_ENDPOINT)
-        if value is None:
-            return [self._sidecar_url] if self._sidecar_url else []
-        return [value] if isinstance(value, str) else list(value)
+        return endpoints(self._params, self._sidecar_url)
 
     async def _start_sidecar(self) -> None:
         port = int(self._params.get(PARAM_SIDECAR_PORT, DEFAULT_SIDECAR_PORT))
@@ -307,13 +269,16 @@ class ClientSession:
 
     def _sidecar_exited(self, error: RTMError) -> None:
         self.errors.put(error)
-        if self._state in (_State.LOGGED_IN, _State.RECONNECTING):
+        if self._core.in_session:
             if self.reconnecting is not None:
                 self.reconnecting.cancel()
                 self.reconnecting = None
             if self.link is not None:
                 self.link.close()
-            self._fail(ConnectionChangeReason.LOST, error.reason, error.code, report=False)
+            self._failed(
+                self._core.fail(ConnectionChangeReason.LOST, error.reason, error.code),
+                report=False,
+            )
 
     async def _connect_any(self, token: str) -> tuple[Link, str]:
         """Log in at the first endpoint that answers; endpoints that cannot be reached are
@@ -327,7 +292,7 @@ class ClientSession:
                 await self._handshake(link, endpoint, token, resume=False)
             except BaseException as exc:
                 link.close()
-                if not isinstance(exc, RTMError) or exc.code not in _UNREACHABLE:
+                if not isinstance(exc, RTMError) or not unreachable(exc.code):
                     raise
                 error = exc
                 continue
@@ -339,9 +304,8 @@ class ClientSession:
         """Connect, say hello, and resume the session (if ``resume``) or log in, all within
         one request timeout. Returns whether the old session was resumed."""
         cfg = self._config
+        core = self._core
         timeout = cfg.request_timeout
-        low, high = _PRESENCE_TIMEOUT_RANGE
-        presence_timeout = min(max(cfg.presence_timeout, low), high)
         try:
             async with asyncio.timeout(timeout):
                 await link.open(endpoint)
@@ -353,28 +317,18 @@ class ClientSession:
                 if resume:
                     try:
                         resumed = await link.request(
-                            lambda rid: Resume(
-                                rid,
-                                cfg.app_id,
-                                cfg.user_id,
-                                self.session_id,
-                                self._resume_token,
-                                self._offsets.positions(),
-                            ),
-                            ResumeResult,
-                            timeout,
+                            lambda rid: core.resume_frame(rid, cfg), ResumeResult, timeout
                         )
                     except RTMError as exc:
-                        if exc.code != ErrorCode.LOGIN_REJECTED:
+                        if not core.resume_refused(exc.code):
                             raise
                     else:
                         assert resumed is not None
-                        self._token_expires_at = resumed.expires_at
-                        self._not_recovered(resumed.unrecovered)
+                        self._not_recovered(core.resumed(resumed))
                         link.start_keepalive(welcome.heartbeat_interval, welcome.heartbeat_grace)
                         return True
                 result = await link.request(
-                    lambda rid: Login(rid, cfg.app_id, cfg.user_id, token, presence_timeout),
+                    lambda rid: core.login_frame(rid, cfg, token),
                     LoginResult,
                     timeout,
                 )
@@ -383,11 +337,7 @@ class ClientSession:
                 ErrorCode.LOGIN_TIMEOUT, f"no answer from {endpoint} within {timeout:g} s"
             ) from None
         assert result is not None
-        self.session_id = result.session_id
-        self._resume_token = result.resume_token
-        # The offsets we hold were counted in the old epoch: on_restore recovers from them.
-        self._offsets.new_epoch(result.epoch)
-        self._token_expires_at = result.expires_at
+        core.new_session(result)
         link.start_keepalive(welcome.heartbeat_interval, welcome.heartbeat_grace)
         return False
 
@@ -402,36 +352,29 @@ class ClientSession:
 
     def _on_lost(self, reason: ConnectionChangeReason, message: str) -> None:
         """The connection ended without our asking."""
-        if self._state is not _State.LOGGED_IN:
+        decision = self._core.connection_lost(reason, message, self._config.auto_reconnect)
+        if decision is False:
             return
         self.link = None
         self._connected.clear()
-        if reason in TERMINAL_REASONS or not self._config.auto_reconnect:
-            self._fail(reason, message)
+        if isinstance(decision, Failure):
+            self._failed(decision)
             return
         self._log.warning("connection lost (%s: %s); reconnecting", reason.name, message)
-        self._state = _State.RECONNECTING
         self._emit(ConnectionState.RECONNECTING, reason)
         self.reconnecting = asyncio.get_running_loop().create_task(
             self._reconnect(), name="rtm2-reconnect"
         )
 
-    def _fail(
-        self, reason: ConnectionChangeReason, message: str, code: int = 0, report: bool = True
-    ) -> None:
-        """The session is over for good (FAILED); the application must log in again."""
-        self._state = _State.FAILED
+    def _failed(self, failure: Failure, report: bool = True) -> None:
+        """The core ended the session (FAILED): tell the application."""
         self.link = None
-        if not code:
-            code = ErrorCode.NOT_CONNECTED
-            if reason is ConnectionChangeReason.SAME_UID_LOGIN:
-                code = ErrorCode.LOGIN_ABORTED
-            elif reason is ConnectionChangeReason.TOKEN_EXPIRED:
-                code = ErrorCode.TOKEN_EXPIRED
-        self._log.warning("session ended: %s: %s", reason.name, message)
-        self._emit(ConnectionState.FAILED, reason)
+        self._log.warning("session ended: %s: %s", failure.reason.name, failure.message)
+        self._emit(ConnectionState.FAILED, failure.reason)
         if report:
-            self.errors.put(RTMError(code, f"{reason.name.lower()}: {message}"))
+            self.errors.put(
+                RTMError(failure.code, f"{failure.reason.name.lower()}: {failure.message}")
+            )
 
     async def _reconnect(self) -> None:
         """Try the endpoints in turn, with growing delays, until the session is back."""
@@ -441,28 +384,27 @@ class ClientSession:
         delays = backoff(cfg.reconnect_min_delay, cfg.reconnect_max_delay)
         endpoints = self._endpoints()
         attempt = 0
-        while self._state is _State.RECONNECTING:
+        while self._core.reconnecting:
             await asyncio.sleep(next(delays))
             endpoint = endpoints[attempt % len(endpoints)]
             attempt += 1
             link = Link(self._on_push, self._on_lost, self._log)
             try:
-                resumed = await self._handshake(link, endpoint, self._login_token, resume=True)
+                resumed = await self._handshake(link, endpoint, self._core.login_token, resume=True)
             except RTMError as exc:
                 link.close()
-                if exc.code in FATAL_CODES:
-                    self._fail(_failure_reason(exc.code), exc.reason, exc.code)
-                    return
-                if cfg.reconnect_timeout and loop.time() - started > cfg.reconnect_timeout:
-                    self._fail(ConnectionChangeReason.LOST, "gave up reconnecting")
+                failure = self._core.attempt_failed(
+                    exc, loop.time() - started, cfg.reconnect_timeout
+                )
+                if failure is not None:
+                    self._failed(failure)
                     return
                 self._log.info("reconnection attempt %d (%s) failed: %s", attempt, endpoint, exc)
                 continue
-            if self._state is not _State.RECONNECTING:  # logged out meanwhile
+            if not self._core.reconnected():  # logged out meanwhile
                 link.close()
                 return
             self.link = link
-            self._state = _State.LOGGED_IN
             self._connected.set()
             how = "resumed the session" if resumed else "logged in again"
             self._log.info("reconnected to %s and %s", endpoint, how)
