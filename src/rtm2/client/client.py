@@ -5,9 +5,11 @@ streams; ``RenewToken``; ``Logout``), with its bugs left out: every call before 
 NOT_LOGIN, a second concurrent login is refused, every request times out, nothing blocks the
 read loop, and a client can log in again after logout.
 
-The parts, one concern each: ``config`` (RTMConfig, parameters), ``lifecycle`` (login,
-reconnection, the ``Session`` the sub-APIs use), ``channels`` (message channels and peer
-messages), ``stream_channel``, ``presence``, ``storage`` and ``lock``.
+The parts, one concern each: ``config`` (RTMConfig, parameters), ``core`` (the login and
+reconnection decisions, no I/O), ``lifecycle`` (the asyncio driver of the core: the
+``Session`` the sub-APIs use), ``channels`` (message channels and peer messages),
+``offsets`` (positions and de-duplication), ``views`` (followed channel state),
+``stream_channel``, ``presence``, ``storage`` and ``lock``.
 """
 
 from __future__ import annotations

@@ -3,9 +3,9 @@
 It owns the connection (``Link``) and the client's connection, token and error streams, and
 is the ``Session`` the sub-APIs send requests through. Every decision (may this call go ahead,
 what does a lost connection lead to, what does a reply change) is the ``core.LoginCore``'s;
-this class does the I/O around it. What
-lives in channels is the client's: pushes go to ``on_push``; after a new session ``on_restore``
-subscribes and joins again; on logout ``on_reset`` ends every channel.
+this class does the I/O around it. What lives in channels is the client's: pushes go to
+``on_push``; after a new session ``on_restore`` subscribes and joins again; on logout
+``on_reset`` ends every channel.
 """
 
 from __future__ import annotations
