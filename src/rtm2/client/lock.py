@@ -18,52 +18,42 @@ from ..protocol import frames as f
 from ..types import ChannelType, LockDetail, LockEvent, LockEventType
 from .common import not_in_channel_code
 from .streams import EventStream
+from .views import ChannelViews
 
 if TYPE_CHECKING:
-    from .client import RTMClient
     from .connection import Link
+    from .session import Session
 
 __all__ = ["Lock"]
 
 ChannelKey = tuple[ChannelType, str]
 
 
-class _View:
-    __slots__ = ("key", "locks", "stream")
+Locks = dict[str, LockDetail]  # by lock name
 
-    def __init__(self, key: ChannelKey, locks: list[f.LockDetail]) -> None:
-        self.key = key
-        self.locks = {d.name: LockDetail(d.name, d.owner, d.ttl) for d in locks}
-        self.stream: EventStream[LockEvent] = EventStream(f"{key[1]}/locks")
-        self.stream.put(LockEvent(LockEventType.SNAPSHOT, key[1], key[0], dict(self.locks)))
 
-    def apply(self, frame: f.LockEvent) -> None:
-        kind = LockEventType(frame.kind)
-        changed = {d.name: LockDetail(d.name, d.owner, d.ttl) for d in frame.locks}
-        if kind is LockEventType.REMOVED:
-            for name in changed:
-                self.locks.pop(name, None)
-        else:
-            self.locks.update(changed)
-        self.stream.put(LockEvent(kind, self.key[1], self.key[0], changed))
+def _details(locks: list[f.LockDetail]) -> Locks:
+    return {d.name: LockDetail(d.name, d.owner, d.ttl) for d in locks}
 
 
 class Lock:
-    def __init__(self, client: RTMClient) -> None:
-        self._client = client
-        self._views: dict[ChannelKey, _View] = {}
+    def __init__(self, session: Session) -> None:
+        self._session = session
+        self._views: ChannelViews[ChannelKey, Locks, LockEvent] = ChannelViews(
+            lambda key: f"{key[1]}/locks"
+        )
         self._cleanups: set[asyncio.Task[None]] = set()
 
     async def set(self, channel: str, channel_type: ChannelType, name: str, ttl: int = 10) -> None:
         """Define a lock (LOCK_ALREADY_EXIST if it exists). ``ttl`` (clamped to 10-300 s) is how
         long the lock outlives its owner's connection or presence in the channel."""
-        await self._client._request(
+        await self._session.request(
             lambda rid: f.SetLock(rid, channel, channel_type, name, ttl), None
         )
 
     async def remove(self, channel: str, channel_type: ChannelType, name: str) -> None:
         """Delete a lock; anyone waiting for it gets LOCK_NOT_EXIST."""
-        await self._client._request(
+        await self._session.request(
             lambda rid: f.RemoveLock(rid, channel, channel_type, name), None
         )
 
@@ -79,13 +69,13 @@ class Lock:
         client is back (behind those who waited meanwhile). Cancel the coroutine to stop.
         """
         if not retry:
-            result = await self._client._request(
+            result = await self._session.request(
                 lambda rid: f.AcquireLock(rid, channel, channel_type, name, False), f.Acquired
             )
             assert result is not None
             return result.fence
         while True:
-            link = await self._client._live_link()
+            link = await self._session.live_link()
             frame, future = link.begin(
                 lambda rid: f.AcquireLock(rid, channel, channel_type, name, True), f.Acquired
             )
@@ -102,7 +92,7 @@ class Lock:
                 raise
             except RTMError as exc:
                 link.forget(frame.rid)
-                if exc.code == ErrorCode.NOT_CONNECTED and self._client._reconnectable():
+                if exc.code == ErrorCode.NOT_CONNECTED and self._session.reconnectable():
                     continue  # the wait goes on once the client is back
                 raise
             link.forget(frame.rid)
@@ -122,8 +112,8 @@ class Lock:
         the lock back."""
         try:
             with contextlib.suppress(RTMError):
-                await self._client._request(lambda r: f.CancelAcquire(r, rid), None)
-            async with asyncio.timeout(self._client.config.request_timeout):
+                await self._session.request(lambda r: f.CancelAcquire(r, rid), None)
+            async with asyncio.timeout(self._session.config.request_timeout):
                 await future
         except (RTMError, TimeoutError):
             return  # not granted (or the connection is gone, which ends the wait anyway)
@@ -134,23 +124,23 @@ class Lock:
 
     async def release(self, channel: str, channel_type: ChannelType, name: str) -> None:
         """Release a lock this user holds (LOCK_NOT_ACQUIRED otherwise)."""
-        await self._client._request(
+        await self._session.request(
             lambda rid: f.ReleaseLock(rid, channel, channel_type, name), None
         )
 
     async def revoke(self, channel: str, channel_type: ChannelType, name: str, owner: str) -> None:
         """Free a lock held by ``owner``, whoever asks (LOCK_NOT_ACQUIRED if not held by them)."""
-        await self._client._request(
+        await self._session.request(
             lambda rid: f.RevokeLock(rid, channel, channel_type, name, owner), None
         )
 
     async def get(self, channel: str, channel_type: ChannelType) -> dict[str, LockDetail]:
         """The channel's locks by name: owner ("" if free) and TTL."""
-        result = await self._client._request(
+        result = await self._session.request(
             lambda rid: f.GetLocks(rid, channel, channel_type), list[f.LockDetail]
         )
         assert result is not None
-        return {d.name: LockDetail(d.name, d.owner, d.ttl) for d in result}
+        return _details(result)
 
     async def get_lock_events(
         self, channel: str, channel_type: ChannelType
@@ -159,36 +149,39 @@ class Lock:
 
         Needs the channel joined or subscribed with ``with_lock=True``.
         """
-        self._client._require_login()
+        self._session.require_login()
         view = self._views.get((ChannelType(channel_type), channel))
         if view is None:
             raise RTMError(
                 not_in_channel_code(channel_type),
                 f"{channel!r} is not joined or subscribed with locks",
             )
-        return dict(view.locks), view.stream
+        return dict(view.snapshot), view.stream
 
     # --- views --------------------------------------------------------------------------------
 
-    def _open_view(self, key: ChannelKey, locks: list[f.LockDetail]) -> None:
-        view = self._views.get(key)
-        if view is None:
-            self._views[key] = _View(key, locks)
-            return
-        # Back after a reconnection: the same stream goes on, with a fresh snapshot.
-        view.locks = {d.name: LockDetail(d.name, d.owner, d.ttl) for d in locks}
-        view.stream.put(LockEvent(LockEventType.SNAPSHOT, key[1], key[0], dict(view.locks)))
+    def open_view(self, key: ChannelKey, locks: list[f.LockDetail]) -> None:
+        snapshot = _details(locks)
+        self._views.open(
+            key, snapshot, LockEvent(LockEventType.SNAPSHOT, key[1], key[0], dict(snapshot))
+        )
 
-    def _close_view(self, key: ChannelKey, code: ErrorCode) -> None:
-        view = self._views.pop(key, None)
-        if view is not None:
-            view.stream.close(code)
+    def close_view(self, key: ChannelKey, code: ErrorCode) -> None:
+        self._views.close(key, code)
 
     def _on_event(self, frame: f.LockEvent) -> None:
-        view = self._views.get((ChannelType(frame.channel_type), frame.channel))
-        if view is not None:
-            view.apply(frame)
+        key = (ChannelType(frame.channel_type), frame.channel)
+        view = self._views.get(key)
+        if view is None:
+            return
+        kind = LockEventType(frame.kind)
+        changed = _details(frame.locks)
+        if kind is LockEventType.REMOVED:
+            for name in changed:
+                view.snapshot.pop(name, None)
+        else:
+            view.snapshot.update(changed)
+        view.stream.put(LockEvent(kind, key[1], key[0], changed))
 
-    def _reset(self) -> None:
-        for key in list(self._views):
-            self._close_view(key, ErrorCode.NOT_LOGIN)
+    def reset(self) -> None:
+        self._views.reset()

@@ -17,9 +17,10 @@ from ..protocol import frames as f
 from ..types import ChannelInfo, ChannelType, PresenceEvent, PresenceEventType, UserState
 from .common import not_in_channel_code
 from .streams import EventStream
+from .views import ChannelViews, View
 
 if TYPE_CHECKING:
-    from .client import RTMClient
+    from .session import Session
 
 __all__ = ["Presence", "UserList", "WhoNowResult"]
 
@@ -40,71 +41,68 @@ class WhoNowResult(NamedTuple):
     next_page: str | None  # pass as ``page`` for the next 100; None on the last page
 
 
-class _View:
-    """The presence of one channel as this client sees it, kept current by events."""
+Snapshot = dict[str, dict[str, str]]  # user id -> state
 
-    __slots__ = ("key", "snapshot", "stream")
 
-    def __init__(self, key: ChannelKey, snapshot: dict[str, dict[str, str]]) -> None:
-        self.key = key
-        self.snapshot = snapshot
-        self.stream: EventStream[PresenceEvent] = EventStream(f"{key[1]}/presence")
-        self.stream.put(self._event(PresenceEventType.SNAPSHOT, snapshot=dict(snapshot)))
+def _event(
+    key: ChannelKey,
+    kind: PresenceEventType,
+    user: str = "",
+    state: dict[str, str] | None = None,
+    joined: list[str] | None = None,
+    left: list[str] | None = None,
+    timed_out: list[str] | None = None,
+    snapshot: Snapshot | None = None,
+) -> PresenceEvent:
+    return PresenceEvent(
+        kind,
+        key[1],
+        key[0],
+        user,
+        state or {},
+        joined or [],
+        left or [],
+        timed_out or [],
+        snapshot or {},
+    )
 
-    def _event(
-        self,
-        kind: PresenceEventType,
-        user: str = "",
-        state: dict[str, str] | None = None,
-        joined: list[str] | None = None,
-        left: list[str] | None = None,
-        timed_out: list[str] | None = None,
-        snapshot: dict[str, dict[str, str]] | None = None,
-    ) -> PresenceEvent:
-        return PresenceEvent(
-            kind,
-            self.key[1],
-            self.key[0],
-            user,
-            state or {},
-            joined or [],
-            left or [],
-            timed_out or [],
-            snapshot or {},
-        )
 
-    def apply(self, frame: f.PresenceEvent) -> None:
-        kind = PresenceEventType(frame.kind)
-        if kind in (PresenceEventType.REMOTE_JOIN, PresenceEventType.REMOTE_STATE_CHANGED):
-            self.snapshot[frame.user] = dict(frame.state)
-        elif kind in (PresenceEventType.REMOTE_LEAVE, PresenceEventType.REMOTE_TIMEOUT):
-            self.snapshot.pop(frame.user, None)
-        elif kind is PresenceEventType.INTERVAL:
-            for user in (*frame.left, *frame.timeout):
-                self.snapshot.pop(user, None)
-            for user in frame.joined:
-                self.snapshot.setdefault(user, {})
-            for user, state in frame.states.items():
-                self.snapshot[user] = dict(state)
-            self.stream.put(
-                self._event(
-                    kind,
-                    joined=list(frame.joined),
-                    left=list(frame.left),
-                    timed_out=list(frame.timeout),
-                    snapshot={u: dict(s) for u, s in frame.states.items()},
-                )
+def _apply(view: View[Snapshot, PresenceEvent], key: ChannelKey, frame: f.PresenceEvent) -> None:
+    """Bring a channel's presence up to date with an event, and pass the event on."""
+    kind = PresenceEventType(frame.kind)
+    if kind in (PresenceEventType.REMOTE_JOIN, PresenceEventType.REMOTE_STATE_CHANGED):
+        view.snapshot[frame.user] = dict(frame.state)
+    elif kind in (PresenceEventType.REMOTE_LEAVE, PresenceEventType.REMOTE_TIMEOUT):
+        view.snapshot.pop(frame.user, None)
+    elif kind is PresenceEventType.INTERVAL:
+        for user in (*frame.left, *frame.timeout):
+            view.snapshot.pop(user, None)
+        for user in frame.joined:
+            view.snapshot.setdefault(user, {})
+        for user, state in frame.states.items():
+            view.snapshot[user] = dict(state)
+        view.stream.put(
+            _event(
+                key,
+                kind,
+                joined=list(frame.joined),
+                left=list(frame.left),
+                timed_out=list(frame.timeout),
+                snapshot={u: dict(s) for u, s in frame.states.items()},
             )
-            return
-        self.stream.put(self._event(kind, frame.user, dict(frame.state)))
+        )
+        return
+    view.stream.put(_event(key, kind, frame.user, dict(frame.state)))
 
 
 class Presence:
     """``client.presence``: RTM 2 presence (who_now, where_now, state, events)."""
 
-    def __init__(self, client: RTMClient) -> None:
-        self._client = client
-        self._views: dict[ChannelKey, _View] = {}
+    def __init__(self, session: Session) -> None:
+        self._session = session
+        self._views: ChannelViews[ChannelKey, Snapshot, PresenceEvent] = ChannelViews(
+            lambda key: f"{key[1]}/presence"
+        )
         self._inside: set[ChannelKey] = set()  # channels the user is in, per the server
         self._own: dict[ChannelKey, dict[str, str]] = {}  # own state: cached or applied
 
@@ -123,7 +121,7 @@ class Presence:
         The caller need not be in the channel. With ``include_user_id=False`` only
         ``users.total`` is filled in.
         """
-        result = await self._client._request(
+        result = await self._session.request(
             lambda rid: f.WhoNow(
                 rid, channel, channel_type, include_user_id, include_state, page or ""
             ),
@@ -136,7 +134,7 @@ class Presence:
 
     async def where_now(self, user_id: str) -> list[ChannelInfo]:
         """The message and stream channels ``user_id`` is in (quiet memberships hidden)."""
-        result = await self._client._request(lambda rid: f.WhereNow(rid, user_id), f.WhereNowResult)
+        result = await self._session.request(lambda rid: f.WhereNow(rid, user_id), f.WhereNowResult)
         assert result is not None
         return [ChannelInfo(c.channel, ChannelType(c.channel_type)) for c in result.channels]
 
@@ -144,7 +142,7 @@ class Presence:
         self, channel: str, channel_type: ChannelType, user_id: str
     ) -> dict[str, str]:
         """``user_id``'s temporary state in a channel (PRESENCE_USER_NOT_EXIST if absent)."""
-        result = await self._client._request(
+        result = await self._session.request(
             lambda rid: f.GetState(rid, channel, channel_type, user_id), dict[str, str]
         )
         assert result is not None
@@ -159,7 +157,7 @@ class Presence:
 
         Before the user is in the channel, the state is cached and applied when it joins.
         """
-        self._client._require_login()
+        self._session.require_login()
         key = (ChannelType(channel_type), channel)
         pending = dict(state)
         if key not in self._inside:
@@ -170,7 +168,7 @@ class Presence:
             self._own.setdefault(key, {}).update(pending)
             self._show_own(key)
 
-        await self._client._request(
+        await self._session.request(
             lambda rid: f.SetState(rid, channel, channel_type, pending), None, applied
         )
 
@@ -178,7 +176,7 @@ class Presence:
         self, channel: str, channel_type: ChannelType, keys: Iterable[str]
     ) -> None:
         """Remove keys from this user's state in a channel (or from the cached state)."""
-        self._client._require_login()
+        self._session.require_login()
         key = (ChannelType(channel_type), channel)
         dropped = list(keys)
         if key not in self._inside:
@@ -191,7 +189,7 @@ class Presence:
                 own.pop(k, None)
             self._show_own(key)
 
-        await self._client._request(
+        await self._session.request(
             lambda rid: f.RemoveState(rid, channel, channel_type, dropped), None, removed
         )
 
@@ -199,7 +197,7 @@ class Presence:
         """Our own state changes reach no event of ours: keep our snapshot entry current."""
         view = self._views.get(key)
         if view is not None:
-            view.snapshot[self._client.config.user_id] = dict(self._own.get(key, {}))
+            view.snapshot[self._session.config.user_id] = dict(self._own.get(key, {}))
 
     def _cache(self, key: ChannelKey, state: dict[str, str]) -> None:
         if len(state) > MAX_STATE_PAIRS:
@@ -224,7 +222,7 @@ class Presence:
         Needs the channel subscribed or joined with ``with_presence=True``. The stream begins
         with a SNAPSHOT event and ends when the channel is left.
         """
-        self._client._require_login()
+        self._session.require_login()
         key = (ChannelType(channel_type), channel)
         view = self._views.get(key)
         if view is None:
@@ -234,36 +232,29 @@ class Presence:
 
     # --- hooks for subscribe / join / leave ---------------------------------------------------
 
-    def _state_for(self, key: ChannelKey) -> dict[str, str]:
+    def state_for(self, key: ChannelKey) -> dict[str, str]:
         return dict(self._own.get(key, {}))
 
-    def _entered(self, key: ChannelKey, snapshot: dict[str, dict[str, str]], listen: bool) -> None:
+    def entered(self, key: ChannelKey, snapshot: dict[str, dict[str, str]], listen: bool) -> None:
         self._inside.add(key)
         if not listen:
             return
         copy = {u: dict(s) for u, s in snapshot.items()}
-        view = self._views.get(key)
-        if view is None:
-            self._views[key] = _View(key, copy)
-        else:  # back after a reconnection: the same stream goes on, with a fresh snapshot
-            view.snapshot = copy
-            view.stream.put(view._event(PresenceEventType.SNAPSHOT, snapshot=dict(copy)))
+        self._views.open(key, copy, _event(key, PresenceEventType.SNAPSHOT, snapshot=dict(copy)))
 
-    def _left(self, key: ChannelKey, code: ErrorCode) -> None:
+    def left(self, key: ChannelKey, code: ErrorCode) -> None:
         """The user left the channel: its state there is gone; its event stream ends."""
         self._inside.discard(key)
         self._own.pop(key, None)
-        view = self._views.pop(key, None)
-        if view is not None:
-            view.stream.close(code)
+        self._views.close(key, code)
 
     def _on_event(self, frame: f.PresenceEvent) -> None:
-        view = self._views.get((ChannelType(frame.channel_type), frame.channel))
+        key = (ChannelType(frame.channel_type), frame.channel)
+        view = self._views.get(key)
         if view is not None:
-            view.apply(frame)
+            _apply(view, key, frame)
 
-    def _reset(self) -> None:
-        for key in list(self._views):
-            self._left(key, ErrorCode.NOT_LOGIN)
+    def reset(self) -> None:
+        self._views.reset()
         self._inside.clear()
         self._own.clear()

@@ -17,9 +17,10 @@ from ..protocol import frames as f
 from ..types import ChannelType, Metadata, MetadataItem, StorageEvent, StorageEventType, StorageType
 from .common import not_in_channel_code
 from .streams import EventStream
+from .views import ChannelViews
 
 if TYPE_CHECKING:
-    from .client import RTMClient
+    from .session import Session
 
 __all__ = ["Storage"]
 
@@ -53,19 +54,14 @@ def _metadata(result: f.MetadataResult) -> Metadata:
     )
 
 
-class _View:
-    __slots__ = ("snapshot", "stream")
-
-    def __init__(self, name: str, snapshot: Metadata, event: StorageEvent) -> None:
-        self.snapshot = snapshot
-        self.stream: EventStream[StorageEvent] = EventStream(name)
-        self.stream.put(event)
+def _stream_name(key: ViewKey) -> str:
+    return f"user {key}/metadata" if isinstance(key, str) else f"{key[1]}/metadata"
 
 
 class Storage:
-    def __init__(self, client: RTMClient) -> None:
-        self._client = client
-        self._views: dict[ViewKey, _View] = {}
+    def __init__(self, session: Session) -> None:
+        self._session = session
+        self._views: ChannelViews[ViewKey, Metadata, StorageEvent] = ChannelViews(_stream_name)
 
     # --- channel metadata ------------------------------------------------------------------
 
@@ -154,7 +150,7 @@ class Storage:
         record_author: bool,
     ) -> None:
         wire = _wire_items(items)
-        await self._client._request(
+        await self._session.request(
             lambda rid: f.ChannelMetadataWrite(
                 rid,
                 channel,
@@ -171,7 +167,7 @@ class Storage:
 
     async def get_channel_metadata(self, channel: str, channel_type: ChannelType) -> Metadata:
         """The channel's metadata: ``major_revision, items = await ...``."""
-        result = await self._client._request(
+        result = await self._session.request(
             lambda rid: f.GetChannelMetadata(rid, channel, channel_type), f.MetadataResult
         )
         assert result is not None
@@ -184,7 +180,7 @@ class Storage:
 
         Needs the channel joined or subscribed with ``with_metadata=True``.
         """
-        self._client._require_login()
+        self._session.require_login()
         view = self._views.get((ChannelType(channel_type), channel))
         if view is None:
             raise RTMError(
@@ -238,7 +234,7 @@ class Storage:
         record_author: bool,
     ) -> None:
         wire = _wire_items(items)
-        await self._client._request(
+        await self._session.request(
             lambda rid: f.UserMetadataWrite(
                 rid, user_id, op, wire, major_revision, record_ts, record_author
             ),
@@ -246,7 +242,7 @@ class Storage:
         )
 
     async def get_user_metadata(self, user_id: str) -> Metadata:
-        result = await self._client._request(
+        result = await self._session.request(
             lambda rid: f.GetUserMetadata(rid, user_id), f.MetadataResult
         )
         assert result is not None
@@ -261,27 +257,28 @@ class Storage:
         """
         view = self._views.get(user_id)
         if view is not None:
-            self._client._require_login()
+            self._session.require_login()
             return view.snapshot, view.stream
 
         await self._follow(user_id)
-        view = self._views[user_id]
+        view = self._views.get(user_id)
+        assert view is not None  # opened by the reply
         return view.snapshot, view.stream
 
     async def unsubscribe_user_metadata(self, user_id: str) -> None:
         """Stop following a user's metadata; its event stream ends."""
-        self._client._require_login()
+        self._session.require_login()
         if user_id not in self._views:
             raise RTMError(ErrorCode.STORAGE_NOT_SUBSCRIBE, f"not following {user_id!r}")
-        await self._client._request(
+        await self._session.request(
             lambda rid: f.UnsubscribeUserMetadata(rid, user_id),
             None,
-            lambda _: self._close_view(user_id, ErrorCode.STORAGE_NOT_SUBSCRIBE),
+            lambda _: self.close_view(user_id, ErrorCode.STORAGE_NOT_SUBSCRIBE),
         )
 
     # --- views (kept current by events) -----------------------------------------------------
 
-    def _open_view(self, key: ViewKey, result: f.MetadataResult) -> None:
+    def open_view(self, key: ViewKey, result: f.MetadataResult) -> None:
         snapshot = _metadata(result)
         if isinstance(key, str):
             event = StorageEvent(
@@ -293,7 +290,6 @@ class Storage:
                 snapshot.major_revision,
                 snapshot.items,
             )
-            name = f"user {key}/metadata"
         else:
             event = StorageEvent(
                 StorageEventType.SNAPSHOT,
@@ -304,18 +300,10 @@ class Storage:
                 snapshot.major_revision,
                 snapshot.items,
             )
-            name = f"{key[1]}/metadata"
-        view = self._views.get(key)
-        if view is None:
-            self._views[key] = _View(name, snapshot, event)
-        else:  # back after a reconnection: the same stream goes on, with a fresh snapshot
-            view.snapshot = snapshot
-            view.stream.put(event)
+        self._views.open(key, snapshot, event)
 
-    def _close_view(self, key: ViewKey, code: ErrorCode) -> None:
-        view = self._views.pop(key, None)
-        if view is not None:
-            view.stream.close(code)
+    def close_view(self, key: ViewKey, code: ErrorCode) -> None:
+        self._views.close(key, code)
 
     def _on_event(self, frame: f.StorageEvent) -> None:
         user = frame.storage_type == StorageType.USER
@@ -337,23 +325,22 @@ class Storage:
             )
         )
 
-    def _reset(self) -> None:
-        for key in list(self._views):
-            self._close_view(key, ErrorCode.NOT_LOGIN)
+    def reset(self) -> None:
+        self._views.reset()
 
-    async def _restore(self) -> None:
+    async def restore(self) -> None:
         """After a new login: follow the same users' metadata again (same streams)."""
         for user in [k for k in self._views if isinstance(k, str)]:
             try:
                 await self._follow(user)
             except RTMError:
-                self._close_view(user, ErrorCode.STORAGE_NOT_SUBSCRIBE)
+                self.close_view(user, ErrorCode.STORAGE_NOT_SUBSCRIBE)
 
     async def _follow(self, user_id: str) -> None:
         def subscribed(result: f.MetadataResult | None) -> None:
             assert result is not None
-            self._open_view(user_id, result)
+            self.open_view(user_id, result)
 
-        await self._client._request(
+        await self._session.request(
             lambda rid: f.SubscribeUserMetadata(rid, user_id), f.MetadataResult, subscribed
         )

@@ -29,7 +29,7 @@ from .common import message_payload
 from .streams import EventStream
 
 if TYPE_CHECKING:
-    from .client import RTMClient
+    from .session import ChannelFeatures, ChannelSession
 
 __all__ = ["JoinResult", "StreamChannel"]
 
@@ -47,10 +47,11 @@ class JoinResult(NamedTuple):
 class StreamChannel:
     """A stream channel. Get it with ``client.stream_channel(name)``: one object per name."""
 
-    def __init__(self, client: RTMClient, name: str) -> None:
+    def __init__(self, session: ChannelSession, features: ChannelFeatures, name: str) -> None:
         if not is_valid_channel_name(name):
             raise RTMError(ErrorCode.INVALID_CHANNEL_NAME, f"invalid channel name {name!r}")
-        self._client = client
+        self._session = session
+        self._features = features
         self._name = name
         self._key = (ChannelType.STREAM, name)
         self._joined = False
@@ -78,11 +79,42 @@ class StreamChannel:
         return self._joined
 
     @property
+    def topic_events(self) -> EventStream[TopicEvent]:
+        """The topic-event stream of the current (or last) join, as ``join`` returned it."""
+        return self._topic_events
+
+    @property
+    def token_events(self) -> EventStream[str]:
+        """The token-will-expire stream of the current (or last) join."""
+        return self._token_events
+
+    @property
     def topics(self) -> dict[str, list[str]]:
         """The channel's topics and their publishers, kept current by topic events."""
         return {topic: list(users) for topic, users in self._topics.items()}
 
     # --- joining and leaving ---------------------------------------------------------------
+
+    async def __aenter__(self) -> StreamChannel:
+        """``async with client.stream_channel(name) as channel:`` joins with the default
+        options (the login token); ``topic_events`` and ``token_events`` hold the streams."""
+        await self.join()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        """Leave the channel, however the block ends (unless it is no longer joined).
+
+        When an exception is already escaping, a failing leave is logged, not raised, so the
+        application sees the error that ended the block.
+        """
+        if not self._joined:
+            return
+        try:
+            await self.leave()
+        except RTMError as exc:
+            if exc_info[0] is None:
+                raise
+            self._session.log.warning("leaving %s on an error failed: %s", self._name, exc)
 
     async def join(
         self,
@@ -110,16 +142,16 @@ class StreamChannel:
         """
         if self._joined or self._busy:
             raise RTMError(ErrorCode.CHANNEL_JOIN_FAILED, f"already joined {self._name!r}")
-        client = self._client
-        client._require_login()
-        presented = client._login_token if token is None else token
+        session = self._session
+        session.require_login()
+        presented = session.login_token if token is None else token
         self._busy = True
         self._join_args = (presented, with_presence, with_metadata, with_lock, be_quiet)
         # Fresh streams exist before the request leaves, so no event behind the reply is lost.
         self._topic_events = EventStream(f"{self._name}/topic_events")
         self._token_events = EventStream(f"{self._name}/token_events")
         try:
-            await client._request(
+            await session.request(
                 lambda rid: f.StreamJoin(
                     rid,
                     self._name,
@@ -128,14 +160,14 @@ class StreamChannel:
                     with_metadata,
                     with_lock,
                     be_quiet,
-                    client.presence._state_for(self._key),
+                    self._features.state_for(self._key),
                 ),
                 f.StreamJoinResult,
                 lambda result: self._joined_now(result, with_presence),
             )
         finally:
             self._busy = False
-        client._channel_event(
+        session.channel_event(
             ConnectionState.CONNECTED, ConnectionChangeReason.JOIN_SUCCESS, self._name
         )
         return JoinResult(self.topics, self._topic_events, self._token_events)
@@ -143,7 +175,7 @@ class StreamChannel:
     def _joined_now(self, result: f.StreamJoinResult | None, with_presence: bool) -> None:
         assert result is not None
         self._joined = True
-        self._client._channel_entered(self._key, result, with_presence)
+        self._features.entered(self._key, result, with_presence)
         self._topics = {t.topic: [p.user for p in t.publishers] for t in result.topics}
         self._joined_topics.clear()
         self._subs.clear()
@@ -156,19 +188,19 @@ class StreamChannel:
         """
         self._require_joined()
         try:
-            await self._client._request(lambda rid: f.StreamLeave(rid, self._name), None)
+            await self._session.request(lambda rid: f.StreamLeave(rid, self._name), None)
         except RTMError as exc:
             if exc.code != ErrorCode.CHANNEL_NOT_JOINED:  # already gone on the server: fine
                 raise
         self._reset(ErrorCode.CHANNEL_NOT_JOINED)
-        self._client._channel_event(
+        self._session.channel_event(
             ConnectionState.DISCONNECTED, ConnectionChangeReason.LEAVE_CHANNEL, self._name
         )
 
     async def renew_token(self, token: str) -> None:
         """Replace this channel's stream token (after a token-will-expire notice)."""
         self._require_joined()
-        await self._client._request(lambda rid: f.RenewToken(rid, token, self._name), None)
+        await self._session.request(lambda rid: f.RenewToken(rid, token, self._name), None)
         self._join_args = (token, *self._join_args[1:])
 
     # --- topics ----------------------------------------------------------------------------
@@ -188,7 +220,7 @@ class StreamChannel:
             self._topic_args[topic] = (qos, priority, meta, sync_media)
             self._publishing(topic, True)
 
-        await self._client._request(
+        await self._session.request(
             lambda rid: f.JoinTopic(rid, self._name, topic, qos, priority, meta, sync_media),
             None,
             joined,
@@ -199,7 +231,7 @@ class StreamChannel:
         self._require_joined()
         if topic not in self._joined_topics:
             raise RTMError(ErrorCode.CHANNEL_TOPIC_NOT_JOINED, f"not in topic {topic!r}")
-        await self._client._request(
+        await self._session.request(
             lambda rid: f.LeaveTopic(rid, self._name, topic),
             None,
             lambda _: self._publishing(topic, False),
@@ -207,7 +239,7 @@ class StreamChannel:
 
     def _publishing(self, topic: str, joined: bool) -> None:
         """Our own topic role changed: keep ``topics`` complete (we get no event about us)."""
-        me = self._client.config.user_id
+        me = self._session.config.user_id
         publishers = self._topics.setdefault(topic, [])
         if joined:
             self._joined_topics.add(topic)
@@ -233,7 +265,7 @@ class StreamChannel:
         if topic not in self._joined_topics:
             raise RTMError(ErrorCode.CHANNEL_TOPIC_NOT_JOINED, f"not in topic {topic!r}")
         payload, message_type = message_payload(message)
-        await self._client._request(
+        await self._session.request(
             lambda rid: f.PublishTopic(
                 rid, self._name, topic, payload, message_type, custom_type, send_ts
             ),
@@ -262,7 +294,7 @@ class StreamChannel:
         created = stream is None
         if stream is None:
             stream = self._messages[topic] = EventStream(
-                f"{self._name}/{topic}", on_overflow=self._client._overflowed
+                f"{self._name}/{topic}", on_overflow=self._session.overflowed
             )
 
         def subscribed(result: f.SubscribeResult | None) -> None:
@@ -271,7 +303,7 @@ class StreamChannel:
             self._seen(topic, result.offset)
 
         try:
-            await self._client._request(
+            await self._session.request(
                 lambda rid: f.SubscribeTopic(rid, self._name, topic, wanted),
                 f.SubscribeResult,
                 subscribed,
@@ -297,12 +329,12 @@ class StreamChannel:
                 self._subs[topic].difference_update(dropped)
             else:
                 del self._subs[topic]
-                self._client._offsets.pop((ChannelType.STREAM, self._name, topic), None)
+                self._session.offsets.forget((ChannelType.STREAM, self._name, topic))
                 stream = self._messages.pop(topic, None)
                 if stream is not None:
                     stream.close(ErrorCode.CHANNEL_TOPIC_NOT_SUBSCRIBED)
 
-        await self._client._request(
+        await self._session.request(
             lambda rid: f.UnsubscribeTopic(rid, self._name, topic, dropped), None, unsubscribed
         )
 
@@ -320,19 +352,16 @@ class StreamChannel:
 
     def _seen(self, topic: str, offset: int) -> None:
         """Remember how far this topic got, to resume from there after a blip."""
-        offsets = self._client._offsets
-        key = (ChannelType.STREAM, self._name, topic)
-        offsets[key] = max(offsets.get(key, 0), offset)
+        self._session.offsets.seen((ChannelType.STREAM, self._name, topic), offset)
 
     def _on_message(self, frame: f.StreamMessage) -> None:
         picked = self._subs.get(frame.topic)
         if picked is None or frame.publisher not in picked:
             return
-        if frame.offset:
-            key = (ChannelType.STREAM, self._name, frame.topic)
-            if frame.offset <= self._client._offsets.get(key, 0):
-                return  # already delivered: a replay overlapping what arrived live
-            self._client._offsets[key] = frame.offset
+        if not self._session.offsets.fresh(
+            (ChannelType.STREAM, self._name, frame.topic), frame.offset
+        ):
+            return  # already delivered: a replay overlapping what arrived live
         stream = self._messages.get(frame.topic)
         if stream is None:
             return
@@ -383,7 +412,7 @@ class StreamChannel:
             reason = ConnectionChangeReason(frame.reason)
         except ValueError:
             reason = ConnectionChangeReason.REJECTED_BY_SERVER
-        self._client._channel_event(ConnectionState.FAILED, reason, self._name)
+        self._session.channel_event(ConnectionState.FAILED, reason, self._name)
 
     # --- after a reconnection -----------------------------------------------------------------
 
@@ -395,9 +424,9 @@ class StreamChannel:
         token, presence, metadata, lock, quiet = self._join_args
         topics = dict(self._topic_args)
         picks = {topic: sorted(users) for topic, users in self._subs.items()}
-        client = self._client
+        session = self._session
         try:
-            await client._request(
+            await session.request(
                 lambda rid: f.StreamJoin(
                     rid,
                     self._name,
@@ -406,7 +435,7 @@ class StreamChannel:
                     metadata,
                     lock,
                     quiet,
-                    client.presence._state_for(self._key),
+                    self._features.state_for(self._key),
                 ),
                 f.StreamJoinResult,
                 lambda result: self._rejoined(result, presence),
@@ -420,20 +449,18 @@ class StreamChannel:
             }
         except RTMError as exc:
             self._reset(ErrorCode.CHANNEL_JOIN_FAILED)
-            client._recovery_events.put(
+            session.recovered(
                 RecoveryEvent(self._name, ChannelType.STREAM, "", False, False, str(exc))
             )
             return
         for topic in picks:
             if topic not in recovered:
-                client._recovery_events.put(
-                    RecoveryEvent(self._name, ChannelType.STREAM, topic, False, True)
-                )
+                session.recovered(RecoveryEvent(self._name, ChannelType.STREAM, topic, False, True))
 
     async def _rejoin_topic(
         self, topic: str, qos: int, priority: int, meta: str, sync_media: bool
     ) -> None:
-        await self._client._request(
+        await self._session.request(
             lambda rid: f.JoinTopic(rid, self._name, topic, qos, priority, meta, sync_media), None
         )
 
@@ -441,16 +468,16 @@ class StreamChannel:
         """Pick ``users`` again on the new session; return whether the messages missed were
         all recovered (they arrive right after the reply)."""
         key = (ChannelType.STREAM, self._name, topic)
-        since, epoch = self._client._recovering_from(key)
+        since, epoch = self._session.offsets.recovering_from(key)
         recovered = False
 
         def subscribed(result: f.SubscribeResult | None) -> None:
             nonlocal recovered
             assert result is not None
             recovered = result.recovered
-            self._client._resumed_at(key, result.offset, recovered)
+            self._session.offsets.resumed_at(key, result.offset, recovered)
 
-        await self._client._request(
+        await self._session.request(
             lambda rid: f.SubscribeTopic(rid, self._name, topic, users, since, epoch),
             f.SubscribeResult,
             subscribed,
@@ -461,27 +488,27 @@ class StreamChannel:
         assert result is not None
         self._topics = {t.topic: [p.user for p in t.publishers] for t in result.topics}
         for topic in self._joined_topics:
-            self._topics.setdefault(topic, []).append(self._client.config.user_id)
-        self._client._channel_entered(self._key, result, with_presence)
+            self._topics.setdefault(topic, []).append(self._session.config.user_id)
+        self._features.entered(self._key, result, with_presence)
         self._topic_events.put(TopicEvent(TopicEventType.SNAPSHOT, self._name, "", "", self.topics))
 
     # --- helpers ---------------------------------------------------------------------------
 
     def _require_joined(self) -> None:
-        self._client._require_login()
+        self._session.require_login()
         if not self._joined:
             raise RTMError(ErrorCode.CHANNEL_NOT_JOINED, f"not in stream channel {self._name!r}")
 
     def _reset(self, code: ErrorCode) -> None:
         """Back to not joined; every stream of this channel ends with ``code``."""
         if self._joined:
-            self._client._channel_left(self._key, code)
+            self._features.left(self._key, code)
         self._joined = False
         self._topics.clear()
         self._joined_topics.clear()
         self._topic_args.clear()
         for topic in self._subs:
-            self._client._offsets.pop((ChannelType.STREAM, self._name, topic), None)
+            self._session.offsets.forget((ChannelType.STREAM, self._name, topic))
         self._subs.clear()
         for stream in self._messages.values():
             stream.close(code)
