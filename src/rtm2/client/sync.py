@@ -64,7 +64,7 @@ class RTMClient:
 
     def __init__(self, config: RTMConfig) -> None:
         refuse_in_event_loop()
-        self.config = config
+        self._config = config
         self._log = config.logger or logging.getLogger("rtm2.sync")
         self._loop = LoopThread(f"rtm2-sync-{config.user_id}")
         try:
@@ -78,6 +78,11 @@ class RTMClient:
         self.lock = Lock(self._client.lock, self._loop)
         self._channels: dict[str, StreamChannel] = {}
         self._channels_lock = threading.Lock()
+
+    @property
+    def config(self) -> RTMConfig:
+        """The configuration the client was made with."""
+        return self._config
 
     def __repr__(self) -> str:
         return f"<sync {self._client!r}{' closed' if self._loop.closed else ''}>"

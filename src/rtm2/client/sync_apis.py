@@ -337,6 +337,16 @@ class StreamChannel:
         """The channel's topics and their publishers, kept current by topic events."""
         return self._loop.call(lambda: self._channel.topics)
 
+    @property
+    def topic_events(self) -> EventStream[TopicEvent]:
+        """The topic events of the current (or last) join, as ``join`` returned them."""
+        return EventStream(self._loop.call(lambda: self._channel.topic_events), self._loop)
+
+    @property
+    def token_events(self) -> EventStream[str]:
+        """The token-will-expire notices of the current (or last) join."""
+        return EventStream(self._loop.call(lambda: self._channel.token_events), self._loop)
+
     def join(
         self,
         token: str | None = None,
