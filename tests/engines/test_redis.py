@@ -16,7 +16,16 @@ from uuid import uuid4
 import pytest
 
 from rtm2.errors import ErrorCode
-from rtm2.server.engines.base import OP_SET, ItemWrite, LockInfo, Metadata
+from rtm2.server.engines.base import (
+    BUS_MESSAGE,
+    OP_SET,
+    BusEvent,
+    EngineUnavailable,
+    ItemWrite,
+    LockInfo,
+    Metadata,
+)
+from rtm2.server.engines.redis.engine import RedisEngine
 from rtm2.server.engines.redis.resp import Commands, RedisClient
 from rtm2.server.engines.redis.scripts import Script, run
 from rtm2.server.engines.redis.storage import RedisStore, hash_tag, unescape_tag
@@ -182,3 +191,29 @@ async def test_without_redis_changes_answer_not_available(engine: RedisHarness) 
     assert (await engine.locks.acquire("msg:app1:room", "L", "a")).code == (
         ErrorCode.LOCK_NOT_AVAILABLE
     )
+
+
+async def test_without_redis_every_store_and_the_broker_raise_engine_unavailable(
+    engine: RedisHarness,
+) -> None:
+    redis = RedisEngine(f"{REDIS_URL}?prefix={engine.prefix}")
+    broker = redis.make_broker(lambda subject, event: None, lambda subject: None)
+    await redis.start()
+    await redis.close()
+    event = BusEvent(BUS_MESSAGE, "", "u", b"\x00" * 8)
+    with pytest.raises(EngineUnavailable):
+        broker.publish_message("msg:app1:c", event, 10, 60)
+    with pytest.raises(EngineUnavailable):
+        broker.publish("msg:app1:c", event)
+    with pytest.raises(EngineUnavailable):
+        await broker.publish_counted("msg:app1:c", event)
+    with pytest.raises(EngineUnavailable):
+        await redis.stream_store.join("app1", "c", "u", "n-1", 10)
+    with pytest.raises(EngineUnavailable):
+        await redis.presence_store.members("msg:app1:c")
+    with pytest.raises(EngineUnavailable):
+        await redis.recovery_store.position("msg:app1:c", "")
+    with pytest.raises(EngineUnavailable):
+        await redis.metadata_store.read("msg:app1:c")
+    with pytest.raises(EngineUnavailable):
+        await redis.lock_store.locks("msg:app1:c")

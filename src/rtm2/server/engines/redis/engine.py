@@ -22,8 +22,15 @@ from typing import Any, Protocol
 
 import msgspec
 
-from ....errors import ErrorCode, RTMError
-from ..base import BUS_MESSAGE, BusEvent, BusHandler, PresenceEntry, TopicPublishers, frame_offset
+from ..base import (
+    BUS_MESSAGE,
+    BusEvent,
+    BusHandler,
+    EngineUnavailable,
+    PresenceEntry,
+    TopicPublishers,
+    frame_offset,
+)
 from .index import NodeIndex
 from .recovery import BATCH, RedisRecoveryStore, batch_events, publish_numbered, recovery_keys
 from .resp import Commands, RedisClient, RedisError, RedisSubscriber
@@ -122,7 +129,7 @@ class RedisBroker:
 
     def publish_message(self, subject: str, event: BusEvent, keep: int, seconds: float) -> None:
         if not self._client.connected:  # never acknowledge what Redis cannot take
-            raise RTMError(ErrorCode.CHANNEL_PUBLISH_MESSAGE_FAILED, "redis is unavailable")
+            raise EngineUnavailable("redis is unavailable")
         key = (subject, event.topic)
         batch = self._batches.get(key)
         if batch is None:
@@ -149,16 +156,14 @@ class RedisBroker:
             args = (channel, batch.keep, batch.keep_ms, len(events), _encode(events))
             try:
                 self._send("EVALSHA", self._numbered, 2, counter, buffer, *args)
-            except RTMError as exc:
+            except EngineUnavailable as exc:
                 log.error("redis: %d messages of %s not published: %s", len(events), subject, exc)
 
     def _send(self, *args: bytes | str | int) -> None:
         try:
             future = self._client.send(*args)
         except RedisError as exc:  # never acknowledge what Redis did not take
-            raise RTMError(
-                ErrorCode.CHANNEL_PUBLISH_MESSAGE_FAILED, f"redis is unavailable: {exc}"
-            ) from None
+            raise EngineUnavailable(f"redis is unavailable: {exc}") from None
         future.add_done_callback(_log_failure)
 
     async def publish_counted(self, subject: str, event: BusEvent) -> int:
@@ -166,13 +171,13 @@ class RedisBroker:
             channel = self._channel(subject)
             return int(await self._client.call(self._publish, channel, _encode(event)))
         except RedisError as exc:
-            raise RTMError(ErrorCode.CHANNEL_PUBLISH_MESSAGE_FAILED, str(exc)) from None
+            raise EngineUnavailable(str(exc)) from None
 
     async def ready(self, subject: str) -> None:
         try:
             await self._subscriber.ready(self._channel(subject))
         except RedisError as exc:
-            raise RTMError(ErrorCode.CHANNEL_SUBSCRIBE_FAILED, str(exc)) from None
+            raise EngineUnavailable(str(exc)) from None
 
     def subscribe(self, subject: str) -> None:
         if subject not in self._subjects:
@@ -483,11 +488,11 @@ class RedisPresenceStore:
 
 
 async def _guard(pending: Any) -> Any:
-    """Await a Redis call; a Redis failure becomes an RTM error the client can act on."""
+    """Await a Redis call; a Redis failure is the engine's one error."""
     try:
         return await pending
     except RedisError as exc:
-        raise RTMError(ErrorCode.PRESENCE_NOT_CONNECTED, f"redis: {exc}") from None
+        raise EngineUnavailable(f"redis: {exc}") from None
 
 
 # --- the engine -------------------------------------------------------------------------------

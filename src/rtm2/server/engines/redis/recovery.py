@@ -24,8 +24,7 @@ from typing import Any
 
 import msgspec
 
-from ....errors import ErrorCode, RTMError
-from ..base import BusEvent, numbered
+from ..base import BusEvent, EngineUnavailable, numbered
 from .resp import Commands, RedisError
 from .storage import hash_tag
 
@@ -133,4 +132,4 @@ async def _guard(pending: Any) -> Any:
     try:
         return await pending
     except RedisError as exc:
-        raise RTMError(ErrorCode.CHANNEL_SUBSCRIBE_FAILED, f"redis: {exc}") from None
+        raise EngineUnavailable(f"redis: {exc}") from None

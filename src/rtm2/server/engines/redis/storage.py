@@ -25,7 +25,7 @@ keeps keys readable in redis-cli (a digest would do neither).
 
 A Redis error (connection lost, script failure) makes a write or lock change answer
 STORAGE_NOT_AVAILABLE / LOCK_NOT_AVAILABLE; it may or may not have been applied. Reads
-raise ``RedisError``.
+raise ``EngineUnavailable``.
 """
 
 from __future__ import annotations
@@ -42,6 +42,7 @@ from ..base import (
     OP_REMOVE,
     OP_SET,
     OP_UPDATE,
+    EngineUnavailable,
     Item,
     ItemWrite,
     LockInfo,
@@ -125,7 +126,7 @@ class RedisStore:
     # --- metadata ------------------------------------------------------------------------
 
     async def read(self, target: str) -> Metadata:
-        return _metadata(await self.client.call("HGETALL", self.key(target, "meta")))
+        return _metadata(await self._read("HGETALL", self.key(target, "meta")))
 
     async def write(
         self,
@@ -206,10 +207,22 @@ class RedisStore:
     # --- locks ---------------------------------------------------------------------------
 
     async def locks(self, scope: str) -> dict[str, LockInfo]:
-        return _locks(await self.client.call("HGETALL", self.key(scope, "locks")))
+        return _locks(await self._read("HGETALL", self.key(scope, "locks")))
+
+    async def _read(self, *args: Arg) -> Any:
+        try:
+            return await self.client.call(*args)
+        except RedisError as exc:
+            raise EngineUnavailable(f"redis: {exc}") from None
 
     async def held(self) -> list[tuple[str, LockInfo]]:
         """Every held lock; SCANs all lock keys of the prefix (meant for start-up only)."""
+        try:
+            return await self._held()
+        except RedisError as exc:
+            raise EngineUnavailable(f"redis: {exc}") from None
+
+    async def _held(self) -> list[tuple[str, LockInfo]]:
         head, tail = f"{self.prefix}{{", "}:locks"
         pattern = f"{_glob_escape(head)}*{tail}"
         keys: list[bytes] = []
