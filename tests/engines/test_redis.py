@@ -26,9 +26,8 @@ from rtm2.server.engines.base import (
     Metadata,
 )
 from rtm2.server.engines.redis.engine import RedisEngine
-from rtm2.server.engines.redis.resp import Commands, RedisClient
-from rtm2.server.engines.redis.scripts import Script, run
-from rtm2.server.engines.redis.storage import RedisStore, hash_tag, unescape_tag
+from rtm2.server.engines.redis.storage import RedisStore
+from rtm2.server.redisio import Commands, RedisClient, Script, hash_tag, run, unescape_tag
 
 from .contract import ConcurrencyContract, LockContract, LockQueueContract, MetadataContract
 

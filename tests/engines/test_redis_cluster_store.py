@@ -12,7 +12,7 @@ from uuid import uuid4
 
 import pytest
 
-from rtm2.server.engines.redis.cluster import RedisClusterClient
+from rtm2.server.redisio import RedisClusterClient
 
 from ..redis_cluster import LocalCluster, local_cluster
 from .contract import ConcurrencyContract, LockContract, LockQueueContract, MetadataContract

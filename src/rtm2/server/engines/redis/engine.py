@@ -22,6 +22,19 @@ from typing import Any, Protocol
 
 import msgspec
 
+from ...redisio import (
+    Commands,
+    RedisClient,
+    RedisClusterClient,
+    RedisClusterSubscriber,
+    RedisError,
+    RedisSubscriber,
+    Script,
+    hash_tag,
+    run,
+    send,
+    unescape_tag,
+)
 from ..base import (
     BUS_MESSAGE,
     BusEvent,
@@ -33,8 +46,7 @@ from ..base import (
 )
 from .index import NodeIndex
 from .recovery import BATCH, RedisRecoveryStore, batch_events, publish_numbered, recovery_keys
-from .resp import Commands, RedisClient, RedisError, RedisSubscriber
-from .storage import RedisStore, hash_tag, unescape_tag
+from .storage import RedisStore
 
 __all__ = ["RedisBroker", "RedisEngine", "RedisPresenceStore", "RedisStreamStore"]
 
@@ -96,7 +108,8 @@ class RedisBroker:
         # the node caught up on what it missed meanwhile (``release``).
         self._held: dict[str, list[bytes]] = {}
         self._publish = "SPUBLISH" if cluster else "PUBLISH"
-        self._numbered = client.preload(publish_numbered(cluster))
+        self._numbered = publish_numbered(cluster)
+        client.preload(self._numbered.source)
         # Messages published in this event-loop pass, per (subject, topic), sent with one
         # script call each at the end of the pass.
         self._batches: dict[tuple[str, str], _Batch] = {}
@@ -105,8 +118,6 @@ class RedisBroker:
         self._names: dict[tuple[str, str], tuple[str, str, str]] = {}
         self._subscriber: Subscriber
         if cluster:
-            from .cluster import RedisClusterSubscriber
-
             self._subscriber = RedisClusterSubscriber(
                 url, self._received, self._lost, on_moved=self._moved
             )
@@ -125,7 +136,11 @@ class RedisBroker:
     def publish(self, subject: str, event: BusEvent) -> None:
         if self._batches:  # messages published before this event go out before it
             self._flush()
-        self._send(self._publish, self._channel(subject), _encode(event))
+        try:
+            future = self._client.send(self._publish, self._channel(subject), _encode(event))
+        except RedisError as exc:  # never acknowledge what Redis did not take
+            raise EngineUnavailable(f"redis is unavailable: {exc}") from None
+        future.add_done_callback(_log_failure)
 
     def publish_message(self, subject: str, event: BusEvent, keep: int, seconds: float) -> None:
         if not self._client.connected:  # never acknowledge what Redis cannot take
@@ -155,16 +170,11 @@ class RedisBroker:
             events = batch.events
             args = (channel, batch.keep, batch.keep_ms, len(events), _encode(events))
             try:
-                self._send("EVALSHA", self._numbered, 2, counter, buffer, *args)
-            except EngineUnavailable as exc:
+                future = send(self._client, self._numbered, (counter, buffer), args)
+            except RedisError as exc:
                 log.error("redis: %d messages of %s not published: %s", len(events), subject, exc)
-
-    def _send(self, *args: bytes | str | int) -> None:
-        try:
-            future = self._client.send(*args)
-        except RedisError as exc:  # never acknowledge what Redis did not take
-            raise EngineUnavailable(f"redis is unavailable: {exc}") from None
-        future.add_done_callback(_log_failure)
+                continue
+            future.add_done_callback(_log_failure)
 
     async def publish_counted(self, subject: str, event: BusEvent) -> int:
         try:
@@ -254,17 +264,22 @@ def _log_failure(future: asyncio.Future[Any]) -> None:
 # KEYS[1] members hash, KEYS[2] publishers hash, KEYS[3] order counter
 # ARGV: user, member, max_users -> nil when full, else the publishers as a flat list
 # of (topic, user, meta, order) from the publishers hash.
-_STREAM_JOIN = """
+_STREAM_JOIN = Script(
+    "stream_join",
+    """
 if redis.call('HEXISTS', KEYS[1], ARGV[1]) == 0 and
    redis.call('HLEN', KEYS[1]) >= tonumber(ARGV[3]) then
   return false
 end
 redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
 return redis.call('HGETALL', KEYS[2])
-"""
+""",
+)
 
 # KEYS[1] members, KEYS[2] publishers; ARGV: user, member -> topics the user published in
-_STREAM_LEAVE = """
+_STREAM_LEAVE = Script(
+    "stream_leave",
+    """
 if redis.call('HGET', KEYS[1], ARGV[1]) ~= ARGV[2] then return {} end
 redis.call('HDEL', KEYS[1], ARGV[1])
 local left = {}
@@ -277,50 +292,36 @@ for i = 1, #all, 2 do
   end
 end
 return left
-"""
+""",
+)
 
 # KEYS[1] members, KEYS[2] publishers, KEYS[3] order counter
 # ARGV: field, topic, user, member, meta
-_STREAM_JOIN_TOPIC = """
+_STREAM_JOIN_TOPIC = Script(
+    "stream_join_topic",
+    """
 if redis.call('HGET', KEYS[1], ARGV[3]) ~= ARGV[4] then return 0 end
 local order = redis.call('INCR', KEYS[3])
 redis.call('HSET', KEYS[2], ARGV[1], cmsgpack.pack({ARGV[2], ARGV[3], ARGV[4], ARGV[5], order}))
 return 1
-"""
+""",
+)
 
 # KEYS[1] publishers; ARGV: field, member -> 1 if removed
-_STREAM_LEAVE_TOPIC = """
+_STREAM_LEAVE_TOPIC = Script(
+    "stream_leave_topic",
+    """
 local raw = redis.call('HGET', KEYS[1], ARGV[1])
 if not raw then return 0 end
 if cmsgpack.unpack(raw)[3] ~= ARGV[2] then return 0 end
 redis.call('HDEL', KEYS[1], ARGV[1])
 return 1
-"""
-
-
-class _Scripts:
-    """Loads Lua scripts once and runs them by SHA (EVAL again after a NOSCRIPT)."""
-
-    def __init__(self, client: Commands) -> None:
-        self._client = client
-        self._shas: dict[str, str] = {}
-
-    async def run(self, script: str, keys: list[str], args: list[Any]) -> Any:
-        sha = self._shas.get(script)
-        if sha is None:
-            sha = (await self._client.call("SCRIPT", "LOAD", script)).decode()
-            self._shas[script] = sha
-        try:
-            return await self._client.call("EVALSHA", sha, len(keys), *keys, *args)
-        except RedisError as exc:
-            if "NOSCRIPT" not in str(exc):
-                raise
-            return await self._client.call("EVAL", script, len(keys), *keys, *args)
+""",
+)
 
 
 class RedisStreamStore:
     def __init__(self, client: Commands, prefix: str) -> None:
-        self._scripts = _Scripts(client)
         self._prefix = prefix
         self._client = client
         self._index = NodeIndex(client, prefix)
@@ -334,7 +335,7 @@ class RedisStreamStore:
     ) -> list[TopicPublishers] | None:
         members, pubs, order = self._keys(app, channel)
         raw = await _guard(
-            self._scripts.run(_STREAM_JOIN, [members, pubs, order], [user, member, max_users])
+            run(self._client, _STREAM_JOIN, [members, pubs, order], [user, member, max_users])
         )
         if raw is None:
             return None
@@ -350,7 +351,7 @@ class RedisStreamStore:
 
     async def leave(self, app: str, channel: str, user: str, member: str) -> list[str]:
         members, pubs, _ = self._keys(app, channel)
-        left = await _guard(self._scripts.run(_STREAM_LEAVE, [members, pubs], [user, member]))
+        left = await _guard(run(self._client, _STREAM_LEAVE, [members, pubs], [user, member]))
         self._index.remove(member, "stream", app, channel, user)
         return [t.decode() for t in left]
 
@@ -359,7 +360,8 @@ class RedisStreamStore:
     ) -> None:
         members, pubs, order = self._keys(app, channel)
         await _guard(
-            self._scripts.run(
+            run(
+                self._client,
                 _STREAM_JOIN_TOPIC,
                 [members, pubs, order],
                 [f"{topic}\x00{user}", topic, user, member, meta],
@@ -369,7 +371,7 @@ class RedisStreamStore:
     async def leave_topic(self, app: str, channel: str, topic: str, user: str, member: str) -> bool:
         _, pubs, _ = self._keys(app, channel)
         removed = await _guard(
-            self._scripts.run(_STREAM_LEAVE_TOPIC, [pubs], [f"{topic}\x00{user}", member])
+            run(self._client, _STREAM_LEAVE_TOPIC, [pubs], [f"{topic}\x00{user}", member])
         )
         return bool(removed)
 
@@ -390,23 +392,31 @@ class RedisStreamStore:
 # it is kept by separate commands so that every script touches one Redis Cluster slot.
 
 # KEYS[1] presence hash; ARGV: user, entry -> the previous entry (or false)
-_PRESENCE_JOIN = """
+_PRESENCE_JOIN = Script(
+    "presence_join",
+    """
 local previous = redis.call('HGET', KEYS[1], ARGV[1])
 redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
 return previous
-"""
+""",
+)
 
 # KEYS[1] presence hash; ARGV: user, member -> the removed entry (or false)
-_PRESENCE_LEAVE = """
+_PRESENCE_LEAVE = Script(
+    "presence_leave",
+    """
 local raw = redis.call('HGET', KEYS[1], ARGV[1])
 if not raw then return false end
 if cmsgpack.unpack(raw)[1] ~= ARGV[2] then return false end
 redis.call('HDEL', KEYS[1], ARGV[1])
 return raw
-"""
+""",
+)
 
 # KEYS[1] presence hash; ARGV: user, member, upsert (msgpack map), removed keys (msgpack list)
-_PRESENCE_STATE = """
+_PRESENCE_STATE = Script(
+    "presence_state",
+    """
 local raw = redis.call('HGET', KEYS[1], ARGV[1])
 if not raw then return false end
 local entry = cmsgpack.unpack(raw)
@@ -418,7 +428,8 @@ entry[2] = state
 local packed = cmsgpack.pack(entry)
 redis.call('HSET', KEYS[1], ARGV[1], packed)
 return packed
-"""
+""",
+)
 
 
 def _entry(raw: bytes) -> PresenceEntry:
@@ -428,7 +439,6 @@ def _entry(raw: bytes) -> PresenceEntry:
 
 class RedisPresenceStore:
     def __init__(self, client: Commands, prefix: str) -> None:
-        self._scripts = _Scripts(client)
         self._prefix = prefix
         self._client = client
         self._index = NodeIndex(client, prefix)
@@ -445,7 +455,7 @@ class RedisPresenceStore:
         app = subject.split(":", 2)[1]
         entry = _encode([member, state, quiet])
         previous = await _guard(
-            self._scripts.run(_PRESENCE_JOIN, [self._key(subject)], [user, entry])
+            run(self._client, _PRESENCE_JOIN, [self._key(subject)], [user, entry])
         )
         await _guard(self._client.call("SADD", self._where(app, user), subject))
         self._index.add(member, "presence", subject, user)
@@ -453,7 +463,7 @@ class RedisPresenceStore:
 
     async def leave(self, subject: str, user: str, member: str) -> PresenceEntry | None:
         app = subject.split(":", 2)[1]
-        raw = await _guard(self._scripts.run(_PRESENCE_LEAVE, [self._key(subject)], [user, member]))
+        raw = await _guard(run(self._client, _PRESENCE_LEAVE, [self._key(subject)], [user, member]))
         if raw:
             await _guard(self._client.call("SREM", self._where(app, user), subject))
         self._index.remove(member, "presence", subject, user)
@@ -463,7 +473,8 @@ class RedisPresenceStore:
         self, subject: str, user: str, member: str, upsert: dict[str, str], remove: list[str]
     ) -> dict[str, str] | None:
         raw = await _guard(
-            self._scripts.run(
+            run(
+                self._client,
                 _PRESENCE_STATE,
                 [self._key(subject)],
                 [user, member, _encode(upsert), _encode(remove)],
@@ -518,8 +529,6 @@ class RedisEngine:
         self.cluster = base.startswith("redis-cluster://")
         self._client: Commands
         if self.cluster:
-            from .cluster import RedisClusterClient
-
             self._client = RedisClusterClient(self.url)
         else:
             self._client = RedisClient(self.url)

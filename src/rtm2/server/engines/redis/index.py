@@ -11,7 +11,7 @@ import contextlib
 
 import msgspec
 
-from .resp import Commands, RedisError
+from ...redisio import Commands, RedisError
 
 __all__ = ["NodeIndex", "node_of"]
 

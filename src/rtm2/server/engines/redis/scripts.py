@@ -1,4 +1,4 @@
-"""The Lua scripts of the Redis metadata and lock stores, and how they are run.
+"""The Lua scripts of the Redis metadata and lock stores.
 
 Redis runs a script atomically: no other command runs between its reads and its writes. So
 every compare-and-set (revisions, existence, the bound lock, the size limit, lock ownership)
@@ -10,18 +10,12 @@ scope share a hash tag, so the scripts also run on Redis Cluster. The one except
 revision counter (see ``METADATA_WRITE``). Scripts answer with a status word first ("ok" or
 why nothing changed) and data after it; the store turns that into RTM outcomes and messages.
 
-Scripts are loaded once (SCRIPT LOAD) and called by SHA1 (EVALSHA); a Redis that lost its
-script cache (restart, failover, SCRIPT FLUSH) answers NOSCRIPT, and the script is then sent
-whole with EVAL, which also caches it again.
+They are loaded once (SCRIPT LOAD) and run with ``redisio.run``.
 """
 
 from __future__ import annotations
 
-import hashlib
-from collections.abc import Sequence
-from typing import Any
-
-from .resp import Arg, Commands, RedisError
+from ...redisio import Script
 
 __all__ = [
     "LOCK_ACQUIRE",
@@ -31,43 +25,7 @@ __all__ = [
     "LOCK_WITHDRAW",
     "METADATA_WRITE",
     "SCRIPTS",
-    "Script",
-    "load",
-    "run",
 ]
-
-
-class Script:
-    """A Lua script and its SHA1, which is how Redis names it in EVALSHA."""
-
-    __slots__ = ("name", "sha", "source")
-
-    def __init__(self, name: str, source: str) -> None:
-        self.name = name
-        self.source = source
-        self.sha = hashlib.sha1(source.encode()).hexdigest()
-
-    def __repr__(self) -> str:
-        return f"Script({self.name!r}, sha={self.sha})"
-
-
-async def load(client: Commands, scripts: Sequence[Script]) -> None:
-    """Put ``scripts`` into the Redis script cache (so that EVALSHA finds them)."""
-    shas = [client.send("SCRIPT", "LOAD", script.source) for script in scripts]
-    for script, future in zip(scripts, shas, strict=True):
-        sha = await future
-        if (sha.decode() if isinstance(sha, bytes) else sha) != script.sha:
-            raise RedisError(f"Redis named script {script.name} {sha!r}, not {script.sha}")
-
-
-async def run(client: Commands, script: Script, keys: Sequence[str], args: Sequence[Arg]) -> Any:
-    """Run ``script`` by SHA1, sending its source only if Redis does not know it."""
-    try:
-        return await client.call("EVALSHA", script.sha, len(keys), *keys, *args)
-    except RedisError as exc:
-        if not str(exc).startswith("NOSCRIPT"):
-            raise
-    return await client.call("EVAL", script.source, len(keys), *keys, *args)
 
 
 METADATA_WRITE = Script(

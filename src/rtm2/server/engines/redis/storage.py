@@ -38,6 +38,7 @@ from typing import Any
 import msgspec
 
 from ....errors import ErrorCode
+from ...redisio import Arg, Commands, RedisError, Script, hash_tag, load, run, unescape_tag
 from ..base import (
     OP_REMOVE,
     OP_SET,
@@ -51,7 +52,6 @@ from ..base import (
     WriteOutcome,
 )
 from .index import NodeIndex
-from .resp import Arg, Commands, RedisError
 from .scripts import (
     LOCK_ACQUIRE,
     LOCK_FREE,
@@ -60,12 +60,9 @@ from .scripts import (
     LOCK_WITHDRAW,
     METADATA_WRITE,
     SCRIPTS,
-    Script,
-    load,
-    run,
 )
 
-__all__ = ["RedisStore", "hash_tag", "unescape_tag"]
+__all__ = ["RedisStore"]
 
 log = logging.getLogger("rtm2.server")
 
@@ -73,17 +70,6 @@ _ITEM = msgspec.msgpack.Decoder(Item)
 _LOCK = msgspec.msgpack.Decoder(LockInfo)
 _MAJOR = b"#"
 _SCAN_COUNT = 1000
-_UNESCAPE = re.compile("%(25|7B|7D)")
-
-
-def hash_tag(name: str) -> str:
-    """``name`` made safe as a Redis hash tag (no braces), reversibly."""
-    return name.replace("%", "%25").replace("{", "%7B").replace("}", "%7D")
-
-
-def unescape_tag(tag: str) -> str:
-    """The name ``hash_tag`` made ``tag`` from."""
-    return _UNESCAPE.sub(lambda m: chr(int(m.group(1), 16)), tag)
 
 
 def _glob_escape(text: str) -> str:
