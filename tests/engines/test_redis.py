@@ -25,8 +25,7 @@ from rtm2.server.engines.base import (
     LockInfo,
     Metadata,
 )
-from rtm2.server.engines.redis.engine import RedisEngine
-from rtm2.server.engines.redis.storage import RedisStore
+from rtm2.server.engines.redis.engine import RedisEngine, RedisStore
 from rtm2.server.redisio import Commands, RedisClient, Script, hash_tag, run, unescape_tag
 
 from .contract import ConcurrencyContract, LockContract, LockQueueContract, MetadataContract

@@ -20,12 +20,12 @@ only grow and a client's old position is never taken for a newer one.
 from __future__ import annotations
 
 import struct
-from typing import Any
 
 import msgspec
 
-from ...redisio import Commands, RedisError, Script, hash_tag, run
-from ..base import BusEvent, EngineUnavailable, numbered
+from ...redisio import Commands, Script, hash_tag, run
+from ..base import BusEvent, numbered
+from .common import guard
 
 __all__ = ["RedisRecoveryStore", "batch_events", "publish_numbered", "recovery_keys"]
 
@@ -109,14 +109,14 @@ class RedisRecoveryStore:
 
     async def position(self, subject: str, topic: str) -> int:
         counter, _ = recovery_keys(self._prefix, subject, topic)
-        return int(await _guard(self._client.call("GET", counter)) or 0)
+        return int(await guard(self._client.call("GET", counter)) or 0)
 
     async def since(
         self, subject: str, topic: str, offset: int, limit: int, seconds: float
     ) -> list[BusEvent] | None:
         keep_ms = int(seconds * 1000)
         keys = recovery_keys(self._prefix, subject, topic)
-        reply = await _guard(run(self._client, _SINCE, keys, [keep_ms]))
+        reply = await guard(run(self._client, _SINCE, keys, [keep_ms]))
         last = int(reply[0])
         if offset >= last:
             return []
@@ -130,10 +130,3 @@ class RedisRecoveryStore:
         if not missed or missed[0][0] != offset + 1:
             return None
         return [e for _, e in missed]
-
-
-async def _guard(pending: Any) -> Any:
-    try:
-        return await pending
-    except RedisError as exc:
-        raise EngineUnavailable(f"redis: {exc}") from None
