@@ -5,9 +5,9 @@ set. So every read goes to Redis and every write is one Lua script, which Redis 
 atomically: the checks (major revision, item revisions, existence, the bound lock, the size
 limit) and the change can never be split by another node's request, which a WATCH/MULTI retry
 loop or client-side locking would allow or make slow under contention. Checks, error codes and
-their order are those of ``SQLiteStore``. A write is acknowledged once its script has
-returned: Redis then holds it, and how it survives a Redis restart (AOF, RDB, replicas) is
-the deployment's choice.
+their order are those of ``engines.writes``, as in ``SQLiteStore``. A write is acknowledged
+once its script has returned: Redis then holds it, and how it survives a Redis restart (AOF,
+RDB, replicas) is the deployment's choice.
 
 Key layout (``prefix`` defaults to ``rtm2:``), made for Redis Cluster: every key of one set
 carries the target as its hash tag, so a script touching them stays in one slot, and a
@@ -34,7 +34,17 @@ import msgspec
 
 from ....errors import ErrorCode
 from ...redisio import Arg, RedisError, Script
-from ..base import OP_REMOVE, OP_SET, OP_UPDATE, Item, ItemWrite, Metadata, WriteOutcome
+from ..base import Item, ItemWrite, Metadata, WriteOutcome
+from ..writes import (
+    DUPLICATE_KEY,
+    check_op,
+    item_exists,
+    item_missing,
+    item_outdated,
+    lock_not_held,
+    major_outdated,
+    too_large,
+)
 from .common import ScriptedStore, guard
 
 __all__ = ["METADATA_WRITE", "RedisMetadataStore"]
@@ -43,8 +53,8 @@ _ITEM = msgspec.msgpack.Decoder(Item)
 _MAJOR = b"#"
 _REVISION_TRIES = 20
 
-# Scripts answer with a status word first ("ok" or why nothing changed) and data after it;
-# the store turns that into RTM outcomes and messages.
+# The script answers with a status word first ("ok" or why nothing changed) and data after
+# it; ``engines.writes`` turns that into the outcome SQLite would give.
 
 METADATA_WRITE = Script(
     "metadata_write",
@@ -175,8 +185,9 @@ class RedisMetadataStore(ScriptedStore):
         lock: tuple[str, str, str] | None = None,
         max_size: int = 0,
     ) -> WriteOutcome:
-        if op not in (OP_SET, OP_UPDATE, OP_REMOVE):
-            return WriteOutcome(ErrorCode.STORAGE_INVALID_ARGUMENT, f"unknown operation {op}")
+        refused = check_op(op)
+        if refused is not None:
+            return refused
         # On a Redis Cluster the counter is in another slot than the set: take a revision
         # from it first (again if a concurrent write of the set got a later one in first).
         revision_key = self.key(target, "rev") if self.cluster else self._revision_key
@@ -205,39 +216,20 @@ class RedisMetadataStore(ScriptedStore):
         if status == b"ok":
             return WriteOutcome(0, "", _metadata(reply[1]))
         if status == b"major":
-            return WriteOutcome(
-                ErrorCode.STORAGE_OUTDATED_REVISION,
-                f"major revision is {reply[1]}, not {major_revision}",
-            )
+            return major_outdated(reply[1], major_revision)
         if status == b"duplicate":
-            return WriteOutcome(ErrorCode.STORAGE_DUPLICATE_KEY, "a key is given twice")
+            return DUPLICATE_KEY
         if status == b"exists":
-            w = items[reply[1] - 1]
-            return WriteOutcome(
-                ErrorCode.STORAGE_OUTDATED_REVISION, f"item {w.key!r} exists (revision 0 given)"
-            )
+            return item_exists(items[reply[1] - 1])
         if status == b"revision":
-            w = items[reply[1] - 1]
-            have = reply[2] if reply[2] >= 0 else "none"
-            return WriteOutcome(
-                ErrorCode.STORAGE_OUTDATED_REVISION,
-                f"item {w.key!r} is at revision {have}, not {w.revision}",
-            )
+            return item_outdated(items[reply[1] - 1], reply[2] if reply[2] >= 0 else None)
         if status == b"missing":
-            w = items[reply[1] - 1]
-            return WriteOutcome(
-                ErrorCode.STORAGE_INVALID_METADATA_ITEM, f"item {w.key!r} does not exist"
-            )
+            return item_missing(items[reply[1] - 1])
         if status == b"lock":
             assert lock is not None
-            return WriteOutcome(
-                ErrorCode.STORAGE_LOCK_NOT_ACQUIRED, f"the caller does not hold lock {lock[1]!r}"
-            )
+            return lock_not_held(lock[1])
         if status == b"size":
-            return WriteOutcome(
-                ErrorCode.STORAGE_METADATA_LENGTH_OVERFLOW,
-                f"the set would exceed {max_size} bytes",
-            )
+            return too_large(max_size)
         raise AssertionError(f"unexpected reply of {METADATA_WRITE.name}: {reply!r}")
 
 
