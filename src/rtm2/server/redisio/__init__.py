@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from .cluster import RedisClusterClient, RedisClusterSubscriber
 from .keys import hash_tag, unescape_tag
-from .resp import Arg, Commands, RedisClient, RedisError, RedisSubscriber
+from .resp import Arg, Commands, RedisClient, RedisError, RedisSubscriber, Subscriber
 from .script import Script, load, run, send
 from .slots import SLOTS, key_slot, parse_cluster_url
 
@@ -20,6 +20,7 @@ __all__ = [
     "RedisError",
     "RedisSubscriber",
     "Script",
+    "Subscriber",
     "hash_tag",
     "key_slot",
     "load",

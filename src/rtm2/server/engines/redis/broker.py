@@ -14,7 +14,7 @@ import asyncio
 import logging
 import struct
 from collections.abc import Callable
-from typing import Any, Protocol
+from typing import Any
 
 import msgspec
 
@@ -23,6 +23,7 @@ from ...redisio import (
     RedisClusterSubscriber,
     RedisError,
     RedisSubscriber,
+    Subscriber,
     hash_tag,
     send,
     unescape_tag,
@@ -39,18 +40,6 @@ _encode = msgspec.msgpack.Encoder().encode
 # At most this many messages in one publishing script call.
 _BATCH_MAX = 500
 _decode_event = msgspec.msgpack.Decoder(BusEvent).decode
-
-
-class Subscriber(Protocol):
-    async def connect(self) -> None: ...
-
-    async def close(self) -> None: ...
-
-    async def ready(self, channel: str) -> None: ...
-
-    def subscribe(self, channel: str) -> None: ...
-
-    def unsubscribe(self, channel: str) -> None: ...
 
 
 class _Batch:
