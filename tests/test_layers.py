@@ -8,6 +8,8 @@ The layers of ``rtm2``, bottom to top:
   so the server, the SDK and clients in other languages can follow the same definitions.
 * ``rtm2.server`` (the asyncio server) and ``rtm2.client`` (the SDK), side by side. Each builds
   on the layers below and never imports the other, so either works without the other.
+  Inside the server, ``rtm2.server.redisio`` (the Redis clients and Lua scripts) imports nothing
+  of rtm2 outside itself.
 * ``rtm2.cli``: the ``rtm2`` command (serve, token, demo, bench), the one layer that may use
   both the server and the SDK.
 
@@ -56,6 +58,12 @@ def test_the_server_never_imports_the_sdk(path: Path) -> None:
 @pytest.mark.parametrize("path", modules("client"), ids=lambda p: p.name)
 def test_the_sdk_never_imports_the_server(path: Path) -> None:
     assert not any(n.startswith("rtm2.server") for n in imported(path))
+
+
+@pytest.mark.parametrize("path", modules("server/redisio"), ids=lambda p: p.name)
+def test_the_redis_client_knows_nothing_of_rtm(path: Path) -> None:
+    names = imported(path)
+    assert all(n.startswith("rtm2.server.redisio") for n in names if n.startswith("rtm2"))
 
 
 @pytest.mark.parametrize("path", modules("protocol"), ids=lambda p: p.name)

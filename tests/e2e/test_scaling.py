@@ -16,8 +16,7 @@ import rtm2
 from rtm2 import ChannelType, ErrorCode
 from rtm2 import ConnectionChangeReason as Reason
 from rtm2 import ConnectionState as State
-from rtm2.server.engines.redis.cluster import key_slot
-from rtm2.server.engines.redis.storage import hash_tag
+from rtm2.server.redisio import hash_tag, key_slot
 from rtm2.server.subjects import subject as make_subject
 
 from ..conftest import APP_SMALL, APP_TINY, CERT_SMALL, ServerProcess

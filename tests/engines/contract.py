@@ -1,4 +1,5 @@
-"""Engine contract suite for metadata storage (``MetadataStore``) and locks (``LockStore``).
+"""Engine contract suite for metadata storage (``MetadataStore``) and locks (``LockStore``);
+``roles.py`` has the stream, presence and broker roles.
 
 Written once, run against every engine. A test module runs it against an engine by providing
 an ``engine`` fixture that yields a started ``EngineHarness`` on empty storage, and by

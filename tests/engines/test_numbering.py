@@ -93,7 +93,7 @@ async def rig(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[R
 
 
 async def _delete(prefix: str) -> None:
-    from rtm2.server.engines.redis.resp import RedisClient
+    from rtm2.server.redisio import RedisClient
 
     cleaner = RedisClient(REDIS_URL)
     await cleaner.connect()

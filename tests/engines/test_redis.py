@@ -1,4 +1,5 @@
-"""The engine contract suite (``contract.py``) run against the Redis engine's RedisStore.
+"""The engine contract suites run against the Redis engine: ``contract.py`` on its RedisStore,
+``roles.py`` on its stream and presence stores and brokers (each node an engine of its own).
 
 Needs a real Redis (``RTM2_TEST_REDIS_URL``, default redis://127.0.0.1:6379/0); without one
 these tests fail rather than skip, since CI starts Redis for them. Each test uses its own key
@@ -16,12 +17,26 @@ from uuid import uuid4
 import pytest
 
 from rtm2.errors import ErrorCode
-from rtm2.server.engines.base import OP_SET, ItemWrite, LockInfo, Metadata
-from rtm2.server.engines.redis.resp import Commands, RedisClient
-from rtm2.server.engines.redis.scripts import Script, run
-from rtm2.server.engines.redis.storage import RedisStore, hash_tag, unescape_tag
+from rtm2.server.engines.base import (
+    BUS_MESSAGE,
+    OP_SET,
+    BusEvent,
+    EngineUnavailable,
+    ItemWrite,
+    LockInfo,
+    Metadata,
+)
+from rtm2.server.engines.redis.engine import RedisEngine, RedisStore
+from rtm2.server.redisio import Commands, RedisClient, Script, hash_tag, run, unescape_tag
 
 from .contract import ConcurrencyContract, LockContract, LockQueueContract, MetadataContract
+from .roles import (
+    BrokerContract,
+    CrossNodeContract,
+    Node,
+    PresenceStoreContract,
+    StreamStoreContract,
+)
 
 REDIS_URL = os.environ.get("RTM2_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 
@@ -182,3 +197,79 @@ async def test_without_redis_changes_answer_not_available(engine: RedisHarness) 
     assert (await engine.locks.acquire("msg:app1:room", "L", "a")).code == (
         ErrorCode.LOCK_NOT_AVAILABLE
     )
+
+
+async def test_without_redis_every_store_and_the_broker_raise_engine_unavailable(
+    engine: RedisHarness,
+) -> None:
+    redis = RedisEngine(f"{REDIS_URL}?prefix={engine.prefix}")
+    broker = redis.make_broker(lambda subject, event: None, lambda subject: None)
+    await redis.start()
+    await redis.close()
+    event = BusEvent(BUS_MESSAGE, "", "u", b"\x00" * 8)
+    with pytest.raises(EngineUnavailable):
+        broker.publish_message("msg:app1:c", event, 10, 60)
+    with pytest.raises(EngineUnavailable):
+        broker.publish("msg:app1:c", event)
+    with pytest.raises(EngineUnavailable):
+        await broker.publish_counted("msg:app1:c", event)
+    with pytest.raises(EngineUnavailable):
+        await redis.stream_store.join("app1", "c", "u", "n-1", 10)
+    with pytest.raises(EngineUnavailable):
+        await redis.presence_store.members("msg:app1:c")
+    with pytest.raises(EngineUnavailable):
+        await redis.recovery_store.position("msg:app1:c", "")
+    with pytest.raises(EngineUnavailable):
+        await redis.metadata_store.read("msg:app1:c")
+    with pytest.raises(EngineUnavailable):
+        await redis.lock_store.locks("msg:app1:c")
+
+
+# --- the shared roles: stream, presence, broker (``roles.py``) ------------------------------
+
+
+class RedisRoles:
+    """A ``RolesHarness`` over one key prefix: each ``node()`` is an engine of its own, as
+    each server node has."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.base = RedisEngine(url)
+        self.stream = self.base.stream_store
+        self.presence = self.base.presence_store
+        self.recovery = self.base.recovery_store
+        self.engines = [self.base]
+
+    async def node(self) -> Node:
+        engine = RedisEngine(self.url)
+        node = Node(engine)
+        await engine.start()
+        self.engines.append(engine)
+        return node
+
+    async def close(self) -> None:
+        for engine in self.engines:
+            await engine.close()
+
+
+@pytest.fixture
+async def roles() -> AsyncIterator[RedisRoles]:
+    prefix = f"rtm2test:{uuid4().hex}:"
+    harness = RedisRoles(f"{REDIS_URL}?prefix={prefix}")
+    await harness.base.start()
+    try:
+        yield harness
+    finally:
+        await harness.close()
+        cleaner = RedisClient(REDIS_URL)
+        await cleaner.connect()
+        try:
+            keys = await keys_of(cleaner, prefix)
+            if keys:
+                await cleaner.call("DEL", *keys)
+        finally:
+            await cleaner.close()
+
+
+class TestRedisRoles(StreamStoreContract, PresenceStoreContract, BrokerContract, CrossNodeContract):
+    pass

@@ -17,14 +17,15 @@ from uuid import uuid4
 
 import pytest
 
-from rtm2.server.engines.redis.cluster import (
+from rtm2.server.redisio import (
     SLOTS,
+    RedisClient,
     RedisClusterClient,
     RedisClusterSubscriber,
+    RedisError,
     key_slot,
     parse_cluster_url,
 )
-from rtm2.server.engines.redis.resp import RedisClient, RedisError
 
 from ..redis_cluster import ClusterUnavailable, LocalCluster
 

@@ -1,4 +1,5 @@
-"""The engine contract suite (``contract.py``) against the Redis engine on a Redis Cluster.
+"""The engine contract suites (``contract.py``, ``roles.py``) against the Redis engine on a
+Redis Cluster.
 
 The same RedisStore as ``test_redis.py``, over ``RedisClusterClient`` on a local 3-master
 cluster started for this module: every script must touch one slot only, and every behaviour
@@ -12,11 +13,17 @@ from uuid import uuid4
 
 import pytest
 
-from rtm2.server.engines.redis.cluster import RedisClusterClient
+from rtm2.server.redisio import RedisClusterClient
 
 from ..redis_cluster import LocalCluster, local_cluster
 from .contract import ConcurrencyContract, LockContract, LockQueueContract, MetadataContract
-from .test_redis import RedisHarness
+from .roles import (
+    BrokerContract,
+    CrossNodeContract,
+    PresenceStoreContract,
+    StreamStoreContract,
+)
+from .test_redis import RedisHarness, RedisRoles
 
 
 @pytest.fixture(scope="module")
@@ -37,4 +44,20 @@ async def engine(cluster: LocalCluster) -> AsyncIterator[RedisHarness]:
 
 
 class TestRedisClusterStore(MetadataContract, LockContract, LockQueueContract, ConcurrencyContract):
+    pass
+
+
+@pytest.fixture
+async def roles(cluster: LocalCluster) -> AsyncIterator[RedisRoles]:
+    harness = RedisRoles(f"{cluster.url}?prefix=rtm2test:{uuid4().hex}:")
+    await harness.base.start()
+    try:
+        yield harness
+    finally:
+        await harness.close()
+
+
+class TestRedisClusterRoles(
+    StreamStoreContract, PresenceStoreContract, BrokerContract, CrossNodeContract
+):
     pass

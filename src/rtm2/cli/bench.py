@@ -357,7 +357,7 @@ def fanout(
 
 async def _forget(engine: str, prefix: str) -> None:
     """Delete the keys a benchmark run left in Redis."""
-    from ..server.engines.redis.resp import RedisClient
+    from ..server.redisio import RedisClient
 
     client = RedisClient(engine.split("?", 1)[0])
     await client.connect()

@@ -34,6 +34,7 @@ from .engines.base import (
     BUS_STORAGE,
     BusEvent,
     Engine,
+    EngineUnavailable,
 )
 from .gateway import Connection, Outbox
 from .interest import Interest
@@ -214,8 +215,8 @@ class Hub:
         self.interest.add(subject)
         try:
             self.broker.publish(subject, BusEvent(BUS_LOGIN, "", session.session_id, b""))
-        except RTMError as exc:  # the engine is down: other nodes learn of it when it is back
-            log.warning("%r: cannot tell other nodes about this login: %s", session, exc.reason)
+        except EngineUnavailable as exc:  # other nodes learn of it when the engine is back
+            log.warning("%r: cannot tell other nodes about this login: %s", session, exc)
         log.info("%r logged in (%s)", session, session._lifetime())
 
     def resume(self, fresh: Session, f: Resume) -> Session:
@@ -368,7 +369,7 @@ class Hub:
                 events = None
                 try:
                     events = await self._missed(subject, topic, p.offset)
-                except (RTMError, TimeoutError) as exc:
+                except (EngineUnavailable, TimeoutError) as exc:
                     log.warning("%r: cannot read missed messages of %s: %s", s, subject, exc)
                 except Exception:
                     log.exception("%r: reading missed messages of %s failed", s, subject)

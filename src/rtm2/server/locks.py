@@ -44,7 +44,15 @@ from ..protocol.frames import (
     SetLock,
 )
 from ..types import LockEventType
-from .engines.base import BUS_LOCK, BUS_LOCK_QUEUE, Broker, BusEvent, LockInfo, LockStore
+from .engines.base import (
+    BUS_LOCK,
+    BUS_LOCK_QUEUE,
+    Broker,
+    BusEvent,
+    EngineUnavailable,
+    LockInfo,
+    LockStore,
+)
 from .interest import Interest
 from .subjects import channel_subject, parse_subject
 
@@ -249,7 +257,7 @@ class LockService:
 
     def _nudge(self, key: LockKey) -> None:
         """Tell every node's waiters of this lock to try again."""
-        with contextlib.suppress(RTMError):  # the engine is down: the sweep retries later
+        with contextlib.suppress(EngineUnavailable):  # the sweep retries later
             self.broker.publish(key[0], BusEvent(BUS_LOCK_QUEUE, key[1], "", b""))
 
     async def withdraw_orphan(self, scope: str, name: str, ticket: str) -> None:
@@ -374,7 +382,8 @@ class LockService:
                 self._spawn(self._expire(key, owner, why))
 
     async def _expire(self, key: LockKey, owner: str, why: str) -> None:
-        with contextlib.suppress(RTMError):  # removed or taken over meanwhile: nothing to do
+        # Removed or taken over meanwhile, or the engine is down: nothing to do.
+        with contextlib.suppress(RTMError, EngineUnavailable):
             if why == "orphan" and await self._present(key[0], owner):
                 return  # its node died, but the owner came back through another node
             await self._free(key[0], key[1], owner, LockEventType.EXPIRED)

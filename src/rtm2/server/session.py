@@ -71,6 +71,8 @@ from ..protocol.frames import (
 from ..types import ConnectionChangeReason
 from .auth import check_login_token
 from .config import AppConfig
+from .engines.base import EngineUnavailable
+from .unavailable import unavailable_code
 
 if TYPE_CHECKING:
     import msgspec
@@ -212,6 +214,8 @@ class Session:
             pending = self._dispatch(frame)
         except RTMError as exc:
             self.reply(frame.rid, exc.code, exc.reason)
+        except EngineUnavailable as exc:
+            self.reply(frame.rid, unavailable_code(frame), str(exc))
         except Exception:
             log.exception("%r: internal error handling %s", self, type(frame).__name__)
             self.reply(frame.rid, ErrorCode.INIT_SERVICE_FAILED, "internal server error")
@@ -225,6 +229,8 @@ class Session:
             await pending
         except RTMError as exc:
             self.reply(frame.rid, exc.code, exc.reason)
+        except EngineUnavailable as exc:
+            self.reply(frame.rid, unavailable_code(frame), str(exc))
         except Exception:
             log.exception("%r: internal error handling %s", self, type(frame).__name__)
             self.reply(frame.rid, ErrorCode.INIT_SERVICE_FAILED, "internal server error")

@@ -7,6 +7,10 @@ the Redis engine does them across many. One contract test suite (``tests/engines
 against every engine, so the server above them cannot tell them apart.
 
 Outcomes are returned as values, not raised: the service layer turns them into RTM errors.
+The one exception an engine raises is ``EngineUnavailable``: it could not reach its backing
+store (Redis), so the operation did not happen or may have happened. Engines know nothing of
+RTM error codes; the service layer picks the code by the request that failed
+(``server/unavailable.py``).
 """
 
 from __future__ import annotations
@@ -41,6 +45,7 @@ __all__ = [
     "BusEvent",
     "BusHandler",
     "Engine",
+    "EngineUnavailable",
     "PresenceEntry",
     "PresenceStore",
     "RecoveryStore",
@@ -50,6 +55,16 @@ __all__ = [
     "StreamStore",
     "TopicPublishers",
 ]
+
+
+class EngineUnavailable(Exception):
+    """The engine cannot reach what it keeps its state in; the message says why.
+
+    Not an RTM error: the same failure means a different RTM code to each request, which
+    the service layer chooses. Outside requests (bus events, sweeps, replays) callers log it
+    and carry on.
+    """
+
 
 # Kinds of bus events.
 BUS_MESSAGE = 1  # ``frame`` is a StreamMessage push; deliver to subscribers of (topic, user)

@@ -23,8 +23,6 @@ from typing import Any
 from ...errors import ErrorCode
 from .base import (
     OP_REMOVE,
-    OP_SET,
-    OP_UPDATE,
     Item,
     ItemWrite,
     LockInfo,
@@ -32,6 +30,7 @@ from .base import (
     Metadata,
     WriteOutcome,
 )
+from .writes import check_write, lock_not_held, too_large
 
 __all__ = ["SQLiteStore"]
 
@@ -201,19 +200,15 @@ class SQLiteStore:
     ) -> WriteOutcome:
         if self._broken:
             return WriteOutcome(ErrorCode.STORAGE_NOT_AVAILABLE, self._broken)
-        if op not in (OP_SET, OP_UPDATE, OP_REMOVE):
-            return WriteOutcome(ErrorCode.STORAGE_INVALID_ARGUMENT, f"unknown operation {op}")
         current = self._sets.get(target, _EMPTY)
-        refused = _check(current, op, items, major_revision)
+        refused = check_write(current, op, items, major_revision)
         if refused is not None:
             return refused
         if lock is not None:
             scope, name, user = lock
             held = self._locks.get(scope, {}).get(name)
             if held is None or not user or held.owner != user:
-                return WriteOutcome(
-                    ErrorCode.STORAGE_LOCK_NOT_ACQUIRED, f"the caller does not hold lock {name!r}"
-                )
+                return lock_not_held(name)
         self._revision += 1
         revision = self._revision
         statements: list[Statement] = [
@@ -245,10 +240,7 @@ class SQLiteStore:
             new = Metadata(revision, new_items)
             if max_size and _size(new) > max(max_size, _size(current)):  # may still shrink
                 self._revision -= 1
-                return WriteOutcome(
-                    ErrorCode.STORAGE_METADATA_LENGTH_OVERFLOW,
-                    f"the set would exceed {max_size} bytes",
-                )
+                return too_large(max_size)
             statements.append(
                 ("INSERT OR REPLACE INTO meta_sets VALUES (?, ?)", (target, revision))
             )
@@ -372,33 +364,3 @@ class SQLiteStore:
 
 def _size(metadata: Metadata) -> int:
     return sum(len(i.key.encode()) + len(i.value.encode()) for i in metadata.items.values())
-
-
-def _check(
-    current: Metadata, op: int, items: list[ItemWrite], major_revision: int
-) -> WriteOutcome | None:
-    """The first reason a write may not happen, or None. Set-level check first, then items."""
-    if major_revision != -1 and major_revision != current.major_revision:
-        return WriteOutcome(
-            ErrorCode.STORAGE_OUTDATED_REVISION,
-            f"major revision is {current.major_revision}, not {major_revision}",
-        )
-    if len({w.key for w in items}) != len(items):
-        return WriteOutcome(ErrorCode.STORAGE_DUPLICATE_KEY, "a key is given twice")
-    for w in items:
-        existing = current.items.get(w.key)
-        if w.revision == 0 and existing is not None:
-            return WriteOutcome(
-                ErrorCode.STORAGE_OUTDATED_REVISION, f"item {w.key!r} exists (revision 0 given)"
-            )
-        if w.revision > 0 and (existing is None or existing.revision != w.revision):
-            have = existing.revision if existing else "none"
-            return WriteOutcome(
-                ErrorCode.STORAGE_OUTDATED_REVISION,
-                f"item {w.key!r} is at revision {have}, not {w.revision}",
-            )
-        if op in (OP_UPDATE, OP_REMOVE) and existing is None:
-            return WriteOutcome(
-                ErrorCode.STORAGE_INVALID_METADATA_ITEM, f"item {w.key!r} does not exist"
-            )
-    return None

@@ -20,14 +20,12 @@ only grow and a client's old position is never taken for a newer one.
 from __future__ import annotations
 
 import struct
-from typing import Any
 
 import msgspec
 
-from ....errors import ErrorCode, RTMError
+from ...redisio import Commands, Script, hash_tag, run
 from ..base import BusEvent, numbered
-from .resp import Commands, RedisError
-from .storage import hash_tag
+from .common import guard
 
 __all__ = ["RedisRecoveryStore", "batch_events", "publish_numbered", "recovery_keys"]
 
@@ -56,14 +54,18 @@ return last
 """
 
 
-def publish_numbered(sharded: bool) -> str:
+def publish_numbered(sharded: bool) -> Script:
     """The publishing script, with PUBLISH (one Redis) or SPUBLISH (Redis Cluster)."""
     script = _PUBLISH_NUMBERED.replace("IDLE_MS", str(COUNTER_IDLE_MS))
-    return script.replace("'PUBLISH'", "'SPUBLISH'") if sharded else script
+    if sharded:
+        return Script("publish_numbered_sharded", script.replace("'PUBLISH'", "'SPUBLISH'"))
+    return Script("publish_numbered", script)
 
 
 # KEYS[1] offset counter, KEYS[2] buffer; ARGV: keep (ms) -> {last offset, batches kept...}
-_SINCE = """
+_SINCE = Script(
+    "recovery_since",
+    """
 local last = tonumber(redis.call('GET', KEYS[1]) or '0')
 local now = redis.call('TIME')
 local from = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000) - tonumber(ARGV[1])
@@ -72,7 +74,8 @@ for _, entry in ipairs(redis.call('XRANGE', KEYS[2], string.format('%d', from), 
   out[#out + 1] = entry[2][2]
 end
 return out
-"""
+""",
+)
 
 _first_offset = struct.Struct(">Q").unpack_from
 _decode_events = msgspec.msgpack.Decoder(list[BusEvent]).decode
@@ -102,18 +105,18 @@ class RedisRecoveryStore:
     def __init__(self, client: Commands, prefix: str) -> None:
         self._client = client
         self._prefix = prefix
-        self._since_sha = client.preload(_SINCE)
+        client.preload(_SINCE.source)
 
     async def position(self, subject: str, topic: str) -> int:
         counter, _ = recovery_keys(self._prefix, subject, topic)
-        return int(await _guard(self._client.call("GET", counter)) or 0)
+        return int(await guard(self._client.call("GET", counter)) or 0)
 
     async def since(
         self, subject: str, topic: str, offset: int, limit: int, seconds: float
     ) -> list[BusEvent] | None:
         keep_ms = int(seconds * 1000)
         keys = recovery_keys(self._prefix, subject, topic)
-        reply = await _guard(self._client.call("EVALSHA", self._since_sha, 2, *keys, keep_ms))
+        reply = await guard(run(self._client, _SINCE, keys, [keep_ms]))
         last = int(reply[0])
         if offset >= last:
             return []
@@ -127,10 +130,3 @@ class RedisRecoveryStore:
         if not missed or missed[0][0] != offset + 1:
             return None
         return [e for _, e in missed]
-
-
-async def _guard(pending: Any) -> Any:
-    try:
-        return await pending
-    except RedisError as exc:
-        raise RTMError(ErrorCode.CHANNEL_SUBSCRIBE_FAILED, f"redis: {exc}") from None

@@ -38,101 +38,24 @@ import functools
 import logging
 from collections.abc import Callable, Sequence
 from typing import Any
-from urllib.parse import unquote
 
 from .resp import Arg, RedisClient, RedisError, RedisSubscriber, script_sha
+from .slots import (
+    SLOTS,
+    SlotRange,
+    fetch_slots,
+    key_slot,
+    node_url,
+    split_cluster_url,
+)
 
-__all__ = [
-    "SLOTS",
-    "RedisClusterClient",
-    "RedisClusterSubscriber",
-    "key_slot",
-    "parse_cluster_url",
-]
+__all__ = ["RedisClusterClient", "RedisClusterSubscriber"]
 
 log = logging.getLogger("rtm2.server")
 
-SLOTS = 16384
 # A command refused with TRYAGAIN (its keys are in a slot being migrated) is sent again this
 # many times, this long apart.
 _TRYAGAIN_TIMES, _TRYAGAIN_DELAY = 50, 0.02
-
-
-def _crc16_table() -> list[int]:
-    table = []
-    for byte in range(256):
-        crc = byte << 8
-        for _ in range(8):
-            crc = ((crc << 1) ^ 0x1021) if crc & 0x8000 else (crc << 1)
-        table.append(crc & 0xFFFF)
-    return table
-
-
-_CRC16 = _crc16_table()
-
-
-def _crc16(data: bytes) -> int:
-    """CRC16-CCITT (XMODEM): polynomial 0x1021, initial value 0, as Redis Cluster uses."""
-    crc = 0
-    for byte in data:
-        crc = ((crc << 8) & 0xFFFF) ^ _CRC16[(crc >> 8) ^ byte]
-    return crc
-
-
-def key_slot(key: Arg) -> int:
-    """The hash slot of ``key``: CRC16 of its hash tag (if any, else all of it) mod 16384.
-
-    The hash tag is what lies between the first ``{`` and the first ``}`` after it, if that
-    is not empty.
-    """
-    if isinstance(key, str):
-        data = key.encode()
-    elif isinstance(key, bytes):
-        data = key
-    else:
-        data = str(key).encode()
-    start = data.find(b"{")
-    if start != -1:
-        end = data.find(b"}", start + 1)
-        if end > start + 1:
-            data = data[start + 1 : end]
-    return _crc16(data) % SLOTS
-
-
-def _split_cluster_url(url: str) -> tuple[list[tuple[str, int]], str | None]:
-    scheme, sep, rest = url.partition("://")
-    if not sep or scheme != "redis-cluster":
-        raise ValueError(f"not a redis-cluster:// URL: {url!r}")
-    rest = rest.split("?", 1)[0].split("#", 1)[0]
-    netloc, _, path = rest.partition("/")
-    password: str | None = None
-    if "@" in netloc:
-        userinfo, netloc = netloc.rsplit("@", 1)
-        password = unquote(userinfo.partition(":")[2] or userinfo) or None
-    db = path.strip("/")
-    if db not in ("", "0"):
-        raise ValueError(f"a Redis Cluster has only database 0, not {db!r}: {url!r}")
-    nodes = []
-    for item in netloc.split(","):
-        item = item.strip()
-        if not item:
-            continue
-        host, colon, port = item.rpartition(":")
-        if not colon:
-            host, port = item, "6379"
-        host = host.strip("[]") or "127.0.0.1"
-        try:
-            nodes.append((host, int(port)))
-        except ValueError:
-            raise ValueError(f"bad node {item!r} in {url!r}") from None
-    if not nodes:
-        raise ValueError(f"no nodes in {url!r}")
-    return nodes, password
-
-
-def parse_cluster_url(url: str) -> list[tuple[str, int]]:
-    """The seed nodes of ``redis-cluster://[:password@]h:p,h:p[/0][?query]``."""
-    return _split_cluster_url(url)[0]
 
 
 def _name(value: Arg) -> bytes:
@@ -153,53 +76,13 @@ _KEYLESS = {
 _BROADCAST = {b"FLUSHALL", b"FLUSHDB"}
 _BROADCAST_SCRIPT = {b"LOAD", b"FLUSH"}
 
-# One master's share of the slot map: (first slot, last slot, host, port).
-SlotRange = tuple[int, int, str, int]
-
-
-def _node_url(host: str, port: int, password: str | None) -> str:
-    auth = f":{password}@" if password else ""
-    return f"redis://{auth}{host}:{port}/0"
-
-
-def _parse_slots(reply: Any, asked: str) -> list[SlotRange]:
-    """CLUSTER SLOTS' reply as ranges; an unknown host ("" or "?") is the node asked."""
-    ranges = []
-    for entry in reply:
-        start, end, master = int(entry[0]), int(entry[1]), entry[2]
-        host = _text(master[0])
-        if host in ("", "?"):
-            host = asked
-        ranges.append((start, end, host, int(master[1])))
-    ranges.sort()
-    return ranges
-
-
-async def _fetch_slots(nodes: Sequence[tuple[str, int]], password: str | None) -> list[SlotRange]:
-    """Ask each node in turn for CLUSTER SLOTS; the first full answer wins."""
-    errors = []
-    for host, port in nodes:
-        client = RedisClient(_node_url(host, port, password))
-        try:
-            await client.connect()
-            ranges = _parse_slots(await client.call("CLUSTER", "SLOTS"), host)
-        except RedisError as exc:
-            errors.append(f"{host}:{port}: {exc}")
-            continue
-        finally:
-            await client.close()
-        if sum(end - start + 1 for start, end, _, _ in ranges) == SLOTS:
-            return ranges
-        errors.append(f"{host}:{port}: not every slot is served")
-    raise RedisError("no Redis Cluster node gave a slot map: " + "; ".join(errors))
-
 
 class RedisClusterClient:
     """``RedisClient``'s interface over a Redis Cluster: one pipelined connection per master."""
 
     def __init__(self, url: str) -> None:
         self.url = url
-        self._seeds, self._password = _split_cluster_url(url)
+        self._seeds, self._password = split_cluster_url(url)
         self._nodes: dict[str, RedisClient] = {}  # "host:port" -> connection
         self._slots: list[RedisClient] = []  # slot -> its master's connection
         self._order: list[str] = []  # masters by their first slot
@@ -227,7 +110,7 @@ class RedisClusterClient:
 
     async def connect(self) -> None:
         self._closing = False
-        await self._apply(await _fetch_slots(self._seeds, self._password))
+        await self._apply(await fetch_slots(self._seeds, self._password))
 
     async def refresh(self) -> None:
         """Fetch the slot map again (concurrent callers share one CLUSTER SLOTS)."""
@@ -242,7 +125,7 @@ class RedisClusterClient:
 
     async def _refresh(self) -> None:
         known = [(h, int(p)) for h, _, p in (n.rpartition(":") for n in self._order)]
-        await self._apply(await _fetch_slots(known + self._seeds, self._password))
+        await self._apply(await fetch_slots(known + self._seeds, self._password))
 
     async def _apply(self, ranges: list[SlotRange]) -> None:
         nodes: dict[str, RedisClient] = {}
@@ -253,7 +136,7 @@ class RedisClusterClient:
             if name not in nodes:
                 node = self._nodes.get(name)
                 if node is None:
-                    node = RedisClient(_node_url(host, port, self._password), self.scripts)
+                    node = RedisClient(node_url(host, port, self._password), self.scripts)
                     await node.connect()
                 nodes[name] = node
                 order.append(name)
@@ -517,7 +400,7 @@ class RedisClusterSubscriber:
         if not sharded:
             raise ValueError("a Redis Cluster subscriber is always sharded (SSUBSCRIBE)")
         self.url = url
-        self._seeds, self._password = _split_cluster_url(url)
+        self._seeds, self._password = split_cluster_url(url)
         self._on_message = on_message
         self._on_lost = on_lost
         self._on_moved = on_moved
@@ -531,7 +414,7 @@ class RedisClusterSubscriber:
 
     async def connect(self) -> None:
         self._closing = False
-        await self._apply(await _fetch_slots(self._seeds, self._password))
+        await self._apply(await fetch_slots(self._seeds, self._password))
 
     async def _apply(self, ranges: list[SlotRange]) -> None:
         """Use this slot map: a subscriber per master (new ones connected, known ones kept)."""
@@ -555,7 +438,7 @@ class RedisClusterSubscriber:
     def _shard(self, host: str, port: int) -> RedisSubscriber:
         shard: RedisSubscriber
         shard = RedisSubscriber(
-            _node_url(host, port, self._password),
+            node_url(host, port, self._password),
             self._on_message,
             self._on_lost,
             sharded=True,
@@ -635,7 +518,7 @@ class RedisClusterSubscriber:
                 await asyncio.sleep(delay)  # let the masters agree on the new owner first
                 known = [(h, int(p)) for h, _, p in (n.rpartition(":") for n in self._shards)]
                 try:
-                    await self._apply(await _fetch_slots(known + self._seeds, self._password))
+                    await self._apply(await fetch_slots(known + self._seeds, self._password))
                 except RedisError as exc:
                     log.warning("redis: cannot read the slot map to follow moves: %s", exc)
                     delay = min(delay * 2, 2.0)

@@ -24,6 +24,7 @@ __all__ = [
     "RedisClient",
     "RedisError",
     "RedisSubscriber",
+    "Subscriber",
     "encode_command",
     "parse_url",
     "script_sha",
@@ -56,6 +57,20 @@ class Commands(Protocol):
     def preload(self, script: str) -> str:
         """Have ``script`` loaded on every (re)connection, before any other command; return
         its SHA1 for EVALSHA (so fire-and-forget EVALSHA never meets NOSCRIPT)."""
+
+
+class Subscriber(Protocol):
+    """What a pub/sub user needs of a subscriber (one Redis, or a Redis Cluster)."""
+
+    async def connect(self) -> None: ...
+
+    async def close(self) -> None: ...
+
+    async def ready(self, channel: str) -> None: ...
+
+    def subscribe(self, channel: str) -> None: ...
+
+    def unsubscribe(self, channel: str) -> None: ...
 
 
 class RedisError(Exception):

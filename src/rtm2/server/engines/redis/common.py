@@ -1,0 +1,72 @@
+"""What the Redis engine's roles share: key names and the one Redis-failure guard.
+
+Every key of a channel (or user, or lock scope) carries its name as the hash tag, escaped
+(``redisio.hash_tag``), so that with Redis Cluster a channel's keys, scripts and sharded
+pub/sub all live in one slot and every script touches one slot only.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Sequence
+from typing import Any, TypeVar
+
+from ...redisio import Arg, Commands, RedisError, Script, hash_tag, load, run
+from ..base import EngineUnavailable
+from .nodes import NodeIndex
+
+__all__ = ["ScriptedStore", "guard", "tagged"]
+
+log = logging.getLogger("rtm2.server")
+
+T = TypeVar("T")
+
+
+def tagged(prefix: str, name: str) -> str:
+    """The start of every key (and the pub/sub channel) of ``name``: ``{prefix}{<tag>}``."""
+    return f"{prefix}{{{hash_tag(name)}}}"
+
+
+async def guard(pending: Awaitable[T]) -> T:
+    """Await a Redis call; a Redis failure is the engine's one error."""
+    try:
+        return await pending
+    except RedisError as exc:
+        raise EngineUnavailable(f"redis: {exc}") from None
+
+
+class ScriptedStore:
+    """The base of the metadata and lock stores: keys named by target (or lock scope), and
+    compare-and-set scripts whose failure to run is an outcome, not an exception.
+
+    The client belongs to the caller (the engine), which connects and closes it; ``open()``
+    loads the store's scripts once connected.
+    """
+
+    scripts: Sequence[Script] = ()
+
+    def __init__(self, client: Commands, prefix: str = "rtm2:", cluster: bool = False) -> None:
+        if "{" in prefix or "}" in prefix:
+            raise ValueError(f"a key prefix may not contain braces: {prefix!r}")
+        self.client = client
+        self.prefix = prefix
+        self.cluster = cluster
+        # One counter for all sets: revisions grow across sets too.
+        self._revision_key = f"{prefix}revision"
+        self.index = NodeIndex(client, prefix)
+
+    async def open(self) -> None:
+        await load(self.client, self.scripts)
+
+    def key(self, target: str, kind: str) -> str:
+        """The key of ``kind`` ("meta", "locks", "fences") of a target or lock scope."""
+        return f"{self.prefix}{{{hash_tag(target)}}}:{kind}"
+
+    async def _run(self, script: Script, keys: list[str], args: list[Arg]) -> list[Any] | str:
+        """The script's reply, or why Redis could not run it."""
+        try:
+            reply: list[Any] = await run(self.client, script, keys, args)
+        except RedisError as exc:
+            log.error("storage: Redis failed running %s: %s", script.name, exc)
+            return f"Redis is not available ({exc}); the change may or may not have been made"
+        return reply

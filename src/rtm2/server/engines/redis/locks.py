@@ -1,0 +1,287 @@
+"""Locks of the Redis engine: named per channel, with fencing numbers and one queue of
+waiters per lock across every node.
+
+Every change is one Lua script (atomic in Redis), with the checks, codes and order of
+``SQLiteStore``. Key layout (see ``metadata``: the scope, a channel's subject, is the hash
+tag, so a channel's locks share the slot of its metadata)::
+
+    {prefix}{<scope>}:locks     hash: lock name -> [name, ttl, owner, fence] (MessagePack)
+    {prefix}{<scope>}:fences    hash: removed lock name -> its last fencing number
+    {prefix}{<scope>}:queue:<name>  list: tickets waiting for the lock, first come first
+
+A Redis error makes a lock change answer LOCK_NOT_AVAILABLE (it may or may not have been
+applied); reads raise ``EngineUnavailable``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+from collections.abc import Sequence
+from typing import Any
+
+import msgspec
+
+from ....errors import ErrorCode
+from ...redisio import RedisError, Script, run, unescape_tag
+from ..base import EngineUnavailable, LockInfo, LockOutcome
+from .common import ScriptedStore, guard
+
+__all__ = ["LOCK_SCRIPTS", "RedisLockStore"]
+
+log = logging.getLogger("rtm2.server")
+
+_LOCK = msgspec.msgpack.Decoder(LockInfo)
+_SCAN_COUNT = 1000
+
+LOCK_SET = Script(
+    "lock_set",
+    """\
+-- KEYS[1]  the scope's locks: a hash, lock name -> MessagePack [name, ttl, owner, fence]
+--          (owner "" = free; fence = the last fencing number given out, 0 = never acquired)
+-- KEYS[2]  the scope's fences: a hash, name of a removed lock -> its last fencing number, so
+--          that a lock set again under that name goes on from there and never repeats one
+-- ARGV     lock name, ttl, max locks in the scope
+-- returns  {"ok", the new lock}, {"exists"} or {"full"}
+local name = ARGV[1]
+if redis.call('HEXISTS', KEYS[1], name) == 1 then
+  return {'exists'}
+end
+if redis.call('HLEN', KEYS[1]) >= tonumber(ARGV[3]) then
+  return {'full'}
+end
+local fence = tonumber(redis.call('HGET', KEYS[2], name) or 0)
+local lock = cmsgpack.pack({name, tonumber(ARGV[2]), '', fence})
+redis.call('HSET', KEYS[1], name, lock)
+redis.call('HDEL', KEYS[2], name)
+return {'ok', lock}
+""",
+)
+
+LOCK_REMOVE = Script(
+    "lock_remove",
+    """\
+-- KEYS[1]  the scope's locks hash, KEYS[2] the scope's fences hash (see lock_set),
+-- KEYS[3]  the lock's queue (see lock_acquire)
+-- ARGV     lock name
+-- returns  {"ok", the removed lock} or {"missing"}
+local lock = redis.call('HGET', KEYS[1], ARGV[1])
+if not lock then
+  return {'missing'}
+end
+redis.call('HDEL', KEYS[1], ARGV[1])
+redis.call('HSET', KEYS[2], ARGV[1], cmsgpack.unpack(lock)[4])
+redis.call('DEL', KEYS[3])
+return {'ok', lock}
+""",
+)
+
+LOCK_ACQUIRE = Script(
+    "lock_acquire",
+    """\
+-- KEYS[1]  the scope's locks hash (see lock_set)
+-- KEYS[2]  the lock's queue: a list of waiting tickets, first come first
+-- ARGV     lock name, user acquiring it, its ticket ("" = none), "1" to queue the ticket
+--          when the lock cannot be taken now
+-- returns  {"ok", the lock} (free before, or already the user's: then unchanged),
+--          {"held", the lock} (held by another, or free but others queue first),
+--          {"queued", the lock} (likewise; the ticket waits in the queue) or {"missing"}
+local raw = redis.call('HGET', KEYS[1], ARGV[1])
+if not raw then
+  return {'missing'}
+end
+local lock = cmsgpack.unpack(raw)
+local ticket = ARGV[3]
+if lock[3] == ARGV[2] then
+  if ticket ~= '' then
+    redis.call('LREM', KEYS[2], 0, ticket)
+  end
+  return {'ok', raw}
+end
+local first = redis.call('LINDEX', KEYS[2], 0)
+if lock[3] == '' and (not first or first == ticket) then
+  if first then
+    redis.call('LPOP', KEYS[2])
+  end
+  raw = cmsgpack.pack({lock[1], lock[2], ARGV[2], lock[4] + 1})
+  redis.call('HSET', KEYS[1], ARGV[1], raw)
+  return {'ok', raw}
+end
+if ARGV[4] == '1' and ticket ~= '' then
+  if not redis.call('LPOS', KEYS[2], ticket) then
+    redis.call('RPUSH', KEYS[2], ticket)
+  end
+  return {'queued', raw}
+end
+return {'held', raw}
+""",
+)
+
+LOCK_WITHDRAW = Script(
+    "lock_withdraw",
+    """\
+-- KEYS[1]  the lock's queue (see lock_acquire)
+-- ARGV     a ticket
+-- returns  1 if it was first in the queue (the next may take a free lock now), else 0
+local first = redis.call('LINDEX', KEYS[1], 0)
+redis.call('LREM', KEYS[1], 0, ARGV[1])
+if first == ARGV[1] then
+  return 1
+end
+return 0
+""",
+)
+
+LOCK_FREE = Script(
+    "lock_free",
+    """\
+-- KEYS[1]  the scope's locks hash (see lock_set)
+-- ARGV     lock name, user that must hold it (release and revoke alike)
+-- returns  {"ok", the freed lock}, {"not_owner", the lock} or {"missing"}
+local raw = redis.call('HGET', KEYS[1], ARGV[1])
+if not raw then
+  return {'missing'}
+end
+local lock = cmsgpack.unpack(raw)
+if ARGV[2] == '' or lock[3] ~= ARGV[2] then
+  return {'not_owner', raw}
+end
+raw = cmsgpack.pack({lock[1], lock[2], '', lock[4]})
+redis.call('HSET', KEYS[1], ARGV[1], raw)
+return {'ok', raw}
+""",
+)
+
+LOCK_SCRIPTS = (LOCK_SET, LOCK_REMOVE, LOCK_ACQUIRE, LOCK_WITHDRAW, LOCK_FREE)
+
+
+class RedisLockStore(ScriptedStore):
+    """Implements ``LockStore``."""
+
+    scripts: Sequence[Script] = LOCK_SCRIPTS
+
+    async def locks(self, scope: str) -> dict[str, LockInfo]:
+        return _locks(await guard(self.client.call("HGETALL", self.key(scope, "locks"))))
+
+    async def held(self) -> list[tuple[str, LockInfo]]:
+        """Every held lock; SCANs all lock keys of the prefix (meant for start-up only)."""
+        try:
+            return await self._held()
+        except RedisError as exc:
+            raise EngineUnavailable(f"redis: {exc}") from None
+
+    async def _held(self) -> list[tuple[str, LockInfo]]:
+        head, tail = f"{self.prefix}{{", "}:locks"
+        pattern = f"{_glob_escape(head)}*{tail}"
+        keys: list[bytes] = []
+        scan_all = getattr(self.client, "scan_all", None)
+        if scan_all is not None:  # a Redis Cluster: every master
+            keys = await scan_all(pattern)
+        cursor: bytes | int = 0
+        while scan_all is None:
+            cursor, found = await self.client.call(
+                "SCAN", cursor, "MATCH", pattern, "COUNT", _SCAN_COUNT
+            )
+            keys += found
+            if cursor in (b"0", 0):
+                break
+        replies = await asyncio.gather(*(self.client.send("HGETALL", key) for key in keys))
+        held = []
+        for key, reply in zip(keys, replies, strict=True):
+            scope = unescape_tag(key.decode()[len(head) : -len(tail)])
+            held += [(scope, info) for info in _locks(reply).values() if info.owner]
+        return held
+
+    async def set(self, scope: str, name: str, ttl: int, max_locks: int) -> LockOutcome:
+        keys = [self.key(scope, "locks"), self.key(scope, "fences")]
+        reply = await self._run(LOCK_SET, keys, [name, ttl, max_locks])
+        if isinstance(reply, str):
+            return LockOutcome(ErrorCode.LOCK_NOT_AVAILABLE, reply)
+        if reply[0] == b"exists":
+            return LockOutcome(ErrorCode.LOCK_ALREADY_EXIST, f"lock {name!r} already exists")
+        if reply[0] == b"full":
+            return LockOutcome(
+                ErrorCode.LOCK_OPERATION_FAILED, f"a channel has at most {max_locks} locks"
+            )
+        return _lock_outcome(LOCK_SET, reply)
+
+    def _queue(self, scope: str, name: str) -> str:
+        return f"{self.key(scope, 'queue')}:{name}"
+
+    async def remove(self, scope: str, name: str) -> LockOutcome:
+        keys = [self.key(scope, "locks"), self.key(scope, "fences"), self._queue(scope, name)]
+        reply = await self._run(LOCK_REMOVE, keys, [name])
+        if isinstance(reply, str):
+            return LockOutcome(ErrorCode.LOCK_NOT_AVAILABLE, reply)
+        if reply[0] == b"missing":
+            return LockOutcome(ErrorCode.LOCK_NOT_EXIST, f"no lock {name!r}")
+        return _lock_outcome(LOCK_REMOVE, reply)
+
+    async def acquire(
+        self, scope: str, name: str, owner: str, ticket: str = "", wait: bool = False
+    ) -> LockOutcome:
+        keys = [self.key(scope, "locks"), self._queue(scope, name)]
+        reply = await self._run(LOCK_ACQUIRE, keys, [name, owner, ticket, "1" if wait else ""])
+        if isinstance(reply, str):
+            return LockOutcome(ErrorCode.LOCK_NOT_AVAILABLE, reply)
+        status = reply[0]
+        if status == b"missing":
+            return LockOutcome(ErrorCode.LOCK_NOT_EXIST, f"no lock {name!r}")
+        if status in (b"held", b"queued"):
+            if status == b"queued":  # if this node dies, another takes the ticket out
+                self.index.add(_member(ticket), "lockq", scope, name, ticket)
+            return LockOutcome(
+                ErrorCode.LOCK_ACQUIRE_FAILED, f"lock {name!r} is held", _LOCK.decode(reply[1])
+            )
+        if ticket:
+            self.index.remove(_member(ticket), "lockq", scope, name, ticket)
+        return _lock_outcome(LOCK_ACQUIRE, reply)
+
+    async def withdraw(self, scope: str, name: str, ticket: str) -> bool:
+        try:
+            first = await run(self.client, LOCK_WITHDRAW, [self._queue(scope, name)], [ticket])
+        except RedisError as exc:
+            log.error(
+                "storage: cannot take ticket %s out of the queue of %s: %s", ticket, name, exc
+            )
+            return False
+        self.index.remove(_member(ticket), "lockq", scope, name, ticket)
+        return bool(first)
+
+    async def release(self, scope: str, name: str, owner: str) -> LockOutcome:
+        return await self.revoke(scope, name, owner)
+
+    async def revoke(self, scope: str, name: str, owner: str) -> LockOutcome:
+        reply = await self._run(LOCK_FREE, [self.key(scope, "locks")], [name, owner])
+        if isinstance(reply, str):
+            return LockOutcome(ErrorCode.LOCK_NOT_AVAILABLE, reply)
+        if reply[0] == b"missing":
+            return LockOutcome(ErrorCode.LOCK_NOT_EXIST, f"no lock {name!r}")
+        if reply[0] == b"not_owner":
+            return LockOutcome(
+                ErrorCode.LOCK_NOT_ACQUIRED,
+                f"lock {name!r} is not held by {owner!r}",
+                _LOCK.decode(reply[1]),
+            )
+        return _lock_outcome(LOCK_FREE, reply)
+
+
+def _glob_escape(text: str) -> str:
+    return re.sub(r"([\\*?\[\]])", r"\\\1", text)
+
+
+def _member(ticket: str) -> str:
+    """Tickets are ``<session id>:<request id>``."""
+    return ticket.rsplit(":", 1)[0]
+
+
+def _locks(flat: list[bytes]) -> dict[str, LockInfo]:
+    infos = (_LOCK.decode(flat[i]) for i in range(1, len(flat), 2))
+    return {info.name: info for info in infos}
+
+
+def _lock_outcome(script: Script, reply: list[Any]) -> LockOutcome:
+    if reply[0] != b"ok":
+        raise AssertionError(f"unexpected reply of {script.name}: {reply!r}")
+    return LockOutcome(0, "", _LOCK.decode(reply[1]))

@@ -1,0 +1,93 @@
+"""Nodes in Redis: which are alive, and what each one's sessions hold, to clean up after it.
+
+Every node marks itself alive on each sweep (``{prefix}nodes``, a sorted set scored by Redis's
+clock). Per node, a set holds what its sessions hold in Redis: MessagePack lists
+``[kind, *fields, member]``; the member (a session id, ``<node>-<n>``) names the node. When a
+node stays silent, one live node claims its set and undoes each entry.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+
+import msgspec
+
+from ...redisio import Commands, RedisError
+
+__all__ = ["NodeIndex", "RedisNodes", "node_of"]
+
+log = logging.getLogger("rtm2.server")
+
+_encode = msgspec.msgpack.Encoder().encode
+
+
+def node_of(member: str) -> str:
+    """Session ids are ``<node>-<n>``: the node that holds a membership."""
+    return member.split("-", 1)[0]
+
+
+class NodeIndex:
+    """What each node's sessions hold in Redis. Fire and forget: losing an entry while Redis
+    is down costs only a clean-up should the node die."""
+
+    def __init__(self, client: Commands, prefix: str) -> None:
+        self._client = client
+        self._prefix = prefix
+
+    def key(self, node: str) -> str:
+        return f"{self._prefix}{{node:{node}}}:index"
+
+    def add(self, member: str, *fields: str) -> None:
+        with contextlib.suppress(RedisError):
+            self._client.send("SADD", self.key(node_of(member)), _encode([*fields, member]))
+
+    def remove(self, member: str, *fields: str) -> None:
+        with contextlib.suppress(RedisError):
+            self._client.send("SREM", self.key(node_of(member)), _encode([*fields, member]))
+
+
+class RedisNodes:
+    """Which nodes are alive; what the dead ones left behind (see ``Engine.orphans``)."""
+
+    def __init__(self, client: Commands, prefix: str) -> None:
+        self._client = client
+        self._prefix = prefix
+        self.index = NodeIndex(client, prefix)
+
+    def note(self, node: str, fields: list[str]) -> None:
+        self.index.add(f"{node}-0", *fields)
+
+    def unnote(self, node: str, fields: list[str]) -> None:
+        self.index.remove(f"{node}-0", *fields)
+
+    async def heartbeat(self, node: str) -> None:
+        """Tell the other nodes this one is alive."""
+        with contextlib.suppress(RedisError):
+            now = await self._client.call("TIME")
+            await self._client.call("ZADD", f"{self._prefix}nodes", int(now[0]), node)
+
+    async def orphans(self, node: str, timeout: float) -> list[list[str]]:
+        """What the nodes silent for ``timeout`` seconds left behind, taken over (once, by
+        one node) for clean-up: entries ``[kind, *fields, member]``."""
+        nodes = f"{self._prefix}nodes"
+        index = self.index
+        found: list[list[str]] = []
+        try:
+            now = int((await self._client.call("TIME"))[0])
+            dead = await self._client.call("ZRANGEBYSCORE", nodes, "-inf", now - timeout)
+            for raw in dead:
+                gone = raw.decode()
+                if gone == node:
+                    continue
+                claim = f"{self._prefix}{{node:{gone}}}:sweeper"
+                if not await self._client.call("SET", claim, node, "NX", "EX", 60):
+                    continue  # another node is on it
+                entries = await self._client.call("SMEMBERS", index.key(gone))
+                await self._client.call("DEL", index.key(gone))
+                await self._client.call("ZREM", nodes, gone)
+                found += [list(msgspec.msgpack.decode(e)) for e in entries]
+                log.warning("engine: node %s is gone; cleaning up %d entries", gone, len(entries))
+        except RedisError as exc:
+            log.warning("engine: sweep for dead nodes failed: %s", exc)
+        return found
