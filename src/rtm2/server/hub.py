@@ -36,14 +36,16 @@ from .engines.base import (
     Engine,
 )
 from .gateway import Connection, Outbox
+from .handshake import Handshake
 from .interest import Interest
 from .locks import LockService
 from .messages import MessageService
 from .presence import PresenceService
 from .recovery import Recovery
-from .session import Session, SessionState, reply_frame
+from .session import Session, reply_frame
 from .storage import StorageService
 from .stream import StreamService
+from .table import Routes, SessionState, bind
 
 __all__ = ["Hub"]
 
@@ -89,6 +91,9 @@ class Hub:
             lambda fields: engine.note(self.node_id, fields),
             lambda fields: engine.unnote(self.node_id, fields),
         )
+        self.handshake = Handshake(self)
+        # Every request's handler, bound to this node's services once for all sessions.
+        self.routes: Routes = bind(self)
         self._ids = itertools.count(1)
         self._tasks: set[asyncio.Task[None]] = set()
 
@@ -109,7 +114,7 @@ class Hub:
         if session.state is SessionState.DETACHED:
             return  # already known (the sweep dropped it before the socket closed)
         if session.state is SessionState.LOGGED_IN:
-            session.state = SessionState.DETACHED
+            session.become(SessionState.DETACHED)
             session.detached_at = self.clock()
             self.locks.connection_lost(session)
             self.interest.remove(_session_subject(session))  # peers now find it offline
@@ -128,7 +133,7 @@ class Hub:
         was_logged_in = session.alive
         if session.state is SessionState.LOGGED_IN:
             self.interest.remove(_session_subject(session))
-        session.state = SessionState.CLOSED
+        session.become(SessionState.CLOSED)
         self.sessions.discard(session)
         if session.app is not None:
             key = (session.app.app_id, session.user_id)
@@ -216,7 +221,7 @@ class Hub:
             self.broker.publish(subject, BusEvent(BUS_LOGIN, "", session.session_id, b""))
         except RTMError as exc:  # the engine is down: other nodes learn of it when it is back
             log.warning("%r: cannot tell other nodes about this login: %s", session, exc.reason)
-        log.info("%r logged in (%s)", session, session._lifetime())
+        log.info("%r logged in (%s)", session, session.lifetime())
 
     def resume(self, fresh: Session, f: Resume) -> Session:
         """Hand a logged-in session whose connection was lost the connection of ``fresh``.
@@ -239,7 +244,7 @@ class Hub:
         new_conn, old_conn = fresh.conn, s.conn
         # The fresh session keeps the old connection (if the server still thought it open):
         # closing it then ends that throwaway session, not the resumed one.
-        fresh.state = SessionState.CLOSED
+        fresh.become(SessionState.CLOSED)
         self.sessions.discard(fresh)
         fresh.conn, old_conn.session = old_conn, fresh
         s.conn, new_conn.session = new_conn, s
@@ -248,7 +253,7 @@ class Hub:
             self.locks.connection_lost(s)
         if s.state is SessionState.DETACHED:
             self.interest.add(_session_subject(s))
-        s.state = SessionState.LOGGED_IN
+            s.become(SessionState.LOGGED_IN)
         new_conn.last_seen = self.clock()
         self.sessions.add(s)
         self.locks.connection_back(s)
