@@ -24,17 +24,7 @@ from ..protocol.names import is_valid_user_id
 from ..types import ChannelType, ConnectionChangeReason
 from .auth import check_login_token
 from .config import AppConfig, ServerConfig
-from .engines.base import (
-    BUS_LOCK,
-    BUS_LOCK_QUEUE,
-    BUS_LOGIN,
-    BUS_MESSAGE,
-    BUS_PEER,
-    BUS_PRESENCE,
-    BUS_STORAGE,
-    BusEvent,
-    Engine,
-)
+from .engines.base import BusEvent, BusKind, Engine, bus_routes
 from .gateway import Connection, Outbox
 from .handshake import Handshake
 from .interest import Interest
@@ -45,6 +35,7 @@ from .recovery import Recovery
 from .session import Session, reply_frame
 from .storage import StorageService
 from .stream import StreamService
+from .subjects import SubjectKind, session_subject
 from .table import Routes, SessionState, bind
 
 __all__ = ["Hub"]
@@ -78,6 +69,8 @@ class Hub:
         self.recovery = Recovery(self._recovery_limits)
         self.recovery_store = engine.recovery_store
         self.interest = Interest(self.broker, self.recovery.forget)
+        self._subject_kinds = self.interest.kinds
+        self._bus = bus_routes(self)
         self.presence = PresenceService(self.engine.presence_store, self.broker, config.timers)
         self.stream = StreamService(self.engine.stream_store, self.broker, self.interest, self)
         self.messages = MessageService(self, self.broker, self.interest)
@@ -149,37 +142,47 @@ class Hub:
         self.messages.session_closed(session)
         self.presence.session_closed(session, timed_out)
 
-    def _on_bus(self, subject: str, event: BusEvent) -> None:
-        if event.kind == BUS_MESSAGE:  # the hot path first
-            if subject.startswith("stream:"):
-                self.stream.on_bus(subject, event)
-            else:
-                self.messages.on_bus(subject, event)
-        elif subject.startswith("session:"):
-            self._on_session_event(subject, event)
-        elif event.kind == BUS_PRESENCE:
-            self.presence.on_bus(subject, event)
-        elif event.kind == BUS_STORAGE:
-            self.storage.on_bus(subject, event)
-        elif event.kind == BUS_LOCK:
-            self.locks.on_bus(subject, event)
-        elif event.kind == BUS_LOCK_QUEUE:
-            self.locks.on_queue(subject, event.topic)
-        elif subject.startswith("stream:"):
-            self.stream.on_bus(subject, event)
-        else:
-            self.messages.on_bus(subject, event)
+    # --- the bus: one method per kind of event (``engines.base.BusListener``) ------------
 
-    def _on_session_event(self, subject: str, event: BusEvent) -> None:
-        """A user's session subject: a peer message for it, or a newer login elsewhere."""
-        _, app, user = subject.split(":", 2)
-        session = self.users.get((app, user))
-        if session is None:
-            return
-        if event.kind == BUS_PEER:
-            if session.attached:
-                session.conn.send(ws_binary_frame(event.frame))
-        elif event.kind == BUS_LOGIN and event.user != session.session_id:
+    def _on_bus(self, subject: str, event: BusEvent) -> None:
+        try:
+            route = self._bus[event.kind]
+        except KeyError:
+            return  # a kind from a newer node
+        route(subject, event)
+
+    def on_message(self, subject: str, event: BusEvent) -> None:
+        kind = self._subject_kinds.get(subject)
+        if kind is SubjectKind.STREAM:
+            self.stream.on_message(subject, event)
+        elif kind is SubjectKind.MESSAGE:
+            self.messages.on_message(subject, event)
+
+    def on_topic_event(self, subject: str, event: BusEvent) -> None:
+        self.stream.on_topic_event(subject, event)
+
+    def on_presence(self, subject: str, event: BusEvent) -> None:
+        self.presence.on_bus(subject, event)
+
+    def on_storage(self, subject: str, event: BusEvent) -> None:
+        self.storage.on_bus(subject, event)
+
+    def on_lock(self, subject: str, event: BusEvent) -> None:
+        self.locks.on_bus(subject, event)
+
+    def on_lock_queue(self, subject: str, event: BusEvent) -> None:
+        self.locks.on_queue(subject, event.topic)
+
+    def on_peer(self, subject: str, event: BusEvent) -> None:
+        """A peer message for a user whose session may be here."""
+        session = self._user_session(subject)
+        if session is not None and session.attached:
+            session.conn.send(ws_binary_frame(event.frame))
+
+    def on_login(self, subject: str, event: BusEvent) -> None:
+        """The user logged in on another node: its session here (if any, and older) goes."""
+        session = self._user_session(subject)
+        if session is not None and event.user != session.session_id:
             log.info("%r evicted by a newer login of the same user on another node", session)
             self.end(session)
             session.kick(
@@ -187,6 +190,10 @@ class Hub:
                 ErrorCode.LOGIN_ABORTED,
                 "the same user id logged in elsewhere",
             )
+
+    def _user_session(self, subject: str) -> Session | None:
+        _, app, user = subject.split(":", 2)
+        return self.users.get((app, user))
 
     def authenticate(self, app_id: str, user_id: str, token: str) -> tuple[AppConfig, int]:
         """Check a login; return the app and when the token's login right ends (0 = never)."""
@@ -218,7 +225,7 @@ class Hub:
         subject = _session_subject(session)
         self.interest.add(subject)
         try:
-            self.broker.publish(subject, BusEvent(BUS_LOGIN, "", session.session_id, b""))
+            self.broker.publish(subject, BusEvent(BusKind.LOGIN, "", session.session_id, b""))
         except RTMError as exc:  # the engine is down: other nodes learn of it when it is back
             log.warning("%r: cannot tell other nodes about this login: %s", session, exc.reason)
         log.info("%r logged in (%s)", session, session.lifetime())
@@ -498,4 +505,4 @@ def _target(s: Session, p: Position) -> _Target | None:
 
 def _session_subject(session: Session) -> str:
     """Where a user's peer messages and login notices travel between nodes."""
-    return f"session:{session.app_config.app_id}:{session.user_id}"
+    return session_subject(session.app_config.app_id, session.user_id)

@@ -44,7 +44,7 @@ from ..protocol.frames import (
     SetLock,
 )
 from ..types import LockEventType
-from .engines.base import BUS_LOCK, BUS_LOCK_QUEUE, Broker, BusEvent, LockInfo, LockStore
+from .engines.base import Broker, BusEvent, BusKind, LockInfo, LockStore
 from .interest import Interest
 from .subjects import channel_subject, parse_subject
 
@@ -250,7 +250,7 @@ class LockService:
     def _nudge(self, key: LockKey) -> None:
         """Tell every node's waiters of this lock to try again."""
         with contextlib.suppress(RTMError):  # the engine is down: the sweep retries later
-            self.broker.publish(key[0], BusEvent(BUS_LOCK_QUEUE, key[1], "", b""))
+            self.broker.publish(key[0], BusEvent(BusKind.LOCK_QUEUE, key[1], "", b""))
 
     async def withdraw_orphan(self, scope: str, name: str, ticket: str) -> None:
         """A dead node's waiting ticket: out of the queue, so the others move up."""
@@ -384,7 +384,7 @@ class LockService:
     def _event(self, scope: str, kind: LockEventType, info: LockInfo) -> None:
         _, channel_type, channel = parse_subject(scope)
         frame = encode(LockEvent(kind, channel, channel_type, [_detail(info)]))
-        self.broker.publish(scope, BusEvent(BUS_LOCK, info.name, info.owner, frame))
+        self.broker.publish(scope, BusEvent(BusKind.LOCK, info.name, info.owner, frame))
 
     def on_queue(self, subj: str, name: str) -> None:
         """A nudge: the first ticket of the lock's queue was withdrawn."""

@@ -27,9 +27,10 @@ from ..protocol.names import (
 )
 from ..types import ChannelType
 from .checks import check_message
-from .engines.base import BUS_MESSAGE, BUS_PEER, UNNUMBERED, Broker, BusEvent, frame_offset
+from .engines.base import UNNUMBERED, Broker, BusEvent, BusKind, frame_offset
 from .interest import Interest
 from .ratelimit import RateBucket
+from .subjects import session_subject
 from .subjects import subject as make_subject
 
 if TYPE_CHECKING:
@@ -189,7 +190,7 @@ class MessageService:
         )
         self.broker.publish_message(
             subj,
-            BusEvent(BUS_MESSAGE, "", s.user_id, frame),
+            BusEvent(BusKind.MESSAGE, "", s.user_id, frame),
             limits.recovery_messages,
             limits.recovery_seconds,
         )
@@ -213,14 +214,12 @@ class MessageService:
         if recipient is not None and recipient.attached:  # on this node: no broker trip
             recipient.conn.send(ws_binary_frame(frame))
         elif recipient is not None or not await self.broker.publish_counted(
-            f"session:{app}:{f.channel}", BusEvent(BUS_PEER, "", s.user_id, frame)
+            session_subject(app, f.channel), BusEvent(BusKind.PEER, "", s.user_id, frame)
         ):
             raise RTMError(ErrorCode.CHANNEL_RECEIVER_OFFLINE, f"{f.channel!r} is not online")
         s.reply(f.rid)
 
-    def on_bus(self, subj: str, event: BusEvent) -> None:
-        if event.kind != BUS_MESSAGE:
-            return
+    def on_message(self, subj: str, event: BusEvent) -> None:
         self.hub.recovery.receive(subj, "", frame_offset(event.frame), event.user, event.frame)
         receivers = self.receivers.get(subj)
         if receivers:

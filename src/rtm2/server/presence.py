@@ -38,7 +38,7 @@ from ..protocol.frames import (
 )
 from ..protocol.names import is_valid_user_id
 from ..types import ChannelType, PresenceEventType
-from .engines.base import BUS_PRESENCE, Broker, BusEvent, PresenceStore
+from .engines.base import Broker, BusEvent, BusKind, PresenceStore
 from .subjects import channel_subject, parse_subject
 
 if TYPE_CHECKING:
@@ -174,7 +174,7 @@ class PresenceService:
     ) -> None:
         _, channel_type, channel = parse_subject(subj)
         frame = encode(PresenceEvent(kind, channel, channel_type, user, state))
-        self.broker.publish(subj, BusEvent(BUS_PRESENCE, str(int(kind)), user, frame))
+        self.broker.publish(subj, BusEvent(BusKind.PRESENCE, str(int(kind)), user, frame))
 
     # --- events from the bus -------------------------------------------------------------
 

@@ -27,17 +27,17 @@ from ..protocol.frames import (
 from ..protocol.names import is_valid_user_id
 from ..types import StorageEventType, StorageType
 from .engines.base import (
-    BUS_STORAGE,
     OP_REMOVE,
     Broker,
     BusEvent,
+    BusKind,
     ItemWrite,
     Metadata,
     MetadataStore,
 )
 from .interest import Interest
 from .ratelimit import RateBucket
-from .subjects import channel_subject, parse_subject
+from .subjects import SubjectKind, channel_subject, parse_subject, subject_kind, user_subject
 
 if TYPE_CHECKING:
     from .session import Session
@@ -55,10 +55,6 @@ def metadata_result(metadata: Metadata) -> MetadataResult:
             for i in sorted(metadata.items.values(), key=lambda i: i.key)
         ],
     )
-
-
-def user_target(app: str, user: str) -> str:
-    return f"user:{app}:{user}"
 
 
 class StorageService:
@@ -110,7 +106,7 @@ class StorageService:
                 ErrorCode.STORAGE_OPERATION_FAILED,
                 "a user may write only its own user metadata in this app",
             )
-        await self._write(s, user_target(app.app_id, f.user), f, None)
+        await self._write(s, user_subject(app.app_id, f.user), f, None)
         s.reply(f.rid)
 
     async def _write(
@@ -163,7 +159,7 @@ class StorageService:
 
     def _announce(self, target: str, metadata: Metadata) -> None:
         result = metadata_result(metadata)
-        if target.startswith("user:"):
+        if subject_kind(target) is SubjectKind.USER:
             _, _, user = target.split(":", 2)
             event = StorageEvent(
                 StorageEventType.UPDATE,
@@ -185,10 +181,11 @@ class StorageService:
                 result.major_revision,
                 result.items,
             )
-        self.broker.publish(target, BusEvent(BUS_STORAGE, "", "", encode(event)))
+        self.broker.publish(target, BusEvent(BusKind.STORAGE, "", "", encode(event)))
 
     def on_bus(self, subj: str, event: BusEvent) -> None:
-        sessions = (self.watchers if subj.startswith("user:") else self.listeners).get(subj)
+        # Channel subjects and user targets never share a name: one of the two has it.
+        sessions = self.listeners.get(subj) or self.watchers.get(subj)
         if sessions:
             data = ws_binary_frame(event.frame)
             for s in sessions:
@@ -237,7 +234,7 @@ class StorageService:
     def _user(s: Session, user: str) -> str:
         if not is_valid_user_id(user):
             raise RTMError(ErrorCode.INVALID_USER_ID, f"invalid user id {user!r}")
-        return user_target(s.app_config.app_id, user)
+        return user_subject(s.app_config.app_id, user)
 
     def _rate(self, s: Session) -> None:
         rate = s.app_config.limits.storage_rate

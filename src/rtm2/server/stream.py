@@ -43,11 +43,10 @@ from ..types import ChannelType, ConnectionChangeReason, StreamPriority, StreamQ
 from .auth import check_stream_token
 from .checks import check_message
 from .engines.base import (
-    BUS_MESSAGE,
-    BUS_TOPIC_EVENT,
     UNNUMBERED,
     Broker,
     BusEvent,
+    BusKind,
     StreamStore,
     frame_offset,
 )
@@ -206,7 +205,7 @@ class StreamService:
         subject = make_subject(app, ChannelType.STREAM, channel)
         for topic in await self.store.leave(app, channel, user, member):
             frame = encode(TopicEvent(TOPIC_REMOTE_LEAVE, channel, topic, user, ""))
-            self.broker.publish(subject, BusEvent(BUS_TOPIC_EVENT, topic, user, frame))
+            self.broker.publish(subject, BusEvent(BusKind.TOPIC_EVENT, topic, user, frame))
 
     def _forget(self, s: Session, member: Member) -> None:
         """Drop every local trace of the membership (routes, local set, subject)."""
@@ -291,7 +290,7 @@ class StreamService:
 
     def _topic_event(self, member: Member, kind: int, topic: str, user: str, meta: str) -> None:
         frame = encode(TopicEvent(kind, member.channel, topic, user, meta))
-        self.broker.publish(member.subject, BusEvent(BUS_TOPIC_EVENT, topic, user, frame))
+        self.broker.publish(member.subject, BusEvent(BusKind.TOPIC_EVENT, topic, user, frame))
 
     # --- publishing (the hot path: synchronous, no engine round trip) ----------------------
 
@@ -326,30 +325,31 @@ class StreamService:
         )
         self.broker.publish_message(
             member.subject,
-            BusEvent(BUS_MESSAGE, f.topic, s.user_id, frame),
+            BusEvent(BusKind.MESSAGE, f.topic, s.user_id, frame),
             limits.recovery_messages,
             limits.recovery_seconds,
         )
         s.reply(f.rid)
 
-    def on_bus(self, subject: str, event: BusEvent) -> None:
-        """Deliver an event from the broker to this node's sessions."""
-        if event.kind == BUS_MESSAGE:
-            self.hub.recovery.receive(
-                subject, event.topic, frame_offset(event.frame), event.user, event.frame
-            )
-            recipients = self.routes.get((subject, event.topic, event.user))
-            if recipients:
-                data = ws_binary_frame(event.frame)
-                for s in recipients:
+    def on_message(self, subject: str, event: BusEvent) -> None:
+        """Deliver a message from the broker to this node's subscribers of its publisher."""
+        self.hub.recovery.receive(
+            subject, event.topic, frame_offset(event.frame), event.user, event.frame
+        )
+        recipients = self.routes.get((subject, event.topic, event.user))
+        if recipients:
+            data = ws_binary_frame(event.frame)
+            for s in recipients:
+                s.conn.send(data)
+
+    def on_topic_event(self, subject: str, event: BusEvent) -> None:
+        """Tell this node's members of the channel, but the publisher it is about."""
+        members = self.local.get(subject)
+        if members:
+            data = ws_binary_frame(event.frame)
+            for s in members:
+                if s.user_id != event.user:
                     s.conn.send(data)
-        elif event.kind == BUS_TOPIC_EVENT:
-            members = self.local.get(subject)
-            if members:
-                data = ws_binary_frame(event.frame)
-                for s in members:
-                    if s.user_id != event.user:
-                        s.conn.send(data)
 
     # --- subscriptions ---------------------------------------------------------------------
 
