@@ -13,6 +13,7 @@ import os
 import secrets
 import time
 from collections.abc import Callable, Coroutine
+from typing import TYPE_CHECKING
 
 import msgspec
 
@@ -37,6 +38,9 @@ from .storage import StorageService
 from .stream import StreamService
 from .subjects import SubjectKind, session_subject
 from .table import Routes, SessionState, bind
+
+if TYPE_CHECKING:
+    from .roles import SessionListener
 
 __all__ = ["Hub"]
 
@@ -84,6 +88,11 @@ class Hub:
             lambda fields: engine.note(self.node_id, fields),
             lambda fields: engine.unnote(self.node_id, fields),
         )
+        self._listeners: list[SessionListener] = []
+        # Told of a session's end in this order: locks count down before the channels are
+        # left, and the presence leave comes last, announced as a timeout when it was one.
+        for listener in (self.locks, self.storage, self.stream, self.messages, self.presence):
+            self.add_listener(listener)
         self.handshake = Handshake(self)
         # Every request's handler, bound to this node's services once for all sessions.
         self.routes: Routes = bind(self)
@@ -97,6 +106,10 @@ class Hub:
         return Session(self, conn)
 
     # --- session lifecycle -----------------------------------------------------------------
+
+    def add_listener(self, listener: SessionListener) -> None:
+        """Tell ``listener`` of every session's end from now on."""
+        self._listeners.append(listener)
 
     def attach(self, session: Session) -> None:
         self.sessions.add(session)
@@ -136,11 +149,8 @@ class Hub:
             del self.by_id[session.session_id]
         if was_logged_in:
             log.info("%r session ended%s", session, " (presence timeout)" if timed_out else "")
-        self.locks.session_lost(session)
-        self.storage.session_closed(session)
-        self.stream.session_closed(session, timed_out)
-        self.messages.session_closed(session)
-        self.presence.session_closed(session, timed_out)
+        for listener in self._listeners:
+            listener.on_session_end(session, timed_out)
 
     # --- the bus: one method per kind of event (``engines.base.BusListener``) ------------
 
@@ -248,20 +258,12 @@ class Hub:
             raise RTMError(ErrorCode.LOGIN_REJECTED, "no session to resume: log in")
         if s.expires_at and time.time() >= s.expires_at:
             raise RTMError(ErrorCode.TOKEN_EXPIRED, "the session's login token expired")
-        new_conn, old_conn = fresh.conn, s.conn
-        # The fresh session keeps the old connection (if the server still thought it open):
-        # closing it then ends that throwaway session, not the resumed one.
-        fresh.become(SessionState.CLOSED)
         self.sessions.discard(fresh)
-        fresh.conn, old_conn.session = old_conn, fresh
-        s.conn, new_conn.session = new_conn, s
-        if s.state is SessionState.LOGGED_IN:
-            old_conn.close(CLOSE_POLICY, "resumed on another connection", flush=False)
-            self.locks.connection_lost(s)
-        if s.state is SessionState.DETACHED:
-            self.interest.add(_session_subject(s))
-            s.become(SessionState.LOGGED_IN)
-        new_conn.last_seen = self.clock()
+        if s.take_over(fresh):
+            self.locks.connection_lost(s)  # the old connection's waits end there
+        else:
+            self.interest.add(_session_subject(s))  # peers find it online again
+        s.conn.last_seen = self.clock()
         self.sessions.add(s)
         self.locks.connection_back(s)
         log.info("%r resumed its session", s)

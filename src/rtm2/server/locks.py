@@ -331,7 +331,7 @@ class LockService:
                 del self.countdowns[key]
                 s.locks[key] = ttl
 
-    def session_lost(self, s: Session) -> None:
+    def on_session_end(self, s: Session, timed_out: bool) -> None:
         """The session ended: as a lost connection, and it stops listening."""
         self.connection_lost(s)
         for subj in [k for k, v in self.listeners.items() if s in v]:

@@ -129,7 +129,7 @@ class MessageService:
         self.hub.locks.member_left(s, sub.subject)
         s.reply(f.rid)
 
-    def session_closed(self, s: Session) -> None:
+    def on_session_end(self, s: Session, timed_out: bool) -> None:
         for channel, sub in list(s.subscriptions.items()):
             self._forget(s, channel, sub)
 

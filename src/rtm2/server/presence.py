@@ -156,7 +156,7 @@ class PresenceService:
             deadline = self._clock() + self.timers.presence_debounce
             self.pending[(subj, s.user_id)] = _PendingLeave(deadline, s.session_id)
 
-    def session_closed(self, s: Session, timed_out: bool) -> None:
+    def on_session_end(self, s: Session, timed_out: bool) -> None:
         for subj in list(s.presence):
             self.leave(s, subj, timed_out)
 

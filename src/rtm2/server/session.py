@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 
 from ..errors import ErrorCode, RTMError
 from ..protocol.codec import decode_client, encode, ws_binary_frame
-from ..protocol.codes import CLOSE_NORMAL, CLOSE_PROTOCOL_ERROR
+from ..protocol.codes import CLOSE_NORMAL, CLOSE_POLICY, CLOSE_PROTOCOL_ERROR
 from ..protocol.frames import NIL, Batch, ClientFrame, Kick, Ping, Reply, ServerFrame
 from ..types import ConnectionChangeReason
 from .config import AppConfig
@@ -197,6 +197,24 @@ class Session:
     def become(self, state: SessionState) -> None:
         """Move to ``state``; a change ``table.TRANSITIONS`` does not list is a bug."""
         self.state = check_transition(self.state, state)
+
+    def take_over(self, fresh: Session) -> bool:
+        """Resume on ``fresh``'s connection (``fresh`` sent the Resume, and closes).
+
+        ``fresh`` keeps this session's old connection, so that the old connection's end
+        concerns only the throwaway session; an old connection still open is closed. Returns
+        whether it was (the session had not noticed it was gone); a DETACHED session is
+        LOGGED_IN again.
+        """
+        new_conn, old_conn = fresh.conn, self.conn
+        fresh.become(SessionState.CLOSED)
+        fresh.conn, old_conn.session = old_conn, fresh
+        self.conn, new_conn.session = new_conn, self
+        if self.state is SessionState.LOGGED_IN:
+            old_conn.close(CLOSE_POLICY, "resumed on another connection", flush=False)
+            return True
+        self.become(SessionState.LOGGED_IN)
+        return False
 
     def lifetime(self) -> str:
         """How long the login token is valid, for the log."""

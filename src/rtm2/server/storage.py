@@ -77,7 +77,7 @@ class StorageService:
     def member_left(self, s: Session, subj: str) -> None:
         _discard(self.listeners, subj, s)
 
-    def session_closed(self, s: Session) -> None:
+    def on_session_end(self, s: Session, timed_out: bool) -> None:
         for subj in [k for k, v in self.listeners.items() if s in v]:
             _discard(self.listeners, subj, s)
         for target in list(s.watching):

@@ -220,7 +220,7 @@ class StreamService:
                 del self.local[member.subject]
                 self.interest.remove(member.subject)
 
-    def session_closed(self, s: Session, timed_out: bool) -> None:
+    def on_session_end(self, s: Session, timed_out: bool) -> None:
         """The session is over: leave every channel (publishers leave their topics)."""
         for member in list(s.stream.values()):
             self._spawn(self._leave(s, member, timed_out))
