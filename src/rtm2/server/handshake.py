@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
 from .. import _version
@@ -34,7 +34,9 @@ from .session import reply_frame
 from .table import SessionState
 
 if TYPE_CHECKING:
-    from .hub import Hub
+    from .config import ServerConfig
+    from .engines.base import RecoveryStore
+    from .roles import Replayer, SessionRegistry
     from .session import Session
 
 __all__ = ["Handshake"]
@@ -45,8 +47,20 @@ log = logging.getLogger("rtm2.server")
 class Handshake:
     """Handlers of the requests that open, renew, resume and end a session."""
 
-    def __init__(self, hub: Hub) -> None:
-        self.hub = hub
+    def __init__(
+        self,
+        config: ServerConfig,
+        sessions: SessionRegistry,
+        replayer: Replayer,
+        renew_stream: Callable[[Session, str, str], int],
+        recovery: RecoveryStore,
+    ) -> None:
+        self.config = config
+        self.sessions = sessions
+        self.replayer = replayer
+        # (session, stream channel, token) -> when the new token's right ends
+        self._renew_stream = renew_stream
+        self._recovery = recovery  # its epoch names the offsets a client may resume from
 
     @staticmethod
     def ping(s: Session, f: Ping) -> None:
@@ -62,7 +76,7 @@ class Handshake:
             s.conn.close(CLOSE_PROTOCOL_ERROR, "unsupported protocol version")
             return
         s.become(SessionState.OPEN)
-        config = self.hub.config
+        config = self.config
         welcome = Welcome(
             version=PROTOCOL_VERSION,
             server=f"rtm2/{_version.__version__}",
@@ -73,18 +87,18 @@ class Handshake:
         s.reply(f.rid, result=encode_result(welcome))
 
     def login(self, s: Session, f: Login) -> None:
-        app, expires_at = self.hub.authenticate(f.app_id, f.user_id, f.token)
+        app, expires_at = self.sessions.authenticate(f.app_id, f.user_id, f.token)
         s.app = app
         s.user_id = f.user_id
         s.expires_at = expires_at
         s.warned = False
         s.presence_timeout = f.presence_timeout
         s.become(SessionState.LOGGED_IN)
-        self.hub.login(s)
+        self.sessions.login(s)
         s.reply(f.rid, result=encode_result(self.login_result(s)))
 
     def resume(self, fresh: Session, f: Resume) -> Awaitable[None] | None:
-        s = self.hub.resume(fresh, f)
+        s = self.sessions.resume(fresh, f)
 
         # From here on this connection belongs to the resumed session ``s``: the reply, then
         # the missed messages, all before anything live.
@@ -92,11 +106,11 @@ class Handshake:
             result = ResumeResult(s.session_id, int(time.time() * 1000), s.expires_at, lost)
             return reply_frame(f.rid, result=encode_result(result))
 
-        return self.hub.replay(s, f.positions, answer)
+        return self.replayer.replay(s, f.positions, answer)
 
     def renew(self, s: Session, f: RenewToken) -> None:
         if f.channel:
-            expires_at = self.hub.stream.renew(s, f.channel, f.token)
+            expires_at = self._renew_stream(s, f.channel, f.token)
             log.info("%r renewed its token for stream channel %s", s, f.channel)
             result = LoginResult(s.session_id, int(time.time() * 1000), expires_at)
             s.reply(f.rid, result=encode_result(result))
@@ -108,7 +122,7 @@ class Handshake:
 
     def logout(self, s: Session, f: Logout) -> None:
         s.reply(f.rid)
-        self.hub.logout(s)
+        self.sessions.logout(s)
         s.conn.close(CLOSE_NORMAL, "logout")
 
     def login_result(self, s: Session) -> LoginResult:
@@ -117,5 +131,5 @@ class Handshake:
             int(time.time() * 1000),
             s.expires_at,
             s.resume_token,
-            self.hub.recovery_store.epoch,
+            self._recovery.epoch,
         )

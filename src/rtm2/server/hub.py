@@ -12,20 +12,18 @@ import logging
 import os
 import secrets
 import time
-from collections.abc import Callable, Coroutine
 from typing import TYPE_CHECKING
 
-import msgspec
-
 from ..errors import ErrorCode, RTMError
-from ..protocol.codec import encode_result, ws_binary_frame
+from ..protocol.codec import ws_binary_frame
 from ..protocol.codes import CLOSE_GOING_AWAY, CLOSE_POLICY
-from ..protocol.frames import Position, Resume, TokenWillExpire
+from ..protocol.frames import Resume, TokenWillExpire
 from ..protocol.names import is_valid_user_id
-from ..types import ChannelType, ConnectionChangeReason
+from ..types import ConnectionChangeReason
 from .auth import check_login_token
 from .config import AppConfig, ServerConfig
 from .engines.base import BusEvent, BusKind, Engine, bus_routes
+from .features import Features
 from .gateway import Connection, Outbox
 from .handshake import Handshake
 from .interest import Interest
@@ -33,7 +31,8 @@ from .locks import LockService
 from .messages import MessageService
 from .presence import PresenceService
 from .recovery import Recovery
-from .session import Session, reply_frame
+from .replay import Replay
+from .session import Session
 from .storage import StorageService
 from .stream import StreamService
 from .subjects import SubjectKind, session_subject
@@ -45,12 +44,6 @@ if TYPE_CHECKING:
 __all__ = ["Hub"]
 
 log = logging.getLogger("rtm2.server")
-
-# How long a replay may wait for the engine before the client is told it was not recovered.
-_REPLAY_TIMEOUT = 5.0
-
-# (channel subject, topic, publishers picked or None for all) of a position a session holds.
-_Target = tuple[str, str, set[str] | None]
 
 
 class Hub:
@@ -69,17 +62,17 @@ class Hub:
         # The same sessions by id, for Resume.
         self.by_id: dict[str, Session] = {}
         self.engine = engine
+        self.node_id = os.urandom(3).hex()
         self.broker = self.engine.make_broker(self._on_bus, self._on_bus_gap)
         self.recovery = Recovery(self._recovery_limits)
-        self.recovery_store = engine.recovery_store
+        self.replayer = Replay(
+            self.recovery, engine.recovery_store, self.broker, self._recovery_limits
+        )
         self.interest = Interest(self.broker, self.recovery.forget)
         self._subject_kinds = self.interest.kinds
         self._bus = bus_routes(self)
         self.presence = PresenceService(self.engine.presence_store, self.broker, config.timers)
-        self.stream = StreamService(self.engine.stream_store, self.broker, self.interest, self)
-        self.messages = MessageService(self, self.broker, self.interest)
         self.storage = StorageService(self.engine.metadata_store, self.broker, self.interest)
-        self.node_id = os.urandom(3).hex()
         self.locks = LockService(
             self.engine.lock_store,
             self.broker,
@@ -88,16 +81,29 @@ class Hub:
             lambda fields: engine.note(self.node_id, fields),
             lambda fields: engine.unnote(self.node_id, fields),
         )
+        features = Features(self.presence, self.storage, self.locks)
+        self.stream = StreamService(
+            self.engine.stream_store,
+            self.broker,
+            self.interest,
+            features,
+            self.replayer,
+            self.recovery,
+        )
+        self.messages = MessageService(
+            self.broker, self.interest, features, self.replayer, self.recovery, peers=self
+        )
         self._listeners: list[SessionListener] = []
         # Told of a session's end in this order: locks count down before the channels are
         # left, and the presence leave comes last, announced as a timeout when it was one.
         for listener in (self.locks, self.storage, self.stream, self.messages, self.presence):
             self.add_listener(listener)
-        self.handshake = Handshake(self)
+        self.handshake = Handshake(
+            config, self, self.replayer, self.stream.renew, engine.recovery_store
+        )
         # Every request's handler, bound to this node's services once for all sessions.
         self.routes: Routes = bind(self)
         self._ids = itertools.count(1)
-        self._tasks: set[asyncio.Task[None]] = set()
 
     async def _present(self, subject: str, user: str) -> bool:
         return user in await self.engine.presence_store.members(subject)
@@ -203,7 +209,7 @@ class Hub:
 
     def _user_session(self, subject: str) -> Session | None:
         _, app, user = subject.split(":", 2)
-        return self.users.get((app, user))
+        return self.find(app, user)
 
     def authenticate(self, app_id: str, user_id: str, token: str) -> tuple[AppConfig, int]:
         """Check a login; return the app and when the token's login right ends (0 = never)."""
@@ -279,123 +285,11 @@ class Hub:
         return app.limits.recovery_messages, app.limits.recovery_seconds
 
     def _on_bus_gap(self, subject: str | None) -> None:
-        """The broker may have dropped events: of every subject (its link to the engine
-        broke: what this node kept no longer says what it missed), or of one subject (its
-        channel moved between Redis Cluster masters: catch up from the engine)."""
-        if subject is None:
-            self.recovery.clear()
-            return
-        task = self.loop.create_task(self._catch_up(subject))
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        self.replayer.on_gap(subject)
 
-    async def _catch_up(self, subject: str) -> None:
-        missed: list[BusEvent] = []
-        try:
-            for topic, last in self.recovery.lasts(subject).items():
-                events = await self._missed(subject, topic, last)
-                if events is None:
-                    log.warning("messages of %s %s may have been lost", subject, topic)
-                else:
-                    missed += events
-        except Exception as exc:
-            log.warning("cannot catch up on %s: %r", subject, exc)
-        finally:
-            self.broker.release(subject, missed)
-
-    async def _missed(self, subject: str, topic: str, offset: int) -> list[BusEvent] | None:
-        """What the engine kept of (subject, topic) after ``offset`` (None: not all of it),
-        read once this node is subscribed, so nothing published later can slip by."""
-        limit, seconds = self._recovery_limits(subject)
-        async with asyncio.timeout(_REPLAY_TIMEOUT):
-            await self.broker.ready(subject)
-            return await self.recovery_store.since(subject, topic, offset, limit, seconds)
-
-    async def answer_recovering(
-        self,
-        s: Session,
-        rid: int,
-        since: Position | None,
-        result: Callable[[bool], msgspec.Struct],
-    ) -> None:
-        """Reply to a subscription with ``result(recovered)``; when the client asked to
-        recover from ``since``, what it missed follows the reply, before anything live."""
-        if since is None:
-            s.reply(rid, result=encode_result(result(False)))
-            return
-
-        def answer(lost: list[Position]) -> bytes:
-            return reply_frame(rid, result=encode_result(result(not lost)))
-
-        pending = self.replay(s, [since], answer)
-        if pending is not None:
-            await pending
-
-    async def position(self, subject: str, topic: str) -> int:
-        """Where (subject, topic) is now: messages after it are a new subscriber's."""
-        return self.recovery.position((subject, topic)) or await self.recovery_store.position(
-            subject, topic
-        )
-
-    def replay(
-        self, s: Session, positions: list[Position], answer: Callable[[list[Position]], bytes]
-    ) -> Coroutine[None, None, None] | None:
-        """Send ``answer(lost)`` (a reply frame), then what ``s`` missed after each position,
-        in order and before anything live; ``lost`` lists the positions whose messages are
-        no longer all kept. Returns a coroutine when the engine must be asked (the session's
-        connection holds live frames meanwhile), None when this node had everything."""
-        frames: list[bytes] = []
-        lost: list[Position] = []
-        remote: list[tuple[Position, _Target]] = []
-        for p in positions:
-            target = _target(s, p)
-            if target is None:
-                continue
-            if p.epoch != self.recovery_store.epoch:
-                lost.append(p)
-                continue
-            subject, topic, picks = target
-            entries = self.recovery.since((subject, topic), p.offset)
-            if entries is None:
-                remote.append((p, target))
-                continue
-            frames += [ws_binary_frame(e[3]) for e in entries if picks is None or e[2] in picks]
-        if not remote:
-            s.conn.send(answer(lost))
-            for data in frames:
-                s.conn.send(data)
-            return None
-        return self._replay_remote(s, s.conn.hold(), frames, lost, remote, answer)
-
-    async def _replay_remote(
-        self,
-        s: Session,
-        slot: list[bytes],
-        frames: list[bytes],
-        lost: list[Position],
-        remote: list[tuple[Position, _Target]],
-        answer: Callable[[list[Position]], bytes],
-    ) -> None:
-        conn = s.conn
-        try:
-            for p, (subject, topic, picks) in remote:
-                events = None
-                try:
-                    events = await self._missed(subject, topic, p.offset)
-                except (RTMError, TimeoutError) as exc:
-                    log.warning("%r: cannot read missed messages of %s: %s", s, subject, exc)
-                except Exception:
-                    log.exception("%r: reading missed messages of %s failed", s, subject)
-                if events is None:
-                    lost.append(p)
-                    continue
-                frames += [
-                    ws_binary_frame(e.frame) for e in events if picks is None or e.user in picks
-                ]
-        finally:
-            slot.append(answer(lost))
-            slot.extend(frames)
-            conn.release(slot)
+    def find(self, app: str, user: str) -> Session | None:
+        """The user's logged-in session on this node (``roles.PeerDirectory``)."""
+        return self.users.get((app, user))
 
     def logout(self, session: Session) -> None:
         log.info("%r logged out", session)
@@ -490,19 +384,6 @@ class Hub:
             session.kick(
                 ConnectionChangeReason.INTERRUPTED, ErrorCode.OK, message, CLOSE_GOING_AWAY
             )
-
-
-def _target(s: Session, p: Position) -> _Target | None:
-    """What a position names among the session's subscriptions (None: nothing now)."""
-    if p.channel_type == ChannelType.MESSAGE:
-        sub = s.subscriptions.get(p.channel)
-        if sub is None:
-            return None
-        return sub.subject, "", None if sub.with_message else set()
-    member = s.stream.get(p.channel)
-    if member is None or p.topic not in member.subs:
-        return None
-    return member.subject, p.topic, member.subs[p.topic]
 
 
 def _session_subject(session: Session) -> str:

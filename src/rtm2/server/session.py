@@ -28,9 +28,9 @@ if TYPE_CHECKING:
     import msgspec
 
     from .gateway import Connection
-    from .hub import Hub
     from .messages import Subscription
     from .ratelimit import RateBucket
+    from .roles import SessionRegistry
     from .stream import Member
     from .table import Routes
 
@@ -54,12 +54,12 @@ class Session:
         "conn",
         "detached_at",
         "expires_at",
-        "hub",
         "locks",
         "message_bucket",
         "opened_at",
         "presence",
         "presence_timeout",
+        "registry",
         "resume_token",
         "session_id",
         "state",
@@ -71,10 +71,10 @@ class Session:
         "watching",
     )
 
-    def __init__(self, hub: Hub, conn: Connection) -> None:
-        self.hub = hub
+    def __init__(self, registry: SessionRegistry, conn: Connection) -> None:
+        self.registry = registry
         self.conn = conn
-        self._routes: Routes = hub.routes
+        self._routes: Routes = registry.routes
         self.state = SessionState.NEW
         self.app: AppConfig | None = None
         self.user_id = ""
@@ -125,14 +125,14 @@ class Session:
     # --- from the gateway ------------------------------------------------------------------
 
     def on_open(self) -> None:
-        self.opened_at = self.conn.last_seen = self.hub.clock()
-        self.hub.attach(self)
+        self.opened_at = self.conn.last_seen = self.registry.clock()
+        self.registry.attach(self)
 
     def on_close(self) -> None:
-        self.hub.connection_lost(self)
+        self.registry.connection_lost(self)
 
     def on_data(self, data: bytes) -> None:
-        self.conn.last_seen = self.hub.clock()
+        self.conn.last_seen = self.registry.clock()
         try:
             frame = decode_client(data)
         except RTMError as exc:

@@ -57,7 +57,8 @@ from .subjects import subject as make_subject
 if TYPE_CHECKING:
     from collections.abc import Coroutine
 
-    from .hub import Hub
+    from .recovery import Recovery
+    from .roles import ChannelFeatures, Replayer
     from .session import Session
 
 __all__ = ["Member", "StreamService"]
@@ -114,12 +115,21 @@ class Member:
 
 
 class StreamService:
-    def __init__(self, store: StreamStore, broker: Broker, interest: Interest, hub: Hub) -> None:
+    def __init__(
+        self,
+        store: StreamStore,
+        broker: Broker,
+        interest: Interest,
+        features: ChannelFeatures,
+        replayer: Replayer,
+        recovery: Recovery,
+    ) -> None:
         self.store = store
         self.broker = broker
         self.interest = interest
-        self.hub = hub
-        self.presence = hub.presence
+        self.features = features
+        self.replayer = replayer
+        self.recovery = recovery
         # (subject, topic, publisher) -> local sessions subscribed to that publisher
         self.routes: dict[tuple[str, str, str], set[Session]] = {}
         # subject -> local sessions in that channel
@@ -160,9 +170,7 @@ class StreamService:
             self.interest.add(subject)
         local.add(s)
         try:
-            presence = await self.presence.join(s, subject, f.state, f.be_quiet, f.with_presence)
-            metadata = await self.hub.storage.member_joined(s, subject, f.with_metadata)
-            locks = await self.hub.locks.member_joined(s, subject, f.with_lock)
+            entered = await self.features.enter(s, subject, f)
         except BaseException:
             self._forget(s, member)
             await self.store.leave(app.app_id, f.channel, s.user_id, s.session_id)
@@ -174,9 +182,7 @@ class StreamService:
                 for t in topics
             ],
             expires_at,
-            presence,
-            metadata,
-            locks,
+            *entered,
         )
         s.reply(f.rid, result=encode_result(result))
 
@@ -187,9 +193,7 @@ class StreamService:
 
     async def _leave(self, s: Session, member: Member, timed_out: bool = False) -> None:
         self._forget(s, member)
-        self.presence.leave(s, member.subject, timed_out)
-        self.hub.storage.member_left(s, member.subject)
-        self.hub.locks.member_left(s, member.subject)
+        self.features.leave(s, member.subject, timed_out)
         await self._release(s, member)
 
     async def _release(self, s: Session, member: Member) -> None:
@@ -333,7 +337,7 @@ class StreamService:
 
     def on_message(self, subject: str, event: BusEvent) -> None:
         """Deliver a message from the broker to this node's subscribers of its publisher."""
-        self.hub.recovery.receive(
+        self.recovery.receive(
             subject, event.topic, frame_offset(event.frame), event.user, event.frame
         )
         recipients = self.routes.get((subject, event.topic, event.user))
@@ -382,7 +386,7 @@ class StreamService:
             candidates = [u for u in publishers if u != s.user_id and u not in have]
             new, failed = candidates[: max(room, 0)], candidates[max(room, 0) :]
             wanted = [*have, *new]
-        offset = await self.hub.position(member.subject, f.topic)
+        offset = await self.replayer.position(member.subject, f.topic)
         if s.stream.get(f.channel) is not member:
             raise RTMError(ErrorCode.CHANNEL_NOT_JOINED, f"left channel {f.channel!r}")
         # Messages flow from the reply on (a client takes none before it), or from the
@@ -394,7 +398,7 @@ class StreamService:
         since = None
         if f.epoch:
             since = Position(ChannelType.STREAM, f.channel, f.topic, f.since, f.epoch)
-        await self.hub.answer_recovering(
+        await self.replayer.answer_recovering(
             s,
             f.rid,
             since,
