@@ -12,7 +12,7 @@ import logging
 import os
 import secrets
 import time
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, assert_never
 
 from ..errors import ErrorCode, RTMError
 from ..protocol.codec import ws_binary_frame
@@ -29,6 +29,7 @@ from .handshake import Handshake
 from .interest import Interest
 from .locks import LockService
 from .messages import MessageService
+from .orphans import LockOrphan, PresenceOrphan, StreamOrphan, WaitOrphan, parse_orphans
 from .presence import PresenceService
 from .recovery import Recovery
 from .replay import Replay
@@ -363,19 +364,19 @@ class Hub:
 
     async def _adopt_orphans(self) -> None:
         """Clean up after nodes that died without closing their sessions."""
-        for entry in await self.engine.orphans(self.node_id, self.config.timers.node_timeout):
-            if entry[0] == "presence":
-                _, subject, user, member = entry
-                await self.presence.remove_orphan(subject, user, member)
-            elif entry[0] == "stream":
-                _, app, channel, user, member = entry
-                await self.stream.remove_orphan(app, channel, user, member)
-            elif entry[0] == "lockq":
-                _, scope, name, ticket, _ = entry
-                await self.locks.withdraw_orphan(scope, name, ticket)
-            elif entry[0] == "lock":
-                _, scope, name, owner, _ = entry
-                await self.locks.adopt(scope, name, owner)
+        entries = await self.engine.orphans(self.node_id, self.config.timers.node_timeout)
+        for orphan in parse_orphans(entries):
+            match orphan:
+                case PresenceOrphan(subject, user, member):
+                    await self.presence.remove_orphan(subject, user, member)
+                case StreamOrphan(app, channel, user, member):
+                    await self.stream.remove_orphan(app, channel, user, member)
+                case WaitOrphan(scope, name, ticket):
+                    await self.locks.withdraw_orphan(scope, name, ticket)
+                case LockOrphan(scope, name, owner):
+                    await self.locks.adopt(scope, name, owner)
+                case _:
+                    assert_never(orphan)
 
     def shutdown(self, message: str) -> None:
         """Tell every client the server is going away and close its connection."""
