@@ -11,7 +11,8 @@ from types import SimpleNamespace
 import pytest
 
 from rtm2.protocol.codes import CLOSE_POLICY
-from rtm2.server.config import ServerConfig
+from rtm2.server.config import AppConfig, ServerConfig
+from rtm2.server.engines.base import LockInfo
 from rtm2.server.engines.memory import MemoryEngine
 from rtm2.server.hub import Hub
 from rtm2.server.session import Session
@@ -99,3 +100,27 @@ def test_every_listener_hears_of_a_sessions_end_exactly_once(hub: Hub) -> None:
     assert heard == [("a", True), ("b", True)]
     assert session.state is SessionState.CLOSED
     assert session not in hub.sessions
+
+
+def test_services_forget_what_they_kept_for_a_session_once_it_ends(hub: Hub) -> None:
+    app = AppConfig("a" * 32)
+    subject = f"msg:{app.app_id}:room"
+    session = Session(hub, FakeConnection("c"))  # type: ignore[arg-type]
+    session.app, session.user_id, session.session_id = app, "alice", "n-1"
+    session.state = SessionState.LOGGED_IN
+    hub.attach(session)
+
+    async def live_then_end() -> None:
+        await hub.presence.join(session, subject, {}, False, True)
+        hub.storage._rate(session)
+        hub.locks._granted(session, (subject, "door"), LockInfo("door", 10, "alice"), None)
+        assert session in hub.presence.joined
+        assert session in hub.storage.buckets
+        assert session in hub.locks.held
+        hub.end(session)
+
+    hub.loop.run_until_complete(live_then_end())
+    assert session not in hub.presence.joined
+    assert session not in hub.storage.buckets
+    assert session not in hub.locks.held
+    assert (subject, "door") in hub.locks.countdowns  # the lock outlives it by its TTL

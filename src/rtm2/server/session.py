@@ -45,6 +45,11 @@ class Session:
     Requests are handled in arrival order. Most complete synchronously; one that must wait for
     the engine (a join, say) holds the frames behind it in ``_backlog`` until it is done, so a
     client's requests never overtake each other.
+
+    Services keep their per-session state themselves (presence, locks held, metadata
+    followed, storage rate), keyed by session; only what the publish path reads on every
+    message stays here, one attribute away: stream memberships, subscriptions, and the
+    message rate bucket.
     """
 
     __slots__ = (
@@ -54,21 +59,17 @@ class Session:
         "conn",
         "detached_at",
         "expires_at",
-        "locks",
         "message_bucket",
         "opened_at",
-        "presence",
         "presence_timeout",
         "registry",
         "resume_token",
         "session_id",
         "state",
-        "storage_bucket",
         "stream",
         "subscriptions",
         "user_id",
         "warned",
-        "watching",
     )
 
     def __init__(self, registry: SessionRegistry, conn: Connection) -> None:
@@ -91,15 +92,8 @@ class Session:
         self.stream: dict[str, Member] = {}
         # Message channels it subscribes to, by name.
         self.subscriptions: dict[str, Subscription] = {}
-        # Channels (by subject) where its user is present -> whether quietly.
-        self.presence: dict[str, bool] = {}
         # Publish-rate bucket for message channels and peers, made on first use.
         self.message_bucket: RateBucket | None = None
-        self.storage_bucket: RateBucket | None = None
-        # Locks its user holds through this session: (channel subject, lock name) -> TTL.
-        self.locks: dict[tuple[str, str], int] = {}
-        # User-metadata targets it follows.
-        self.watching: set[str] = set()
         # Frames waiting behind a request that is still running; None when none is.
         self._backlog: deque[ClientFrame] | None = None
 

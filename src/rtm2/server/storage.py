@@ -45,6 +45,7 @@ if TYPE_CHECKING:
 __all__ = ["MAX_LOCK_NAME", "StorageService", "metadata_result"]
 
 MAX_LOCK_NAME = 64
+_NONE: frozenset[str] = frozenset()
 
 
 def metadata_result(metadata: Metadata) -> MetadataResult:
@@ -64,6 +65,8 @@ class StorageService:
         self.interest = interest
         self.listeners: dict[str, set[Session]] = {}  # channel subject -> with_metadata members
         self.watchers: dict[str, set[Session]] = {}  # user target -> subscribed sessions
+        self.watching: dict[Session, set[str]] = {}  # ... and the other way round
+        self.buckets: dict[Session, RateBucket] = {}  # each session's storage-call rate
         self._clock = time.monotonic
 
     # --- membership hooks -----------------------------------------------------------------
@@ -80,8 +83,9 @@ class StorageService:
     def on_session_end(self, s: Session, timed_out: bool) -> None:
         for subj in [k for k, v in self.listeners.items() if s in v]:
             _discard(self.listeners, subj, s)
-        for target in list(s.watching):
+        for target in list(self.watching.get(s, ())):
             self._unwatch(s, target)
+        self.buckets.pop(s, None)
 
     # --- writes ---------------------------------------------------------------------------
 
@@ -207,26 +211,31 @@ class StorageService:
         self._rate(s)
         target = self._user(s, f.user)
         limit = s.app_config.limits.user_metadata_subscriptions
-        if target not in s.watching and len(s.watching) >= limit:
+        watching = self.watching.get(s, _NONE)
+        if target not in watching and len(watching) >= limit:
             raise RTMError(
                 ErrorCode.STORAGE_SUBSCRIBE_USER_EXCEED_LIMITATION,
                 f"already following {limit} users' metadata",
             )
-        if target not in s.watching:
-            s.watching.add(target)
+        if target not in watching:
+            self.watching.setdefault(s, set()).add(target)
             self.watchers.setdefault(target, set()).add(s)
             self.interest.add(target)
         s.reply(f.rid, result=encode_result(metadata_result(await self.store.read(target))))
 
     def unsubscribe_user(self, s: Session, f: UnsubscribeUserMetadata) -> None:
         target = self._user(s, f.user)
-        if target not in s.watching:
+        if target not in self.watching.get(s, _NONE):
             raise RTMError(ErrorCode.STORAGE_NOT_SUBSCRIBE, f"not following {f.user!r}")
         self._unwatch(s, target)
         s.reply(f.rid)
 
     def _unwatch(self, s: Session, target: str) -> None:
-        s.watching.discard(target)
+        watching = self.watching.get(s)
+        if watching is not None:
+            watching.discard(target)
+            if not watching:
+                del self.watching[s]
         if _discard(self.watchers, target, s):
             self.interest.remove(target)
 
@@ -239,9 +248,10 @@ class StorageService:
     def _rate(self, s: Session) -> None:
         rate = s.app_config.limits.storage_rate
         now = self._clock()
-        if s.storage_bucket is None:
-            s.storage_bucket = RateBucket(rate, now)
-        if not s.storage_bucket.allow(now, rate):
+        bucket = self.buckets.get(s)
+        if bucket is None:
+            bucket = self.buckets[s] = RateBucket(rate, now)
+        if not bucket.allow(now, rate):
             raise RTMError(
                 ErrorCode.OPERATION_RATE_EXCEED_LIMITATION, f"over {rate:g} storage calls/s"
             )
