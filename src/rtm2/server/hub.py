@@ -1,4 +1,10 @@
-"""The local registry of sessions, and the one periodic sweep that keeps them honest.
+"""A server node's hub: it builds the services, registers the sessions, takes the bus's
+events, and runs the one periodic sweep that keeps sessions honest.
+
+The hub is the composition root: each service gets the narrow roles it uses (``roles``), and
+the hub itself plays the session registry, the peer directory and the bus listener (one
+method per ``BusKind``). Requests do not pass through it: ``table`` binds each frame type to
+its service's handler once, and sessions call those directly.
 
 No connection has a timer of its own: a single sweep checks keepalive, login deadlines and
 token expiry of every connection, which keeps idle connections cheap in CPU and memory.
@@ -168,6 +174,9 @@ class Hub:
             return  # a kind from a newer node
         route(subject, event)
 
+    def _on_bus_gap(self, subject: str | None) -> None:
+        self.replayer.on_gap(subject)
+
     def on_message(self, subject: str, event: BusEvent) -> None:
         kind = self._subject_kinds.get(subject)
         if kind is SubjectKind.STREAM:
@@ -208,9 +217,17 @@ class Hub:
                 "the same user id logged in elsewhere",
             )
 
+    # --- the users here (``roles.PeerDirectory``) -------------------------------------------
+
+    def find(self, app: str, user: str) -> Session | None:
+        """The user's logged-in session on this node (``roles.PeerDirectory``)."""
+        return self.users.get((app, user))
+
     def _user_session(self, subject: str) -> Session | None:
         _, app, user = subject.split(":", 2)
         return self.find(app, user)
+
+    # --- login, logout, resume (with the lifecycle above: ``roles.SessionRegistry``) -------
 
     def authenticate(self, app_id: str, user_id: str, token: str) -> tuple[AppConfig, int]:
         """Check a login; return the app and when the token's login right ends (0 = never)."""
@@ -246,6 +263,10 @@ class Hub:
         except RTMError as exc:  # the engine is down: other nodes learn of it when it is back
             log.warning("%r: cannot tell other nodes about this login: %s", session, exc.reason)
         log.info("%r logged in (%s)", session, session.lifetime())
+
+    def logout(self, session: Session) -> None:
+        log.info("%r logged out", session)
+        self.end(session)
 
     def resume(self, fresh: Session, f: Resume) -> Session:
         """Hand a logged-in session whose connection was lost the connection of ``fresh``.
@@ -284,17 +305,6 @@ class Hub:
         if app is None:  # another node's app, unknown here: nobody here to serve
             return 0, 0.0
         return app.limits.recovery_messages, app.limits.recovery_seconds
-
-    def _on_bus_gap(self, subject: str | None) -> None:
-        self.replayer.on_gap(subject)
-
-    def find(self, app: str, user: str) -> Session | None:
-        """The user's logged-in session on this node (``roles.PeerDirectory``)."""
-        return self.users.get((app, user))
-
-    def logout(self, session: Session) -> None:
-        log.info("%r logged out", session)
-        self.end(session)
 
     # --- the sweep -------------------------------------------------------------------------
 
