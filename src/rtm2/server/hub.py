@@ -1,4 +1,10 @@
-"""The local registry of sessions, and the one periodic sweep that keeps them honest.
+"""A server node's hub: it builds the services, registers the sessions, takes the bus's
+events, and runs the one periodic sweep that keeps sessions honest.
+
+The hub is the composition root: each service gets the narrow roles it uses (``roles``), and
+the hub itself plays the session registry, the peer directory and the bus listener (one
+method per ``BusKind``). Requests do not pass through it: ``table`` binds each frame type to
+its service's handler once, and sessions call those directly.
 
 No connection has a timer of its own: a single sweep checks keepalive, login deadlines and
 token expiry of every connection, which keeps idle connections cheap in CPU and memory.
@@ -12,49 +18,39 @@ import logging
 import os
 import secrets
 import time
-from collections.abc import Callable, Coroutine
-
-import msgspec
+from typing import TYPE_CHECKING, assert_never
 
 from ..errors import ErrorCode, RTMError
-from ..protocol.codec import encode_result, ws_binary_frame
+from ..protocol.codec import ws_binary_frame
 from ..protocol.codes import CLOSE_GOING_AWAY, CLOSE_POLICY
-from ..protocol.frames import Position, Resume, TokenWillExpire
+from ..protocol.frames import Resume, TokenWillExpire
 from ..protocol.names import is_valid_user_id
-from ..types import ChannelType, ConnectionChangeReason
+from ..types import ConnectionChangeReason
 from .auth import check_login_token
 from .config import AppConfig, ServerConfig
-from .engines.base import (
-    BUS_LOCK,
-    BUS_LOCK_QUEUE,
-    BUS_LOGIN,
-    BUS_MESSAGE,
-    BUS_PEER,
-    BUS_PRESENCE,
-    BUS_STORAGE,
-    BusEvent,
-    Engine,
-    EngineUnavailable,
-)
+from .engines.base import BusEvent, BusKind, Engine, EngineUnavailable, bus_routes
+from .features import Features
 from .gateway import Connection, Outbox
+from .handshake import Handshake
 from .interest import Interest
 from .locks import LockService
 from .messages import MessageService
+from .orphans import LockOrphan, PresenceOrphan, StreamOrphan, WaitOrphan, parse_orphans
 from .presence import PresenceService
 from .recovery import Recovery
-from .session import Session, SessionState, reply_frame
+from .replay import Replay
+from .session import Session
 from .storage import StorageService
 from .stream import StreamService
+from .subjects import SubjectKind, session_subject
+from .table import Routes, SessionState, bind
+
+if TYPE_CHECKING:
+    from .roles import SessionListener
 
 __all__ = ["Hub"]
 
 log = logging.getLogger("rtm2.server")
-
-# How long a replay may wait for the engine before the client is told it was not recovered.
-_REPLAY_TIMEOUT = 5.0
-
-# (channel subject, topic, publishers picked or None for all) of a position a session holds.
-_Target = tuple[str, str, set[str] | None]
 
 
 class Hub:
@@ -73,15 +69,17 @@ class Hub:
         # The same sessions by id, for Resume.
         self.by_id: dict[str, Session] = {}
         self.engine = engine
+        self.node_id = os.urandom(3).hex()
         self.broker = self.engine.make_broker(self._on_bus, self._on_bus_gap)
         self.recovery = Recovery(self._recovery_limits)
-        self.recovery_store = engine.recovery_store
+        self.replayer = Replay(
+            self.recovery, engine.recovery_store, self.broker, self._recovery_limits
+        )
         self.interest = Interest(self.broker, self.recovery.forget)
+        self._subject_kinds = self.interest.kinds
+        self._bus = bus_routes(self)
         self.presence = PresenceService(self.engine.presence_store, self.broker, config.timers)
-        self.stream = StreamService(self.engine.stream_store, self.broker, self.interest, self)
-        self.messages = MessageService(self, self.broker, self.interest)
         self.storage = StorageService(self.engine.metadata_store, self.broker, self.interest)
-        self.node_id = os.urandom(3).hex()
         self.locks = LockService(
             self.engine.lock_store,
             self.broker,
@@ -90,8 +88,29 @@ class Hub:
             lambda fields: engine.note(self.node_id, fields),
             lambda fields: engine.unnote(self.node_id, fields),
         )
+        features = Features(self.presence, self.storage, self.locks)
+        self.stream = StreamService(
+            self.engine.stream_store,
+            self.broker,
+            self.interest,
+            features,
+            self.replayer,
+            self.recovery,
+        )
+        self.messages = MessageService(
+            self.broker, self.interest, features, self.replayer, self.recovery, peers=self
+        )
+        self._listeners: list[SessionListener] = []
+        # Told of a session's end in this order: locks count down before the channels are
+        # left, and the presence leave comes last, announced as a timeout when it was one.
+        for listener in (self.locks, self.storage, self.stream, self.messages, self.presence):
+            self.add_listener(listener)
+        self.handshake = Handshake(
+            config, self, self.replayer, self.stream.renew, engine.recovery_store
+        )
+        # Every request's handler, bound to this node's services once for all sessions.
+        self.routes: Routes = bind(self)
         self._ids = itertools.count(1)
-        self._tasks: set[asyncio.Task[None]] = set()
 
     async def _present(self, subject: str, user: str) -> bool:
         return user in await self.engine.presence_store.members(subject)
@@ -100,6 +119,10 @@ class Hub:
         return Session(self, conn)
 
     # --- session lifecycle -----------------------------------------------------------------
+
+    def add_listener(self, listener: SessionListener) -> None:
+        """Tell ``listener`` of every session's end from now on."""
+        self._listeners.append(listener)
 
     def attach(self, session: Session) -> None:
         self.sessions.add(session)
@@ -110,7 +133,7 @@ class Hub:
         if session.state is SessionState.DETACHED:
             return  # already known (the sweep dropped it before the socket closed)
         if session.state is SessionState.LOGGED_IN:
-            session.state = SessionState.DETACHED
+            session.become(SessionState.DETACHED)
             session.detached_at = self.clock()
             self.locks.connection_lost(session)
             self.interest.remove(_session_subject(session))  # peers now find it offline
@@ -129,7 +152,7 @@ class Hub:
         was_logged_in = session.alive
         if session.state is SessionState.LOGGED_IN:
             self.interest.remove(_session_subject(session))
-        session.state = SessionState.CLOSED
+        session.become(SessionState.CLOSED)
         self.sessions.discard(session)
         if session.app is not None:
             key = (session.app.app_id, session.user_id)
@@ -139,43 +162,53 @@ class Hub:
             del self.by_id[session.session_id]
         if was_logged_in:
             log.info("%r session ended%s", session, " (presence timeout)" if timed_out else "")
-        self.locks.session_lost(session)
-        self.storage.session_closed(session)
-        self.stream.session_closed(session, timed_out)
-        self.messages.session_closed(session)
-        self.presence.session_closed(session, timed_out)
+        for listener in self._listeners:
+            listener.on_session_end(session, timed_out)
+
+    # --- the bus: one method per kind of event (``engines.base.BusListener``) ------------
 
     def _on_bus(self, subject: str, event: BusEvent) -> None:
-        if event.kind == BUS_MESSAGE:  # the hot path first
-            if subject.startswith("stream:"):
-                self.stream.on_bus(subject, event)
-            else:
-                self.messages.on_bus(subject, event)
-        elif subject.startswith("session:"):
-            self._on_session_event(subject, event)
-        elif event.kind == BUS_PRESENCE:
-            self.presence.on_bus(subject, event)
-        elif event.kind == BUS_STORAGE:
-            self.storage.on_bus(subject, event)
-        elif event.kind == BUS_LOCK:
-            self.locks.on_bus(subject, event)
-        elif event.kind == BUS_LOCK_QUEUE:
-            self.locks.on_queue(subject, event.topic)
-        elif subject.startswith("stream:"):
-            self.stream.on_bus(subject, event)
-        else:
-            self.messages.on_bus(subject, event)
+        try:
+            route = self._bus[event.kind]
+        except KeyError:
+            return  # a kind from a newer node
+        route(subject, event)
 
-    def _on_session_event(self, subject: str, event: BusEvent) -> None:
-        """A user's session subject: a peer message for it, or a newer login elsewhere."""
-        _, app, user = subject.split(":", 2)
-        session = self.users.get((app, user))
-        if session is None:
-            return
-        if event.kind == BUS_PEER:
-            if session.attached:
-                session.conn.send(ws_binary_frame(event.frame))
-        elif event.kind == BUS_LOGIN and event.user != session.session_id:
+    def _on_bus_gap(self, subject: str | None) -> None:
+        self.replayer.on_gap(subject)
+
+    def on_message(self, subject: str, event: BusEvent) -> None:
+        kind = self._subject_kinds.get(subject)
+        if kind is SubjectKind.STREAM:
+            self.stream.on_message(subject, event)
+        elif kind is SubjectKind.MESSAGE:
+            self.messages.on_message(subject, event)
+
+    def on_topic_event(self, subject: str, event: BusEvent) -> None:
+        self.stream.on_topic_event(subject, event)
+
+    def on_presence(self, subject: str, event: BusEvent) -> None:
+        self.presence.on_bus(subject, event)
+
+    def on_storage(self, subject: str, event: BusEvent) -> None:
+        self.storage.on_bus(subject, event)
+
+    def on_lock(self, subject: str, event: BusEvent) -> None:
+        self.locks.on_bus(subject, event)
+
+    def on_lock_queue(self, subject: str, event: BusEvent) -> None:
+        self.locks.on_queue(subject, event.topic)
+
+    def on_peer(self, subject: str, event: BusEvent) -> None:
+        """A peer message for a user whose session may be here."""
+        session = self._user_session(subject)
+        if session is not None and session.attached:
+            session.conn.send(ws_binary_frame(event.frame))
+
+    def on_login(self, subject: str, event: BusEvent) -> None:
+        """The user logged in on another node: its session here (if any, and older) goes."""
+        session = self._user_session(subject)
+        if session is not None and event.user != session.session_id:
             log.info("%r evicted by a newer login of the same user on another node", session)
             self.end(session)
             session.kick(
@@ -183,6 +216,18 @@ class Hub:
                 ErrorCode.LOGIN_ABORTED,
                 "the same user id logged in elsewhere",
             )
+
+    # --- the users here (``roles.PeerDirectory``) -------------------------------------------
+
+    def find(self, app: str, user: str) -> Session | None:
+        """The user's logged-in session on this node (``roles.PeerDirectory``)."""
+        return self.users.get((app, user))
+
+    def _user_session(self, subject: str) -> Session | None:
+        _, app, user = subject.split(":", 2)
+        return self.find(app, user)
+
+    # --- login, logout, resume (with the lifecycle above: ``roles.SessionRegistry``) -------
 
     def authenticate(self, app_id: str, user_id: str, token: str) -> tuple[AppConfig, int]:
         """Check a login; return the app and when the token's login right ends (0 = never)."""
@@ -214,10 +259,14 @@ class Hub:
         subject = _session_subject(session)
         self.interest.add(subject)
         try:
-            self.broker.publish(subject, BusEvent(BUS_LOGIN, "", session.session_id, b""))
+            self.broker.publish(subject, BusEvent(BusKind.LOGIN, "", session.session_id, b""))
         except EngineUnavailable as exc:  # other nodes learn of it when the engine is back
             log.warning("%r: cannot tell other nodes about this login: %s", session, exc)
-        log.info("%r logged in (%s)", session, session._lifetime())
+        log.info("%r logged in (%s)", session, session.lifetime())
+
+    def logout(self, session: Session) -> None:
+        log.info("%r logged out", session)
+        self.end(session)
 
     def resume(self, fresh: Session, f: Resume) -> Session:
         """Hand a logged-in session whose connection was lost the connection of ``fresh``.
@@ -237,20 +286,12 @@ class Hub:
             raise RTMError(ErrorCode.LOGIN_REJECTED, "no session to resume: log in")
         if s.expires_at and time.time() >= s.expires_at:
             raise RTMError(ErrorCode.TOKEN_EXPIRED, "the session's login token expired")
-        new_conn, old_conn = fresh.conn, s.conn
-        # The fresh session keeps the old connection (if the server still thought it open):
-        # closing it then ends that throwaway session, not the resumed one.
-        fresh.state = SessionState.CLOSED
         self.sessions.discard(fresh)
-        fresh.conn, old_conn.session = old_conn, fresh
-        s.conn, new_conn.session = new_conn, s
-        if s.state is SessionState.LOGGED_IN:
-            old_conn.close(CLOSE_POLICY, "resumed on another connection", flush=False)
-            self.locks.connection_lost(s)
-        if s.state is SessionState.DETACHED:
-            self.interest.add(_session_subject(s))
-        s.state = SessionState.LOGGED_IN
-        new_conn.last_seen = self.clock()
+        if s.take_over(fresh):
+            self.locks.connection_lost(s)  # the old connection's waits end there
+        else:
+            self.interest.add(_session_subject(s))  # peers find it online again
+        s.conn.last_seen = self.clock()
         self.sessions.add(s)
         self.locks.connection_back(s)
         log.info("%r resumed its session", s)
@@ -264,129 +305,6 @@ class Hub:
         if app is None:  # another node's app, unknown here: nobody here to serve
             return 0, 0.0
         return app.limits.recovery_messages, app.limits.recovery_seconds
-
-    def _on_bus_gap(self, subject: str | None) -> None:
-        """The broker may have dropped events: of every subject (its link to the engine
-        broke: what this node kept no longer says what it missed), or of one subject (its
-        channel moved between Redis Cluster masters: catch up from the engine)."""
-        if subject is None:
-            self.recovery.clear()
-            return
-        task = self.loop.create_task(self._catch_up(subject))
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-
-    async def _catch_up(self, subject: str) -> None:
-        missed: list[BusEvent] = []
-        try:
-            for topic, last in self.recovery.lasts(subject).items():
-                events = await self._missed(subject, topic, last)
-                if events is None:
-                    log.warning("messages of %s %s may have been lost", subject, topic)
-                else:
-                    missed += events
-        except Exception as exc:
-            log.warning("cannot catch up on %s: %r", subject, exc)
-        finally:
-            self.broker.release(subject, missed)
-
-    async def _missed(self, subject: str, topic: str, offset: int) -> list[BusEvent] | None:
-        """What the engine kept of (subject, topic) after ``offset`` (None: not all of it),
-        read once this node is subscribed, so nothing published later can slip by."""
-        limit, seconds = self._recovery_limits(subject)
-        async with asyncio.timeout(_REPLAY_TIMEOUT):
-            await self.broker.ready(subject)
-            return await self.recovery_store.since(subject, topic, offset, limit, seconds)
-
-    async def answer_recovering(
-        self,
-        s: Session,
-        rid: int,
-        since: Position | None,
-        result: Callable[[bool], msgspec.Struct],
-    ) -> None:
-        """Reply to a subscription with ``result(recovered)``; when the client asked to
-        recover from ``since``, what it missed follows the reply, before anything live."""
-        if since is None:
-            s.reply(rid, result=encode_result(result(False)))
-            return
-
-        def answer(lost: list[Position]) -> bytes:
-            return reply_frame(rid, result=encode_result(result(not lost)))
-
-        pending = self.replay(s, [since], answer)
-        if pending is not None:
-            await pending
-
-    async def position(self, subject: str, topic: str) -> int:
-        """Where (subject, topic) is now: messages after it are a new subscriber's."""
-        return self.recovery.position((subject, topic)) or await self.recovery_store.position(
-            subject, topic
-        )
-
-    def replay(
-        self, s: Session, positions: list[Position], answer: Callable[[list[Position]], bytes]
-    ) -> Coroutine[None, None, None] | None:
-        """Send ``answer(lost)`` (a reply frame), then what ``s`` missed after each position,
-        in order and before anything live; ``lost`` lists the positions whose messages are
-        no longer all kept. Returns a coroutine when the engine must be asked (the session's
-        connection holds live frames meanwhile), None when this node had everything."""
-        frames: list[bytes] = []
-        lost: list[Position] = []
-        remote: list[tuple[Position, _Target]] = []
-        for p in positions:
-            target = _target(s, p)
-            if target is None:
-                continue
-            if p.epoch != self.recovery_store.epoch:
-                lost.append(p)
-                continue
-            subject, topic, picks = target
-            entries = self.recovery.since((subject, topic), p.offset)
-            if entries is None:
-                remote.append((p, target))
-                continue
-            frames += [ws_binary_frame(e[3]) for e in entries if picks is None or e[2] in picks]
-        if not remote:
-            s.conn.send(answer(lost))
-            for data in frames:
-                s.conn.send(data)
-            return None
-        return self._replay_remote(s, s.conn.hold(), frames, lost, remote, answer)
-
-    async def _replay_remote(
-        self,
-        s: Session,
-        slot: list[bytes],
-        frames: list[bytes],
-        lost: list[Position],
-        remote: list[tuple[Position, _Target]],
-        answer: Callable[[list[Position]], bytes],
-    ) -> None:
-        conn = s.conn
-        try:
-            for p, (subject, topic, picks) in remote:
-                events = None
-                try:
-                    events = await self._missed(subject, topic, p.offset)
-                except (EngineUnavailable, TimeoutError) as exc:
-                    log.warning("%r: cannot read missed messages of %s: %s", s, subject, exc)
-                except Exception:
-                    log.exception("%r: reading missed messages of %s failed", s, subject)
-                if events is None:
-                    lost.append(p)
-                    continue
-                frames += [
-                    ws_binary_frame(e.frame) for e in events if picks is None or e.user in picks
-                ]
-        finally:
-            slot.append(answer(lost))
-            slot.extend(frames)
-            conn.release(slot)
-
-    def logout(self, session: Session) -> None:
-        log.info("%r logged out", session)
-        self.end(session)
 
     # --- the sweep -------------------------------------------------------------------------
 
@@ -456,19 +374,19 @@ class Hub:
 
     async def _adopt_orphans(self) -> None:
         """Clean up after nodes that died without closing their sessions."""
-        for entry in await self.engine.orphans(self.node_id, self.config.timers.node_timeout):
-            if entry[0] == "presence":
-                _, subject, user, member = entry
-                await self.presence.remove_orphan(subject, user, member)
-            elif entry[0] == "stream":
-                _, app, channel, user, member = entry
-                await self.stream.remove_orphan(app, channel, user, member)
-            elif entry[0] == "lockq":
-                _, scope, name, ticket, _ = entry
-                await self.locks.withdraw_orphan(scope, name, ticket)
-            elif entry[0] == "lock":
-                _, scope, name, owner, _ = entry
-                await self.locks.adopt(scope, name, owner)
+        entries = await self.engine.orphans(self.node_id, self.config.timers.node_timeout)
+        for orphan in parse_orphans(entries):
+            match orphan:
+                case PresenceOrphan(subject, user, member):
+                    await self.presence.remove_orphan(subject, user, member)
+                case StreamOrphan(app, channel, user, member):
+                    await self.stream.remove_orphan(app, channel, user, member)
+                case WaitOrphan(scope, name, ticket):
+                    await self.locks.withdraw_orphan(scope, name, ticket)
+                case LockOrphan(scope, name, owner):
+                    await self.locks.adopt(scope, name, owner)
+                case _:
+                    assert_never(orphan)
 
     def shutdown(self, message: str) -> None:
         """Tell every client the server is going away and close its connection."""
@@ -479,19 +397,6 @@ class Hub:
             )
 
 
-def _target(s: Session, p: Position) -> _Target | None:
-    """What a position names among the session's subscriptions (None: nothing now)."""
-    if p.channel_type == ChannelType.MESSAGE:
-        sub = s.subscriptions.get(p.channel)
-        if sub is None:
-            return None
-        return sub.subject, "", None if sub.with_message else set()
-    member = s.stream.get(p.channel)
-    if member is None or p.topic not in member.subs:
-        return None
-    return member.subject, p.topic, member.subs[p.topic]
-
-
 def _session_subject(session: Session) -> str:
     """Where a user's peer messages and login notices travel between nodes."""
-    return f"session:{session.app_config.app_id}:{session.user_id}"
+    return session_subject(session.app_config.app_id, session.user_id)

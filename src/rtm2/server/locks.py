@@ -44,15 +44,7 @@ from ..protocol.frames import (
     SetLock,
 )
 from ..types import LockEventType
-from .engines.base import (
-    BUS_LOCK,
-    BUS_LOCK_QUEUE,
-    Broker,
-    BusEvent,
-    EngineUnavailable,
-    LockInfo,
-    LockStore,
-)
+from .engines.base import Broker, BusEvent, BusKind, EngineUnavailable, LockInfo, LockStore
 from .interest import Interest
 from .subjects import channel_subject, parse_subject
 
@@ -103,6 +95,8 @@ class LockService:
         self._granting: set[LockKey] = set()  # locks being handed to a waiter right now
         self._again: set[LockKey] = set()  # ... and asked to try again once that is done
         self.listeners: dict[str, set[Session]] = {}  # subject -> with_lock members
+        # Local session -> the locks its user holds through it -> their TTL.
+        self.held: dict[Session, dict[LockKey, int]] = {}
         self.waiters: dict[LockKey, deque[_Waiter]] = {}
         # Locks whose owner is away: key -> (owner, monotonic deadline, ttl, why). ``why`` is
         # "connection" (its connection was lost), "left" (it left the channel) or "orphan"
@@ -164,7 +158,7 @@ class LockService:
         s.reply(f.rid, result=encode_result(Acquired(outcome.lock.fence)))
 
     def _granted(self, s: Session, key: LockKey, info: LockInfo, before: LockInfo | None) -> None:
-        s.locks[key] = info.ttl
+        self.held.setdefault(s, {})[key] = info.ttl
         self.countdowns.pop(key, None)
         self._answer_for(key, info.owner)
         if before is None or before.owner != info.owner:
@@ -173,7 +167,11 @@ class LockService:
     async def release(self, s: Session, f: ReleaseLock) -> None:
         scope = self._scope(s, f.channel, f.channel_type, f.name)
         await self._free(scope, f.name, s.user_id, LockEventType.RELEASED)
-        s.locks.pop((scope, f.name), None)
+        held = self.held.get(s)
+        if held is not None:
+            held.pop((scope, f.name), None)
+            if not held:
+                del self.held[s]
         s.reply(f.rid)
 
     async def revoke(self, s: Session, f: RevokeLock) -> None:
@@ -258,7 +256,7 @@ class LockService:
     def _nudge(self, key: LockKey) -> None:
         """Tell every node's waiters of this lock to try again."""
         with contextlib.suppress(EngineUnavailable):  # the sweep retries later
-            self.broker.publish(key[0], BusEvent(BUS_LOCK_QUEUE, key[1], "", b""))
+            self.broker.publish(key[0], BusEvent(BusKind.LOCK_QUEUE, key[1], "", b""))
 
     async def withdraw_orphan(self, scope: str, name: str, ticket: str) -> None:
         """A dead node's waiting ticket: out of the queue, so the others move up."""
@@ -308,7 +306,7 @@ class LockService:
             key = (subj, name)
             if info.owner == s.user_id and key in self.countdowns:
                 del self.countdowns[key]
-                s.locks[key] = info.ttl
+                self.held.setdefault(s, {})[key] = info.ttl
                 self._answer_for(key, info.owner)
         if not listen:
             return None
@@ -322,24 +320,28 @@ class LockService:
             if not listeners:
                 del self.listeners[subj]
         self._stop_waiting(s, subj, "left the channel")
-        for key in [k for k in s.locks if k[0] == subj]:
-            self._start_countdown(key, s.user_id, s.locks.pop(key), "left")
+        held = self.held.get(s)
+        if held is None:
+            return
+        for key in [k for k in held if k[0] == subj]:
+            self._start_countdown(key, s.user_id, held.pop(key), "left")
+        if not held:
+            del self.held[s]
 
     def connection_lost(self, s: Session) -> None:
         """The session's connection is gone: its waits end, its locks' TTL countdowns start."""
         self._stop_waiting(s, None, "")
-        for key, ttl in s.locks.items():
+        for key, ttl in self.held.pop(s, {}).items():
             self._start_countdown(key, s.user_id, ttl, "connection")
-        s.locks.clear()
 
     def connection_back(self, s: Session) -> None:
         """The session resumed on a new connection: it keeps the locks still counting down."""
         for key, (owner, _, ttl, why) in list(self.countdowns.items()):
             if owner == s.user_id and why == "connection":
                 del self.countdowns[key]
-                s.locks[key] = ttl
+                self.held.setdefault(s, {})[key] = ttl
 
-    def session_lost(self, s: Session) -> None:
+    def on_session_end(self, s: Session, timed_out: bool) -> None:
         """The session ended: as a lost connection, and it stops listening."""
         self.connection_lost(s)
         for subj in [k for k, v in self.listeners.items() if s in v]:
@@ -393,7 +395,7 @@ class LockService:
     def _event(self, scope: str, kind: LockEventType, info: LockInfo) -> None:
         _, channel_type, channel = parse_subject(scope)
         frame = encode(LockEvent(kind, channel, channel_type, [_detail(info)]))
-        self.broker.publish(scope, BusEvent(BUS_LOCK, info.name, info.owner, frame))
+        self.broker.publish(scope, BusEvent(BusKind.LOCK, info.name, info.owner, frame))
 
     def on_queue(self, subj: str, name: str) -> None:
         """A nudge: the first ticket of the lock's queue was withdrawn."""

@@ -27,15 +27,17 @@ from ..protocol.names import (
 )
 from ..types import ChannelType
 from .checks import check_message
-from .engines.base import BUS_MESSAGE, BUS_PEER, UNNUMBERED, Broker, BusEvent, frame_offset
+from .engines.base import UNNUMBERED, Broker, BusEvent, BusKind, frame_offset
 from .interest import Interest
 from .ratelimit import RateBucket
+from .subjects import session_subject
 from .subjects import subject as make_subject
 
 if TYPE_CHECKING:
     from collections.abc import Coroutine
 
-    from .hub import Hub
+    from .recovery import Recovery
+    from .roles import ChannelFeatures, PeerDirectory, Replayer
     from .session import Session
 
 __all__ = ["MessageService", "Subscription"]
@@ -63,11 +65,21 @@ class Subscription:
 
 
 class MessageService:
-    def __init__(self, hub: Hub, broker: Broker, interest: Interest) -> None:
-        self.hub = hub
+    def __init__(
+        self,
+        broker: Broker,
+        interest: Interest,
+        features: ChannelFeatures,
+        replayer: Replayer,
+        recovery: Recovery,
+        peers: PeerDirectory,
+    ) -> None:
         self.broker = broker
         self.interest = interest
-        self.presence = hub.presence
+        self.features = features
+        self.replayer = replayer
+        self.recovery = recovery
+        self.peers = peers
         # subject -> local sessions subscribed (they keep the node on the subject, since
         # presence events travel there too), and those of them that take messages
         self.local: dict[str, set[Session]] = {}
@@ -95,10 +107,8 @@ class MessageService:
             self.interest.add(subj)
         local.add(s)
         try:
-            snapshot = await self.presence.join(s, subj, f.state, f.be_quiet, f.with_presence)
-            metadata = await self.hub.storage.member_joined(s, subj, f.with_metadata)
-            locks = await self.hub.locks.member_joined(s, subj, f.with_lock)
-            offset = await self.hub.position(subj, "")
+            entered = await self.features.enter(s, subj, f)
+            offset = await self.replayer.position(subj, "")
         except BaseException:
             self._forget(s, f.channel, sub)
             raise
@@ -111,11 +121,11 @@ class MessageService:
         since = None
         if f.epoch:
             since = Position(ChannelType.MESSAGE, f.channel, "", f.since, f.epoch)
-        await self.hub.answer_recovering(
+        await self.replayer.answer_recovering(
             s,
             f.rid,
             since,
-            lambda recovered: SubscribeChannelResult(snapshot, metadata, locks, offset, recovered),
+            lambda recovered: SubscribeChannelResult(*entered, offset, recovered),
         )
 
     def unsubscribe(self, s: Session, f: Unsubscribe) -> None:
@@ -123,12 +133,10 @@ class MessageService:
         if sub is None:
             raise RTMError(ErrorCode.CHANNEL_NOT_SUBSCRIBED, f"not subscribed to {f.channel!r}")
         self._forget(s, f.channel, sub)
-        self.presence.leave(s, sub.subject)
-        self.hub.storage.member_left(s, sub.subject)
-        self.hub.locks.member_left(s, sub.subject)
+        self.features.leave(s, sub.subject)
         s.reply(f.rid)
 
-    def session_closed(self, s: Session) -> None:
+    def on_session_end(self, s: Session, timed_out: bool) -> None:
         for channel, sub in list(s.subscriptions.items()):
             self._forget(s, channel, sub)
 
@@ -189,7 +197,7 @@ class MessageService:
         )
         self.broker.publish_message(
             subj,
-            BusEvent(BUS_MESSAGE, "", s.user_id, frame),
+            BusEvent(BusKind.MESSAGE, "", s.user_id, frame),
             limits.recovery_messages,
             limits.recovery_seconds,
         )
@@ -209,19 +217,17 @@ class MessageService:
                 timestamp,
             )
         )
-        recipient = self.hub.users.get((app, f.channel))
+        recipient = self.peers.find(app, f.channel)
         if recipient is not None and recipient.attached:  # on this node: no broker trip
             recipient.conn.send(ws_binary_frame(frame))
         elif recipient is not None or not await self.broker.publish_counted(
-            f"session:{app}:{f.channel}", BusEvent(BUS_PEER, "", s.user_id, frame)
+            session_subject(app, f.channel), BusEvent(BusKind.PEER, "", s.user_id, frame)
         ):
             raise RTMError(ErrorCode.CHANNEL_RECEIVER_OFFLINE, f"{f.channel!r} is not online")
         s.reply(f.rid)
 
-    def on_bus(self, subj: str, event: BusEvent) -> None:
-        if event.kind != BUS_MESSAGE:
-            return
-        self.hub.recovery.receive(subj, "", frame_offset(event.frame), event.user, event.frame)
+    def on_message(self, subj: str, event: BusEvent) -> None:
+        self.recovery.receive(subj, "", frame_offset(event.frame), event.user, event.frame)
         receivers = self.receivers.get(subj)
         if receivers:
             data = ws_binary_frame(event.frame)

@@ -38,7 +38,7 @@ from ..protocol.frames import (
 )
 from ..protocol.names import is_valid_user_id
 from ..types import ChannelType, PresenceEventType
-from .engines.base import BUS_PRESENCE, Broker, BusEvent, PresenceStore
+from .engines.base import Broker, BusEvent, BusKind, PresenceStore
 from .subjects import channel_subject, parse_subject
 
 if TYPE_CHECKING:
@@ -100,6 +100,8 @@ class PresenceService:
         self.broker = broker
         self.timers = timers
         self.views: dict[str, ChannelView] = {}
+        # Local session -> channels (by subject) where its user is present -> whether quietly.
+        self.joined: dict[Session, dict[str, bool]] = {}
         self.pending: dict[tuple[str, str], _PendingLeave] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._clock = time.monotonic
@@ -117,7 +119,7 @@ class PresenceService:
         self.pending.pop((subj, user), None)
         previous = await self.store.join(subj, user, s.session_id, state, quiet)
         members = await self.store.members(subj)
-        s.presence[subj] = quiet
+        self.joined.setdefault(s, {})[subj] = quiet
         announce = not quiet and (previous is None or previous.quiet)
         view = self.views.get(subj)
         if view is None:
@@ -140,8 +142,11 @@ class PresenceService:
     def leave(self, s: Session, subj: str, timed_out: bool = False) -> None:
         """The session's user leaves ``subj``: announced after the debounce time, or at once
         as REMOTE_TIMEOUT when its connection was lost for longer than its presence timeout."""
-        if s.presence.pop(subj, None) is None:
+        joined = self.joined.get(s)
+        if joined is None or joined.pop(subj, None) is None:
             return
+        if not joined:
+            del self.joined[s]
         view = self.views.get(subj)
         if view is not None:
             view.members.discard(s)
@@ -156,8 +161,8 @@ class PresenceService:
             deadline = self._clock() + self.timers.presence_debounce
             self.pending[(subj, s.user_id)] = _PendingLeave(deadline, s.session_id)
 
-    def session_closed(self, s: Session, timed_out: bool) -> None:
-        for subj in list(s.presence):
+    def on_session_end(self, s: Session, timed_out: bool) -> None:
+        for subj in list(self.joined.get(s, ())):
             self.leave(s, subj, timed_out)
 
     async def remove_orphan(self, subj: str, user: str, member: str) -> None:
@@ -174,7 +179,7 @@ class PresenceService:
     ) -> None:
         _, channel_type, channel = parse_subject(subj)
         frame = encode(PresenceEvent(kind, channel, channel_type, user, state))
-        self.broker.publish(subj, BusEvent(BUS_PRESENCE, str(int(kind)), user, frame))
+        self.broker.publish(subj, BusEvent(BusKind.PRESENCE, str(int(kind)), user, frame))
 
     # --- events from the bus -------------------------------------------------------------
 
@@ -285,7 +290,8 @@ class PresenceService:
 
     async def set_state(self, s: Session, f: SetState | RemoveState) -> None:
         subj = channel_subject(s.app_config.app_id, f.channel, f.channel_type)
-        quiet = s.presence.get(subj)
+        joined = self.joined.get(s)
+        quiet = joined.get(subj) if joined is not None else None
         if quiet is None:
             raise RTMError(_not_in(f.channel_type), f"not in channel {f.channel!r}")
         upsert = f.state if isinstance(f, SetState) else {}

@@ -1,8 +1,10 @@
-"""One client's protocol session: handshake, login, token renewal, logout.
+"""One client's protocol session: the connection's frames in, replies and pushes out.
 
-A session turns decoded frames into hub calls and replies. States go
-NEW --hello--> OPEN --login--> LOGGED_IN --logout/kick/close--> CLOSED; a request that its state
-does not allow gets a reply with the RTM code that says why, and changes nothing.
+A session decodes each frame, looks it up in ``table`` (which states allow it, who handles
+it), and either runs the handler or answers with the refusal the table names. Its state moves
+NEW -> OPEN -> LOGGED_IN <-> DETACHED -> CLOSED, only through ``become`` (``table`` lists the
+legal changes); DETACHED is a logged-in session whose connection is gone, kept for its
+presence timeout so that a Resume can take it back.
 """
 
 from __future__ import annotations
@@ -12,89 +14,31 @@ import logging
 import time
 from collections import deque
 from collections.abc import Awaitable
-from enum import IntEnum
 from typing import TYPE_CHECKING
 
-from .. import _version
 from ..errors import ErrorCode, RTMError
-from ..protocol.codec import decode_client, encode, encode_result, ws_binary_frame
-from ..protocol.codes import CLOSE_NORMAL, CLOSE_PROTOCOL_ERROR
-from ..protocol.frames import (
-    NIL,
-    PROTOCOL_VERSION,
-    AcquireLock,
-    Batch,
-    CancelAcquire,
-    ChannelMetadataWrite,
-    ClientFrame,
-    GetChannelMetadata,
-    GetLocks,
-    GetState,
-    GetUserMetadata,
-    Hello,
-    JoinTopic,
-    Kick,
-    LeaveTopic,
-    Login,
-    LoginResult,
-    Logout,
-    Ping,
-    Pong,
-    Position,
-    Publish,
-    PublishTopic,
-    ReleaseLock,
-    RemoveLock,
-    RemoveState,
-    RenewToken,
-    Reply,
-    Request,
-    Resume,
-    ResumeResult,
-    RevokeLock,
-    ServerFrame,
-    SetLock,
-    SetState,
-    StreamJoin,
-    StreamLeave,
-    Subscribe,
-    SubscribeTopic,
-    SubscribeUserMetadata,
-    Unsubscribe,
-    UnsubscribeTopic,
-    UnsubscribeUserMetadata,
-    UserMetadataWrite,
-    Welcome,
-    WhereNow,
-    WhoNow,
-)
+from ..protocol.codec import decode_client, encode, ws_binary_frame
+from ..protocol.codes import CLOSE_NORMAL, CLOSE_POLICY, CLOSE_PROTOCOL_ERROR
+from ..protocol.frames import NIL, Batch, ClientFrame, Kick, Ping, Reply, ServerFrame
 from ..types import ConnectionChangeReason
-from .auth import check_login_token
 from .config import AppConfig
 from .engines.base import EngineUnavailable
+from .table import SessionState, check_transition, refusal
 from .unavailable import unavailable_code
 
 if TYPE_CHECKING:
     import msgspec
 
     from .gateway import Connection
-    from .hub import Hub
     from .messages import Subscription
     from .ratelimit import RateBucket
+    from .roles import SessionRegistry
     from .stream import Member
+    from .table import Routes
 
 __all__ = ["Session", "SessionState", "reply_frame"]
 
 log = logging.getLogger("rtm2.server")
-
-
-class SessionState(IntEnum):
-    NEW = 0
-    OPEN = 1
-    LOGGED_IN = 2
-    # Logged in, but the connection is gone: kept (and present) for the presence timeout.
-    DETACHED = 3
-    CLOSED = 4
 
 
 class Session:
@@ -103,34 +47,37 @@ class Session:
     Requests are handled in arrival order. Most complete synchronously; one that must wait for
     the engine (a join, say) holds the frames behind it in ``_backlog`` until it is done, so a
     client's requests never overtake each other.
+
+    Services keep their per-session state themselves (presence, locks held, metadata
+    followed, storage rate), keyed by session; only what the publish path reads on every
+    message stays here, one attribute away: stream memberships, subscriptions, and the
+    message rate bucket.
     """
 
     __slots__ = (
         "_backlog",
+        "_routes",
         "app",
         "conn",
         "detached_at",
         "expires_at",
-        "hub",
-        "locks",
         "message_bucket",
         "opened_at",
-        "presence",
         "presence_timeout",
+        "registry",
         "resume_token",
         "session_id",
         "state",
-        "storage_bucket",
         "stream",
         "subscriptions",
         "user_id",
         "warned",
-        "watching",
     )
 
-    def __init__(self, hub: Hub, conn: Connection) -> None:
-        self.hub = hub
+    def __init__(self, registry: SessionRegistry, conn: Connection) -> None:
+        self.registry = registry
         self.conn = conn
+        self._routes: Routes = registry.routes
         self.state = SessionState.NEW
         self.app: AppConfig | None = None
         self.user_id = ""
@@ -147,15 +94,8 @@ class Session:
         self.stream: dict[str, Member] = {}
         # Message channels it subscribes to, by name.
         self.subscriptions: dict[str, Subscription] = {}
-        # Channels (by subject) where its user is present -> whether quietly.
-        self.presence: dict[str, bool] = {}
         # Publish-rate bucket for message channels and peers, made on first use.
         self.message_bucket: RateBucket | None = None
-        self.storage_bucket: RateBucket | None = None
-        # Locks its user holds through this session: (channel subject, lock name) -> TTL.
-        self.locks: dict[tuple[str, str], int] = {}
-        # User-metadata targets it follows.
-        self.watching: set[str] = set()
         # Frames waiting behind a request that is still running; None when none is.
         self._backlog: deque[ClientFrame] | None = None
 
@@ -181,14 +121,14 @@ class Session:
     # --- from the gateway ------------------------------------------------------------------
 
     def on_open(self) -> None:
-        self.opened_at = self.conn.last_seen = self.hub.clock()
-        self.hub.attach(self)
+        self.opened_at = self.conn.last_seen = self.registry.clock()
+        self.registry.attach(self)
 
     def on_close(self) -> None:
-        self.hub.connection_lost(self)
+        self.registry.connection_lost(self)
 
     def on_data(self, data: bytes) -> None:
-        self.conn.last_seen = self.hub.clock()
+        self.conn.last_seen = self.registry.clock()
         try:
             frame = decode_client(data)
         except RTMError as exc:
@@ -207,33 +147,24 @@ class Session:
             self._handle(frame)
 
     def _handle(self, frame: ClientFrame) -> None:
-        if isinstance(frame, Ping):
-            self.send(Pong(frame.ts))
+        states, handler = self._routes[type(frame)]
+        if self.state not in states:
+            self._refuse(frame)
             return
         try:
-            pending = self._dispatch(frame)
-        except RTMError as exc:
-            self.reply(frame.rid, exc.code, exc.reason)
-        except EngineUnavailable as exc:
-            self.reply(frame.rid, unavailable_code(frame), str(exc))
-        except Exception:
-            log.exception("%r: internal error handling %s", self, type(frame).__name__)
-            self.reply(frame.rid, ErrorCode.INIT_SERVICE_FAILED, "internal server error")
+            pending = handler(self, frame)
+        except Exception as exc:
+            self._failed(frame, exc)
         else:
             if pending is not None:
                 self._backlog = deque()
                 asyncio.get_running_loop().create_task(self._finish(frame, pending))
 
-    async def _finish(self, frame: Request, pending: Awaitable[None]) -> None:
+    async def _finish(self, frame: ClientFrame, pending: Awaitable[None]) -> None:
         try:
             await pending
-        except RTMError as exc:
-            self.reply(frame.rid, exc.code, exc.reason)
-        except EngineUnavailable as exc:
-            self.reply(frame.rid, unavailable_code(frame), str(exc))
-        except Exception:
-            log.exception("%r: internal error handling %s", self, type(frame).__name__)
-            self.reply(frame.rid, ErrorCode.INIT_SERVICE_FAILED, "internal server error")
+        except Exception as exc:
+            self._failed(frame, exc)
         backlog, self._backlog = self._backlog, None
         while backlog:
             self._handle(backlog.popleft())
@@ -241,158 +172,50 @@ class Session:
                 self._backlog.extend(backlog)
                 return
 
-    # --- requests --------------------------------------------------------------------------
+    def _failed(self, frame: ClientFrame, exc: Exception) -> None:
+        """The one place where a request's failure becomes its reply."""
+        rid = 0 if isinstance(frame, Ping) else frame.rid
+        if isinstance(exc, RTMError):
+            self.reply(rid, exc.code, exc.reason)
+        elif isinstance(exc, EngineUnavailable):  # what it means depends on the request
+            self.reply(rid, unavailable_code(frame), str(exc))
+        else:
+            log.error("%r: internal error handling %s", self, type(frame).__name__, exc_info=exc)
+            self.reply(rid, ErrorCode.INIT_SERVICE_FAILED, "internal server error")
 
-    def _dispatch(self, frame: Request) -> Awaitable[None] | None:
-        """Handle a request; return an awaitable when it completes later."""
-        if self.state is SessionState.LOGGED_IN:  # the hot paths first
-            if isinstance(frame, PublishTopic):
-                self.hub.stream.publish(self, frame)
-                return None
-            if isinstance(frame, Publish):
-                return self.hub.messages.publish(self, frame)
-        if isinstance(frame, Hello):
-            self._hello(frame)
-        elif self.state is SessionState.NEW:
-            self.reply(frame.rid, ErrorCode.INVALID_PARAMETER, "send hello first")
+    def _refuse(self, frame: ClientFrame) -> None:
+        """Answer a request the session's state does not allow, as ``table`` says."""
+        code, reason, close = refusal(self.state, type(frame))
+        self.reply(0 if isinstance(frame, Ping) else frame.rid, code, reason)
+        if close:
             self.conn.close(CLOSE_PROTOCOL_ERROR, "no hello")
-        elif isinstance(frame, Login):
-            self._login(frame)
-        elif isinstance(frame, Resume):
-            return self._resume(frame)
-        elif self.state is not SessionState.LOGGED_IN:
-            raise RTMError(ErrorCode.NOT_LOGIN, "log in first")
-        elif isinstance(frame, StreamJoin):
-            return self.hub.stream.join(self, frame)
-        elif isinstance(frame, JoinTopic):
-            return self.hub.stream.join_topic(self, frame)
-        elif isinstance(frame, SubscribeTopic):
-            return self.hub.stream.subscribe(self, frame)
-        elif isinstance(frame, UnsubscribeTopic):
-            self.hub.stream.unsubscribe(self, frame)
-        elif isinstance(frame, LeaveTopic):
-            return self.hub.stream.leave_topic(self, frame)
-        elif isinstance(frame, StreamLeave):
-            return self.hub.stream.leave(self, frame)
-        elif isinstance(frame, Subscribe):
-            return self.hub.messages.subscribe(self, frame)
-        elif isinstance(frame, Unsubscribe):
-            self.hub.messages.unsubscribe(self, frame)
-        elif isinstance(frame, WhoNow):
-            return self.hub.presence.who_now(self, frame)
-        elif isinstance(frame, WhereNow):
-            return self.hub.presence.where_now(self, frame)
-        elif isinstance(frame, SetState | RemoveState):
-            return self.hub.presence.set_state(self, frame)
-        elif isinstance(frame, GetState):
-            return self.hub.presence.get_state(self, frame)
-        elif isinstance(frame, ChannelMetadataWrite):
-            return self.hub.storage.write_channel(self, frame)
-        elif isinstance(frame, UserMetadataWrite):
-            return self.hub.storage.write_user(self, frame)
-        elif isinstance(frame, GetChannelMetadata):
-            return self.hub.storage.get_channel(self, frame)
-        elif isinstance(frame, GetUserMetadata):
-            return self.hub.storage.get_user(self, frame)
-        elif isinstance(frame, SubscribeUserMetadata):
-            return self.hub.storage.subscribe_user(self, frame)
-        elif isinstance(frame, UnsubscribeUserMetadata):
-            self.hub.storage.unsubscribe_user(self, frame)
-        elif isinstance(frame, SetLock):
-            return self.hub.locks.set(self, frame)
-        elif isinstance(frame, RemoveLock):
-            return self.hub.locks.remove(self, frame)
-        elif isinstance(frame, AcquireLock):
-            return self.hub.locks.acquire(self, frame)
-        elif isinstance(frame, ReleaseLock):
-            return self.hub.locks.release(self, frame)
-        elif isinstance(frame, RevokeLock):
-            return self.hub.locks.revoke(self, frame)
-        elif isinstance(frame, GetLocks):
-            return self.hub.locks.get(self, frame)
-        elif isinstance(frame, CancelAcquire):
-            self.hub.locks.cancel(self, frame)
-        elif isinstance(frame, RenewToken):
-            self._renew(frame)
-        elif isinstance(frame, Logout):
-            self.reply(frame.rid)
-            self.hub.logout(self)
-            self.conn.close(CLOSE_NORMAL, "logout")
-        return None
 
-    def _hello(self, frame: Hello) -> None:
-        if self.state is not SessionState.NEW:
-            raise RTMError(ErrorCode.DUPLICATE_OPERATION, "hello was already sent")
-        if frame.version != PROTOCOL_VERSION:
-            self.reply(
-                frame.rid,
-                ErrorCode.SERVICE_NOT_SUPPORTED,
-                f"protocol version {frame.version} is not supported (server speaks "
-                f"{PROTOCOL_VERSION})",
-            )
-            self.conn.close(CLOSE_PROTOCOL_ERROR, "unsupported protocol version")
-            return
-        self.state = SessionState.OPEN
-        t = self.hub.config.timers
-        welcome = Welcome(
-            version=PROTOCOL_VERSION,
-            server=f"rtm2/{_version.__version__}",
-            heartbeat_interval=t.heartbeat_interval,
-            heartbeat_grace=t.heartbeat_grace,
-            max_frame_size=self.hub.config.max_frame_size,
-        )
-        self.reply(frame.rid, result=encode_result(welcome))
+    # --- state -----------------------------------------------------------------------------
 
-    def _login(self, frame: Login) -> None:
+    def become(self, state: SessionState) -> None:
+        """Move to ``state``; a change ``table.TRANSITIONS`` does not list is a bug."""
+        self.state = check_transition(self.state, state)
+
+    def take_over(self, fresh: Session) -> bool:
+        """Resume on ``fresh``'s connection (``fresh`` sent the Resume, and closes).
+
+        ``fresh`` keeps this session's old connection, so that the old connection's end
+        concerns only the throwaway session; an old connection still open is closed. Returns
+        whether it was (the session had not noticed it was gone); a DETACHED session is
+        LOGGED_IN again.
+        """
+        new_conn, old_conn = fresh.conn, self.conn
+        fresh.become(SessionState.CLOSED)
+        fresh.conn, old_conn.session = old_conn, fresh
+        self.conn, new_conn.session = new_conn, self
         if self.state is SessionState.LOGGED_IN:
-            raise RTMError(ErrorCode.DUPLICATE_OPERATION, "already logged in")
-        app, expires_at = self.hub.authenticate(frame.app_id, frame.user_id, frame.token)
-        self.app = app
-        self.user_id = frame.user_id
-        self.expires_at = expires_at
-        self.warned = False
-        self.presence_timeout = frame.presence_timeout
-        self.state = SessionState.LOGGED_IN
-        self.hub.login(self)
-        self.reply(frame.rid, result=encode_result(self._login_result()))
+            old_conn.close(CLOSE_POLICY, "resumed on another connection", flush=False)
+            return True
+        self.become(SessionState.LOGGED_IN)
+        return False
 
-    def _resume(self, frame: Resume) -> Awaitable[None] | None:
-        if self.state is not SessionState.OPEN:
-            raise RTMError(ErrorCode.DUPLICATE_OPERATION, "already logged in")
-        s = self.hub.resume(self, frame)
-
-        # From here on this connection belongs to the resumed session ``s``: the reply, then
-        # the missed messages, all before anything live.
-        def answer(lost: list[Position]) -> bytes:
-            result = ResumeResult(s.session_id, int(time.time() * 1000), s.expires_at, lost)
-            return reply_frame(frame.rid, result=encode_result(result))
-
-        return self.hub.replay(s, frame.positions, answer)
-
-    def _renew(self, frame: RenewToken) -> None:
-        if frame.channel:
-            expires_at = self.hub.stream.renew(self, frame.channel, frame.token)
-            log.info("%r renewed its token for stream channel %s", self, frame.channel)
-            result = LoginResult(self.session_id, int(time.time() * 1000), expires_at)
-            self.reply(frame.rid, result=encode_result(result))
-            return
-        self.expires_at = check_login_token(
-            self.app_config, frame.token, self.user_id, int(time.time())
-        )
-        self.warned = False
-        log.info("%r renewed its token (%s)", self, self._lifetime())
-        self.reply(frame.rid, result=encode_result(self._login_result()))
-
-    def _login_result(self) -> LoginResult:
-        return LoginResult(
-            self.session_id,
-            int(time.time() * 1000),
-            self.expires_at,
-            self.resume_token,
-            self.hub.recovery_store.epoch,
-        )
-
-    def _lifetime(self) -> str:
+    def lifetime(self) -> str:
+        """How long the login token is valid, for the log."""
         if not self.expires_at:
             return "token never expires"
         return f"token valid for {self.expires_at - int(time.time())} s"

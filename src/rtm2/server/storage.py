@@ -27,17 +27,17 @@ from ..protocol.frames import (
 from ..protocol.names import is_valid_user_id
 from ..types import StorageEventType, StorageType
 from .engines.base import (
-    BUS_STORAGE,
     OP_REMOVE,
     Broker,
     BusEvent,
+    BusKind,
     ItemWrite,
     Metadata,
     MetadataStore,
 )
 from .interest import Interest
 from .ratelimit import RateBucket
-from .subjects import channel_subject, parse_subject
+from .subjects import SubjectKind, channel_subject, parse_subject, subject_kind, user_subject
 
 if TYPE_CHECKING:
     from .session import Session
@@ -45,6 +45,7 @@ if TYPE_CHECKING:
 __all__ = ["MAX_LOCK_NAME", "StorageService", "metadata_result"]
 
 MAX_LOCK_NAME = 64
+_NONE: frozenset[str] = frozenset()
 
 
 def metadata_result(metadata: Metadata) -> MetadataResult:
@@ -57,10 +58,6 @@ def metadata_result(metadata: Metadata) -> MetadataResult:
     )
 
 
-def user_target(app: str, user: str) -> str:
-    return f"user:{app}:{user}"
-
-
 class StorageService:
     def __init__(self, store: MetadataStore, broker: Broker, interest: Interest) -> None:
         self.store = store
@@ -68,6 +65,8 @@ class StorageService:
         self.interest = interest
         self.listeners: dict[str, set[Session]] = {}  # channel subject -> with_metadata members
         self.watchers: dict[str, set[Session]] = {}  # user target -> subscribed sessions
+        self.watching: dict[Session, set[str]] = {}  # ... and the other way round
+        self.buckets: dict[Session, RateBucket] = {}  # each session's storage-call rate
         self._clock = time.monotonic
 
     # --- membership hooks -----------------------------------------------------------------
@@ -81,11 +80,12 @@ class StorageService:
     def member_left(self, s: Session, subj: str) -> None:
         _discard(self.listeners, subj, s)
 
-    def session_closed(self, s: Session) -> None:
+    def on_session_end(self, s: Session, timed_out: bool) -> None:
         for subj in [k for k, v in self.listeners.items() if s in v]:
             _discard(self.listeners, subj, s)
-        for target in list(s.watching):
+        for target in list(self.watching.get(s, ())):
             self._unwatch(s, target)
+        self.buckets.pop(s, None)
 
     # --- writes ---------------------------------------------------------------------------
 
@@ -110,7 +110,7 @@ class StorageService:
                 ErrorCode.STORAGE_OPERATION_FAILED,
                 "a user may write only its own user metadata in this app",
             )
-        await self._write(s, user_target(app.app_id, f.user), f, None)
+        await self._write(s, user_subject(app.app_id, f.user), f, None)
         s.reply(f.rid)
 
     async def _write(
@@ -163,7 +163,7 @@ class StorageService:
 
     def _announce(self, target: str, metadata: Metadata) -> None:
         result = metadata_result(metadata)
-        if target.startswith("user:"):
+        if subject_kind(target) is SubjectKind.USER:
             _, _, user = target.split(":", 2)
             event = StorageEvent(
                 StorageEventType.UPDATE,
@@ -185,10 +185,11 @@ class StorageService:
                 result.major_revision,
                 result.items,
             )
-        self.broker.publish(target, BusEvent(BUS_STORAGE, "", "", encode(event)))
+        self.broker.publish(target, BusEvent(BusKind.STORAGE, "", "", encode(event)))
 
     def on_bus(self, subj: str, event: BusEvent) -> None:
-        sessions = (self.watchers if subj.startswith("user:") else self.listeners).get(subj)
+        # Channel subjects and user targets never share a name: one of the two has it.
+        sessions = self.listeners.get(subj) or self.watchers.get(subj)
         if sessions:
             data = ws_binary_frame(event.frame)
             for s in sessions:
@@ -210,26 +211,31 @@ class StorageService:
         self._rate(s)
         target = self._user(s, f.user)
         limit = s.app_config.limits.user_metadata_subscriptions
-        if target not in s.watching and len(s.watching) >= limit:
+        watching = self.watching.get(s, _NONE)
+        if target not in watching and len(watching) >= limit:
             raise RTMError(
                 ErrorCode.STORAGE_SUBSCRIBE_USER_EXCEED_LIMITATION,
                 f"already following {limit} users' metadata",
             )
-        if target not in s.watching:
-            s.watching.add(target)
+        if target not in watching:
+            self.watching.setdefault(s, set()).add(target)
             self.watchers.setdefault(target, set()).add(s)
             self.interest.add(target)
         s.reply(f.rid, result=encode_result(metadata_result(await self.store.read(target))))
 
     def unsubscribe_user(self, s: Session, f: UnsubscribeUserMetadata) -> None:
         target = self._user(s, f.user)
-        if target not in s.watching:
+        if target not in self.watching.get(s, _NONE):
             raise RTMError(ErrorCode.STORAGE_NOT_SUBSCRIBE, f"not following {f.user!r}")
         self._unwatch(s, target)
         s.reply(f.rid)
 
     def _unwatch(self, s: Session, target: str) -> None:
-        s.watching.discard(target)
+        watching = self.watching.get(s)
+        if watching is not None:
+            watching.discard(target)
+            if not watching:
+                del self.watching[s]
         if _discard(self.watchers, target, s):
             self.interest.remove(target)
 
@@ -237,14 +243,15 @@ class StorageService:
     def _user(s: Session, user: str) -> str:
         if not is_valid_user_id(user):
             raise RTMError(ErrorCode.INVALID_USER_ID, f"invalid user id {user!r}")
-        return user_target(s.app_config.app_id, user)
+        return user_subject(s.app_config.app_id, user)
 
     def _rate(self, s: Session) -> None:
         rate = s.app_config.limits.storage_rate
         now = self._clock()
-        if s.storage_bucket is None:
-            s.storage_bucket = RateBucket(rate, now)
-        if not s.storage_bucket.allow(now, rate):
+        bucket = self.buckets.get(s)
+        if bucket is None:
+            bucket = self.buckets[s] = RateBucket(rate, now)
+        if not bucket.allow(now, rate):
             raise RTMError(
                 ErrorCode.OPERATION_RATE_EXCEED_LIMITATION, f"over {rate:g} storage calls/s"
             )

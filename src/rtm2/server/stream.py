@@ -43,11 +43,10 @@ from ..types import ChannelType, ConnectionChangeReason, StreamPriority, StreamQ
 from .auth import check_stream_token
 from .checks import check_message
 from .engines.base import (
-    BUS_MESSAGE,
-    BUS_TOPIC_EVENT,
     UNNUMBERED,
     Broker,
     BusEvent,
+    BusKind,
     StreamStore,
     frame_offset,
 )
@@ -58,7 +57,8 @@ from .subjects import subject as make_subject
 if TYPE_CHECKING:
     from collections.abc import Coroutine
 
-    from .hub import Hub
+    from .recovery import Recovery
+    from .roles import ChannelFeatures, Replayer
     from .session import Session
 
 __all__ = ["Member", "StreamService"]
@@ -115,12 +115,21 @@ class Member:
 
 
 class StreamService:
-    def __init__(self, store: StreamStore, broker: Broker, interest: Interest, hub: Hub) -> None:
+    def __init__(
+        self,
+        store: StreamStore,
+        broker: Broker,
+        interest: Interest,
+        features: ChannelFeatures,
+        replayer: Replayer,
+        recovery: Recovery,
+    ) -> None:
         self.store = store
         self.broker = broker
         self.interest = interest
-        self.hub = hub
-        self.presence = hub.presence
+        self.features = features
+        self.replayer = replayer
+        self.recovery = recovery
         # (subject, topic, publisher) -> local sessions subscribed to that publisher
         self.routes: dict[tuple[str, str, str], set[Session]] = {}
         # subject -> local sessions in that channel
@@ -161,9 +170,7 @@ class StreamService:
             self.interest.add(subject)
         local.add(s)
         try:
-            presence = await self.presence.join(s, subject, f.state, f.be_quiet, f.with_presence)
-            metadata = await self.hub.storage.member_joined(s, subject, f.with_metadata)
-            locks = await self.hub.locks.member_joined(s, subject, f.with_lock)
+            entered = await self.features.enter(s, subject, f)
         except BaseException:
             self._forget(s, member)
             await self.store.leave(app.app_id, f.channel, s.user_id, s.session_id)
@@ -175,9 +182,7 @@ class StreamService:
                 for t in topics
             ],
             expires_at,
-            presence,
-            metadata,
-            locks,
+            *entered,
         )
         s.reply(f.rid, result=encode_result(result))
 
@@ -188,9 +193,7 @@ class StreamService:
 
     async def _leave(self, s: Session, member: Member, timed_out: bool = False) -> None:
         self._forget(s, member)
-        self.presence.leave(s, member.subject, timed_out)
-        self.hub.storage.member_left(s, member.subject)
-        self.hub.locks.member_left(s, member.subject)
+        self.features.leave(s, member.subject, timed_out)
         await self._release(s, member)
 
     async def _release(self, s: Session, member: Member) -> None:
@@ -206,7 +209,7 @@ class StreamService:
         subject = make_subject(app, ChannelType.STREAM, channel)
         for topic in await self.store.leave(app, channel, user, member):
             frame = encode(TopicEvent(TOPIC_REMOTE_LEAVE, channel, topic, user, ""))
-            self.broker.publish(subject, BusEvent(BUS_TOPIC_EVENT, topic, user, frame))
+            self.broker.publish(subject, BusEvent(BusKind.TOPIC_EVENT, topic, user, frame))
 
     def _forget(self, s: Session, member: Member) -> None:
         """Drop every local trace of the membership (routes, local set, subject)."""
@@ -221,7 +224,7 @@ class StreamService:
                 del self.local[member.subject]
                 self.interest.remove(member.subject)
 
-    def session_closed(self, s: Session, timed_out: bool) -> None:
+    def on_session_end(self, s: Session, timed_out: bool) -> None:
         """The session is over: leave every channel (publishers leave their topics)."""
         for member in list(s.stream.values()):
             self._spawn(self._leave(s, member, timed_out))
@@ -291,7 +294,7 @@ class StreamService:
 
     def _topic_event(self, member: Member, kind: int, topic: str, user: str, meta: str) -> None:
         frame = encode(TopicEvent(kind, member.channel, topic, user, meta))
-        self.broker.publish(member.subject, BusEvent(BUS_TOPIC_EVENT, topic, user, frame))
+        self.broker.publish(member.subject, BusEvent(BusKind.TOPIC_EVENT, topic, user, frame))
 
     # --- publishing (the hot path: synchronous, no engine round trip) ----------------------
 
@@ -326,30 +329,31 @@ class StreamService:
         )
         self.broker.publish_message(
             member.subject,
-            BusEvent(BUS_MESSAGE, f.topic, s.user_id, frame),
+            BusEvent(BusKind.MESSAGE, f.topic, s.user_id, frame),
             limits.recovery_messages,
             limits.recovery_seconds,
         )
         s.reply(f.rid)
 
-    def on_bus(self, subject: str, event: BusEvent) -> None:
-        """Deliver an event from the broker to this node's sessions."""
-        if event.kind == BUS_MESSAGE:
-            self.hub.recovery.receive(
-                subject, event.topic, frame_offset(event.frame), event.user, event.frame
-            )
-            recipients = self.routes.get((subject, event.topic, event.user))
-            if recipients:
-                data = ws_binary_frame(event.frame)
-                for s in recipients:
+    def on_message(self, subject: str, event: BusEvent) -> None:
+        """Deliver a message from the broker to this node's subscribers of its publisher."""
+        self.recovery.receive(
+            subject, event.topic, frame_offset(event.frame), event.user, event.frame
+        )
+        recipients = self.routes.get((subject, event.topic, event.user))
+        if recipients:
+            data = ws_binary_frame(event.frame)
+            for s in recipients:
+                s.conn.send(data)
+
+    def on_topic_event(self, subject: str, event: BusEvent) -> None:
+        """Tell this node's members of the channel, but the publisher it is about."""
+        members = self.local.get(subject)
+        if members:
+            data = ws_binary_frame(event.frame)
+            for s in members:
+                if s.user_id != event.user:
                     s.conn.send(data)
-        elif event.kind == BUS_TOPIC_EVENT:
-            members = self.local.get(subject)
-            if members:
-                data = ws_binary_frame(event.frame)
-                for s in members:
-                    if s.user_id != event.user:
-                        s.conn.send(data)
 
     # --- subscriptions ---------------------------------------------------------------------
 
@@ -382,7 +386,7 @@ class StreamService:
             candidates = [u for u in publishers if u != s.user_id and u not in have]
             new, failed = candidates[: max(room, 0)], candidates[max(room, 0) :]
             wanted = [*have, *new]
-        offset = await self.hub.position(member.subject, f.topic)
+        offset = await self.replayer.position(member.subject, f.topic)
         if s.stream.get(f.channel) is not member:
             raise RTMError(ErrorCode.CHANNEL_NOT_JOINED, f"left channel {f.channel!r}")
         # Messages flow from the reply on (a client takes none before it), or from the
@@ -394,7 +398,7 @@ class StreamService:
         since = None
         if f.epoch:
             since = Position(ChannelType.STREAM, f.channel, f.topic, f.since, f.epoch)
-        await self.hub.answer_recovering(
+        await self.replayer.answer_recovering(
             s,
             f.rid,
             since,

@@ -12,13 +12,13 @@ from __future__ import annotations
 
 from ..errors import ErrorCode
 from ..protocol.frames import (
+    ClientFrame,
     GetState,
     JoinTopic,
     LeaveTopic,
     Publish,
     PublishTopic,
     RemoveState,
-    Request,
     SetState,
     StreamJoin,
     StreamLeave,
@@ -30,7 +30,7 @@ from ..protocol.frames import (
 
 __all__ = ["UNAVAILABLE", "unavailable_code"]
 
-UNAVAILABLE: dict[type[Request], ErrorCode] = {
+UNAVAILABLE: dict[type[ClientFrame], ErrorCode] = {
     # Publishing: never acknowledge what the engine did not take.
     Publish: ErrorCode.CHANNEL_PUBLISH_MESSAGE_FAILED,
     PublishTopic: ErrorCode.CHANNEL_PUBLISH_MESSAGE_FAILED,
@@ -49,6 +49,6 @@ UNAVAILABLE: dict[type[Request], ErrorCode] = {
 }
 
 
-def unavailable_code(frame: Request) -> ErrorCode:
+def unavailable_code(frame: ClientFrame) -> ErrorCode:
     """The code to answer ``frame`` with when the engine raised ``EngineUnavailable``."""
     return UNAVAILABLE.get(type(frame), ErrorCode.INIT_SERVICE_FAILED)

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import struct
 from collections.abc import Callable
+from enum import IntEnum
 from typing import Protocol
 
 import msgspec
@@ -44,6 +45,9 @@ __all__ = [
     "Broker",
     "BusEvent",
     "BusHandler",
+    "BusKind",
+    "BusListener",
+    "bus_routes",
     "Engine",
     "EngineUnavailable",
     "PresenceEntry",
@@ -66,10 +70,30 @@ class EngineUnavailable(Exception):
     """
 
 
-# Kinds of bus events.
-BUS_MESSAGE = 1  # ``frame`` is a StreamMessage push; deliver to subscribers of (topic, user)
-BUS_TOPIC_EVENT = 2  # ``frame`` is a TopicEvent push; deliver to every member but ``user``
-BUS_PRESENCE = 3  # ``frame`` is a PresenceEvent push about ``user``; ``topic`` is its kind
+class BusKind(IntEnum):
+    """What a bus event is; its number travels between nodes (so members never change)."""
+
+    # ``frame`` is a message push: a StreamMessage on a stream channel's subject (deliver to
+    # subscribers of (topic, user)), a ChannelMessage on a message channel's (``topic`` "")
+    MESSAGE = 1
+    TOPIC_EVENT = 2  # ``frame`` is a TopicEvent push; deliver to every member but ``user``
+    PRESENCE = 3  # ``frame`` is a PresenceEvent push about ``user``; ``topic`` is its kind
+    STORAGE = 4  # ``frame`` is a StorageEvent push; deliver to the subject's metadata listeners
+    LOCK = 5  # ``frame`` is a LockEvent push; ``topic`` is the lock name
+    PEER = 6  # on a user's session subject: ``frame`` is a peer ChannelMessage for that user
+    LOGIN = 7  # on a user's session subject: session ``user`` logged in; older ones must go
+    LOCK_QUEUE = 8  # ``topic`` is a lock name: its queue moved up, its waiters try again
+
+
+# The kinds under their older names, which engine code uses.
+BUS_MESSAGE = BusKind.MESSAGE
+BUS_TOPIC_EVENT = BusKind.TOPIC_EVENT
+BUS_PRESENCE = BusKind.PRESENCE
+BUS_STORAGE = BusKind.STORAGE
+BUS_LOCK = BusKind.LOCK
+BUS_PEER = BusKind.PEER
+BUS_LOGIN = BusKind.LOGIN
+BUS_LOCK_QUEUE = BusKind.LOCK_QUEUE
 
 
 class BusEvent(msgspec.Struct, array_like=True, frozen=True, gc=False):
@@ -86,6 +110,35 @@ class BusEvent(msgspec.Struct, array_like=True, frozen=True, gc=False):
 
 
 BusHandler = Callable[[str, BusEvent], None]
+
+
+class BusListener(Protocol):
+    """Takes a node's bus events, one method per ``BusKind`` (``bus_routes`` maps them)."""
+
+    def on_message(self, subject: str, event: BusEvent) -> None: ...
+    def on_topic_event(self, subject: str, event: BusEvent) -> None: ...
+    def on_presence(self, subject: str, event: BusEvent) -> None: ...
+    def on_storage(self, subject: str, event: BusEvent) -> None: ...
+    def on_lock(self, subject: str, event: BusEvent) -> None: ...
+    def on_peer(self, subject: str, event: BusEvent) -> None: ...
+    def on_login(self, subject: str, event: BusEvent) -> None: ...
+    def on_lock_queue(self, subject: str, event: BusEvent) -> None: ...
+
+
+def bus_routes(listener: BusListener) -> dict[int, BusHandler]:
+    """``listener``'s method for each kind, looked up with ``routes[event.kind]`` (a kind
+    missing there comes from a newer node: nothing here knows what to do with it)."""
+    return {
+        BusKind.MESSAGE: listener.on_message,
+        BusKind.TOPIC_EVENT: listener.on_topic_event,
+        BusKind.PRESENCE: listener.on_presence,
+        BusKind.STORAGE: listener.on_storage,
+        BusKind.LOCK: listener.on_lock,
+        BusKind.PEER: listener.on_peer,
+        BusKind.LOGIN: listener.on_login,
+        BusKind.LOCK_QUEUE: listener.on_lock_queue,
+    }
+
 
 # A message push (StreamMessage, ChannelMessage) leaves its publisher's node with this offset:
 # its last field, encoded as an 8-byte MessagePack uint64, is the last 8 bytes of the frame
@@ -336,13 +389,6 @@ class LockStore(Protocol):
 
     async def held(self) -> list[tuple[str, LockInfo]]:
         """Every held lock with its scope (to restart TTL clocks after a restart)."""
-
-
-BUS_STORAGE = 4  # ``frame`` is a StorageEvent push; deliver to the subject's metadata listeners
-BUS_LOCK = 5  # ``frame`` is a LockEvent push; ``topic`` is the lock name
-BUS_PEER = 6  # on a user's session subject: ``frame`` is a peer ChannelMessage for that user
-BUS_LOGIN = 7  # on a user's session subject: session ``user`` logged in; older ones must go
-BUS_LOCK_QUEUE = 8  # ``topic`` is a lock name: its queue moved up, its waiters try again
 
 
 class RecoveryStore(Protocol):
