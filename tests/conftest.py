@@ -89,7 +89,7 @@ class ServerProcess:
         workdir: Path,
         timers: dict[str, float] | None = None,
         port: int = 0,
-        server: dict[str, int] | None = None,
+        server: dict[str, int | str] | None = None,  # values as TOML: strings quoted
     ) -> None:
         self.workdir = workdir
         self.timers = FAST_TIMERS | (timers or {})
@@ -159,7 +159,7 @@ class ServerProcess:
             line = self.proc.stdout.readline()
             if not line:
                 break
-            match = re.search(r"serving on (ws://\S+)", line)
+            match = re.search(r"serving on (wss?://\S+)", line)
             if match:
                 self.url = match.group(1)
                 return self

@@ -72,6 +72,20 @@ def _parse_app(
     "[default: memory]",
 )
 @click.option(
+    "--tls-cert",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    metavar="FILE",
+    help="PEM certificate chain: with --tls-key, serve wss:// (TLS) instead of ws://.",
+)
+@click.option(
+    "--tls-key",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    metavar="FILE",
+    help="PEM private key of --tls-cert.",
+)
+@click.option(
     "--app-certificate",
     default=None,
     envvar="RTM2_APP_CERTIFICATE",
@@ -100,6 +114,8 @@ def serve(
     data_dir: Path | None,
     apps: tuple[AppConfig, ...],
     engine: str | None,
+    tls_cert: Path | None,
+    tls_key: Path | None,
     app_certificate: str | None,
     config_file: Path | None,
     log_level: str,
@@ -124,6 +140,8 @@ def serve(
             port=port if port is not None else config.port,
             data_dir=data_dir if data_dir is not None else config.data_dir,
             engine=engine if engine is not None else config.engine,
+            tls_cert=tls_cert if tls_cert is not None else config.tls_cert,
+            tls_key=tls_key if tls_key is not None else config.tls_key,
         ).with_apps(config.apps + apps)
     except ConfigError as exc:
         raise click.UsageError(str(exc)) from None
@@ -131,7 +149,10 @@ def serve(
     if not config.apps:
         dev_app, _ = ensure_dev_app(config.data_dir)
         config = config.with_apps((dev_app,))
-    server = Server(config)
+    try:
+        server = Server(config)
+    except ConfigError as exc:
+        raise click.UsageError(str(exc)) from None
     try:
         _run(_serve(server, dev_app))
     except OSError as exc:

@@ -42,6 +42,7 @@ from .config import (
     PARAM_SIDECAR_PATH,
     PARAM_SIDECAR_PORT,
     RTMConfig,
+    client_ssl_context,
 )
 from .connection import Link
 from .core import Failure, LoginCore, Phase, endpoints, failure_reason, unreachable
@@ -308,7 +309,8 @@ class ClientSession:
         timeout = cfg.request_timeout
         try:
             async with asyncio.timeout(timeout):
-                await link.open(endpoint)
+                secure = endpoint.startswith("wss://")
+                await link.open(endpoint, client_ssl_context(cfg) if secure else None)
                 welcome = await link.request(
                     lambda rid: Hello(rid, agent="rtm2-python"), Welcome, timeout
                 )

@@ -179,6 +179,9 @@ class ServerConfig:
     max_send_buffer: int = 4 * 1024 * 1024
     # "memory" (embedded, one node; metadata in SQLite) or a redis:// URL (many nodes).
     engine: str = "memory"
+    # PEM certificate chain and private key: with both, the listener speaks wss:// itself.
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
 
     def __post_init__(self) -> None:
         ids = [a.app_id for a in self.apps]
@@ -188,6 +191,8 @@ class ServerConfig:
             raise ConfigError("port must be 0..65535")
         if self.engine != "memory" and not self.engine.startswith(("redis://", "redis-cluster://")):
             raise ConfigError("engine must be 'memory', a redis:// or a redis-cluster:// URL")
+        if (self.tls_cert is None) != (self.tls_key is None):
+            raise ConfigError("tls_cert and tls_key go together: give both or neither")
 
     def with_apps(self, apps: tuple[AppConfig, ...]) -> ServerConfig:
         return replace(self, apps=apps)
@@ -215,11 +220,17 @@ def load_config(path: Path, base: ServerConfig | None = None) -> ServerConfig:
             max_frame_size=int(server.get("max_frame_size", cfg.max_frame_size)),
             max_send_buffer=int(server.get("max_send_buffer", cfg.max_send_buffer)),
             engine=str(server.get("engine", cfg.engine)),
+            tls_cert=_path_or_none(server.get("tls_cert"), cfg.tls_cert),
+            tls_key=_path_or_none(server.get("tls_key"), cfg.tls_key),
             apps=cfg.apps + apps,
             timers=replace(cfg.timers, **{k: float(v) for k, v in timers.items()}),
         )
     except TypeError as exc:
         raise ConfigError(f"bad config {path}: {exc}") from None
+
+
+def _path_or_none(value: object, default: Path | None) -> Path | None:
+    return default if value is None else Path(str(value))
 
 
 # The development app lets any logged-in user join stream channels, so trying things out
