@@ -97,6 +97,7 @@ class ServerProcess:
         self.server_options = server or {}
         self.proc: subprocess.Popen[str] | None = None
         self.url = ""
+        self.banner = ""  # the "serving on" line
         self.log_path = workdir / "server.log"
 
     def write_config(self) -> Path:
@@ -162,6 +163,7 @@ class ServerProcess:
             match = re.search(r"serving on (wss?://\S+)", line)
             if match:
                 self.url = match.group(1)
+                self.banner = line
                 return self
         self.stop()
         raise RuntimeError(f"rtm2 serve did not start:\n{self.log_path.read_text()}")

@@ -66,7 +66,7 @@ def _parse_app(
 @click.option(
     "--engine",
     default=None,
-    metavar="memory|redis://HOST:PORT/DB|redis-cluster://H:P,H:P,...",
+    metavar="memory|redis[s]://[USER:PASSWORD@]HOST:PORT/DB|redis-cluster://H:P,H:P,...",
     help="Where shared state lives: 'memory' (one node; metadata and locks in SQLite under "
     "--data-dir) or a Redis (or Redis Cluster) URL, so several nodes on it behave as one.  "
     "[default: memory]",
@@ -84,6 +84,15 @@ def _parse_app(
     default=None,
     metavar="FILE",
     help="PEM private key of --tls-cert.",
+)
+@click.option(
+    "--access-key",
+    default=None,
+    envvar="RTM2_ACCESS_KEY",
+    metavar="KEY",
+    help="Accept only WebSocket upgrades carrying KEY in the X-RTM2-Access-Key header (env "
+    "RTM2_ACCESS_KEY, which keeps it out of the process list). The SDK's sidecar mode sets "
+    "a fresh one per launch.",
 )
 @click.option(
     "--app-certificate",
@@ -116,6 +125,7 @@ def serve(
     engine: str | None,
     tls_cert: Path | None,
     tls_key: Path | None,
+    access_key: str | None,
     app_certificate: str | None,
     config_file: Path | None,
     log_level: str,
@@ -142,6 +152,7 @@ def serve(
             engine=engine if engine is not None else config.engine,
             tls_cert=tls_cert if tls_cert is not None else config.tls_cert,
             tls_key=tls_key if tls_key is not None else config.tls_key,
+            access_key=access_key if access_key is not None else config.access_key,
         ).with_apps(config.apps + apps)
     except ConfigError as exc:
         raise click.UsageError(str(exc)) from None
@@ -165,7 +176,12 @@ async def _serve(server: Server, dev_app: AppConfig | None) -> None:
 
 def _print_banner(server: Server, dev_app: AppConfig | None) -> None:
     cfg = server.config
-    engine = "embedded engine" if cfg.engine == "memory" else f"engine {cfg.engine}"
+    if cfg.engine == "memory":
+        engine = "embedded engine"
+    else:
+        from ..server.redisio import redact_url  # only deployments on Redis load its client
+
+        engine = f"engine {redact_url(cfg.engine)}"
     lines = [f"rtm2 {_version.__version__} serving on {server.url} ({engine})", ""]
     if dev_app is not None:
         app_id, cert = dev_app.app_id, dev_app.certificates[0]

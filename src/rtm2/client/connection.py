@@ -103,16 +103,22 @@ class Link:
         return self._transport is not None and not self._closing
 
     async def open(
-        self, url: str, ssl_context: ssl.SSLContext | None = None, max_frame_size: int = 1 << 20
+        self,
+        url: str,
+        ssl_context: ssl.SSLContext | None = None,
+        headers: dict[str, str] | None = None,
+        max_frame_size: int = 1 << 20,
     ) -> None:
         """Connect; raises RTMError(NOT_CONNECTED) when the endpoint cannot be reached or its
-        certificate is not trusted. ``ssl_context`` is used for ``wss://`` URLs only."""
+        certificate is not trusted. ``ssl_context`` is used for ``wss://`` URLs only;
+        ``headers`` go with the upgrade request (a sidecar's access key)."""
         loop = asyncio.get_running_loop()
         try:
             transport, _ = await ws_connect(
                 lambda: _Listener(self),
                 url,
                 ssl_context=ssl_context,
+                extra_headers=headers,
                 max_frame_size=max_frame_size,
                 read_buffer_init_size=4096,
                 websocket_handshake_timeout=None,

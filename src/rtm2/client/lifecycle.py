@@ -48,7 +48,7 @@ from .connection import Link
 from .core import Failure, LoginCore, Phase, endpoints, failure_reason, unreachable
 from .offsets import OffsetBook
 from .reconnect import backoff
-from .sidecar import Sidecar
+from .sidecar import Sidecar, access_headers
 from .streams import EventStream
 
 __all__ = ["ClientSession", "LoginStreams"]
@@ -310,7 +310,9 @@ class ClientSession:
         try:
             async with asyncio.timeout(timeout):
                 secure = endpoint.startswith("wss://")
-                await link.open(endpoint, client_ssl_context(cfg) if secure else None)
+                await link.open(
+                    endpoint, client_ssl_context(cfg) if secure else None, access_headers(endpoint)
+                )
                 welcome = await link.request(
                     lambda rid: Hello(rid, agent="rtm2-python"), Welcome, timeout
                 )

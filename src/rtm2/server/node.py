@@ -11,7 +11,7 @@ from collections.abc import Callable
 
 from picows import ws_create_server
 
-from .config import ConfigError, ServerConfig
+from .config import REDIS_SCHEMES, ConfigError, ServerConfig
 from .engines.base import Engine
 from .engines.memory import MemoryEngine
 from .gateway import listener_factory
@@ -69,7 +69,7 @@ class Server:
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
         engine: Engine
-        if self.config.engine.startswith(("redis://", "redis-cluster://")):
+        if self.config.engine.startswith(REDIS_SCHEMES):
             from .engines.redis.engine import RedisEngine  # only deployments that use it
 
             engine = RedisEngine(self.config.engine)
@@ -82,7 +82,7 @@ class Server:
         if not engine.shared:  # other nodes' locks are theirs: a dead node's are adopted
             await hub.locks.start()
         self._server = await ws_create_server(
-            listener_factory(hub.outbox, hub.new_session),
+            listener_factory(hub.outbox, hub.new_session, self.config.access_key),
             self.config.host,
             self.config.port,
             max_frame_size=self.config.max_frame_size,
