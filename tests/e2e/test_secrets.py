@@ -5,6 +5,7 @@ files are the owner's only, and Redis passwords (of ACL users too) never reach a
 from __future__ import annotations
 
 import json
+import os
 import socket
 import stat
 import subprocess
@@ -168,3 +169,23 @@ async def test_a_redis_acl_user_logs_in_and_its_password_is_never_logged(tmp_pat
         keys = _redis_cli("--scan", "--pattern", f"{prefix}*").split()
         if keys:
             _redis_cli("DEL", *keys)
+
+
+@pytest.mark.redis
+def test_a_wrong_redis_password_stops_the_server_with_a_message_that_does_not_show_it(
+    tmp_path: Path,
+) -> None:
+    name, password = f"rtm2test-{uuid.uuid4().hex[:12]}", uuid.uuid4().hex
+    out = subprocess.run(
+        [sys.executable, "-m", "rtm2", "serve", "--port", "0", "--app", APP_A],
+        env={**os.environ, "RTM2_SERVE_ENGINE": f"redis://{name}:{password}@127.0.0.1:6379/0"},
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        timeout=30,
+    )
+    assert out.returncode == 1
+    assert "the engine did not start" in out.stderr
+    assert "WRONGPASS" in out.stderr
+    assert "Traceback" not in out.stderr
+    assert password not in out.stderr + out.stdout

@@ -143,3 +143,15 @@ def test_serve_with_half_or_missing_tls_files_is_a_usage_error(
     )
     assert out.returncode == 2
     assert expected in out.stderr
+
+
+def test_serve_help_explains_the_tls_and_access_key_options() -> None:
+    out = subprocess.run(
+        [sys.executable, "-m", "rtm2", "serve", "--help"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert out.returncode == 0
+    for option in ("--tls-cert", "--tls-key", "--access-key", "RTM2_ACCESS_KEY"):
+        assert option in out.stdout

@@ -16,6 +16,7 @@ import click
 from .. import _version, tokens
 from ..errors import RTMError
 from ..server import AppConfig, ConfigError, Server, ServerConfig, ensure_dev_app, load_config
+from ..server.engines.base import EngineUnavailable
 from .bench import bench
 from .demo import demo
 
@@ -168,6 +169,8 @@ def serve(
         _run(_serve(server, dev_app))
     except OSError as exc:
         raise click.ClickException(f"cannot listen on {config.host}:{config.port}: {exc}") from None
+    except EngineUnavailable as exc:
+        raise click.ClickException(str(exc)) from None
 
 
 async def _serve(server: Server, dev_app: AppConfig | None) -> None:

@@ -12,7 +12,7 @@ from collections.abc import Callable
 from picows import ws_create_server
 
 from .config import REDIS_SCHEMES, ConfigError, ServerConfig
-from .engines.base import Engine
+from .engines.base import Engine, EngineUnavailable
 from .engines.memory import MemoryEngine
 from .gateway import listener_factory
 from .hub import Hub
@@ -76,7 +76,12 @@ class Server:
         else:
             engine = MemoryEngine(self.config.data_dir)
         hub = self._hub = Hub(self.config, loop, engine)
-        await engine.start()
+        try:
+            await engine.start()
+        except EngineUnavailable:
+            raise
+        except Exception as exc:  # a Redis refusing the URL's credentials, say
+            raise EngineUnavailable(f"the engine did not start: {exc}") from None
         # Alive before any session exists: a node that dies at once still gets swept.
         await engine.heartbeat(hub.node_id)
         if not engine.shared:  # other nodes' locks are theirs: a dead node's are adopted
