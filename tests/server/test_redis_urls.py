@@ -6,6 +6,7 @@ import pytest
 
 from rtm2.server.config import ConfigError, ServerConfig
 from rtm2.server.redisio.resp import RedisURL, auth_args, parse_url, redact_url
+from rtm2.server.redisio.slots import node_url, split_cluster_url
 
 
 def test_a_password_alone_authenticates_the_default_user() -> None:
@@ -54,3 +55,23 @@ def test_a_bad_scheme_error_does_not_repeat_the_password() -> None:
     with pytest.raises(ValueError, match=r"\*\*\*") as info:
         parse_url("http://user:s3cret@h")
     assert "s3cret" not in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("url", "node"),
+    [
+        ("redis-cluster://app:p%40ss@h:7000,h:7001", "redis://app:p%40ss@h:7002/0"),
+        ("redis-cluster://:pw@h:7000", "redis://:pw@h:7002/0"),
+        ("redis-cluster://pw@h:7000", "redis://:pw@h:7002/0"),  # a bare secret: the password
+        ("redis-cluster://h:7000", "redis://h:7002/0"),
+    ],
+)
+def test_every_cluster_node_is_reached_with_the_cluster_urls_acl_user(url: str, node: str) -> None:
+    seeds, auth = split_cluster_url(url)
+    assert seeds[0] == ("h", 7000)
+    assert node_url("h", 7002, auth) == node
+
+
+def test_a_cluster_node_url_authenticates_the_acl_user() -> None:
+    _, auth = split_cluster_url("redis-cluster://app:p%40ss@h:7000")
+    assert auth_args(parse_url(node_url("h", 7000, auth))) == ["AUTH", "app", "p@ss"]
