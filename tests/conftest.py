@@ -89,7 +89,7 @@ class ServerProcess:
         workdir: Path,
         timers: dict[str, float] | None = None,
         port: int = 0,
-        server: dict[str, int] | None = None,
+        server: dict[str, int | str] | None = None,  # values as TOML: strings quoted
     ) -> None:
         self.workdir = workdir
         self.timers = FAST_TIMERS | (timers or {})
@@ -97,6 +97,7 @@ class ServerProcess:
         self.server_options = server or {}
         self.proc: subprocess.Popen[str] | None = None
         self.url = ""
+        self.banner = ""  # the "serving on" line
         self.log_path = workdir / "server.log"
 
     def write_config(self) -> Path:
@@ -159,9 +160,10 @@ class ServerProcess:
             line = self.proc.stdout.readline()
             if not line:
                 break
-            match = re.search(r"serving on (ws://\S+)", line)
+            match = re.search(r"serving on (wss?://\S+)", line)
             if match:
                 self.url = match.group(1)
+                self.banner = line
                 return self
         self.stop()
         raise RuntimeError(f"rtm2 serve did not start:\n{self.log_path.read_text()}")

@@ -222,12 +222,25 @@ def test_rtm_only_token_fails_stream_verification() -> None:
     rejected(ErrorCode.INVALID_TOKEN, stream, ALICE)
 
 
-def test_rtm2_service_with_resources_grants_login() -> None:
+def test_rtm2_service_without_resource_permissions_grants_login() -> None:
+    service = Service(SERVICE_RTM2, {1: 300}, user_id="alice")
+    token = build_token(APP, CERT, [service], issued_at=T)
+    assert rtm(token) == T + 300
+
+
+def test_rtm2_resource_permissions_are_parsed_but_refused_with_a_reason() -> None:
+    # Enforcing them is not implemented: granting full access instead would exceed the token.
     resources = ((RESOURCE_MESSAGE_CHANNELS, 0, ("news", "chat")),)
     service = Service(SERVICE_RTM2, {1: 300}, user_id="alice", resources=resources)
     token = build_token(APP, CERT, [service], issued_at=T)
     assert parse_token(token).services == (service,)
-    assert rtm(token) == T + 300
+    rejected(ErrorCode.INVALID_TOKEN, rtm, token)
+    with pytest.raises(RTMError, match="resource permissions"):
+        rtm(token)
+    rtc = Service(SERVICE_RTC, {PRIVILEGE_JOIN_CHANNEL: 100}, channel="demo", user_id="alice")
+    combined = build_token(APP, CERT, [rtc, service], issued_at=T)
+    with pytest.raises(RTMError, match="resource permissions"):
+        stream(combined)
 
 
 def test_unknown_service_type_stops_parsing_but_keeps_earlier_services() -> None:

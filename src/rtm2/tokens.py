@@ -57,6 +57,7 @@ __all__ = [
     "SERVICE_RTM",
     "SERVICE_RTM2",
     "SERVICE_STREAMING",
+    "SIGNATURE_MISMATCH",
     "VERSION_006",
     "VERSION_007",
     "AccessToken",
@@ -651,6 +652,11 @@ def accepts_without_certificate(token: str, app_id: str) -> bool:
     return token in ("", app_id)
 
 
+# The reason given when another certificate signed the token: the least telling verdict, which
+# a server trying several certificates reports only when no certificate says more.
+SIGNATURE_MISMATCH = "signature mismatch"
+
+
 def _invalid(reason: str) -> RTMError:
     return RTMError(ErrorCode.INVALID_TOKEN, reason)
 
@@ -671,8 +677,18 @@ def _authenticate(token: str, app_id: str, app_certificate: str) -> _Envelope:
         expected = _signature(app_certificate, parsed.issued_at, parsed.salt, envelope.signed)
         # Constant time, so response timing leaks nothing about the right signature.
         if not hmac.compare_digest(expected, envelope.signature):
-            raise _invalid("signature mismatch")
+            raise _invalid(SIGNATURE_MISMATCH)
     return envelope
+
+
+def _refuse_resource_permissions(token: AccessToken) -> None:
+    """rtm2 does not enforce RTM 2 resource permissions (docs/TOKENS.md §Services), so a
+    token that carries them would grant more than its issuer meant: it is refused instead."""
+    if any(s.type == SERVICE_RTM2 and s.resources for s in token.services):
+        raise _invalid(
+            "RTM 2 resource permissions (per-channel read/write) are not supported by rtm2: "
+            "build the token without them"
+        )
 
 
 def _grant(token: AccessToken, matches: list[Service], privilege: int, now: int) -> int:
@@ -718,7 +734,8 @@ def verify_rtm_token(
 
     Raises:
         RTMError: ``INVALID_TOKEN`` (malformed, bad signature, no certificate, no LOGIN for this
-            user), ``INCONSISTENT_APPID`` (another app's token) or ``TOKEN_EXPIRED``.
+            user, RTM 2 resource permissions), ``INCONSISTENT_APPID`` (another app's token) or
+            ``TOKEN_EXPIRED``.
     """
     if now is None:
         now = int(time.time())
@@ -728,6 +745,7 @@ def verify_rtm_token(
         return _verify_006(envelope, app_certificate, user_id, now)
     if now > parsed.expires_at:
         raise _expired(parsed.expires_at)
+    _refuse_resource_permissions(parsed)
     matches = [
         s for s in parsed.services if s.type in (SERVICE_RTM, SERVICE_RTM2) and s.user_id == user_id
     ]
@@ -744,7 +762,7 @@ def _verify_006(envelope: _Envelope, app_certificate: str, user_id: str, now: in
         raise _invalid(f"token was not issued for user {user_id!r}")
     expected = _signature_006(app_certificate, parsed.app_id, user_id, "", envelope.signed)
     if not hmac.compare_digest(expected, envelope.signature):
-        raise _invalid("signature mismatch")
+        raise _invalid(SIGNATURE_MISMATCH)
     if now > parsed.expires_at:
         raise _expired(parsed.expires_at)
     return min(
@@ -791,6 +809,7 @@ def verify_stream_token(
         raise _invalid("stream channels need a 007 token")
     if now > parsed.expires_at:
         raise _expired(parsed.expires_at)
+    _refuse_resource_permissions(parsed)
     matches = [
         s
         for s in parsed.services

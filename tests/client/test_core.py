@@ -201,6 +201,12 @@ def test_a_resumed_session_reports_the_positions_it_could_not_recover() -> None:
     assert core.expires_at == 123
 
 
+def test_the_next_resume_presents_the_token_the_last_resume_handed_out() -> None:
+    core = logged_in()
+    core.resumed(ResumeResult("s1", 0, 123, [], "resume-2"))
+    assert core.resume_frame(4, CONFIG).resume_token == "resume-2"
+
+
 def test_a_new_session_recovers_from_the_offsets_of_the_old_epoch() -> None:
     core = logged_in("e1")
     core.offsets.start(CHAT, 7)

@@ -323,7 +323,7 @@ def fanout(
         raise click.UsageError("several nodes need --engine redis://...")
     counts = subscribers or (1, 10, 100)
     server_cpu, pinning = _pin_self()
-    where = f"{nodes} node(s), engine {engine}"
+    where = f"{nodes} node(s), engine {_shown(engine)}"
     click.echo(f"fan-out in a {kind} channel, {_SIZE} B messages, {where}; {pinning}")
     click.echo("")
     click.echo(
@@ -336,12 +336,14 @@ def fanout(
         for n in counts:
             per_run = messages or (200_000 if n < 10 else 100_000 if n < 100 else 20_000)
             args = ["--config", str(config)]
+            env = {}
             if engine != "memory":
                 prefix = f"rtm2bench:{os.getpid()}:{n}:"
-                args += ["--engine", f"{engine}{'&' if '?' in engine else '?'}prefix={prefix}"]
+                # In the environment: a password in the URL stays out of the process list.
+                env["RTM2_SERVE_ENGINE"] = f"{engine}{'&' if '?' in engine else '?'}prefix={prefix}"
             with contextlib.ExitStack() as stack:
                 servers = [
-                    stack.enter_context(local_server(args, cwd=Path(tmp), cpu=server_cpu))
+                    stack.enter_context(local_server(args, cwd=Path(tmp), cpu=server_cpu, env=env))
                     for _ in range(nodes)
                 ]
                 pids = [srv.pid for srv in servers] + _redis_pids(engine)
@@ -369,6 +371,14 @@ async def _forget(engine: str, prefix: str) -> None:
         if cursor == b"0":
             break
     await client.close()
+
+
+def _shown(engine: str) -> str:
+    if engine == "memory":
+        return engine
+    from ..server.redisio import redact_url  # only a bench on Redis loads its client
+
+    return redact_url(engine)
 
 
 def _redis_pids(engine: str) -> list[int]:

@@ -41,15 +41,25 @@ def _pin(cpu: int | None) -> None:
 
 @contextlib.contextmanager
 def local_server(
-    args: list[str], *, cwd: Path | None = None, cpu: int | None = None, quiet: bool = True
+    args: list[str],
+    *,
+    cwd: Path | None = None,
+    cpu: int | None = None,
+    quiet: bool = True,
+    env: dict[str, str] | None = None,
 ) -> Iterator[LocalServer]:
-    """Run ``rtm2 serve --port 0 ARGS`` until the block ends; yields its URL and pid."""
+    """Run ``rtm2 serve --port 0 ARGS`` until the block ends; yields its URL and pid.
+
+    ``env`` adds to this process's environment: the place for secrets (``RTM2_SERVE_ENGINE``
+    with a Redis password, ``RTM2_APP_CERTIFICATE``), which ARGS would show to every local user.
+    """
     proc = subprocess.Popen(
         [sys.executable, "-m", "rtm2", "serve", "--port", "0", "--log-level", "warning", *args],
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL if quiet else None,
         text=True,
         cwd=cwd,
+        env={**os.environ, **env} if env else None,
         preexec_fn=(lambda: _pin(cpu)) if cpu is not None else None,
     )
     server: LocalServer | None = None

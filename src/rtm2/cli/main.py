@@ -16,6 +16,7 @@ import click
 from .. import _version, tokens
 from ..errors import RTMError
 from ..server import AppConfig, ConfigError, Server, ServerConfig, ensure_dev_app, load_config
+from ..server.engines.base import EngineUnavailable
 from .bench import bench
 from .demo import demo
 
@@ -66,10 +67,33 @@ def _parse_app(
 @click.option(
     "--engine",
     default=None,
-    metavar="memory|redis://HOST:PORT/DB|redis-cluster://H:P,H:P,...",
+    metavar="memory|redis[s]://[USER:PASSWORD@]HOST:PORT/DB|redis-cluster://H:P,H:P,...",
     help="Where shared state lives: 'memory' (one node; metadata and locks in SQLite under "
     "--data-dir) or a Redis (or Redis Cluster) URL, so several nodes on it behave as one.  "
     "[default: memory]",
+)
+@click.option(
+    "--tls-cert",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    metavar="FILE",
+    help="PEM certificate chain: with --tls-key, serve wss:// (TLS) instead of ws://.",
+)
+@click.option(
+    "--tls-key",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    metavar="FILE",
+    help="PEM private key of --tls-cert.",
+)
+@click.option(
+    "--access-key",
+    default=None,
+    envvar="RTM2_ACCESS_KEY",
+    metavar="KEY",
+    help="Accept only WebSocket upgrades carrying KEY in the X-RTM2-Access-Key header (env "
+    "RTM2_ACCESS_KEY, which keeps it out of the process list). The SDK's sidecar mode sets "
+    "a fresh one per launch.",
 )
 @click.option(
     "--app-certificate",
@@ -100,6 +124,9 @@ def serve(
     data_dir: Path | None,
     apps: tuple[AppConfig, ...],
     engine: str | None,
+    tls_cert: Path | None,
+    tls_key: Path | None,
+    access_key: str | None,
     app_certificate: str | None,
     config_file: Path | None,
     log_level: str,
@@ -124,6 +151,9 @@ def serve(
             port=port if port is not None else config.port,
             data_dir=data_dir if data_dir is not None else config.data_dir,
             engine=engine if engine is not None else config.engine,
+            tls_cert=tls_cert if tls_cert is not None else config.tls_cert,
+            tls_key=tls_key if tls_key is not None else config.tls_key,
+            access_key=access_key if access_key is not None else config.access_key,
         ).with_apps(config.apps + apps)
     except ConfigError as exc:
         raise click.UsageError(str(exc)) from None
@@ -131,11 +161,16 @@ def serve(
     if not config.apps:
         dev_app, _ = ensure_dev_app(config.data_dir)
         config = config.with_apps((dev_app,))
-    server = Server(config)
+    try:
+        server = Server(config)
+    except ConfigError as exc:
+        raise click.UsageError(str(exc)) from None
     try:
         _run(_serve(server, dev_app))
     except OSError as exc:
         raise click.ClickException(f"cannot listen on {config.host}:{config.port}: {exc}") from None
+    except EngineUnavailable as exc:
+        raise click.ClickException(str(exc)) from None
 
 
 async def _serve(server: Server, dev_app: AppConfig | None) -> None:
@@ -144,7 +179,12 @@ async def _serve(server: Server, dev_app: AppConfig | None) -> None:
 
 def _print_banner(server: Server, dev_app: AppConfig | None) -> None:
     cfg = server.config
-    engine = "embedded engine" if cfg.engine == "memory" else f"engine {cfg.engine}"
+    if cfg.engine == "memory":
+        engine = "embedded engine"
+    else:
+        from ..server.redisio import redact_url  # only deployments on Redis load its client
+
+        engine = f"engine {redact_url(cfg.engine)}"
     lines = [f"rtm2 {_version.__version__} serving on {server.url} ({engine})", ""]
     if dev_app is not None:
         app_id, cert = dev_app.app_id, dev_app.certificates[0]

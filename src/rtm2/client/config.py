@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import ssl
 from dataclasses import dataclass
 from typing import Any
 
@@ -16,6 +17,7 @@ __all__ = [
     "PARAM_SIDECAR_PORT",
     "RTMConfig",
     "checked_parameters",
+    "client_ssl_context",
 ]
 
 PARAM_ENDPOINT = "endpoint"  # a ws:// or wss:// URL, or a list of them (tried in turn)
@@ -47,6 +49,10 @@ class RTMConfig:
         reconnect_min_delay, reconnect_max_delay: the first and the longest wait between
             reconnection attempts (seconds; exponential with jitter in between).
         reconnect_timeout: give up (FAILED) after trying this long; 0 = never give up.
+        ssl_context: the TLS settings for ``wss://`` endpoints. Without it (and without
+            ``tls_ca_file``) certificates are verified against the system's trusted CAs.
+        tls_ca_file: a PEM file of CA certificates to trust instead of the system's, for a
+            server whose certificate a private CA signed. Ignored when ``ssl_context`` is given.
     """
 
     app_id: str
@@ -59,12 +65,31 @@ class RTMConfig:
     reconnect_min_delay: float = 0.5
     reconnect_max_delay: float = 30.0
     reconnect_timeout: float = 0.0
+    ssl_context: ssl.SSLContext | None = None
+    tls_ca_file: str | None = None
 
     def __post_init__(self) -> None:
         if self.request_timeout <= 0:
             raise RTMError(ErrorCode.INVALID_PARAMETER, "request_timeout must be > 0")
         if not 0 < self.reconnect_min_delay <= self.reconnect_max_delay:
             raise RTMError(ErrorCode.INVALID_PARAMETER, "need 0 < reconnect_min_delay <= max")
+
+
+def client_ssl_context(config: RTMConfig) -> ssl.SSLContext:
+    """The TLS context for ``wss://`` endpoints: the given one, one trusting ``tls_ca_file``,
+    or the default one (system CAs, host name checked).
+
+    Raises:
+        RTMError: INVALID_PARAMETER when ``tls_ca_file`` cannot be read as PEM certificates.
+    """
+    if config.ssl_context is not None:
+        return config.ssl_context
+    try:
+        return ssl.create_default_context(cafile=config.tls_ca_file)
+    except (OSError, ssl.SSLError) as exc:
+        raise RTMError(
+            ErrorCode.INVALID_PARAMETER, f"cannot read tls_ca_file {config.tls_ca_file}: {exc}"
+        ) from None
 
 
 def checked_parameters(params: dict[str, Any]) -> dict[str, Any]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import ssl
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -101,17 +102,34 @@ class Link:
     def is_open(self) -> bool:
         return self._transport is not None and not self._closing
 
-    async def open(self, url: str, max_frame_size: int = 1 << 20) -> None:
-        """Connect; raises RTMError(NOT_CONNECTED) when the endpoint cannot be reached."""
+    async def open(
+        self,
+        url: str,
+        ssl_context: ssl.SSLContext | None = None,
+        headers: dict[str, str] | None = None,
+        max_frame_size: int = 1 << 20,
+    ) -> None:
+        """Connect; raises RTMError(NOT_CONNECTED) when the endpoint cannot be reached or its
+        certificate is not trusted. ``ssl_context`` is used for ``wss://`` URLs only;
+        ``headers`` go with the upgrade request (a sidecar's access key)."""
         loop = asyncio.get_running_loop()
         try:
             transport, _ = await ws_connect(
                 lambda: _Listener(self),
                 url,
+                ssl_context=ssl_context,
+                extra_headers=headers,
                 max_frame_size=max_frame_size,
                 read_buffer_init_size=4096,
                 websocket_handshake_timeout=None,
             )
+        except ssl.SSLCertVerificationError as exc:
+            # Said plainly: a private CA needs RTMConfig.tls_ca_file or ssl_context.
+            raise RTMError(
+                ErrorCode.NOT_CONNECTED,
+                f"the TLS certificate of {url} is not trusted ({exc.verify_message}); "
+                "give RTMConfig.tls_ca_file or ssl_context for a private CA",
+            ) from None
         except (OSError, WSError) as exc:
             raise RTMError(ErrorCode.NOT_CONNECTED, f"cannot reach {url}: {exc}") from None
         self._transport = transport

@@ -153,6 +153,8 @@ class LoginCore:
     def resumed(self, result: ResumeResult) -> list[Position]:
         """The session is back; returns the positions whose missed messages are lost."""
         self.expires_at = result.expires_at
+        if result.resume_token:  # the old one no longer works
+            self.resume_token = result.resume_token
         return list(result.unrecovered)
 
     def new_session(self, result: LoginResult) -> None:

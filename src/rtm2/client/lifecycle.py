@@ -42,12 +42,13 @@ from .config import (
     PARAM_SIDECAR_PATH,
     PARAM_SIDECAR_PORT,
     RTMConfig,
+    client_ssl_context,
 )
 from .connection import Link
 from .core import Failure, LoginCore, Phase, endpoints, failure_reason, unreachable
 from .offsets import OffsetBook
 from .reconnect import backoff
-from .sidecar import Sidecar
+from .sidecar import Sidecar, access_headers
 from .streams import EventStream
 
 __all__ = ["ClientSession", "LoginStreams"]
@@ -308,7 +309,10 @@ class ClientSession:
         timeout = cfg.request_timeout
         try:
             async with asyncio.timeout(timeout):
-                await link.open(endpoint)
+                secure = endpoint.startswith("wss://")
+                await link.open(
+                    endpoint, client_ssl_context(cfg) if secure else None, access_headers(endpoint)
+                )
                 welcome = await link.request(
                     lambda rid: Hello(rid, agent="rtm2-python"), Welcome, timeout
                 )

@@ -42,6 +42,7 @@ from .frames import (
 )
 
 __all__ = [
+    "ACCESS_KEY_HEADER",
     "CLOSE_GOING_AWAY",
     "CLOSE_NORMAL",
     "CLOSE_POLICY",
@@ -51,6 +52,10 @@ __all__ = [
     "TERMINAL_REASONS",
     "timeout_code",
 ]
+
+# The upgrade header carrying a server's access key (``[server] access_key``); without the
+# right one, the upgrade is refused with HTTP 403.
+ACCESS_KEY_HEADER = "X-RTM2-Access-Key"
 
 # WebSocket close codes the server uses (RFC 6455 §7.4.1).
 CLOSE_NORMAL = 1000

@@ -753,3 +753,5 @@ class ResumeResult(_Frame):
     server_time_ms: int
     expires_at: int
     unrecovered: list[Position] = []
+    # Replaces the one presented: each resume hands out a new token and retires the old one.
+    resume_token: str = ""

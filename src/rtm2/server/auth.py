@@ -5,7 +5,12 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from ..errors import ErrorCode, RTMError
-from ..tokens import accepts_without_certificate, verify_rtm_token, verify_stream_token
+from ..tokens import (
+    SIGNATURE_MISMATCH,
+    accepts_without_certificate,
+    verify_rtm_token,
+    verify_stream_token,
+)
 from .config import AppConfig
 
 __all__ = ["NEVER", "check_login_token", "check_stream_token"]
@@ -25,9 +30,10 @@ def _check(app: AppConfig, token: str, verify: Callable[[str], int]) -> int:
         try:
             return verify(certificate)
         except RTMError as exc:
-            # A signature made with the other certificate is INVALID_TOKEN here; any more
-            # specific verdict (expired, other app) is the one worth reporting.
-            if error is None or error.code == ErrorCode.INVALID_TOKEN:
+            # A signature made with the other certificate is a mismatch here; the verdict of
+            # the certificate that did sign it (expired, other app, refused privilege) is the
+            # one worth reporting.
+            if error is None or error.reason == SIGNATURE_MISMATCH:
                 error = exc
     assert error is not None
     raise error

@@ -27,6 +27,8 @@ __all__ = [
 ]
 
 _HEX32 = re.compile(r"^[0-9a-fA-F]{32}$")
+# The engine URLs that mean Redis; rediss:// is Redis over TLS.
+REDIS_SCHEMES = ("redis://", "rediss://", "redis-cluster://")
 
 
 class ConfigError(ValueError):
@@ -177,8 +179,15 @@ class ServerConfig:
     max_frame_size: int = DEFAULT_MAX_FRAME_SIZE
     # Bytes queued for one slow client before it is disconnected.
     max_send_buffer: int = 4 * 1024 * 1024
-    # "memory" (embedded, one node; metadata in SQLite) or a redis:// URL (many nodes).
+    # "memory" (embedded, one node; metadata in SQLite) or a Redis URL (many nodes):
+    # redis://[user:password@]host:port/db, rediss:// (TLS), or redis-cluster://.
     engine: str = "memory"
+    # PEM certificate chain and private key: with both, the listener speaks wss:// itself.
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+    # When set, WebSocket upgrades must carry it in the X-RTM2-Access-Key header (else 403).
+    # The SDK's sidecar mode sets a fresh one per launch, so only its own client gets in.
+    access_key: str = ""
 
     def __post_init__(self) -> None:
         ids = [a.app_id for a in self.apps]
@@ -186,8 +195,12 @@ class ServerConfig:
             raise ConfigError("an app id is configured twice")
         if not 0 <= self.port <= 65535:
             raise ConfigError("port must be 0..65535")
-        if self.engine != "memory" and not self.engine.startswith(("redis://", "redis-cluster://")):
-            raise ConfigError("engine must be 'memory', a redis:// or a redis-cluster:// URL")
+        if self.engine != "memory" and not self.engine.startswith(REDIS_SCHEMES):
+            raise ConfigError(
+                "engine must be 'memory', a redis://, rediss:// or redis-cluster:// URL"
+            )
+        if (self.tls_cert is None) != (self.tls_key is None):
+            raise ConfigError("tls_cert and tls_key go together: give both or neither")
 
     def with_apps(self, apps: tuple[AppConfig, ...]) -> ServerConfig:
         return replace(self, apps=apps)
@@ -215,11 +228,18 @@ def load_config(path: Path, base: ServerConfig | None = None) -> ServerConfig:
             max_frame_size=int(server.get("max_frame_size", cfg.max_frame_size)),
             max_send_buffer=int(server.get("max_send_buffer", cfg.max_send_buffer)),
             engine=str(server.get("engine", cfg.engine)),
+            tls_cert=_path_or_none(server.get("tls_cert"), cfg.tls_cert),
+            tls_key=_path_or_none(server.get("tls_key"), cfg.tls_key),
+            access_key=str(server.get("access_key", cfg.access_key)),
             apps=cfg.apps + apps,
             timers=replace(cfg.timers, **{k: float(v) for k, v in timers.items()}),
         )
     except TypeError as exc:
         raise ConfigError(f"bad config {path}: {exc}") from None
+
+
+def _path_or_none(value: object, default: Path | None) -> Path | None:
+    return default if value is None else Path(str(value))
 
 
 # The development app lets any logged-in user join stream channels, so trying things out
@@ -237,7 +257,7 @@ def ensure_dev_app(data_dir: Path) -> tuple[AppConfig, bool]:
     if path.exists():
         raw = json.loads(path.read_text())
         return AppConfig(raw["app_id"], (raw["certificate"],), DEV_APP_POLICY), False
-    data_dir.mkdir(parents=True, exist_ok=True)
+    data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
     app = AppConfig(secrets.token_hex(16), (secrets.token_hex(16),), DEV_APP_POLICY)
     tmp = path.with_suffix(".tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)

@@ -10,13 +10,23 @@ in the same loop pass that queued the frame.
 from __future__ import annotations
 
 import asyncio
+import hmac
 import logging
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Protocol
 
-from picows import WSCloseCode, WSFrame, WSListener, WSMsgType, WSTransport
+from picows import (
+    WSCloseCode,
+    WSFrame,
+    WSListener,
+    WSMsgType,
+    WSTransport,
+    WSUpgradeRequest,
+    WSUpgradeResponse,
+    WSUpgradeResponseWithListener,
+)
 
-from ..protocol.codes import CLOSE_POLICY, CLOSE_PROTOCOL_ERROR, CLOSE_TOO_BIG
+from ..protocol.codes import ACCESS_KEY_HEADER, CLOSE_POLICY, CLOSE_PROTOCOL_ERROR, CLOSE_TOO_BIG
 
 if TYPE_CHECKING:
     from .session import Session
@@ -181,11 +191,21 @@ class Connection(WSListener):
 
 
 def listener_factory(
-    outbox: Outbox, make_session: SessionFactory
-) -> Callable[[object], Connection]:
-    """The picows listener factory: one :class:`Connection` per upgrade request."""
+    outbox: Outbox, make_session: SessionFactory, access_key: str = ""
+) -> Callable[[WSUpgradeRequest], Connection | WSUpgradeResponseWithListener]:
+    """The picows listener factory: one :class:`Connection` per upgrade request.
 
-    def factory(request: object) -> Connection:
+    With an ``access_key``, an upgrade without that key in its header is refused with 403
+    before any session exists.
+    """
+    expected = access_key.encode()
+
+    def factory(request: WSUpgradeRequest) -> Connection | WSUpgradeResponseWithListener:
+        if expected:
+            presented = request.headers.get(ACCESS_KEY_HEADER, "").encode()
+            if not hmac.compare_digest(presented, expected):
+                refusal = WSUpgradeResponse.create_error_response(403, b"access key required")
+                return WSUpgradeResponseWithListener(refusal, None)
         return Connection(outbox, make_session)
 
     return factory

@@ -103,7 +103,9 @@ class Handshake:
         # From here on this connection belongs to the resumed session ``s``: the reply, then
         # the missed messages, all before anything live.
         def answer(lost: list[Position]) -> bytes:
-            result = ResumeResult(s.session_id, int(time.time() * 1000), s.expires_at, lost)
+            result = ResumeResult(
+                s.session_id, int(time.time() * 1000), s.expires_at, lost, s.resume_token
+            )
             return reply_frame(f.rid, result=encode_result(result))
 
         return self.replayer.replay(s, f.positions, answer)

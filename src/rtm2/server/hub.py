@@ -13,6 +13,7 @@ token expiry of every connection, which keeps idle connections cheap in CPU and 
 from __future__ import annotations
 
 import asyncio
+import hmac
 import itertools
 import logging
 import os
@@ -281,11 +282,14 @@ class Hub:
             or s.app is None
             or s.app.app_id != f.app_id
             or s.user_id != f.user_id
-            or not secrets.compare_digest(s.resume_token, f.resume_token)
+            # As bytes: compare_digest refuses str with non-ASCII characters (TypeError).
+            or not hmac.compare_digest(s.resume_token.encode(), f.resume_token.encode())
         ):
             raise RTMError(ErrorCode.LOGIN_REJECTED, "no session to resume: log in")
         if s.expires_at and time.time() >= s.expires_at:
             raise RTMError(ErrorCode.TOKEN_EXPIRED, "the session's login token expired")
+        # A new token per resume: one seen on the way (a log, a proxy) cannot be replayed.
+        s.resume_token = secrets.token_urlsafe(16)
         self.sessions.discard(fresh)
         if s.take_over(fresh):
             self.locks.connection_lost(s)  # the old connection's waits end there

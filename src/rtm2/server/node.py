@@ -6,23 +6,43 @@ import asyncio
 import contextlib
 import logging
 import signal
+import ssl
 from collections.abc import Callable
 
 from picows import ws_create_server
 
-from .config import ServerConfig
-from .engines.base import Engine
+from .config import REDIS_SCHEMES, ConfigError, ServerConfig
+from .engines.base import Engine, EngineUnavailable
 from .engines.memory import MemoryEngine
 from .gateway import listener_factory
 from .hub import Hub
 
-__all__ = ["Server"]
+__all__ = ["Server", "server_ssl_context"]
 
 log = logging.getLogger("rtm2.server")
 
 # picows reads into a buffer of this size per connection; its 16 KiB default doubles the memory
 # of an idle connection, and the buffer grows by itself for larger frames.
 _READ_BUFFER = 2048
+
+
+def server_ssl_context(config: ServerConfig) -> ssl.SSLContext | None:
+    """The listener's TLS context when a certificate and key are configured, else None.
+
+    Raises ConfigError naming the file when the pair cannot be loaded, so a typo stops the
+    server at start instead of failing every handshake later.
+    """
+    if config.tls_cert is None or config.tls_key is None:
+        return None
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    try:
+        context.load_cert_chain(config.tls_cert, config.tls_key)
+    except (OSError, ssl.SSLError) as exc:
+        raise ConfigError(
+            f"cannot load the TLS certificate {config.tls_cert} and key {config.tls_key}: {exc}"
+        ) from None
+    return context
 
 
 class Server:
@@ -34,6 +54,7 @@ class Server:
         self._server: asyncio.Server | None = None
         self._sweeper: asyncio.Task[None] | None = None
         self.port = config.port
+        self._ssl = server_ssl_context(config)
 
     @property
     def hub(self) -> Hub:
@@ -42,31 +63,39 @@ class Server:
 
     @property
     def url(self) -> str:
-        return f"ws://{self.config.host}:{self.port}"
+        scheme = "wss" if self._ssl is not None else "ws"
+        return f"{scheme}://{self.config.host}:{self.port}"
 
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
         engine: Engine
-        if self.config.engine.startswith(("redis://", "redis-cluster://")):
+        if self.config.engine.startswith(REDIS_SCHEMES):
             from .engines.redis.engine import RedisEngine  # only deployments that use it
 
             engine = RedisEngine(self.config.engine)
         else:
             engine = MemoryEngine(self.config.data_dir)
         hub = self._hub = Hub(self.config, loop, engine)
-        await engine.start()
+        try:
+            await engine.start()
+        except EngineUnavailable:
+            raise
+        except Exception as exc:  # a Redis refusing the URL's credentials, say
+            raise EngineUnavailable(f"the engine did not start: {exc}") from None
         # Alive before any session exists: a node that dies at once still gets swept.
         await engine.heartbeat(hub.node_id)
         if not engine.shared:  # other nodes' locks are theirs: a dead node's are adopted
             await hub.locks.start()
         self._server = await ws_create_server(
-            listener_factory(hub.outbox, hub.new_session),
+            listener_factory(hub.outbox, hub.new_session, self.config.access_key),
             self.config.host,
             self.config.port,
             max_frame_size=self.config.max_frame_size,
             read_buffer_init_size=_READ_BUFFER,
             websocket_handshake_timeout=self.config.timers.login_timeout,
             enable_auto_pong=False,
+            ssl=self._ssl,
+            ssl_handshake_timeout=self.config.timers.login_timeout if self._ssl else None,
         )
         self.port = self._server.sockets[0].getsockname()[1]
         self._sweeper = loop.create_task(hub.run_sweeper(), name="rtm2-sweeper")

@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import queue
 import sqlite3
 import threading
@@ -131,7 +132,10 @@ class SQLiteStore:
     # --- lifecycle -----------------------------------------------------------------------
 
     async def open(self) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        # Metadata and locks are the apps' data: the directory and the file are the owner's
+        # only (SQLite gives its -wal and -shm files the database file's mode).
+        self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        os.close(os.open(self.path, os.O_WRONLY | os.O_CREAT, 0o600))
         db = sqlite3.connect(self.path)
         try:
             db.execute("PRAGMA journal_mode=WAL")

@@ -6,7 +6,15 @@ from __future__ import annotations
 
 from .cluster import RedisClusterClient, RedisClusterSubscriber
 from .keys import hash_tag, unescape_tag
-from .resp import Arg, Commands, RedisClient, RedisError, RedisSubscriber, Subscriber
+from .resp import (
+    Arg,
+    Commands,
+    RedisClient,
+    RedisError,
+    RedisSubscriber,
+    Subscriber,
+    redact_url,
+)
 from .script import Script, load, run, send
 from .slots import SLOTS, key_slot, parse_cluster_url
 
@@ -25,6 +33,7 @@ __all__ = [
     "key_slot",
     "load",
     "parse_cluster_url",
+    "redact_url",
     "run",
     "send",
     "unescape_tag",

@@ -12,10 +12,11 @@ import asyncio
 import contextlib
 import hashlib
 import logging
+import ssl
 from collections import deque
 from collections.abc import Callable
-from typing import Any, Protocol, cast
-from urllib.parse import urlparse
+from typing import Any, NamedTuple, Protocol, TypeVar, cast
+from urllib.parse import unquote, urlparse
 
 import hiredis
 
@@ -24,9 +25,11 @@ __all__ = [
     "RedisClient",
     "RedisError",
     "RedisSubscriber",
+    "RedisURL",
     "Subscriber",
     "encode_command",
     "parse_url",
+    "redact_url",
     "script_sha",
 ]
 
@@ -36,6 +39,7 @@ log = logging.getLogger("rtm2.server")
 _RETRY_FIRST, _RETRY_CAP = 0.1, 2.0
 
 Arg = bytes | str | int | float
+_P = TypeVar("_P", bound=asyncio.BaseProtocol)
 
 
 class Commands(Protocol):
@@ -77,13 +81,69 @@ class RedisError(Exception):
     """Redis refused a command, or the connection to it is gone."""
 
 
-def parse_url(url: str) -> tuple[str, int, int, str | None]:
-    """(host, port, db, password) of ``redis://[:password@]host[:port][/db]``."""
+def redact_url(url: str) -> str:
+    """``url`` with its password replaced by ``***``: what logs and banners may show."""
+    scheme, sep, rest = url.partition("://")
+    netloc, slash, tail = rest.partition("/")
+    if not sep or "@" not in netloc:
+        return url
+    userinfo, hosts = netloc.rsplit("@", 1)
+    user, colon, _ = userinfo.partition(":")
+    # Without a colon the whole userinfo may be a password (redis-cluster:// reads it so).
+    hidden = f"{user}:***" if colon else "***"
+    return f"{scheme}://{hidden}@{hosts}{slash}{tail}"
+
+
+class RedisURL(NamedTuple):
+    """Where and how to reach one Redis."""
+
+    host: str
+    port: int
+    db: int
+    password: str | None
+    username: str | None = None  # an ACL user (Redis 6+); None: the default user
+    tls: bool = False  # rediss://
+
+
+def parse_url(url: str) -> RedisURL:
+    """Parse ``redis[s]://[[user]:password@]host[:port][/db]`` (rediss: TLS)."""
     parsed = urlparse(url)
-    if parsed.scheme != "redis":
-        raise ValueError(f"not a redis:// URL: {url!r}")
+    if parsed.scheme not in ("redis", "rediss"):
+        raise ValueError(f"not a redis:// or rediss:// URL: {redact_url(url)!r}")
     db = int(parsed.path.lstrip("/") or 0)
-    return parsed.hostname or "127.0.0.1", parsed.port or 6379, db, parsed.password
+    password = unquote(parsed.password) if parsed.password else None
+    username = unquote(parsed.username) if parsed.username and password else None
+    return RedisURL(
+        parsed.hostname or "127.0.0.1",
+        parsed.port or 6379,
+        db,
+        password,
+        username,
+        parsed.scheme == "rediss",
+    )
+
+
+async def open_connection(
+    target: RedisURL, protocol_factory: Callable[[], _P]
+) -> tuple[asyncio.BaseTransport, _P]:
+    """Connect to ``target`` (over TLS for rediss://, its certificate checked against the
+    system's CAs, which ``SSL_CERT_FILE`` can point elsewhere)."""
+    context = ssl.create_default_context() if target.tls else None
+    try:
+        return await asyncio.get_running_loop().create_connection(
+            protocol_factory, target.host, target.port, ssl=context
+        )
+    except (OSError, ssl.SSLError) as exc:
+        raise RedisError(f"cannot reach Redis at {target.host}:{target.port}: {exc}") from None
+
+
+def auth_args(target: RedisURL) -> list[Arg]:
+    """The AUTH command for ``target`` (with its ACL user, if any); empty without password."""
+    if not target.password:
+        return []
+    if target.username:
+        return ["AUTH", target.username, target.password]
+    return ["AUTH", target.password]
 
 
 def script_sha(script: str) -> str:
@@ -166,19 +226,14 @@ class RedisClient:
         return self._protocol is not None and self._protocol.transport is not None
 
     async def connect(self) -> None:
-        host, port, db, password = parse_url(self.url)
-        loop = asyncio.get_running_loop()
-        try:
-            _, protocol = await loop.create_connection(
-                lambda: _Protocol(self._reply, self._lost), host, port
-            )
-        except OSError as exc:
-            raise RedisError(f"cannot reach Redis at {host}:{port}: {exc}") from None
+        target = parse_url(self.url)
+        _, protocol = await open_connection(target, lambda: _Protocol(self._reply, self._lost))
         self._protocol = protocol
         # Queued at once, ahead of anything another task sends on this connection meanwhile.
-        setup = [self.send("AUTH", password)] if password else []
-        if db:
-            setup.append(self.send("SELECT", db))
+        auth = auth_args(target)
+        setup = [self.send(*auth)] if auth else []
+        if target.db:
+            setup.append(self.send("SELECT", target.db))
         setup += [self.send("SCRIPT", "LOAD", script) for script in self.scripts]
         await asyncio.gather(*setup)
 
@@ -211,14 +266,17 @@ class RedisClient:
             if not future.done():
                 future.set_exception(RedisError("connection to Redis lost"))
         if not self._closing and self._reconnecting is None:
-            log.error("redis: connection to %s lost; refusing writes until it is back", self.url)
+            log.error(
+                "redis: connection to %s lost; refusing writes until it is back",
+                redact_url(self.url),
+            )
             self._reconnecting = asyncio.get_running_loop().create_task(
                 _retry(self.connect, self.url, self._reconnected)
             )
 
     def _reconnected(self) -> None:
         self._reconnecting = None
-        log.info("redis: connection to %s is back", self.url)
+        log.info("redis: connection to %s is back", redact_url(self.url))
 
     def send(self, *args: Arg) -> asyncio.Future[Any]:
         """Queue a command; its reply resolves the returned future."""
@@ -287,20 +345,17 @@ class RedisSubscriber:
         self._reconnecting: asyncio.Task[None] | None = None
 
     async def connect(self) -> None:
-        host, port, _, password = parse_url(self.url)
-        loop = asyncio.get_running_loop()
-        try:
-            _, self._protocol = await loop.create_connection(
-                lambda: _Protocol(self._reply, self._lost), host, port
-            )
-        except OSError as exc:
-            raise RedisError(f"cannot reach Redis at {host}:{port}: {exc}") from None
+        target = parse_url(self.url)
+        _, self._protocol = await open_connection(
+            target, lambda: _Protocol(self._reply, self._lost)
+        )
         # A new connection: what was queued for the old one is moot; subscribe to everything.
         self._out = []
         self._unconfirmed.clear()
         self._unsubscribing.clear()
-        if password:
-            self._write(encode_command("AUTH", password))
+        auth = auth_args(target)
+        if auth:
+            self._write(encode_command(*auth))
         for channel in self._channels:
             self._send_subscribe(channel)
 
@@ -330,7 +385,7 @@ class RedisSubscriber:
                     if self._on_dropped is not None:
                         self._on_dropped(channel.decode())
         elif isinstance(reply, hiredis.ReplyError):
-            log.warning("redis: pub/sub on %s: %s", self.url, reply)
+            log.warning("redis: pub/sub on %s: %s", redact_url(self.url), reply)
             if self._on_refused is not None:
                 self._on_refused(str(reply))
 
@@ -371,7 +426,7 @@ class RedisSubscriber:
 
     def _reconnected(self) -> None:
         self._reconnecting = None
-        log.info("redis: pub/sub connection to %s is back", self.url)
+        log.info("redis: pub/sub connection to %s is back", redact_url(self.url))
 
     def subscribe(self, channel: str) -> None:
         self._channels.add(channel)

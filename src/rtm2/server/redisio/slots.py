@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from typing import Any
-from urllib.parse import unquote
 
 from .resp import Arg, RedisClient, RedisError
 
@@ -72,10 +71,13 @@ def split_cluster_url(url: str) -> tuple[list[tuple[str, int]], str | None]:
         raise ValueError(f"not a redis-cluster:// URL: {url!r}")
     rest = rest.split("?", 1)[0].split("#", 1)[0]
     netloc, _, path = rest.partition("/")
-    password: str | None = None
+    # Credentials stay as written (percent-encoded): ``node_url`` puts them in each node's URL.
+    auth: str | None = None
     if "@" in netloc:
         userinfo, netloc = netloc.rsplit("@", 1)
-        password = unquote(userinfo.partition(":")[2] or userinfo) or None
+        if ":" not in userinfo:  # a bare secret is the default user's password
+            userinfo = f":{userinfo}"
+        auth = userinfo if userinfo.partition(":")[2] else None
     db = path.strip("/")
     if db not in ("", "0"):
         raise ValueError(f"a Redis Cluster has only database 0, not {db!r}: {url!r}")
@@ -94,11 +96,11 @@ def split_cluster_url(url: str) -> tuple[list[tuple[str, int]], str | None]:
             raise ValueError(f"bad node {item!r} in {url!r}") from None
     if not nodes:
         raise ValueError(f"no nodes in {url!r}")
-    return nodes, password
+    return nodes, auth
 
 
 def parse_cluster_url(url: str) -> list[tuple[str, int]]:
-    """The seed nodes of ``redis-cluster://[:password@]h:p,h:p[/0][?query]``."""
+    """The seed nodes of ``redis-cluster://[[user]:password@]h:p,h:p[/0][?query]``."""
     return split_cluster_url(url)[0]
 
 
@@ -106,9 +108,9 @@ def parse_cluster_url(url: str) -> list[tuple[str, int]]:
 SlotRange = tuple[int, int, str, int]
 
 
-def node_url(host: str, port: int, password: str | None) -> str:
-    auth = f":{password}@" if password else ""
-    return f"redis://{auth}{host}:{port}/0"
+def node_url(host: str, port: int, auth: str | None) -> str:
+    """One node's redis:// URL, with the cluster URL's ``[user]:password`` (ACL user or not)."""
+    return f"redis://{auth}@{host}:{port}/0" if auth else f"redis://{host}:{port}/0"
 
 
 def _parse_slots(reply: Any, asked: str) -> list[SlotRange]:
@@ -124,11 +126,11 @@ def _parse_slots(reply: Any, asked: str) -> list[SlotRange]:
     return ranges
 
 
-async def fetch_slots(nodes: Sequence[tuple[str, int]], password: str | None) -> list[SlotRange]:
+async def fetch_slots(nodes: Sequence[tuple[str, int]], auth: str | None) -> list[SlotRange]:
     """Ask each node in turn for CLUSTER SLOTS; the first full answer wins."""
     errors = []
     for host, port in nodes:
-        client = RedisClient(node_url(host, port, password))
+        client = RedisClient(node_url(host, port, auth))
         try:
             await client.connect()
             ranges = _parse_slots(await client.call("CLUSTER", "SLOTS"), host)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Sequence
 
-from ...redisio import Commands, RedisClient, RedisClusterClient, Script
+from ...redisio import Commands, RedisClient, RedisClusterClient, Script, redact_url
 from ..base import BusHandler
 from .broker import RedisBroker
 from .locks import RedisLockStore
@@ -74,7 +74,7 @@ class RedisEngine:
         await self.metadata_store.open()
         for broker in self._brokers:
             await broker.start()
-        log.info("engine: redis at %s (key prefix %r)", self.url, self.prefix)
+        log.info("engine: redis at %s (key prefix %r)", redact_url(self.url), self.prefix)
 
     async def close(self) -> None:
         for broker in self._brokers:
