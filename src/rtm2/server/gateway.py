@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import socket
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Protocol
 
@@ -33,9 +34,15 @@ class SessionFactory(Protocol):
 class Outbox:
     """Connections with pending frames, flushed together once per event-loop pass."""
 
-    __slots__ = ("_dirty", "_loop", "_scheduled", "max_buffer", "max_frame")
+    __slots__ = ("_dirty", "_loop", "_scheduled", "max_buffer", "max_frame", "user_timeout")
 
-    def __init__(self, loop: asyncio.AbstractEventLoop, max_buffer: int, max_frame: int) -> None:
+    def __init__(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        max_buffer: int,
+        max_frame: int,
+        user_timeout: float = 0.0,
+    ) -> None:
         self._loop = loop
         self._dirty: list[Connection] = []
         self._scheduled = False
@@ -43,6 +50,12 @@ class Outbox:
         self.max_buffer = max_buffer
         # Largest message a client may send; larger ones close the connection unread.
         self.max_frame = max_frame
+        # Seconds the kernel may hold unacknowledged bytes before it drops the socket (0: its
+        # default, which is many minutes).
+        self.user_timeout = user_timeout
+
+    def later(self, delay: float, callback: Callable[[], None]) -> None:
+        self._loop.call_later(delay, callback)
 
     def mark(self, conn: Connection) -> None:
         self._dirty.append(conn)
@@ -63,6 +76,7 @@ class Connection(WSListener):
     __slots__ = (
         "_held",
         "_out",
+        "_out_bytes",
         "_outbox",
         "last_seen",
         "peer",
@@ -74,6 +88,7 @@ class Connection(WSListener):
     def __init__(self, outbox: Outbox, make_session: SessionFactory) -> None:
         self._outbox = outbox
         self._out: list[bytes] = []
+        self._out_bytes = 0  # size of ``_out``, so a growing queue is caught before the flush
         # While not None, frames wait here (see ``hold``); a list inside is a hold's slot.
         self._held: list[bytes | list[bytes]] | None = None
         self.peer = "?"
@@ -90,6 +105,7 @@ class Connection(WSListener):
         peer = self.raw.get_extra_info("peername")
         if isinstance(peer, tuple):
             self.peer = f"{peer[0]}:{peer[1]}"
+        _tune_socket(self.raw.get_extra_info("socket"), self._outbox.user_timeout)
         self.session.on_open()
 
     def on_ws_frame(self, transport: WSTransport, frame: WSFrame) -> None:
@@ -109,10 +125,17 @@ class Connection(WSListener):
 
     def on_ws_disconnected(self, transport: WSTransport) -> None:
         self._out.clear()
+        self._out_bytes = 0
         self._held = None
         self.session.on_close()
 
     # --- output ----------------------------------------------------------------------------
+
+    @property
+    def closing(self) -> bool:
+        """The connection is gone or going: frames sent now would never leave."""
+        raw = self.raw
+        return raw is None or raw.is_closing()
 
     def send(self, frame: bytes) -> None:
         """Queue a complete WebSocket frame; it leaves with this loop pass's flush."""
@@ -124,6 +147,11 @@ class Connection(WSListener):
         if not self._out:
             self._outbox.mark(self)
         self._out.append(frame)
+        self._out_bytes += len(frame)
+        # Checked here and not only at the flush: one batch of requests may queue megabytes of
+        # answers within a single loop pass.
+        if self._out_bytes + self.raw.get_write_buffer_size() > self._outbox.max_buffer:
+            self._slow_consumer()
 
     def hold(self) -> list[bytes]:
         """Keep every frame sent from now on until ``release``; return the hold's slot.
@@ -160,12 +188,31 @@ class Connection(WSListener):
             return
         data = out[0] if len(out) == 1 else b"".join(out)
         out.clear()
+        self._out_bytes = 0
         if self.raw.is_closing():
             return
         self.raw.write(data)
         if self.raw.get_write_buffer_size() > self._outbox.max_buffer:
-            log.warning("disconnecting slow consumer %s", self.peer)
-            self.close(CLOSE_POLICY, "slow consumer: send buffer full", flush=False)
+            self._slow_consumer()
+
+    def _slow_consumer(self) -> None:
+        log.warning("disconnecting slow consumer %s", self.peer)
+        # A client that does not read would never take the close frame either: the bytes
+        # queued for it are dropped at once (aborting frees them; a graceful close keeps them
+        # until the client reads or the kernel gives up).
+        self.cut(CLOSE_POLICY, "slow consumer: send buffer full", grace=0.0)
+
+    def cut(self, code: int, reason: str, grace: float = 1.0) -> None:
+        """Close without sending what is pending, and abort the socket if the close frame has
+        not left after ``grace`` seconds: a peer that does not read cannot pin memory."""
+        self.close(code, reason, flush=False)
+        raw = self.raw
+        if raw is None:
+            return
+        if grace <= 0.0:
+            raw.abort()
+        elif raw.get_write_buffer_size():
+            self._outbox.later(grace, raw.abort)
 
     def close(self, code: int, reason: str, *, flush: bool = True) -> None:
         """Send what is pending (unless ``flush`` is False), a close frame, and disconnect."""
@@ -176,8 +223,27 @@ class Connection(WSListener):
             self.flush()
         else:
             self._out.clear()
+            self._out_bytes = 0
         transport.send_close(WSCloseCode(code), reason.encode()[:120])
         transport.disconnect()
+
+
+def _tune_socket(sock: socket.socket | None, user_timeout: float) -> None:
+    """Let the kernel find dead peers too: keepalive probes on an idle socket, and (Linux) a
+    limit on how long sent bytes may stay unacknowledged before the socket is dropped."""
+    if sock is None or sock.family not in (socket.AF_INET, socket.AF_INET6):
+        return
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+        if user_timeout > 0 and hasattr(socket, "TCP_USER_TIMEOUT"):
+            ms = max(1000, int(user_timeout * 1000))
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT, ms)
+            idle = max(1, int(user_timeout) // 2)
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE, idle)
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPINTVL, max(1, idle // 3))
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPCNT, 3)
+    except OSError as exc:  # not fatal: the sweep's keepalive still applies
+        log.debug("cannot set keepalive options: %s", exc)
 
 
 def listener_factory(

@@ -60,7 +60,13 @@ class Hub:
         self.config = config
         self.loop = loop
         self.clock = loop.time
-        self.outbox = Outbox(loop, config.max_send_buffer, config.max_frame_size)
+        t = config.timers
+        self.outbox = Outbox(
+            loop,
+            config.max_send_buffer,
+            config.max_frame_size,
+            user_timeout=t.heartbeat_interval + t.heartbeat_grace,
+        )
         self.apps: dict[str, AppConfig] = {a.app_id: a for a in config.apps}
         # Every open connection's session, logged in or not.
         self.sessions: set[Session] = set()
@@ -321,13 +327,13 @@ class Hub:
                 continue
             if mono - session.conn.last_seen > silent_after:
                 log.info("%r silent for %.1f s, dropping", session, mono - session.conn.last_seen)
-                session.conn.close(CLOSE_POLICY, "keepalive timeout", flush=False)
+                session.conn.cut(CLOSE_POLICY, "keepalive timeout")
                 self.connection_lost(session)
             elif session.state is not SessionState.LOGGED_IN:
                 if mono - session.opened_at > t.login_timeout:
                     log.info("%r did not log in within %.0f s", session, t.login_timeout)
                     self.end(session)
-                    session.conn.close(CLOSE_POLICY, "login timeout")
+                    session.conn.cut(CLOSE_POLICY, "login timeout")
             elif session.expires_at:
                 if now >= session.expires_at:
                     log.info("%r token expired, closing", session)

@@ -136,9 +136,17 @@ class Session:
             self.conn.close(CLOSE_PROTOCOL_ERROR, "malformed frame")
             return
         if isinstance(frame, Batch):
+            conn = self.conn
             for one in frame.frames:
+                # A batch may end the session or the connection halfway (a Logout, a refusal
+                # that closes, a send buffer past its limit): the rest of it is dropped.
+                if self.state is SessionState.CLOSED or conn.closing:
+                    return
                 if self._backlog is not None:
                     self._backlog.append(one)
+                elif isinstance(one, Ping) and self.state is not SessionState.LOGGED_IN:
+                    # Pings in a batch before login only buy a stranger answers to pile up.
+                    continue
                 else:
                     self._handle(one)
         elif self._backlog is not None:
@@ -147,6 +155,8 @@ class Session:
             self._handle(frame)
 
     def _handle(self, frame: ClientFrame) -> None:
+        if self.state is SessionState.CLOSED:
+            return  # a session that ended answers nothing, and nothing brings it back
         states, handler = self._routes[type(frame)]
         if self.state not in states:
             self._refuse(frame)
