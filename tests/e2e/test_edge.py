@@ -14,13 +14,26 @@ import os
 import socket
 import struct
 import time
+from collections.abc import Iterator
+from pathlib import Path
 
 import psutil
+import pytest
 import websockets
 
 from rtm2 import ChannelType, ErrorCode
 from rtm2.protocol.codec import decode_server, encode, encode_batch
-from rtm2.protocol.frames import Hello, Login, Logout, Ping, Reply, Subscribe, WhoNow
+from rtm2.protocol.frames import (
+    GetLocks,
+    Hello,
+    Login,
+    Logout,
+    Ping,
+    Reply,
+    Subscribe,
+    Unsubscribe,
+    WhoNow,
+)
 
 from ..conftest import APP_OPEN, ServerProcess
 from .util import closed_with, unique
@@ -209,3 +222,75 @@ async def test_logout_login_subscribe_in_one_batch_leaves_no_zombie_session(
                 pass
         assert r.code == 0
         assert user.encode() not in bytes(r.result)
+
+
+# An app whose clients may make only a few requests per second, whatever the request.
+APP_FEW = "f0" * 16
+
+
+class EdgeServer(ServerProcess):
+    """A server with the test apps plus APP_FEW."""
+
+    def write_config(self) -> Path:
+        path = super().write_config()
+        extra = f'[[apps]]\nid = "{APP_FEW}"\n[apps.limits]\nrequest_rate = 20\n'
+        path.write_text(path.read_text() + extra)
+        return path
+
+
+@pytest.fixture
+def edge_server(tmp_path: Path) -> Iterator[EdgeServer]:
+    srv = EdgeServer(tmp_path, server={"max_queued_frames": 100})
+    srv.start()
+    yield srv
+    srv.stop()
+
+
+async def _logged_in(url: str, app_id: str = APP_OPEN) -> websockets.ClientConnection:
+    ws = await websockets.connect(url, max_queue=None)
+    await ws.send(encode(Hello(1)))
+    await ws.send(encode(Login(2, app_id, unique("edge"), "")))
+    for _ in range(2):
+        reply = decode_server(await asyncio.wait_for(ws.recv(), 5))
+        assert isinstance(reply, Reply)
+        assert reply.code == 0, reply
+    return ws
+
+
+async def test_requests_queued_past_the_cap_behind_a_waiting_one_close_the_connection(
+    edge_server: EdgeServer,
+) -> None:
+    ws = await _logged_in(edge_server.url)
+    # Each GetLocks waits for the engine, so the ones after it queue up behind it.
+    frames = [encode(GetLocks(10 + i, "c", int(ChannelType.MESSAGE))) for i in range(1000)]
+    await ws.send(encode_batch(frames))
+    assert await closed_with(ws) == 1008
+    assert "queued more than 100 requests" in edge_server.log()
+
+
+async def test_requests_queued_below_the_cap_are_all_answered_in_order(
+    edge_server: EdgeServer,
+) -> None:
+    ws = await _logged_in(edge_server.url)
+    for round_ in range(20):
+        rids = [1000 * round_ + i for i in range(90)]
+        frames = [encode(GetLocks(rid, "c", int(ChannelType.MESSAGE))) for rid in rids]
+        await ws.send(encode_batch(frames))
+        replies = [decode_server(await asyncio.wait_for(ws.recv(), 5)) for _ in rids]
+        assert [r.rid for r in replies if isinstance(r, Reply)] == rids
+        await asyncio.sleep(0.05)  # within the request budget of the default app
+    await ws.close()
+
+
+async def test_requests_over_the_apps_request_rate_are_refused_with_the_rate_code(
+    edge_server: EdgeServer,
+) -> None:
+    ws = await _logged_in(edge_server.url, APP_FEW)
+    await ws.send(encode_batch([encode(Unsubscribe(10 + i, "c")) for i in range(60)]))
+    replies = [decode_server(await asyncio.wait_for(ws.recv(), 5)) for _ in range(60)]
+    codes = [r.code for r in replies if isinstance(r, Reply)]
+    assert len(codes) == 60
+    refused = codes.count(ErrorCode.OPERATION_RATE_EXCEED_LIMITATION)
+    assert 30 <= refused <= 41  # a burst of up to one second's worth (20) goes through
+    assert ErrorCode.OPERATION_RATE_EXCEED_LIMITATION not in codes[:19]
+    await ws.close()

@@ -62,6 +62,8 @@ class AppLimits:
     # recovery: recent messages kept per channel and topic for clients that resume
     recovery_messages: int = 1000  # 0 disables recovery
     recovery_seconds: float = 30.0
+    # every request of one client (pings included), on top of the limits above
+    request_rate: float = 5000.0  # requests per second per client
 
     def __post_init__(self) -> None:
         for name in self.__slots__:
@@ -177,6 +179,9 @@ class ServerConfig:
     max_frame_size: int = DEFAULT_MAX_FRAME_SIZE
     # Bytes queued for one slow client before it is disconnected.
     max_send_buffer: int = 4 * 1024 * 1024
+    # Requests one connection may queue behind one that waits (a join, say); more close it
+    # (1008). Reading pauses meanwhile, so a well-behaved client never gets near.
+    max_queued_frames: int = 10_000
     # "memory" (embedded, one node; metadata in SQLite) or a redis:// URL (many nodes).
     engine: str = "memory"
 
@@ -184,6 +189,8 @@ class ServerConfig:
         ids = [a.app_id for a in self.apps]
         if len(ids) != len(set(ids)):
             raise ConfigError("an app id is configured twice")
+        if self.max_queued_frames < 1:
+            raise ConfigError("max_queued_frames must be > 0")
         if not 0 <= self.port <= 65535:
             raise ConfigError("port must be 0..65535")
         if self.engine != "memory" and not self.engine.startswith(("redis://", "redis-cluster://")):
@@ -214,6 +221,7 @@ def load_config(path: Path, base: ServerConfig | None = None) -> ServerConfig:
             data_dir=Path(server.get("data_dir", cfg.data_dir)),
             max_frame_size=int(server.get("max_frame_size", cfg.max_frame_size)),
             max_send_buffer=int(server.get("max_send_buffer", cfg.max_send_buffer)),
+            max_queued_frames=int(server.get("max_queued_frames", cfg.max_queued_frames)),
             engine=str(server.get("engine", cfg.engine)),
             apps=cfg.apps + apps,
             timers=replace(cfg.timers, **{k: float(v) for k, v in timers.items()}),

@@ -34,7 +34,15 @@ class SessionFactory(Protocol):
 class Outbox:
     """Connections with pending frames, flushed together once per event-loop pass."""
 
-    __slots__ = ("_dirty", "_loop", "_scheduled", "max_buffer", "max_frame", "user_timeout")
+    __slots__ = (
+        "_dirty",
+        "_loop",
+        "_scheduled",
+        "max_buffer",
+        "max_frame",
+        "max_queued",
+        "user_timeout",
+    )
 
     def __init__(
         self,
@@ -42,6 +50,7 @@ class Outbox:
         max_buffer: int,
         max_frame: int,
         user_timeout: float = 0.0,
+        max_queued: int = 10_000,
     ) -> None:
         self._loop = loop
         self._dirty: list[Connection] = []
@@ -53,6 +62,8 @@ class Outbox:
         # Seconds the kernel may hold unacknowledged bytes before it drops the socket (0: its
         # default, which is many minutes).
         self.user_timeout = user_timeout
+        # Requests one connection may have waiting behind a slow one; more closes it.
+        self.max_queued = max_queued
 
     def later(self, delay: float, callback: Callable[[], None]) -> None:
         self._loop.call_later(delay, callback)
@@ -130,6 +141,19 @@ class Connection(WSListener):
         self.session.on_close()
 
     # --- output ----------------------------------------------------------------------------
+
+    @property
+    def max_queued(self) -> int:
+        return self._outbox.max_queued
+
+    def pause_reading(self) -> None:
+        """Leave the client's next frames in the socket (and the kernel push back on it)."""
+        if self.raw is not None and not self.raw.is_closing():
+            self.raw.pause_reading()
+
+    def resume_reading(self) -> None:
+        if self.raw is not None and not self.raw.is_closing():
+            self.raw.resume_reading()
 
     @property
     def closing(self) -> bool:

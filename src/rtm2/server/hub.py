@@ -66,6 +66,7 @@ class Hub:
             config.max_send_buffer,
             config.max_frame_size,
             user_timeout=t.heartbeat_interval + t.heartbeat_grace,
+            max_queued=config.max_queued_frames,
         )
         self.apps: dict[str, AppConfig] = {a.app_id: a for a in config.apps}
         # Every open connection's session, logged in or not.

@@ -23,6 +23,7 @@ from ..protocol.frames import NIL, Batch, ClientFrame, Kick, Ping, Reply, Server
 from ..types import ConnectionChangeReason
 from .config import AppConfig
 from .engines.base import EngineUnavailable
+from .ratelimit import RateBucket
 from .table import SessionState, check_transition, refusal
 from .unavailable import unavailable_code
 
@@ -31,7 +32,6 @@ if TYPE_CHECKING:
 
     from .gateway import Connection
     from .messages import Subscription
-    from .ratelimit import RateBucket
     from .roles import SessionRegistry
     from .stream import Member
     from .table import Routes
@@ -56,6 +56,7 @@ class Session:
 
     __slots__ = (
         "_backlog",
+        "_heir",
         "_routes",
         "app",
         "conn",
@@ -65,6 +66,7 @@ class Session:
         "opened_at",
         "presence_timeout",
         "registry",
+        "request_bucket",
         "resume_token",
         "session_id",
         "state",
@@ -96,8 +98,14 @@ class Session:
         self.subscriptions: dict[str, Subscription] = {}
         # Publish-rate bucket for message channels and peers, made on first use.
         self.message_bucket: RateBucket | None = None
-        # Frames waiting behind a request that is still running; None when none is.
+        # Every request's rate bucket (the app's ``request_rate``), made on first use.
+        self.request_bucket: RateBucket | None = None
+        # Frames waiting behind a request that is still running; None when none is. While
+        # there are some, the connection is not read (its own frames wait in the socket).
         self._backlog: deque[ClientFrame] | None = None
+        # The session this one's connection went to by a Resume; it takes the frames that
+        # were waiting behind that Resume.
+        self._heir: Session | None = None
 
     @property
     def alive(self) -> bool:
@@ -143,16 +151,25 @@ class Session:
                 if self.state is SessionState.CLOSED or conn.closing:
                     return
                 if self._backlog is not None:
-                    self._backlog.append(one)
+                    self._queue(self._backlog, one)
                 elif isinstance(one, Ping) and self.state is not SessionState.LOGGED_IN:
                     # Pings in a batch before login only buy a stranger answers to pile up.
                     continue
                 else:
                     self._handle(one)
         elif self._backlog is not None:
-            self._backlog.append(frame)
+            self._queue(self._backlog, frame)
         else:
             self._handle(frame)
+
+    def _queue(self, backlog: deque[ClientFrame], frame: ClientFrame) -> None:
+        conn = self.conn
+        if len(backlog) >= conn.max_queued:
+            if not conn.closing:
+                log.warning("%r queued more than %d requests, closing", self, conn.max_queued)
+                conn.cut(CLOSE_POLICY, "too many requests queued")
+            return
+        backlog.append(frame)
 
     def _handle(self, frame: ClientFrame) -> None:
         if self.state is SessionState.CLOSED:
@@ -161,6 +178,8 @@ class Session:
         if self.state not in states:
             self._refuse(frame)
             return
+        if self.state is SessionState.LOGGED_IN and not self._within_budget(frame):
+            return
         try:
             pending = handler(self, frame)
         except Exception as exc:
@@ -168,7 +187,26 @@ class Session:
         else:
             if pending is not None:
                 self._backlog = deque()
+                self.conn.pause_reading()
                 asyncio.get_running_loop().create_task(self._finish(frame, pending))
+
+    def _within_budget(self, frame: ClientFrame) -> bool:
+        """Every request of a logged-in session counts against the app's ``request_rate``,
+        on top of the limits of each feature; one over it is refused (a ping, dropped)."""
+        if self.app is None:
+            return True
+        now = self.registry.clock()
+        rate = self.app.limits.request_rate
+        bucket = self.request_bucket
+        if bucket is None:
+            bucket = self.request_bucket = RateBucket(rate, now)
+        if bucket.allow(now, rate):
+            return True
+        if not isinstance(frame, Ping):
+            self.reply(
+                frame.rid, ErrorCode.OPERATION_RATE_EXCEED_LIMITATION, f"over {rate:g} requests/s"
+            )
+        return False
 
     async def _finish(self, frame: ClientFrame, pending: Awaitable[None]) -> None:
         try:
@@ -176,11 +214,21 @@ class Session:
         except Exception as exc:
             self._failed(frame, exc)
         backlog, self._backlog = self._backlog, None
+        (self._heir or self)._drain(backlog or deque())
+
+    def _drain(self, backlog: deque[ClientFrame]) -> None:
+        """Handle the frames that waited, until one of them has to wait in turn."""
+        if self._backlog is not None:  # waiting already (an heir's own request)
+            self._backlog.extend(backlog)
+            return
         while backlog:
             self._handle(backlog.popleft())
-            if self._backlog is not None:  # another request is waiting now; it keeps the rest
-                self._backlog.extend(backlog)
+            if self._backlog is not None:
+                # Another request is waiting now: the rest stays where it is, in the same
+                # queue (copying it each time made a long backlog quadratic to drain).
+                self._backlog = backlog
                 return
+        self.conn.resume_reading()
 
     def _failed(self, frame: ClientFrame, exc: Exception) -> None:
         """The one place where a request's failure becomes its reply."""
@@ -216,6 +264,7 @@ class Session:
         """
         new_conn, old_conn = fresh.conn, self.conn
         fresh.become(SessionState.CLOSED)
+        fresh._heir = self
         fresh.conn, old_conn.session = old_conn, fresh
         self.conn, new_conn.session = new_conn, self
         if self.state is SessionState.LOGGED_IN:
