@@ -294,3 +294,90 @@ async def test_requests_over_the_apps_request_rate_are_refused_with_the_rate_cod
     assert 30 <= refused <= 41  # a burst of up to one second's worth (20) goes through
     assert ErrorCode.OPERATION_RATE_EXCEED_LIMITATION not in codes[:19]
     await ws.close()
+
+
+def _edge(tmp_path: Path, **server: object) -> EdgeServer:
+    return EdgeServer(tmp_path, server=server).start()  # type: ignore[arg-type,return-value]
+
+
+async def _hello(ws: websockets.ClientConnection) -> None:
+    await ws.send(encode(Hello(1)))
+    reply = decode_server(await asyncio.wait_for(ws.recv(), 5))
+    assert isinstance(reply, Reply)
+    assert reply.code == 0
+
+
+async def test_connections_over_the_per_address_cap_are_closed_with_1008(tmp_path: Path) -> None:
+    srv = _edge(tmp_path, max_connections_per_ip=3)
+    try:
+        first = [await _logged_in(srv.url) for _ in range(3)]
+        async with websockets.connect(srv.url) as extra:
+            assert await closed_with(extra) == 1008
+            assert extra.close_reason == "too many connections from this address"
+        await first[0].close()
+        await asyncio.sleep(0.2)
+        again = await _logged_in(srv.url)  # a place came free
+        for ws in [*first[1:], again]:
+            await ws.close()
+    finally:
+        srv.stop()
+
+
+async def test_connections_over_the_global_cap_are_closed_with_1008(tmp_path: Path) -> None:
+    srv = _edge(tmp_path, max_connections=2)
+    try:
+        first = [await _logged_in(srv.url) for _ in range(2)]
+        async with websockets.connect(srv.url) as extra:
+            assert await closed_with(extra) == 1008
+            assert extra.close_reason == "too many connections"
+        for ws in first:
+            await ws.close()
+    finally:
+        srv.stop()
+
+
+async def test_connections_not_logged_in_have_a_tighter_cap_than_logged_in_ones(
+    tmp_path: Path,
+) -> None:
+    srv = _edge(tmp_path, max_pending_connections=2)
+    try:
+        waiting = [await websockets.connect(srv.url) for _ in range(2)]
+        for ws in waiting:
+            await _hello(ws)
+        async with websockets.connect(srv.url) as extra:
+            assert await closed_with(extra) == 1008
+            assert extra.close_reason == "too many connections logging in"
+        # Once one logs in, its place among those logging in is free again.
+        await waiting[0].send(encode(Login(2, APP_OPEN, unique("late"), "")))
+        reply = decode_server(await asyncio.wait_for(waiting[0].recv(), 5))
+        assert isinstance(reply, Reply)
+        assert reply.code == 0
+        logged = [await _logged_in(srv.url) for _ in range(3)]  # one at a time: never 2 pending
+        for ws in [*waiting, *logged]:
+            await ws.close()
+    finally:
+        srv.stop()
+
+
+async def test_an_origin_outside_the_allow_list_is_refused_at_the_handshake(
+    tmp_path: Path,
+) -> None:
+    srv = _edge(tmp_path, allowed_origins='["https://good.example"]')
+    try:
+        with pytest.raises(websockets.InvalidStatus) as info:
+            await websockets.connect(srv.url, origin="https://evil.example")  # type: ignore[arg-type]
+        assert info.value.response.status_code == 403
+        for origin in ("https://good.example", None):  # a browser of the app, and no browser
+            async with websockets.connect(srv.url, origin=origin) as ws:  # type: ignore[arg-type]
+                await _hello(ws)
+    finally:
+        srv.stop()
+
+
+async def test_websocket_upgrades_are_accepted_on_the_root_path_only(server: ServerProcess) -> None:
+    for path in ("/other", "/ws", "//"):
+        with pytest.raises(websockets.InvalidStatus) as info:
+            await websockets.connect(server.url + path)
+        assert info.value.response.status_code == 404
+    async with websockets.connect(server.url + "/") as ws:
+        await _hello(ws)

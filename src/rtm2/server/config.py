@@ -182,6 +182,17 @@ class ServerConfig:
     # Requests one connection may queue behind one that waits (a join, say); more close it
     # (1008). Reading pauses meanwhile, so a well-behaved client never gets near.
     max_queued_frames: int = 10_000
+    # Connections to this node: all of them, and from one IP address. Over a cap a new
+    # connection is closed with 1008 as soon as it opens.
+    max_connections: int = 100_000
+    max_connections_per_ip: int = 10_000
+    # Connections that have not logged in yet (each for at most timers.login_timeout): all,
+    # and from one IP address.
+    max_pending_connections: int = 10_000
+    max_pending_connections_per_ip: int = 1_000
+    # Browsers' Origin header must be one of these (scheme://host[:port]); empty: any.
+    # Requests without an Origin (not from a browser) are not concerned.
+    allowed_origins: tuple[str, ...] = ()
     # "memory" (embedded, one node; metadata in SQLite) or a redis:// URL (many nodes).
     engine: str = "memory"
 
@@ -189,8 +200,9 @@ class ServerConfig:
         ids = [a.app_id for a in self.apps]
         if len(ids) != len(set(ids)):
             raise ConfigError("an app id is configured twice")
-        if self.max_queued_frames < 1:
-            raise ConfigError("max_queued_frames must be > 0")
+        for name in _POSITIVE:
+            if getattr(self, name) < 1:
+                raise ConfigError(f"{name} must be > 0")
         if not 0 <= self.port <= 65535:
             raise ConfigError("port must be 0..65535")
         if self.engine != "memory" and not self.engine.startswith(("redis://", "redis-cluster://")):
@@ -198,6 +210,15 @@ class ServerConfig:
 
     def with_apps(self, apps: tuple[AppConfig, ...]) -> ServerConfig:
         return replace(self, apps=apps)
+
+
+_CAPS = (
+    "max_connections",
+    "max_connections_per_ip",
+    "max_pending_connections",
+    "max_pending_connections_per_ip",
+)
+_POSITIVE = ("max_queued_frames", *_CAPS)
 
 
 def load_config(path: Path, base: ServerConfig | None = None) -> ServerConfig:
@@ -222,6 +243,10 @@ def load_config(path: Path, base: ServerConfig | None = None) -> ServerConfig:
             max_frame_size=int(server.get("max_frame_size", cfg.max_frame_size)),
             max_send_buffer=int(server.get("max_send_buffer", cfg.max_send_buffer)),
             max_queued_frames=int(server.get("max_queued_frames", cfg.max_queued_frames)),
+            **{name: int(server.get(name, getattr(cfg, name))) for name in _CAPS},
+            allowed_origins=tuple(
+                str(o) for o in server.get("allowed_origins", cfg.allowed_origins)
+            ),
             engine=str(server.get("engine", cfg.engine)),
             apps=cfg.apps + apps,
             timers=replace(cfg.timers, **{k: float(v) for k, v in timers.items()}),

@@ -15,11 +15,21 @@ import socket
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Protocol
 
-from picows import WSCloseCode, WSFrame, WSListener, WSMsgType, WSTransport
+from picows import (
+    WSCloseCode,
+    WSFrame,
+    WSListener,
+    WSMsgType,
+    WSTransport,
+    WSUpgradeRequest,
+    WSUpgradeResponse,
+    WSUpgradeResponseWithListener,
+)
 
 from ..protocol.codes import CLOSE_POLICY, CLOSE_PROTOCOL_ERROR, CLOSE_TOO_BIG
 
 if TYPE_CHECKING:
+    from .admission import Admission
     from .session import Session
 
 __all__ = ["Connection", "Outbox", "SessionFactory"]
@@ -85,19 +95,31 @@ class Connection(WSListener):
     """One client connection. Holds only what I/O needs; the protocol lives in ``session``."""
 
     __slots__ = (
+        "_admission",
+        "_admitted",
         "_held",
+        "_ip",
         "_out",
         "_out_bytes",
         "_outbox",
         "last_seen",
         "peer",
+        "pending",
         "raw",
         "session",
         "transport",
     )
 
-    def __init__(self, outbox: Outbox, make_session: SessionFactory) -> None:
+    def __init__(
+        self, outbox: Outbox, make_session: SessionFactory, admission: Admission | None = None
+    ) -> None:
         self._outbox = outbox
+        self._admission = admission
+        # Let in (and counted by the admission, so released at the end).
+        self._admitted = False
+        self._ip = ""
+        # Not logged in yet: counts against the tighter cap on such connections.
+        self.pending = True
         self._out: list[bytes] = []
         self._out_bytes = 0  # size of ``_out``, so a growing queue is caught before the flush
         # While not None, frames wait here (see ``hold``); a list inside is a hold's slot.
@@ -116,10 +138,20 @@ class Connection(WSListener):
         peer = self.raw.get_extra_info("peername")
         if isinstance(peer, tuple):
             self.peer = f"{peer[0]}:{peer[1]}"
+            self._ip = str(peer[0])
         _tune_socket(self.raw.get_extra_info("socket"), self._outbox.user_timeout)
+        if self._admission is not None:
+            refused = self._admission.admit(self._ip)
+            if refused is not None:
+                log.warning("refusing a connection from %s: %s", self.peer, refused)
+                self.cut(CLOSE_POLICY, refused)
+                return
+        self._admitted = True
         self.session.on_open()
 
     def on_ws_frame(self, transport: WSTransport, frame: WSFrame) -> None:
+        if not self._admitted:
+            return  # refused, and closing: what it sends reaches no session
         msg_type = frame.msg_type
         if frame.payload_size > self._outbox.max_frame:
             # picows reports the oversize but may still hand the frame over: never run it.
@@ -138,7 +170,20 @@ class Connection(WSListener):
         self._out.clear()
         self._out_bytes = 0
         self._held = None
+        if not self._admitted:
+            return  # refused at the door: no session ever opened
+        self._admitted = False
+        if self._admission is not None:
+            self._admission.release(self._ip, self.pending)
+            self.pending = False
         self.session.on_close()
+
+    def logged_in(self) -> None:
+        """Its session logged in or resumed: no longer one of the connections logging in."""
+        if self.pending:
+            self.pending = False
+            if self._admitted and self._admission is not None:
+                self._admission.logged_in(self._ip)
 
     # --- output ----------------------------------------------------------------------------
 
@@ -271,11 +316,17 @@ def _tune_socket(sock: socket.socket | None, user_timeout: float) -> None:
 
 
 def listener_factory(
-    outbox: Outbox, make_session: SessionFactory
-) -> Callable[[object], Connection]:
-    """The picows listener factory: one :class:`Connection` per upgrade request."""
+    outbox: Outbox, make_session: SessionFactory, admission: Admission
+) -> Callable[[WSUpgradeRequest], Connection | WSUpgradeResponseWithListener]:
+    """The picows listener factory: one :class:`Connection` per upgrade request that
+    ``admission`` lets through (the caps on connections apply once the peer is known)."""
 
-    def factory(request: object) -> Connection:
-        return Connection(outbox, make_session)
+    def factory(request: WSUpgradeRequest) -> Connection | WSUpgradeResponseWithListener:
+        refused = admission.check_request(request.path, request.headers.get("origin"))
+        if refused is not None:
+            status, reason = refused
+            response = WSUpgradeResponse.create_error_response(status, reason.encode())
+            return WSUpgradeResponseWithListener(response, None)
+        return Connection(outbox, make_session, admission)
 
     return factory

@@ -26,6 +26,7 @@ from ..protocol.codes import CLOSE_GOING_AWAY, CLOSE_POLICY
 from ..protocol.frames import Resume, TokenWillExpire
 from ..protocol.names import is_valid_user_id
 from ..types import ConnectionChangeReason
+from .admission import Admission
 from .auth import check_login_token
 from .config import AppConfig, ServerConfig
 from .engines.base import BusEvent, BusKind, Engine, EngineUnavailable, bus_routes
@@ -67,6 +68,13 @@ class Hub:
             config.max_frame_size,
             user_timeout=t.heartbeat_interval + t.heartbeat_grace,
             max_queued=config.max_queued_frames,
+        )
+        self.admission = Admission(
+            config.max_connections,
+            config.max_connections_per_ip,
+            config.max_pending_connections,
+            config.max_pending_connections_per_ip,
+            config.allowed_origins,
         )
         self.apps: dict[str, AppConfig] = {a.app_id: a for a in config.apps}
         # Every open connection's session, logged in or not.
@@ -250,6 +258,7 @@ class Hub:
         session.session_id = f"{self.node_id}-{next(self._ids)}"
         session.resume_token = secrets.token_urlsafe(16)
         self.by_id[session.session_id] = session
+        session.conn.logged_in()
         key = (session.app.app_id, session.user_id)
         old = self.users.get(key)
         self.users[key] = session
@@ -299,6 +308,7 @@ class Hub:
         else:
             self.interest.add(_session_subject(s))  # peers find it online again
         s.conn.last_seen = self.clock()
+        s.conn.logged_in()
         self.sessions.add(s)
         self.locks.connection_back(s)
         log.info("%r resumed its session", s)

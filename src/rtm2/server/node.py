@@ -86,7 +86,7 @@ class Server:
         if not engine.shared:  # other nodes' locks are theirs: a dead node's are adopted
             await hub.locks.start()
         self._server = await ws_create_server(
-            listener_factory(hub.outbox, hub.new_session),
+            listener_factory(hub.outbox, hub.new_session, hub.admission),
             self.config.host,
             self.config.port,
             max_frame_size=self.config.max_frame_size,
