@@ -22,14 +22,16 @@ import pytest
 import websockets
 
 from rtm2 import ChannelType, ErrorCode
-from rtm2.protocol.codec import decode_server, encode, encode_batch
+from rtm2.protocol.codec import decode_result, decode_server, encode, encode_batch
 from rtm2.protocol.frames import (
     GetLocks,
     Hello,
     Login,
+    LoginResult,
     Logout,
     Ping,
     Reply,
+    Resume,
     Subscribe,
     Unsubscribe,
     WhoNow,
@@ -381,3 +383,26 @@ async def test_websocket_upgrades_are_accepted_on_the_root_path_only(server: Ser
         assert info.value.response.status_code == 404
     async with websockets.connect(server.url + "/") as ws:
         await _hello(ws)
+
+
+async def test_requests_batched_after_a_resume_are_handled_by_the_resumed_session(
+    server: ServerProcess,
+) -> None:
+    user = unique("heir")
+    async with websockets.connect(server.url) as ws:
+        await _hello(ws)
+        await ws.send(encode(Login(2, APP_OPEN, user, "")))
+        reply = decode_server(await asyncio.wait_for(ws.recv(), 5))
+        assert isinstance(reply, Reply)
+        login = decode_result(reply.result, LoginResult)
+    async with websockets.connect(server.url) as ws:
+        await _hello(ws)
+        resume = Resume(2, APP_OPEN, user, login.session_id, login.resume_token)
+        await ws.send(encode_batch([encode(resume), encode(Subscribe(3, unique("hc")))]))
+        replies: list[Reply] = []
+        async with asyncio.timeout(5):
+            while len(replies) < 2:
+                frame = decode_server(await ws.recv())
+                if isinstance(frame, Reply):
+                    replies.append(frame)
+        assert [(r.rid, r.code) for r in replies] == [(2, 0), (3, 0)]

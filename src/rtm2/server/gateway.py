@@ -102,6 +102,7 @@ class Connection(WSListener):
         "_out",
         "_out_bytes",
         "_outbox",
+        "_room",
         "last_seen",
         "peer",
         "pending",
@@ -122,6 +123,9 @@ class Connection(WSListener):
         self.pending = True
         self._out: list[bytes] = []
         self._out_bytes = 0  # size of ``_out``, so a growing queue is caught before the flush
+        # What ``_out`` may hold before the send buffer is over its limit, as of the last flush
+        # (the transport's buffer only shrinks until the next one).
+        self._room = outbox.max_buffer
         # While not None, frames wait here (see ``hold``); a list inside is a hold's slot.
         self._held: list[bytes | list[bytes]] | None = None
         self.peer = "?"
@@ -219,7 +223,7 @@ class Connection(WSListener):
         self._out_bytes += len(frame)
         # Checked here and not only at the flush: one batch of requests may queue megabytes of
         # answers within a single loop pass.
-        if self._out_bytes + self.raw.get_write_buffer_size() > self._outbox.max_buffer:
+        if self._out_bytes > self._room:
             self._slow_consumer()
 
     def hold(self) -> list[bytes]:
@@ -261,7 +265,8 @@ class Connection(WSListener):
         if self.raw.is_closing():
             return
         self.raw.write(data)
-        if self.raw.get_write_buffer_size() > self._outbox.max_buffer:
+        self._room = self._outbox.max_buffer - self.raw.get_write_buffer_size()
+        if self._room < 0:
             self._slow_consumer()
 
     def _slow_consumer(self) -> None:

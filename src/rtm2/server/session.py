@@ -143,21 +143,24 @@ class Session:
             log.warning("%r sent a bad frame, closing: %s", self, exc.reason)
             self.conn.close(CLOSE_PROTOCOL_ERROR, "malformed frame")
             return
-        if isinstance(frame, Batch):
-            conn = self.conn
-            for one in frame.frames:
-                # A batch may end the session or the connection halfway (a Logout, a refusal
-                # that closes, a send buffer past its limit): the rest of it is dropped.
-                if self.state is SessionState.CLOSED or conn.closing:
+        if not isinstance(frame, Batch):
+            self._take(frame)
+            return
+        conn, session = self.conn, self
+        for one in frame.frames:
+            if session.state is SessionState.CLOSED:
+                if session._heir is None:
+                    # It ended halfway through (a Logout, say): the rest is dropped.
                     return
-                if self._backlog is not None:
-                    self._queue(self._backlog, one)
-                elif isinstance(one, Ping) and self.state is not SessionState.LOGGED_IN:
-                    # Pings in a batch before login only buy a stranger answers to pile up.
-                    continue
-                else:
-                    self._handle(one)
-        elif self._backlog is not None:
+                session = session._heir  # a Resume: the rest is the resumed session's
+            if conn.closing:  # a refusal that closes, a send buffer past its limit
+                return
+            if isinstance(one, Ping) and session.state is not SessionState.LOGGED_IN:
+                continue  # pings in a batch before login only buy a stranger answers
+            session._take(one)
+
+    def _take(self, frame: ClientFrame) -> None:
+        if self._backlog is not None:
             self._queue(self._backlog, frame)
         else:
             self._handle(frame)
