@@ -62,8 +62,8 @@ class AppLimits:
     # recovery: recent messages kept per channel and topic for clients that resume
     recovery_messages: int = 1000  # 0 disables recovery
     recovery_seconds: float = 30.0
-    # every request of one client (pings included), on top of the limits above
-    request_rate: float = 5000.0  # requests per second per client
+    # requests of one client (pings included, publishes not: they have their own rates)
+    request_rate: float = 2000.0  # requests per second per client
 
     def __post_init__(self) -> None:
         for name in self.__slots__:

@@ -19,7 +19,17 @@ from typing import TYPE_CHECKING
 from ..errors import ErrorCode, RTMError
 from ..protocol.codec import decode_client, encode, ws_binary_frame
 from ..protocol.codes import CLOSE_NORMAL, CLOSE_POLICY, CLOSE_PROTOCOL_ERROR
-from ..protocol.frames import NIL, Batch, ClientFrame, Kick, Ping, Reply, ServerFrame
+from ..protocol.frames import (
+    NIL,
+    Batch,
+    ClientFrame,
+    Kick,
+    Ping,
+    Publish,
+    PublishTopic,
+    Reply,
+    ServerFrame,
+)
 from ..types import ConnectionChangeReason
 from .config import AppConfig
 from .engines.base import EngineUnavailable
@@ -39,6 +49,9 @@ if TYPE_CHECKING:
 __all__ = ["Session", "SessionState", "reply_frame"]
 
 log = logging.getLogger("rtm2.server")
+
+# Frames that ``request_rate`` does not count: their own per-app rate limits them.
+_OWN_RATE = (Publish, PublishTopic)
 
 
 class Session:
@@ -181,7 +194,11 @@ class Session:
         if self.state not in states:
             self._refuse(frame)
             return
-        if self.state is SessionState.LOGGED_IN and not self._within_budget(frame):
+        if (
+            self.state is SessionState.LOGGED_IN
+            and not isinstance(frame, _OWN_RATE)
+            and not self._within_budget(frame)
+        ):
             return
         try:
             pending = handler(self, frame)
@@ -194,8 +211,9 @@ class Session:
                 asyncio.get_running_loop().create_task(self._finish(frame, pending))
 
     def _within_budget(self, frame: ClientFrame) -> bool:
-        """Every request of a logged-in session counts against the app's ``request_rate``,
-        on top of the limits of each feature; one over it is refused (a ping, dropped)."""
+        """A logged-in session's requests count against the app's ``request_rate`` (on top of
+        a feature's own limit, as storage's); one over it is refused (a ping, dropped).
+        Publishes are left to their own rates, which operators raise for heavy publishers."""
         if self.app is None:
             return True
         now = self.registry.clock()
