@@ -30,6 +30,7 @@ from rtm2.protocol.frames import (
     LoginResult,
     Logout,
     Ping,
+    Pong,
     Reply,
     Resume,
     Subscribe,
@@ -178,7 +179,8 @@ async def test_pings_in_a_batch_before_login_get_no_answer(server: ServerProcess
         assert isinstance(reply, Reply)
         assert (reply.rid, reply.code) == (2, 0)
         await ws.send(encode_batch([ping, ping]))  # logged in: answered
-        assert [decode_server(await asyncio.wait_for(ws.recv(), 5)) for _ in range(2)]
+        pongs = [decode_server(await asyncio.wait_for(ws.recv(), 5)) for _ in range(2)]
+        assert pongs == [Pong(2.0), Pong(2.0)]
 
 
 async def test_logout_login_subscribe_in_one_batch_leaves_no_zombie_session(
