@@ -56,8 +56,8 @@ def test_every_client_frame_type_has_exactly_one_row() -> None:
     assert Batch not in TABLE  # a batch is unpacked before the table is asked
 
 
-def test_a_new_session_handles_only_hello_and_ping() -> None:
-    assert allowed(NEW) == {Hello, Ping}
+def test_a_new_session_handles_only_hello() -> None:
+    assert allowed(NEW) == {Hello}
 
 
 def test_an_open_session_handles_login_resume_and_ping() -> None:
@@ -69,16 +69,16 @@ def test_a_logged_in_session_handles_every_user_request_but_no_handshake() -> No
     assert {Logout, RenewToken, Publish, PublishTopic} <= allowed(LOGGED_IN)
 
 
-def test_detached_and_closed_sessions_only_answer_pings() -> None:
+def test_a_detached_session_only_answers_pings_and_a_closed_one_nothing() -> None:
     assert allowed(DETACHED) == {Ping}
-    assert allowed(CLOSED) == {Ping}
+    assert allowed(CLOSED) == set()
 
 
-def test_ping_is_answered_in_every_state() -> None:
-    assert TABLE[Ping].states == ANY == frozenset(SessionState)
+def test_ping_is_answered_in_every_state_after_hello_until_the_session_ends() -> None:
+    assert TABLE[Ping].states == ANY - {NEW, CLOSED}
 
 
-@pytest.mark.parametrize("frame", sorted(CLIENT_FRAMES - {Hello, Ping}, key=lambda t: t.__name__))
+@pytest.mark.parametrize("frame", sorted(CLIENT_FRAMES - {Hello}, key=lambda t: t.__name__))
 def test_a_new_session_refuses_everything_but_hello_with_invalid_parameter_and_closes(
     frame: type[ClientFrame],
 ) -> None:
@@ -149,6 +149,7 @@ class FakeConnection:
         self.closed: tuple[int, str] | None = None
         self.last_seen = 0.0
         self.peer = "test"
+        self.closing = False
 
     def send(self, data: bytes) -> None:
         length = data[1] & 0x7F
@@ -223,11 +224,24 @@ def test_a_request_before_hello_is_refused_and_the_connection_closed() -> None:
     assert conn.closed == (CLOSE_PROTOCOL_ERROR, "no hello")
 
 
-def test_a_ping_reaches_its_handler_in_any_state() -> None:
-    for state in SessionState:
+def test_a_ping_reaches_its_handler_in_any_state_after_hello_until_the_end() -> None:
+    for state in (OPEN, LOGGED_IN, DETACHED):
         session, _, calls = fake_session(state)
         session._handle(Ping(1.5))
         assert calls == ["handshake.ping"]
+
+
+@pytest.mark.parametrize(
+    "frame",
+    [Hello(1), Login(2, "a" * 32, "u"), StreamJoin(3, "c"), Logout(4), Ping(1.5)],
+    ids=lambda f: type(f).__name__,
+)
+def test_a_closed_session_drops_every_frame_unanswered(frame: ClientFrame) -> None:
+    session, conn, calls = fake_session(CLOSED)
+    session._handle(frame)
+    assert calls == []
+    assert conn.sent == []
+    assert conn.closed is None
 
 
 def test_the_real_ping_handler_answers_with_a_pong() -> None:

@@ -64,6 +64,8 @@ class AppLimits:
     # recovery: recent messages kept per channel and topic for clients that resume
     recovery_messages: int = 1000  # 0 disables recovery
     recovery_seconds: float = 30.0
+    # requests of one client (pings included, publishes not: they have their own rates)
+    request_rate: float = 2000.0  # requests per second per client
 
     def __post_init__(self) -> None:
         for name in self.__slots__:
@@ -179,6 +181,20 @@ class ServerConfig:
     max_frame_size: int = DEFAULT_MAX_FRAME_SIZE
     # Bytes queued for one slow client before it is disconnected.
     max_send_buffer: int = 4 * 1024 * 1024
+    # Requests one connection may queue behind one that waits (a join, say); more close it
+    # (1008). Reading pauses meanwhile, so a well-behaved client never gets near.
+    max_queued_frames: int = 10_000
+    # Connections to this node: all of them, and from one IP address. Over a cap a new
+    # connection is closed with 1008 as soon as it opens.
+    max_connections: int = 100_000
+    max_connections_per_ip: int = 10_000
+    # Connections that have not logged in yet (each for at most timers.login_timeout): all,
+    # and from one IP address.
+    max_pending_connections: int = 10_000
+    max_pending_connections_per_ip: int = 1_000
+    # Browsers' Origin header must be one of these (scheme://host[:port]); empty: any.
+    # Requests without an Origin (not from a browser) are not concerned.
+    allowed_origins: tuple[str, ...] = ()
     # "memory" (embedded, one node; metadata in SQLite) or a Redis URL (many nodes):
     # redis://[user:password@]host:port/db, rediss:// (TLS), or redis-cluster://.
     engine: str = "memory"
@@ -193,6 +209,9 @@ class ServerConfig:
         ids = [a.app_id for a in self.apps]
         if len(ids) != len(set(ids)):
             raise ConfigError("an app id is configured twice")
+        for name in _POSITIVE:
+            if getattr(self, name) < 1:
+                raise ConfigError(f"{name} must be > 0")
         if not 0 <= self.port <= 65535:
             raise ConfigError("port must be 0..65535")
         if self.engine != "memory" and not self.engine.startswith(REDIS_SCHEMES):
@@ -204,6 +223,15 @@ class ServerConfig:
 
     def with_apps(self, apps: tuple[AppConfig, ...]) -> ServerConfig:
         return replace(self, apps=apps)
+
+
+_CAPS = (
+    "max_connections",
+    "max_connections_per_ip",
+    "max_pending_connections",
+    "max_pending_connections_per_ip",
+)
+_POSITIVE = ("max_queued_frames", *_CAPS)
 
 
 def load_config(path: Path, base: ServerConfig | None = None) -> ServerConfig:
@@ -227,6 +255,11 @@ def load_config(path: Path, base: ServerConfig | None = None) -> ServerConfig:
             data_dir=Path(server.get("data_dir", cfg.data_dir)),
             max_frame_size=int(server.get("max_frame_size", cfg.max_frame_size)),
             max_send_buffer=int(server.get("max_send_buffer", cfg.max_send_buffer)),
+            max_queued_frames=int(server.get("max_queued_frames", cfg.max_queued_frames)),
+            **{name: int(server.get(name, getattr(cfg, name))) for name in _CAPS},
+            allowed_origins=tuple(
+                str(o) for o in server.get("allowed_origins", cfg.allowed_origins)
+            ),
             engine=str(server.get("engine", cfg.engine)),
             tls_cert=_path_or_none(server.get("tls_cert"), cfg.tls_cert),
             tls_key=_path_or_none(server.get("tls_key"), cfg.tls_key),

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import hmac
 import logging
+import socket
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Protocol
 
@@ -29,6 +30,7 @@ from picows import (
 from ..protocol.codes import ACCESS_KEY_HEADER, CLOSE_POLICY, CLOSE_PROTOCOL_ERROR, CLOSE_TOO_BIG
 
 if TYPE_CHECKING:
+    from .admission import Admission
     from .session import Session
 
 __all__ = ["Connection", "Outbox", "SessionFactory"]
@@ -43,9 +45,24 @@ class SessionFactory(Protocol):
 class Outbox:
     """Connections with pending frames, flushed together once per event-loop pass."""
 
-    __slots__ = ("_dirty", "_loop", "_scheduled", "max_buffer", "max_frame")
+    __slots__ = (
+        "_dirty",
+        "_loop",
+        "_scheduled",
+        "max_buffer",
+        "max_frame",
+        "max_queued",
+        "user_timeout",
+    )
 
-    def __init__(self, loop: asyncio.AbstractEventLoop, max_buffer: int, max_frame: int) -> None:
+    def __init__(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        max_buffer: int,
+        max_frame: int,
+        user_timeout: float = 0.0,
+        max_queued: int = 10_000,
+    ) -> None:
         self._loop = loop
         self._dirty: list[Connection] = []
         self._scheduled = False
@@ -53,6 +70,14 @@ class Outbox:
         self.max_buffer = max_buffer
         # Largest message a client may send; larger ones close the connection unread.
         self.max_frame = max_frame
+        # Seconds the kernel may hold unacknowledged bytes before it drops the socket (0: its
+        # default, which is many minutes).
+        self.user_timeout = user_timeout
+        # Requests one connection may have waiting behind a slow one; more closes it.
+        self.max_queued = max_queued
+
+    def later(self, delay: float, callback: Callable[[], None]) -> None:
+        self._loop.call_later(delay, callback)
 
     def mark(self, conn: Connection) -> None:
         self._dirty.append(conn)
@@ -71,19 +96,37 @@ class Connection(WSListener):
     """One client connection. Holds only what I/O needs; the protocol lives in ``session``."""
 
     __slots__ = (
+        "_admission",
+        "_admitted",
         "_held",
+        "_ip",
         "_out",
+        "_out_bytes",
         "_outbox",
+        "_room",
         "last_seen",
         "peer",
+        "pending",
         "raw",
         "session",
         "transport",
     )
 
-    def __init__(self, outbox: Outbox, make_session: SessionFactory) -> None:
+    def __init__(
+        self, outbox: Outbox, make_session: SessionFactory, admission: Admission | None = None
+    ) -> None:
         self._outbox = outbox
+        self._admission = admission
+        # Let in (and counted by the admission, so released at the end).
+        self._admitted = False
+        self._ip = ""
+        # Not logged in yet: counts against the tighter cap on such connections.
+        self.pending = True
         self._out: list[bytes] = []
+        self._out_bytes = 0  # size of ``_out``, so a growing queue is caught before the flush
+        # What ``_out`` may hold before the send buffer is over its limit, as of the last flush
+        # (the transport's buffer only shrinks until the next one).
+        self._room = outbox.max_buffer
         # While not None, frames wait here (see ``hold``); a list inside is a hold's slot.
         self._held: list[bytes | list[bytes]] | None = None
         self.peer = "?"
@@ -100,9 +143,20 @@ class Connection(WSListener):
         peer = self.raw.get_extra_info("peername")
         if isinstance(peer, tuple):
             self.peer = f"{peer[0]}:{peer[1]}"
+            self._ip = str(peer[0])
+        _tune_socket(self.raw.get_extra_info("socket"), self._outbox.user_timeout)
+        if self._admission is not None:
+            refused = self._admission.admit(self._ip)
+            if refused is not None:
+                log.warning("refusing a connection from %s: %s", self.peer, refused)
+                self.cut(CLOSE_POLICY, refused)
+                return
+        self._admitted = True
         self.session.on_open()
 
     def on_ws_frame(self, transport: WSTransport, frame: WSFrame) -> None:
+        if not self._admitted:
+            return  # refused, and closing: what it sends reaches no session
         msg_type = frame.msg_type
         if frame.payload_size > self._outbox.max_frame:
             # picows reports the oversize but may still hand the frame over: never run it.
@@ -119,10 +173,43 @@ class Connection(WSListener):
 
     def on_ws_disconnected(self, transport: WSTransport) -> None:
         self._out.clear()
+        self._out_bytes = 0
         self._held = None
+        if not self._admitted:
+            return  # refused at the door: no session ever opened
+        self._admitted = False
+        if self._admission is not None:
+            self._admission.release(self._ip, self.pending)
+            self.pending = False
         self.session.on_close()
 
+    def logged_in(self) -> None:
+        """Its session logged in or resumed: no longer one of the connections logging in."""
+        if self.pending:
+            self.pending = False
+            if self._admitted and self._admission is not None:
+                self._admission.logged_in(self._ip)
+
     # --- output ----------------------------------------------------------------------------
+
+    @property
+    def max_queued(self) -> int:
+        return self._outbox.max_queued
+
+    def pause_reading(self) -> None:
+        """Leave the client's next frames in the socket (and the kernel push back on it)."""
+        if self.raw is not None and not self.raw.is_closing():
+            self.raw.pause_reading()
+
+    def resume_reading(self) -> None:
+        if self.raw is not None and not self.raw.is_closing():
+            self.raw.resume_reading()
+
+    @property
+    def closing(self) -> bool:
+        """The connection is gone or going: frames sent now would never leave."""
+        raw = self.raw
+        return raw is None or raw.is_closing()
 
     def send(self, frame: bytes) -> None:
         """Queue a complete WebSocket frame; it leaves with this loop pass's flush."""
@@ -134,6 +221,11 @@ class Connection(WSListener):
         if not self._out:
             self._outbox.mark(self)
         self._out.append(frame)
+        self._out_bytes += len(frame)
+        # Checked here and not only at the flush: one batch of requests may queue megabytes of
+        # answers within a single loop pass.
+        if self._out_bytes > self._room:
+            self._slow_consumer()
 
     def hold(self) -> list[bytes]:
         """Keep every frame sent from now on until ``release``; return the hold's slot.
@@ -170,12 +262,32 @@ class Connection(WSListener):
             return
         data = out[0] if len(out) == 1 else b"".join(out)
         out.clear()
+        self._out_bytes = 0
         if self.raw.is_closing():
             return
         self.raw.write(data)
-        if self.raw.get_write_buffer_size() > self._outbox.max_buffer:
-            log.warning("disconnecting slow consumer %s", self.peer)
-            self.close(CLOSE_POLICY, "slow consumer: send buffer full", flush=False)
+        self._room = self._outbox.max_buffer - self.raw.get_write_buffer_size()
+        if self._room < 0:
+            self._slow_consumer()
+
+    def _slow_consumer(self) -> None:
+        log.warning("disconnecting slow consumer %s", self.peer)
+        # A client that does not read would never take the close frame either: the bytes
+        # queued for it are dropped at once (aborting frees them; a graceful close keeps them
+        # until the client reads or the kernel gives up).
+        self.cut(CLOSE_POLICY, "slow consumer: send buffer full", grace=0.0)
+
+    def cut(self, code: int, reason: str, grace: float = 1.0) -> None:
+        """Close without sending what is pending, and abort the socket if the close frame has
+        not left after ``grace`` seconds: a peer that does not read cannot pin memory."""
+        self.close(code, reason, flush=False)
+        raw = self.raw
+        if raw is None:
+            return
+        if grace <= 0.0:
+            raw.abort()
+        elif raw.get_write_buffer_size():
+            self._outbox.later(grace, raw.abort)
 
     def close(self, code: int, reason: str, *, flush: bool = True) -> None:
         """Send what is pending (unless ``flush`` is False), a close frame, and disconnect."""
@@ -186,14 +298,34 @@ class Connection(WSListener):
             self.flush()
         else:
             self._out.clear()
+            self._out_bytes = 0
         transport.send_close(WSCloseCode(code), reason.encode()[:120])
         transport.disconnect()
 
 
+def _tune_socket(sock: socket.socket | None, user_timeout: float) -> None:
+    """Let the kernel find dead peers too: keepalive probes on an idle socket, and (Linux) a
+    limit on how long sent bytes may stay unacknowledged before the socket is dropped."""
+    if sock is None or sock.family not in (socket.AF_INET, socket.AF_INET6):
+        return
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+        if user_timeout > 0 and hasattr(socket, "TCP_USER_TIMEOUT"):
+            ms = max(1000, int(user_timeout * 1000))
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT, ms)
+            idle = max(1, int(user_timeout) // 2)
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE, idle)
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPINTVL, max(1, idle // 3))
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPCNT, 3)
+    except OSError as exc:  # not fatal: the sweep's keepalive still applies
+        log.debug("cannot set keepalive options: %s", exc)
+
+
 def listener_factory(
-    outbox: Outbox, make_session: SessionFactory, access_key: str = ""
+    outbox: Outbox, make_session: SessionFactory, admission: Admission, access_key: str = ""
 ) -> Callable[[WSUpgradeRequest], Connection | WSUpgradeResponseWithListener]:
-    """The picows listener factory: one :class:`Connection` per upgrade request.
+    """The picows listener factory: one :class:`Connection` per upgrade request that
+    ``admission`` lets through (the caps on connections apply once the peer is known).
 
     With an ``access_key``, an upgrade without that key in its header is refused with 403
     before any session exists.
@@ -206,6 +338,11 @@ def listener_factory(
             if not hmac.compare_digest(presented, expected):
                 refusal = WSUpgradeResponse.create_error_response(403, b"access key required")
                 return WSUpgradeResponseWithListener(refusal, None)
-        return Connection(outbox, make_session)
+        refused = admission.check_request(request.path, request.headers.get("origin"))
+        if refused is not None:
+            status, reason = refused
+            response = WSUpgradeResponse.create_error_response(status, reason.encode())
+            return WSUpgradeResponseWithListener(response, None)
+        return Connection(outbox, make_session, admission)
 
     return factory

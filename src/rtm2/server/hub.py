@@ -27,6 +27,7 @@ from ..protocol.codes import CLOSE_GOING_AWAY, CLOSE_POLICY
 from ..protocol.frames import Resume, TokenWillExpire
 from ..protocol.names import is_valid_user_id
 from ..types import ConnectionChangeReason
+from .admission import Admission
 from .auth import check_login_token
 from .config import AppConfig, ServerConfig
 from .engines.base import BusEvent, BusKind, Engine, EngineUnavailable, bus_routes
@@ -61,7 +62,21 @@ class Hub:
         self.config = config
         self.loop = loop
         self.clock = loop.time
-        self.outbox = Outbox(loop, config.max_send_buffer, config.max_frame_size)
+        t = config.timers
+        self.outbox = Outbox(
+            loop,
+            config.max_send_buffer,
+            config.max_frame_size,
+            user_timeout=t.heartbeat_interval + t.heartbeat_grace,
+            max_queued=config.max_queued_frames,
+        )
+        self.admission = Admission(
+            config.max_connections,
+            config.max_connections_per_ip,
+            config.max_pending_connections,
+            config.max_pending_connections_per_ip,
+            config.allowed_origins,
+        )
         self.apps: dict[str, AppConfig] = {a.app_id: a for a in config.apps}
         # Every open connection's session, logged in or not.
         self.sessions: set[Session] = set()
@@ -244,6 +259,7 @@ class Hub:
         session.session_id = f"{self.node_id}-{next(self._ids)}"
         session.resume_token = secrets.token_urlsafe(16)
         self.by_id[session.session_id] = session
+        session.conn.logged_in()
         key = (session.app.app_id, session.user_id)
         old = self.users.get(key)
         self.users[key] = session
@@ -296,6 +312,7 @@ class Hub:
         else:
             self.interest.add(_session_subject(s))  # peers find it online again
         s.conn.last_seen = self.clock()
+        s.conn.logged_in()
         self.sessions.add(s)
         self.locks.connection_back(s)
         log.info("%r resumed its session", s)
@@ -325,13 +342,13 @@ class Hub:
                 continue
             if mono - session.conn.last_seen > silent_after:
                 log.info("%r silent for %.1f s, dropping", session, mono - session.conn.last_seen)
-                session.conn.close(CLOSE_POLICY, "keepalive timeout", flush=False)
+                session.conn.cut(CLOSE_POLICY, "keepalive timeout")
                 self.connection_lost(session)
             elif session.state is not SessionState.LOGGED_IN:
                 if mono - session.opened_at > t.login_timeout:
                     log.info("%r did not log in within %.0f s", session, t.login_timeout)
                     self.end(session)
-                    session.conn.close(CLOSE_POLICY, "login timeout")
+                    session.conn.cut(CLOSE_POLICY, "login timeout")
             elif session.expires_at:
                 if now >= session.expires_at:
                     log.info("%r token expired, closing", session)

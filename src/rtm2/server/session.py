@@ -19,10 +19,21 @@ from typing import TYPE_CHECKING
 from ..errors import ErrorCode, RTMError
 from ..protocol.codec import decode_client, encode, ws_binary_frame
 from ..protocol.codes import CLOSE_NORMAL, CLOSE_POLICY, CLOSE_PROTOCOL_ERROR
-from ..protocol.frames import NIL, Batch, ClientFrame, Kick, Ping, Reply, ServerFrame
+from ..protocol.frames import (
+    NIL,
+    Batch,
+    ClientFrame,
+    Kick,
+    Ping,
+    Publish,
+    PublishTopic,
+    Reply,
+    ServerFrame,
+)
 from ..types import ConnectionChangeReason
 from .config import AppConfig
 from .engines.base import EngineUnavailable
+from .ratelimit import RateBucket
 from .table import SessionState, check_transition, refusal
 from .unavailable import unavailable_code
 
@@ -31,7 +42,6 @@ if TYPE_CHECKING:
 
     from .gateway import Connection
     from .messages import Subscription
-    from .ratelimit import RateBucket
     from .roles import SessionRegistry
     from .stream import Member
     from .table import Routes
@@ -39,6 +49,9 @@ if TYPE_CHECKING:
 __all__ = ["Session", "SessionState", "reply_frame"]
 
 log = logging.getLogger("rtm2.server")
+
+# Frames that ``request_rate`` does not count: their own per-app rate limits them.
+_OWN_RATE = (Publish, PublishTopic)
 
 
 class Session:
@@ -56,6 +69,7 @@ class Session:
 
     __slots__ = (
         "_backlog",
+        "_heir",
         "_routes",
         "app",
         "conn",
@@ -65,6 +79,7 @@ class Session:
         "opened_at",
         "presence_timeout",
         "registry",
+        "request_bucket",
         "resume_token",
         "session_id",
         "state",
@@ -96,8 +111,14 @@ class Session:
         self.subscriptions: dict[str, Subscription] = {}
         # Publish-rate bucket for message channels and peers, made on first use.
         self.message_bucket: RateBucket | None = None
-        # Frames waiting behind a request that is still running; None when none is.
+        # Every request's rate bucket (the app's ``request_rate``), made on first use.
+        self.request_bucket: RateBucket | None = None
+        # Frames waiting behind a request that is still running; None when none is. While
+        # there are some, the connection is not read (its own frames wait in the socket).
         self._backlog: deque[ClientFrame] | None = None
+        # The session this one's connection went to by a Resume; it takes the frames that
+        # were waiting behind that Resume.
+        self._heir: Session | None = None
 
     @property
     def alive(self) -> bool:
@@ -135,21 +156,49 @@ class Session:
             log.warning("%r sent a bad frame, closing: %s", self, exc.reason)
             self.conn.close(CLOSE_PROTOCOL_ERROR, "malformed frame")
             return
-        if isinstance(frame, Batch):
-            for one in frame.frames:
-                if self._backlog is not None:
-                    self._backlog.append(one)
-                else:
-                    self._handle(one)
-        elif self._backlog is not None:
-            self._backlog.append(frame)
+        if not isinstance(frame, Batch):
+            self._take(frame)
+            return
+        conn, session = self.conn, self
+        for one in frame.frames:
+            if session.state is SessionState.CLOSED:
+                if session._heir is None:
+                    # It ended halfway through (a Logout, say): the rest is dropped.
+                    return
+                session = session._heir  # a Resume: the rest is the resumed session's
+            if conn.closing:  # a refusal that closes, a send buffer past its limit
+                return
+            if isinstance(one, Ping) and session.state is not SessionState.LOGGED_IN:
+                continue  # pings in a batch before login only buy a stranger answers
+            session._take(one)
+
+    def _take(self, frame: ClientFrame) -> None:
+        if self._backlog is not None:
+            self._queue(self._backlog, frame)
         else:
             self._handle(frame)
 
+    def _queue(self, backlog: deque[ClientFrame], frame: ClientFrame) -> None:
+        conn = self.conn
+        if len(backlog) >= conn.max_queued:
+            if not conn.closing:
+                log.warning("%r queued more than %d requests, closing", self, conn.max_queued)
+                conn.cut(CLOSE_POLICY, "too many requests queued")
+            return
+        backlog.append(frame)
+
     def _handle(self, frame: ClientFrame) -> None:
+        if self.state is SessionState.CLOSED:
+            return  # a session that ended answers nothing, and nothing brings it back
         states, handler = self._routes[type(frame)]
         if self.state not in states:
             self._refuse(frame)
+            return
+        if (
+            self.state is SessionState.LOGGED_IN
+            and not isinstance(frame, _OWN_RATE)
+            and not self._within_budget(frame)
+        ):
             return
         try:
             pending = handler(self, frame)
@@ -158,7 +207,27 @@ class Session:
         else:
             if pending is not None:
                 self._backlog = deque()
+                self.conn.pause_reading()
                 asyncio.get_running_loop().create_task(self._finish(frame, pending))
+
+    def _within_budget(self, frame: ClientFrame) -> bool:
+        """A logged-in session's requests count against the app's ``request_rate`` (on top of
+        a feature's own limit, as storage's); one over it is refused (a ping, dropped).
+        Publishes are left to their own rates, which operators raise for heavy publishers."""
+        if self.app is None:
+            return True
+        now = self.registry.clock()
+        rate = self.app.limits.request_rate
+        bucket = self.request_bucket
+        if bucket is None:
+            bucket = self.request_bucket = RateBucket(rate, now)
+        if bucket.allow(now, rate):
+            return True
+        if not isinstance(frame, Ping):
+            self.reply(
+                frame.rid, ErrorCode.OPERATION_RATE_EXCEED_LIMITATION, f"over {rate:g} requests/s"
+            )
+        return False
 
     async def _finish(self, frame: ClientFrame, pending: Awaitable[None]) -> None:
         try:
@@ -166,11 +235,21 @@ class Session:
         except Exception as exc:
             self._failed(frame, exc)
         backlog, self._backlog = self._backlog, None
+        (self._heir or self)._drain(backlog or deque())
+
+    def _drain(self, backlog: deque[ClientFrame]) -> None:
+        """Handle the frames that waited, until one of them has to wait in turn."""
+        if self._backlog is not None:  # waiting already (an heir's own request)
+            self._backlog.extend(backlog)
+            return
         while backlog:
             self._handle(backlog.popleft())
-            if self._backlog is not None:  # another request is waiting now; it keeps the rest
-                self._backlog.extend(backlog)
+            if self._backlog is not None:
+                # Another request is waiting now: the rest stays where it is, in the same
+                # queue (copying it each time made a long backlog quadratic to drain).
+                self._backlog = backlog
                 return
+        self.conn.resume_reading()
 
     def _failed(self, frame: ClientFrame, exc: Exception) -> None:
         """The one place where a request's failure becomes its reply."""
@@ -206,6 +285,7 @@ class Session:
         """
         new_conn, old_conn = fresh.conn, self.conn
         fresh.become(SessionState.CLOSED)
+        fresh._heir = self
         fresh.conn, old_conn.session = old_conn, fresh
         self.conn, new_conn.session = new_conn, self
         if self.state is SessionState.LOGGED_IN:

@@ -7,6 +7,9 @@ States::
                                    LOGGED_IN <--------resume------ DETACHED
     any state but CLOSED --logout, kick, eviction, timeout, connection ends--> CLOSED
 
+A CLOSED session handles nothing and answers nothing (``Session`` drops the frame before the
+table is asked): no request may bring an ended session back to life.
+
 DETACHED is a logged-in session whose connection is gone: it stays (present, holding its
 channels) for its presence timeout, and a Resume on a new connection takes it back. The
 OPEN session that sent that Resume is closed: its connection now belongs to the resumed one.
@@ -147,6 +150,7 @@ _Binder = Callable[[Services], Callable[["Session", _F], Awaitable[None] | None]
 
 ANY = frozenset(SessionState)
 _LOGGED_IN = frozenset({LOGGED_IN})
+_AFTER_HELLO = frozenset({OPEN, LOGGED_IN, DETACHED})
 
 
 class _Entry(NamedTuple):
@@ -164,7 +168,8 @@ def _entry(frame: type[_F], states: frozenset[SessionState], bind: _Binder[_F]) 
 TABLE: dict[type[ClientFrame], _Entry] = {
     PublishTopic: _entry(PublishTopic, _LOGGED_IN, lambda h: h.stream.publish),
     Publish: _entry(Publish, _LOGGED_IN, lambda h: h.messages.publish),
-    Ping: _entry(Ping, ANY, lambda h: h.handshake.ping),
+    # Not before Hello: a stranger gets nothing but the Welcome (issue 13, finding 1).
+    Ping: _entry(Ping, _AFTER_HELLO, lambda h: h.handshake.ping),
     Hello: _entry(Hello, frozenset({NEW}), lambda h: h.handshake.hello),
     Login: _entry(Login, frozenset({OPEN}), lambda h: h.handshake.login),
     Resume: _entry(Resume, frozenset({OPEN}), lambda h: h.handshake.resume),
