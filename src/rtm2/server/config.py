@@ -52,6 +52,8 @@ class AppLimits:
     # presence
     presence_interval_threshold: int = 50  # above this many users, events come in intervals
     presence_state_pairs: int = 32  # key/value pairs of one user's state in one channel
+    presence_state_bytes: int = 16 * 1024  # bytes of all keys + values of that state
+    presence_state_rate: float = 10.0  # SetState/RemoveState calls per second per client
     # storage and locks
     storage_rate: float = 20.0  # storage calls per second per client
     metadata_key_length: int = 32  # characters
