@@ -75,6 +75,7 @@ class AppLimits:
 
 _MAY_BE_0 = frozenset({"recovery_messages", "recovery_seconds"})
 JOIN_POLICIES = ("token", "login")
+LOCK_ADMIN_POLICIES = ("members", "anyone", "server")
 USER_METADATA_POLICIES = ("self", "all")
 
 
@@ -95,6 +96,9 @@ class AppConfig:
     limits: AppLimits = field(default_factory=AppLimits)
     # "self": a user may write only its own user metadata; "all": any user's.
     user_metadata_write: str = "self"
+    # Who may set, remove and revoke locks: "members" of the channel; "anyone" logged in (RTM 2
+    # itself); "server": only the server API, so no client.
+    lock_admin: str = "members"
 
     def __post_init__(self) -> None:
         if not _HEX32.match(self.app_id):
@@ -109,6 +113,10 @@ class AppConfig:
         if self.user_metadata_write not in USER_METADATA_POLICIES:
             raise ConfigError(
                 f"user_metadata_write of app {self.app_id} must be one of {USER_METADATA_POLICIES}"
+            )
+        if self.lock_admin not in LOCK_ADMIN_POLICIES:
+            raise ConfigError(
+                f"lock_admin of app {self.app_id} must be one of {LOCK_ADMIN_POLICIES}"
             )
 
     @classmethod
@@ -125,6 +133,7 @@ class AppConfig:
             "stream_join_policy",
             "limits",
             "user_metadata_write",
+            "lock_admin",
         }
         if unknown:
             raise ConfigError(f"unknown app settings: {', '.join(sorted(unknown))}")
@@ -135,6 +144,7 @@ class AppConfig:
                 str(raw.get("stream_join_policy", "token")),
                 AppLimits(**raw.get("limits", {})),
                 str(raw.get("user_metadata_write", "self")),
+                str(raw.get("lock_admin", "members")),
             )
         except (KeyError, TypeError) as exc:
             raise ConfigError(f"bad app settings: {exc}") from None

@@ -43,7 +43,7 @@ from ..protocol.frames import (
     RevokeLock,
     SetLock,
 )
-from ..types import LockEventType
+from ..types import ChannelType, LockEventType
 from .engines.base import Broker, BusEvent, BusKind, EngineUnavailable, LockInfo, LockStore
 from .interest import Interest
 from .subjects import channel_subject, parse_subject
@@ -116,6 +116,7 @@ class LockService:
 
     async def set(self, s: Session, f: SetLock) -> None:
         scope = self._scope(s, f.channel, f.channel_type, f.name)
+        await self._may_administer(s, scope, f.channel_type)
         ttl = min(max(f.ttl, TTL_RANGE[0]), TTL_RANGE[1])
         limit = s.app_config.limits.locks_per_channel
         outcome = await self.store.set(scope, f.name, ttl, limit)
@@ -127,6 +128,7 @@ class LockService:
 
     async def remove(self, s: Session, f: RemoveLock) -> None:
         scope = self._scope(s, f.channel, f.channel_type, f.name)
+        await self._may_administer(s, scope, f.channel_type)
         outcome = await self.store.remove(scope, f.name)
         if outcome.code:
             raise RTMError(outcome.code, outcome.reason)
@@ -176,6 +178,7 @@ class LockService:
 
     async def revoke(self, s: Session, f: RevokeLock) -> None:
         scope = self._scope(s, f.channel, f.channel_type, f.name)
+        await self._may_administer(s, scope, f.channel_type)
         await self._free(scope, f.name, f.owner, LockEventType.RELEASED)
         s.reply(f.rid)
 
@@ -418,6 +421,24 @@ class LockService:
                     waiter.session.reply(waiter.rid, ErrorCode.LOCK_NOT_EXIST, "lock removed")
 
     # --- helpers ----------------------------------------------------------------------------
+
+    async def _may_administer(self, s: Session, scope: str, channel_type: int) -> None:
+        """Setting, removing and revoking follow the app's ``lock_admin`` policy."""
+        policy = s.app_config.lock_admin
+        if policy == "anyone":
+            return
+        if policy == "server":
+            raise RTMError(
+                ErrorCode.LOCK_OPERATION_FAILED,
+                "in this app only the server may set, remove or revoke locks",
+            )
+        if not await self._present(scope, s.user_id):
+            code = (
+                ErrorCode.CHANNEL_NOT_JOINED
+                if channel_type == ChannelType.STREAM
+                else ErrorCode.CHANNEL_NOT_SUBSCRIBED
+            )
+            raise RTMError(code, "only members of the channel may set, remove or revoke its locks")
 
     @staticmethod
     def _scope(s: Session, channel: str, channel_type: int, name: str) -> str:
