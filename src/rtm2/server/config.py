@@ -50,6 +50,10 @@ class AppLimits:
     message_rate: float = 60.0  # messages per second per client (channels and peers together)
     subscribed_channels: int = 50  # message channels one client subscribes to
     # presence
+    # A lost connection keeps its user present this long, as the client asks within RTM 2's
+    # 5-300 s; the app may narrow or widen the range (see handshake.presence_timeout).
+    presence_timeout_min: int = 5  # seconds
+    presence_timeout_max: int = 300  # seconds
     presence_interval_threshold: int = 50  # above this many users, events come in intervals
     presence_state_pairs: int = 32  # key/value pairs of one user's state in one channel
     presence_state_bytes: int = 16 * 1024  # bytes of all keys + values of that state
@@ -71,8 +75,15 @@ class AppLimits:
                 raise ConfigError(f"limits.{name} must be > 0")
         if not 8 <= self.presence_interval_threshold <= 128:
             raise ConfigError("limits.presence_interval_threshold must be 8..128 (RTM 2 range)")
+        if not 1 <= self.presence_timeout_min <= self.presence_timeout_max <= MAX_PRESENCE_TIMEOUT:
+            raise ConfigError(
+                "limits.presence_timeout_min <= limits.presence_timeout_max must be within "
+                f"1..{MAX_PRESENCE_TIMEOUT}"
+            )
 
 
+MAX_PRESENCE_TIMEOUT = 24 * 3600
+RTM_PRESENCE_TIMEOUT = (5, 300)  # what RTM 2 clients may ask; the SDK clamps into it
 _MAY_BE_0 = frozenset({"recovery_messages", "recovery_seconds"})
 JOIN_POLICIES = ("token", "login")
 LOCK_ADMIN_POLICIES = ("members", "anyone", "server")
