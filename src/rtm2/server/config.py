@@ -65,6 +65,9 @@ class AppLimits:
     metadata_set_size: int = 16 * 1024  # bytes of all keys + values of one set
     user_metadata_subscriptions: int = 100  # users whose metadata one client follows
     locks_per_channel: int = 32
+    # set, remove, acquire, revoke and get calls per second per client; above storage_rate so
+    # that a channel's 32 locks can be set in one burst
+    lock_rate: float = 50.0
     # recovery: recent messages kept per channel and topic for clients that resume
     recovery_messages: int = 1000  # 0 disables recovery
     recovery_seconds: float = 30.0
@@ -182,6 +185,9 @@ class Timers:
     # With several nodes: a node silent this long is dead; another node cleans up after it
     # (its users time out of presence and topics, their locks count down their TTL).
     node_timeout: float = 15.0
+    # The embedded engine forgets a channel's (or topic's) message counter after this long
+    # without messages, as Redis does after a day.
+    offsets_idle: float = 24 * 3600.0
 
     def __post_init__(self) -> None:
         for name in self.__slots__:

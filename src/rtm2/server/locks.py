@@ -46,6 +46,7 @@ from ..protocol.frames import (
 from ..types import ChannelType, LockEventType
 from .engines.base import Broker, BusEvent, BusKind, EngineUnavailable, LockInfo, LockStore
 from .interest import Interest
+from .ratelimit import RateBucket
 from .subjects import channel_subject, parse_subject
 
 if TYPE_CHECKING:
@@ -105,6 +106,9 @@ class LockService:
         self.countdowns: dict[LockKey, tuple[str, float, int, str]] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._clock = time.monotonic
+        # Each session's rate of lock calls, every one a durable commit; release and cancel
+        # are not counted: refusing them would only keep locks held and queues long.
+        self.buckets: dict[Session, RateBucket] = {}
 
     async def start(self) -> None:
         """After a restart nobody is connected: every held lock starts its TTL countdown."""
@@ -115,6 +119,7 @@ class LockService:
     # --- requests -------------------------------------------------------------------------
 
     async def set(self, s: Session, f: SetLock) -> None:
+        self._rate(s)
         scope = self._scope(s, f.channel, f.channel_type, f.name)
         await self._may_administer(s, scope, f.channel_type)
         ttl = min(max(f.ttl, TTL_RANGE[0]), TTL_RANGE[1])
@@ -127,6 +132,7 @@ class LockService:
         s.reply(f.rid)
 
     async def remove(self, s: Session, f: RemoveLock) -> None:
+        self._rate(s)
         scope = self._scope(s, f.channel, f.channel_type, f.name)
         await self._may_administer(s, scope, f.channel_type)
         outcome = await self.store.remove(scope, f.name)
@@ -142,8 +148,14 @@ class LockService:
         s.reply(f.rid)
 
     async def acquire(self, s: Session, f: AcquireLock) -> None:
+        self._rate(s)
         scope = self._scope(s, f.channel, f.channel_type, f.name)
         key = (scope, f.name)
+        if f.retry and any(w.session is s for w in self.waiters.get(key, ())):
+            raise RTMError(
+                ErrorCode.LOCK_OPERATION_PERFORMING,
+                f"this session already waits for lock {f.name!r}",
+            )
         waiter = _Waiter(s, f.rid)
         before = (await self.store.locks(scope)).get(f.name)
         outcome = await self.store.acquire(scope, f.name, s.user_id, waiter.ticket, f.retry)
@@ -177,6 +189,7 @@ class LockService:
         s.reply(f.rid)
 
     async def revoke(self, s: Session, f: RevokeLock) -> None:
+        self._rate(s)
         scope = self._scope(s, f.channel, f.channel_type, f.name)
         await self._may_administer(s, scope, f.channel_type)
         await self._free(scope, f.name, f.owner, LockEventType.RELEASED)
@@ -282,6 +295,7 @@ class LockService:
         return queue
 
     async def get(self, s: Session, f: GetLocks) -> None:
+        self._rate(s)
         scope = channel_subject(s.app_config.app_id, f.channel, f.channel_type)
         locks = await self.store.locks(scope)
         details = [_detail(info) for _, info in sorted(locks.items())]
@@ -347,6 +361,7 @@ class LockService:
     def on_session_end(self, s: Session, timed_out: bool) -> None:
         """The session ended: as a lost connection, and it stops listening."""
         self.connection_lost(s)
+        self.buckets.pop(s, None)
         for subj in [k for k, v in self.listeners.items() if s in v]:
             self.listeners[subj].discard(s)
             if not self.listeners[subj]:
@@ -439,6 +454,17 @@ class LockService:
                 else ErrorCode.CHANNEL_NOT_SUBSCRIBED
             )
             raise RTMError(code, "only members of the channel may set, remove or revoke its locks")
+
+    def _rate(self, s: Session) -> None:
+        rate = s.app_config.limits.lock_rate
+        now = self._clock()
+        bucket = self.buckets.get(s)
+        if bucket is None:
+            bucket = self.buckets[s] = RateBucket(rate, now)
+        if not bucket.allow(now, rate):
+            raise RTMError(
+                ErrorCode.OPERATION_RATE_EXCEED_LIMITATION, f"over {rate:g} lock calls/s"
+            )
 
     @staticmethod
     def _scope(s: Session, channel: str, channel_type: int, name: str) -> str:

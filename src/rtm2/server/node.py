@@ -52,7 +52,7 @@ class Server:
 
             engine = RedisEngine(self.config.engine)
         else:
-            engine = MemoryEngine(self.config.data_dir)
+            engine = MemoryEngine(self.config.data_dir, self.config.timers.offsets_idle)
         hub = self._hub = Hub(self.config, loop, engine)
         await engine.start()
         # Alive before any session exists: a node that dies at once still gets swept.
