@@ -65,6 +65,10 @@ class AppLimits:
     metadata_set_size: int = 16 * 1024  # bytes of all keys + values of one set
     user_metadata_subscriptions: int = 100  # users whose metadata one client follows
     locks_per_channel: int = 32
+    # Rows the app may keep across all channel names, whatever their names: locks, and
+    # metadata sets (channel and user) plus their items.
+    lock_rows: int = 10_000
+    metadata_rows: int = 100_000
     # set, remove, acquire, revoke and get calls per second per client; above storage_rate so
     # that a channel's 32 locks can be set in one burst
     lock_rate: float = 50.0

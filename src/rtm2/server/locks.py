@@ -123,8 +123,10 @@ class LockService:
         scope = self._scope(s, f.channel, f.channel_type, f.name)
         await self._may_administer(s, scope, f.channel_type)
         ttl = min(max(f.ttl, TTL_RANGE[0]), TTL_RANGE[1])
-        limit = s.app_config.limits.locks_per_channel
-        outcome = await self.store.set(scope, f.name, ttl, limit)
+        limits = s.app_config.limits
+        outcome = await self.store.set(
+            scope, f.name, ttl, limits.locks_per_channel, limits.lock_rows
+        )
         if outcome.code:
             raise RTMError(outcome.code, outcome.reason)
         assert outcome.lock is not None

@@ -6,8 +6,25 @@ Every change is one Lua script (atomic in Redis), with the checks, codes and ord
 tag, so a channel's locks share the slot of its metadata)::
 
     {prefix}{<scope>}:locks     hash: lock name -> [name, ttl, owner, fence] (MessagePack)
-    {prefix}{<scope>}:fences    hash: removed lock name -> its last fencing number
+    {prefix}{<scope>}:fences    hash: removed lock name -> its last fencing number (Redis
+                                Cluster only, see below)
     {prefix}{<scope>}:queue:<name>  list: tickets waiting for the lock, first come first
+    {prefix}app:<app>           hash: "locks" -> the app's locks, "fence" -> its fencing
+                                floor, "seq" -> removals so far (``ScriptedStore.app_key``)
+    {prefix}app:<app>:fences    hash: "<len(scope)>:<scope>:<name>" of a recently removed
+                                lock -> its last fencing number (one Redis only)
+    {prefix}app:<app>:removed   sorted set: those same names, by removal (one Redis only)
+
+On one Redis the scripts keep the app's keys themselves, exactly: the last fences of the
+``FENCES_KEPT`` most recently removed locks of an app are kept by name, older ones fold into
+the app's floor, where every lock set later starts (see ``base.FENCES_KEPT``).
+
+With Redis Cluster the app's hash is in another slot than any channel's keys: a set first
+reserves a row there, then defines the lock, and gives the row back when the lock is
+refused; a remove gives its row back after its script. A Redis failure between the two steps
+leaves the count one row too high. There a removed lock's last fence stays in the scope's
+``fences`` hash until the name is set again, as today: bounding those needs the floor, and a
+set can read the floor before a concurrent remove raises it.
 
 A Redis error makes a lock change answer LOCK_NOT_AVAILABLE (it may or may not have been
 applied); reads raise ``EngineUnavailable``.
@@ -24,8 +41,10 @@ from typing import Any
 import msgspec
 
 from ....errors import ErrorCode
-from ...redisio import RedisError, Script, run, unescape_tag
+from ...redisio import Arg, RedisError, Script, run, unescape_tag
+from .. import base
 from ..base import EngineUnavailable, LockInfo, LockOutcome
+from ..writes import lock_rows_full
 from .common import ScriptedStore, guard
 
 __all__ = ["LOCK_SCRIPTS", "RedisLockStore"]
@@ -42,8 +61,16 @@ LOCK_SET = Script(
 --          (owner "" = free; fence = the last fencing number given out, 0 = never acquired)
 -- KEYS[2]  the scope's fences: a hash, name of a removed lock -> its last fencing number, so
 --          that a lock set again under that name goes on from there and never repeats one
--- ARGV     lock name, ttl, max locks in the scope
--- returns  {"ok", the new lock}, {"exists"} or {"full"}
+--          (Redis Cluster, and databases from before app floors)
+-- KEYS[3]  the app's hash: "locks" -> its locks, "fence" -> its fencing floor
+-- KEYS[4]  the app's kept fences: a hash, "<len(scope)>:<scope>:<name>" -> last fence
+-- KEYS[5]  the app's removed names: a sorted set of those fields, oldest removal first
+--          (KEYS[3..5]: on Redis Cluster, where they are in another slot, any key of this
+--          slot, unused)
+-- ARGV     lock name, ttl, max locks in the scope, max locks of the app (0 = no limit), ""
+--          (one Redis: count and fence from KEYS[3..5]) or "0" (Redis Cluster: the caller
+--          reserved the row), the lock's field in KEYS[4]
+-- returns  {"ok", the new lock}, {"exists"}, {"full"} or {"rows"}
 local name = ARGV[1]
 if redis.call('HEXISTS', KEYS[1], name) == 1 then
   return {'exists'}
@@ -51,7 +78,23 @@ end
 if redis.call('HLEN', KEYS[1]) >= tonumber(ARGV[3]) then
   return {'full'}
 end
-local fence = tonumber(redis.call('HGET', KEYS[2], name) or 0)
+local fence = tonumber(ARGV[5] ~= '' and ARGV[5] or 0)
+if ARGV[5] == '' then
+  local max_rows = tonumber(ARGV[4])
+  if max_rows > 0 and tonumber(redis.call('HGET', KEYS[3], 'locks') or 0) >= max_rows then
+    return {'rows'}
+  end
+  redis.call('HINCRBY', KEYS[3], 'locks', 1)
+  local kept = redis.call('HGET', KEYS[4], ARGV[6])
+  if kept then
+    fence = tonumber(kept)
+    redis.call('HDEL', KEYS[4], ARGV[6])
+    redis.call('ZREM', KEYS[5], ARGV[6])
+  else
+    fence = tonumber(redis.call('HGET', KEYS[3], 'fence') or 0)
+  end
+end
+fence = math.max(fence, tonumber(redis.call('HGET', KEYS[2], name) or 0))
 local lock = cmsgpack.pack({name, tonumber(ARGV[2]), '', fence})
 redis.call('HSET', KEYS[1], name, lock)
 redis.call('HDEL', KEYS[2], name)
@@ -63,16 +106,33 @@ LOCK_REMOVE = Script(
     "lock_remove",
     """\
 -- KEYS[1]  the scope's locks hash, KEYS[2] the scope's fences hash (see lock_set),
--- KEYS[3]  the lock's queue (see lock_acquire)
--- ARGV     lock name
+-- KEYS[3]  the lock's queue (see lock_acquire), KEYS[4..6] the app's hash, kept fences and
+--          removed names (see lock_set)
+-- ARGV     lock name, "1" on Redis Cluster (keep the fence in KEYS[2]; the caller gives the
+--          row back), the lock's field in KEYS[5], how many fences the app keeps
 -- returns  {"ok", the removed lock} or {"missing"}
 local lock = redis.call('HGET', KEYS[1], ARGV[1])
 if not lock then
   return {'missing'}
 end
 redis.call('HDEL', KEYS[1], ARGV[1])
-redis.call('HSET', KEYS[2], ARGV[1], cmsgpack.unpack(lock)[4])
 redis.call('DEL', KEYS[3])
+local fence = cmsgpack.unpack(lock)[4]
+if ARGV[2] == '1' then
+  redis.call('HSET', KEYS[2], ARGV[1], fence)
+else
+  redis.call('HINCRBY', KEYS[4], 'locks', -1)
+  redis.call('HSET', KEYS[5], ARGV[3], fence)
+  redis.call('ZADD', KEYS[6], redis.call('HINCRBY', KEYS[4], 'seq', 1), ARGV[3])
+  while redis.call('ZCARD', KEYS[6]) > tonumber(ARGV[4]) do
+    local oldest = redis.call('ZPOPMIN', KEYS[6])[1]
+    local forgotten = tonumber(redis.call('HGET', KEYS[5], oldest) or 0)
+    redis.call('HDEL', KEYS[5], oldest)
+    if forgotten > tonumber(redis.call('HGET', KEYS[4], 'fence') or 0) then
+      redis.call('HSET', KEYS[4], 'fence', forgotten)
+    end
+  end
+end
 return {'ok', lock}
 """,
 )
@@ -153,7 +213,40 @@ return {'ok', raw}
 """,
 )
 
-LOCK_SCRIPTS = (LOCK_SET, LOCK_REMOVE, LOCK_ACQUIRE, LOCK_WITHDRAW, LOCK_FREE)
+LOCK_RESERVE = Script(
+    "lock_reserve",
+    """\
+-- Redis Cluster only, before lock_set: take one of the app's lock rows.
+-- KEYS[1]  the app's hash (see lock_set)
+-- ARGV     max locks of the app (0 = no limit)
+-- returns  {"ok"} or {"rows"}
+local max_rows = tonumber(ARGV[1])
+if max_rows > 0 and tonumber(redis.call('HGET', KEYS[1], 'locks') or 0) >= max_rows then
+  return {'rows'}
+end
+redis.call('HINCRBY', KEYS[1], 'locks', 1)
+return {'ok'}
+""",
+)
+
+LOCK_UNRESERVE = Script(
+    "lock_unreserve",
+    """\
+-- Redis Cluster only: give back a lock row (after a refused lock_set or a lock_remove).
+-- KEYS[1]  the app's hash (see lock_set)
+return redis.call('HINCRBY', KEYS[1], 'locks', -1)
+""",
+)
+
+LOCK_SCRIPTS = (
+    LOCK_SET,
+    LOCK_REMOVE,
+    LOCK_ACQUIRE,
+    LOCK_WITHDRAW,
+    LOCK_FREE,
+    LOCK_RESERVE,
+    LOCK_UNRESERVE,
+)
 
 
 class RedisLockStore(ScriptedStore):
@@ -193,30 +286,64 @@ class RedisLockStore(ScriptedStore):
             held += [(scope, info) for info in _locks(reply).values() if info.owner]
         return held
 
-    async def set(self, scope: str, name: str, ttl: int, max_locks: int) -> LockOutcome:
-        keys = [self.key(scope, "locks"), self.key(scope, "fences")]
-        reply = await self._run(LOCK_SET, keys, [name, ttl, max_locks])
-        if isinstance(reply, str):
+    async def set(
+        self, scope: str, name: str, ttl: int, max_locks: int, max_rows: int = 0
+    ) -> LockOutcome:
+        keys = [self.key(scope, "locks"), self.key(scope, "fences"), *self._app_keys(scope)]
+        reserved = ""
+        if self.cluster:
+            reply = await self._run(LOCK_RESERVE, [self.app_key(scope)], [max_rows])
+            if isinstance(reply, str):
+                return LockOutcome(ErrorCode.LOCK_NOT_AVAILABLE, reply)
+            if reply[0] == b"rows":
+                return lock_rows_full(max_rows)
+            reserved = "0"
+        args: list[Arg] = [name, ttl, max_locks, max_rows, reserved, _field(scope, name)]
+        reply = await self._run(LOCK_SET, keys, args)
+        if isinstance(reply, str):  # the lock may have been set: the row stays taken
             return LockOutcome(ErrorCode.LOCK_NOT_AVAILABLE, reply)
+        if reply[0] != b"ok" and self.cluster:
+            await self._unreserve(scope)
         if reply[0] == b"exists":
             return LockOutcome(ErrorCode.LOCK_ALREADY_EXIST, f"lock {name!r} already exists")
         if reply[0] == b"full":
             return LockOutcome(
                 ErrorCode.LOCK_OPERATION_FAILED, f"a channel has at most {max_locks} locks"
             )
+        if reply[0] == b"rows":
+            return lock_rows_full(max_rows)
         return _lock_outcome(LOCK_SET, reply)
+
+    def _app_keys(self, scope: str) -> list[str]:
+        """The app's hash, kept fences and removed names; on Redis Cluster, where they are
+        in another slot, the scope's locks key in their place (the scripts leave it)."""
+        if self.cluster:
+            return [self.key(scope, "locks")] * 3
+        app = self.app_key(scope)
+        return [app, f"{app}:fences", f"{app}:removed"]
+
+    async def _unreserve(self, scope: str) -> None:
+        try:
+            await run(self.client, LOCK_UNRESERVE, [self.app_key(scope)], [])
+        except RedisError as exc:
+            log.error("storage: cannot give back a lock row of %s: %s", scope, exc)
 
     def _queue(self, scope: str, name: str) -> str:
         return f"{self.key(scope, 'queue')}:{name}"
 
     async def remove(self, scope: str, name: str) -> LockOutcome:
         keys = [self.key(scope, "locks"), self.key(scope, "fences"), self._queue(scope, name)]
-        reply = await self._run(LOCK_REMOVE, keys, [name])
+        keys += self._app_keys(scope)
+        args: list[Arg] = [name, "1" if self.cluster else "", _field(scope, name), base.FENCES_KEPT]
+        reply = await self._run(LOCK_REMOVE, keys, args)
         if isinstance(reply, str):
             return LockOutcome(ErrorCode.LOCK_NOT_AVAILABLE, reply)
         if reply[0] == b"missing":
             return LockOutcome(ErrorCode.LOCK_NOT_EXIST, f"no lock {name!r}")
-        return _lock_outcome(LOCK_REMOVE, reply)
+        outcome = _lock_outcome(LOCK_REMOVE, reply)
+        if self.cluster:
+            await self._unreserve(scope)
+        return outcome
 
     async def acquire(
         self, scope: str, name: str, owner: str, ticket: str = "", wait: bool = False
@@ -269,6 +396,11 @@ class RedisLockStore(ScriptedStore):
 
 def _glob_escape(text: str) -> str:
     return re.sub(r"([\\*?\[\]])", r"\\\1", text)
+
+
+def _field(scope: str, name: str) -> str:
+    """A lock's field among its app's kept fences (the length keeps it unambiguous)."""
+    return f"{len(scope)}:{scope}:{name}"
 
 
 def _member(ticket: str) -> str:
