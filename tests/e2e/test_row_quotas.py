@@ -14,6 +14,7 @@ import rtm2
 from rtm2 import ChannelType, ErrorCode, MetadataItem
 
 from ..conftest import ServerProcess
+from ..redis_cluster import LocalCluster, local_cluster
 from .util import client_for, fails, unique
 
 MESSAGE = ChannelType.MESSAGE
@@ -36,12 +37,27 @@ class RowQuotaServer(ServerProcess):
         return path
 
 
-@pytest.fixture(params=["embedded", pytest.param("redis", marks=pytest.mark.redis)])
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]:
+    with local_cluster(tmp_path_factory.mktemp("cluster")) as running:
+        yield running
+
+
+@pytest.fixture(
+    params=[
+        "embedded",
+        pytest.param("redis", marks=pytest.mark.redis),
+        pytest.param("cluster", marks=pytest.mark.cluster),
+    ]
+)
 def servers(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[list[ServerProcess]]:
-    """A server (and the servers that follow it on its data): embedded, or on a Redis key
-    namespace of the test's own."""
+    """A server (and the servers that follow it on its data): embedded, or on a key namespace
+    of the test's own on one Redis or a Redis Cluster."""
     prefix = f"rtm2test:{uuid.uuid4().hex[:12]}:"
-    options = {"engine": f'"{REDIS}?prefix={prefix}"'} if request.param == "redis" else {}
+    options = {}
+    if request.param != "embedded":
+        url = request.getfixturevalue("cluster").url if request.param == "cluster" else REDIS
+        options = {"engine": f'"{url}?prefix={prefix}"'}
     started = [RowQuotaServer(tmp_path, server=options).start()]
     yield started
     for srv in started:
