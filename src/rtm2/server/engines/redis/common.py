@@ -60,9 +60,10 @@ class ScriptedStore:
 
     def app_key(self, subject: str) -> str:
         """The hash of the app of ``subject`` (a target or lock scope): its row counts
-        ("locks", "metadata") and the fencing floor of its removed locks ("fence"). With
-        Redis Cluster it is in another slot than any channel's keys."""
-        return f"{self.prefix}app:{subject_app(subject)}"
+        ("locks", "metadata") and the fencing floor of its removed locks ("fence"). Its
+        hash tag is the app's, which no channel's is: with Redis Cluster it is in another
+        slot than any channel's keys, and in one slot with the app's other keys."""
+        return f"{self.prefix}{{app:{hash_tag(subject_app(subject))}}}"
 
     def key(self, target: str, kind: str) -> str:
         """The key of ``kind`` ("meta", "locks", "fences") of a target or lock scope."""

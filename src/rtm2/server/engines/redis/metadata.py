@@ -17,7 +17,7 @@ a write bound to a lock needs::
     {prefix}{<target>}:meta     hash: "#" -> major revision, "." + key -> item (MessagePack)
     {prefix}revision            the revision counter (one for all sets, see METADATA_WRITE;
                                 with Redis Cluster read before the write's script)
-    {prefix}app:<app>           hash: "metadata" -> the app's rows (each set counts one, each
+    {prefix}{app:<app>}         hash: "metadata" -> the app's rows (each set counts one, each
                                 item one more), against ``max_rows``
 
 On one Redis the script keeps the app's row count itself, exactly. With Redis Cluster the
