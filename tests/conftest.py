@@ -69,6 +69,10 @@ CERT_SMALL = "e" * 32
 # No certificate, "login" join policy, and a recovery buffer of only 3 messages.
 APP_TINY = "a3" * 16
 
+# The suite's lock tests were written for RTM 2's rule (anyone logged in may set, remove and
+# revoke); the stricter default is tested on apps of its own (tests/e2e/test_lock_policy.py).
+LOCKS_BY_ANYONE = 'lock_admin = "anyone"'
+
 # Timers shrunk so expiry and keepalive tests take seconds.
 FAST_TIMERS = {
     "heartbeat_interval": 0.5,
@@ -109,15 +113,19 @@ class ServerProcess:
             "[[apps]]",
             f'id = "{APP_A}"',
             f'certificates = ["{CERT_A}", "{CERT_A2}"]',
+            LOCKS_BY_ANYONE,
             "[[apps]]",
             f'id = "{APP_B}"',
             f'certificates = ["{CERT_B}"]',
+            LOCKS_BY_ANYONE,
             "[[apps]]",
             f'id = "{APP_OPEN}"',
+            LOCKS_BY_ANYONE,
             "[[apps]]",
             f'id = "{APP_SMALL}"',
             f'certificates = ["{CERT_SMALL}"]',
             'stream_join_policy = "login"',
+            LOCKS_BY_ANYONE,
             "[apps.limits]",
             "channel_users = 3",
             "stream_channels = 3",
@@ -127,6 +135,7 @@ class ServerProcess:
             "[[apps]]",
             f'id = "{APP_TINY}"',
             'stream_join_policy = "login"',
+            LOCKS_BY_ANYONE,
             "[apps.limits]",
             "recovery_messages = 3",
         ]

@@ -75,9 +75,17 @@ async def write(
     engine: EngineHarness, op: int, items: list[ItemWrite], major: int = -1, **kw
 ) -> WriteOutcome:
     """``MetadataStore.write`` on ``target`` (default ROOM) with keyword defaults."""
-    kw = {"target": ROOM, "author": "", "ts": 0, "lock": None, "max_size": 0} | kw
+    kw = {"target": ROOM, "author": "", "ts": 0, "lock": None, "max_size": 0, "max_rows": 0} | kw
     return await engine.metadata.write(
-        kw["target"], op, items, major, kw["author"], kw["ts"], kw["lock"], kw["max_size"]
+        kw["target"],
+        op,
+        items,
+        major,
+        kw["author"],
+        kw["ts"],
+        kw["lock"],
+        kw["max_size"],
+        kw["max_rows"],
     )
 
 
@@ -286,6 +294,29 @@ class MetadataContract:
         await written(engine, OP_SET, [iw("a", "1")], lock=(ROOM, "L", "alice"))
         await refused(engine, NOT_HOLDER, OP_SET, [iw("a", "2")], lock=(ROOM, "L", "bob"))
 
+    async def test_max_rows_bounds_the_sets_and_items_of_an_app_across_targets(self, engine):
+        full = ErrorCode.STORAGE_METADATA_ITEM_EXCEED_LIMITATION
+        await written(engine, OP_SET, [iw("a"), iw("b")], max_rows=4)  # the set + 2 items
+        await refused(engine, full, OP_SET, [iw("c")], target=HALL, max_rows=4)
+        await refused(engine, full, OP_SET, [iw("c"), iw("d")], max_rows=4)
+        await written(engine, OP_SET, [iw("a", "2")], max_rows=4)  # adds no row
+        await written(engine, OP_SET, [iw("c")], target="msg:app2:room", max_rows=4)
+        await written(engine, OP_REMOVE, [iw("b")], max_rows=4)  # frees a row
+        await written(engine, OP_SET, [iw("c")], target=HALL, max_rows=4)
+        await refused(engine, full, OP_SET, [], target=ALICE, max_rows=4)  # an empty set is a row
+        await written(engine, OP_SET, [iw("x")], target=ALICE, max_rows=6)
+
+    async def test_an_apps_row_count_survives_a_restart_and_removals_free_it(self, engine):
+        full = ErrorCode.STORAGE_METADATA_ITEM_EXCEED_LIMITATION
+        await written(engine, OP_SET, [iw("a"), iw("b"), iw("c")], max_rows=5)
+        await written(engine, OP_UPDATE, [iw("a", "1")], max_rows=5)
+        await engine.restart()
+        await refused(engine, full, OP_SET, [iw("x"), iw("y")], target=HALL, max_rows=5)
+        await written(engine, OP_REMOVE, [], max_rows=5)  # the whole set: 4 rows
+        await engine.restart()
+        await written(engine, OP_SET, [iw("x"), iw("y"), iw("z"), iw("w")], target=HALL, max_rows=5)
+        await refused(engine, full, OP_SET, [iw("a")], max_rows=5)
+
     async def test_targets_are_independent(self, engine):
         room = await written(engine, OP_SET, [iw("a", "room")])
         alice = await written(engine, OP_SET, [iw("a", "alice")], target=ALICE)
@@ -427,6 +458,35 @@ class LockContract:
         code = (await engine.locks.acquire(ROOM, "held", "bob")).code
         assert code == ErrorCode.LOCK_ACQUIRE_FAILED
         assert (await engine.locks.set(ROOM, "free", 1, 10)).code == ErrorCode.LOCK_ALREADY_EXIST
+
+    async def test_max_rows_bounds_the_locks_of_an_app_across_scopes(self, engine):
+        full = ErrorCode.LOCK_OPERATION_FAILED
+        assert (await engine.locks.set(ROOM, "A", 30, 10, 2)).code == 0
+        assert (await engine.locks.set(HALL, "B", 30, 10, 2)).code == 0
+        assert (await engine.locks.set(HALL, "C", 30, 10, 2)).code == full
+        assert set(await engine.locks.locks(HALL)) == {"B"}
+        assert (await engine.locks.set("msg:app2:room", "C", 30, 10, 2)).code == 0
+        assert (await engine.locks.remove(ROOM, "A")).code == 0  # frees one
+        assert (await engine.locks.set(HALL, "C", 30, 10, 2)).code == 0
+        await engine.restart()
+        assert (await engine.locks.set(ROOM, "D", 30, 10, 2)).code == full
+        assert await engine.locks.locks(ROOM) == {}
+        assert (await engine.locks.remove(HALL, "B")).code == 0
+        assert (await engine.locks.set(ROOM, "D", 30, 10, 2)).code == 0
+
+    async def test_a_name_set_again_after_removal_goes_on_above_its_last_fence(self, engine):
+        await lock(engine)
+        for user in ("alice", "bob", "carol"):  # L reaches fence 3
+            assert (await engine.locks.acquire(ROOM, "L", user)).code == 0
+            assert (await engine.locks.release(ROOM, "L", user)).code == 0
+        await lock(engine, HALL, "M", owner="bob")
+        assert (await engine.locks.remove(ROOM, "L")).code == 0
+        assert (await engine.locks.remove(HALL, "M")).code == 0
+        await engine.restart()
+        await lock(engine, HALL, "M")
+        await lock(engine, ROOM, "L")
+        assert (await engine.locks.acquire(HALL, "M", "dave")).lock.fence > 1
+        assert (await engine.locks.acquire(ROOM, "L", "dave")).lock.fence > 3
 
 
 class LockQueueContract:

@@ -17,6 +17,7 @@ from uuid import uuid4
 import pytest
 
 from rtm2.errors import ErrorCode
+from rtm2.server.engines import base
 from rtm2.server.engines.base import (
     BUS_MESSAGE,
     OP_SET,
@@ -135,16 +136,17 @@ async def test_every_key_of_a_set_and_its_locks_shares_one_hash_tag(engine: Redi
         await engine.locks.set(target, "L", 30, 10)
         await engine.locks.acquire(target, "L", "alice")
         await engine.locks.set(target, "K", 30, 10)
-        await engine.locks.remove(target, "K")  # leaves a fence behind
+        await engine.locks.remove(target, "K")  # leaves nothing per name behind (one Redis)
         lock = (target, "L", "alice")
         outcome = await engine.metadata.write(
             target, OP_SET, [ItemWrite("a", "1")], -1, "", 0, lock
         )
         assert outcome.code == 0, outcome
     assert engine.client is not None
-    keys = [k for k in await keys_of(engine.client, engine.prefix) if b"{" in k]
+    app = engine.metadata.app_key("msg:app1:room").encode()  # a tag of the app's own
+    keys = [k for k in await keys_of(engine.client, engine.prefix) if b"{" in k and app not in k]
     tags = {redis_hash_tag(key) for key in keys}
-    assert len(keys) == 6
+    assert len(keys) == 4  # each target's metadata set and locks
     assert tags == {hash_tag(ODD).encode(), b"msg:app1:room"}
 
 
@@ -273,3 +275,25 @@ async def roles() -> AsyncIterator[RedisRoles]:
 
 class TestRedisRoles(StreamStoreContract, PresenceStoreContract, BrokerContract, CrossNodeContract):
     pass
+
+
+async def test_removed_locks_keep_a_bounded_number_of_fences_by_name(
+    engine: RedisHarness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(base, "FENCES_KEPT", 3)
+    for i in range(10):  # each L starts at the floor (0, rising to 2 as fences are forgotten)
+        scope = f"msg:app1:room{i}"
+        assert (await engine.locks.set(scope, "L", 30, 10)).code == 0
+        assert (await engine.locks.acquire(scope, "L", "alice")).code == 0
+        assert (await engine.locks.remove(scope, "L")).code == 0
+    assert engine.client is not None
+    app = engine.metadata.app_key("msg:app1:room0")
+    assert sorted(await keys_of(engine.client, engine.prefix)) == [
+        k.encode() for k in (app, f"{app}:fences", f"{app}:removed")
+    ]
+    assert await engine.client.call("HLEN", f"{app}:fences") == 3
+    for i, fence in ((0, 3), (9, 4)):  # forgotten (starts at the floor); kept (goes on)
+        assert (await engine.locks.set(f"msg:app1:room{i}", "L", 30, 10)).code == 0
+        acquired = await engine.locks.acquire(f"msg:app1:room{i}", "L", "bob")
+        assert acquired.lock == LockInfo("L", 30, "bob", fence)
+    assert await engine.client.call("HLEN", f"{app}:fences") == 2

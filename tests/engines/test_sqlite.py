@@ -6,11 +6,14 @@ and opens a new one on the same database file.
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 
+from rtm2.server.engines import base
+from rtm2.server.engines.base import LockInfo
 from rtm2.server.engines.sqlite import SQLiteStore
 
 from .contract import ConcurrencyContract, LockContract, LockQueueContract, MetadataContract
@@ -56,3 +59,47 @@ async def engine(tmp_path: Path) -> AsyncIterator[SQLiteHarness]:
 
 class TestSQLiteStore(MetadataContract, LockContract, LockQueueContract, ConcurrencyContract):
     pass
+
+
+async def test_removed_locks_keep_a_bounded_number_of_fences_by_name(
+    engine: SQLiteHarness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(base, "FENCES_KEPT", 3)
+    for i in range(10):  # each L starts at the floor (0, rising to 2 as fences are forgotten)
+        scope = f"msg:app1:room{i}"
+        assert (await engine.locks.set(scope, "L", 30, 10)).code == 0
+        assert (await engine.locks.acquire(scope, "L", "alice")).code == 0
+        assert (await engine.locks.remove(scope, "L")).code == 0
+    await engine.restart()
+    assert engine.store is not None
+    with sqlite3.connect(engine.path) as db:
+        assert db.execute("SELECT COUNT(*) FROM lock_fences").fetchone() == (3,)
+    for i in (0, 9):  # forgotten (starts at the floor), and kept (goes on from its own)
+        assert (await engine.locks.set(f"msg:app1:room{i}", "L", 30, 10)).code == 0
+        acquired = await engine.locks.acquire(f"msg:app1:room{i}", "L", "bob")
+        assert acquired.lock is not None
+        assert acquired.lock.fence == (3 if i == 0 else 4)  # room0 had 1, room9 3
+    assert (await engine.locks.set("msg:app2:room", "L", 30, 10)).code == 0
+    assert (await engine.locks.acquire("msg:app2:room", "L", "bob")).lock == LockInfo(
+        "L", 30, "bob", 1
+    )
+
+
+async def test_fences_of_an_older_database_beyond_the_bound_fold_into_the_apps_floor(
+    engine: SQLiteHarness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(base, "FENCES_KEPT", 1)
+    await engine.close()
+    with sqlite3.connect(engine.path) as db:
+        db.executemany(
+            "INSERT INTO lock_fences VALUES (?, ?, ?)",
+            [("msg:app1:a", "L", 7), ("msg:app1:b", "L", 3), ("msg:app2:a", "L", 2)],
+        )
+    await engine.start()
+    with sqlite3.connect(engine.path) as db:
+        assert db.execute("SELECT COUNT(*) FROM lock_fences").fetchone() == (2,)
+    for scope, fence in (("msg:app1:b", 4), ("msg:app1:c", 8), ("msg:app2:a", 3)):
+        assert (await engine.locks.set(scope, "L", 30, 10)).code == 0
+        acquired = await engine.locks.acquire(scope, "L", "alice")
+        assert acquired.lock is not None
+        assert acquired.lock.fence == fence

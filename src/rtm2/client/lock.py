@@ -129,7 +129,8 @@ class Lock:
         )
 
     async def revoke(self, channel: str, channel_type: ChannelType, name: str, owner: str) -> None:
-        """Free a lock held by ``owner``, whoever asks (LOCK_NOT_ACQUIRED if not held by them)."""
+        """Free a lock held by ``owner`` (LOCK_NOT_ACQUIRED if not held by them); who may ask
+        is the app's ``lock_admin`` policy (by default, members of the channel)."""
         await self._session.request(
             lambda rid: f.RevokeLock(rid, channel, channel_type, name, owner), None
         )

@@ -52,8 +52,14 @@ class AppLimits:
     message_rate: float = 60.0  # messages per second per client (channels and peers together)
     subscribed_channels: int = 50  # message channels one client subscribes to
     # presence
+    # A lost connection keeps its user present this long, as the client asks within RTM 2's
+    # 5-300 s; the app may narrow or widen the range (see handshake.presence_timeout).
+    presence_timeout_min: int = 5  # seconds
+    presence_timeout_max: int = 300  # seconds
     presence_interval_threshold: int = 50  # above this many users, events come in intervals
     presence_state_pairs: int = 32  # key/value pairs of one user's state in one channel
+    presence_state_bytes: int = 16 * 1024  # bytes of all keys + values of that state
+    presence_state_rate: float = 10.0  # SetState/RemoveState calls per second per client
     # storage and locks
     storage_rate: float = 20.0  # storage calls per second per client
     metadata_key_length: int = 32  # characters
@@ -61,6 +67,13 @@ class AppLimits:
     metadata_set_size: int = 16 * 1024  # bytes of all keys + values of one set
     user_metadata_subscriptions: int = 100  # users whose metadata one client follows
     locks_per_channel: int = 32
+    # Rows the app may keep across all channel names, whatever their names: locks, and
+    # metadata sets (channel and user) plus their items.
+    lock_rows: int = 10_000
+    metadata_rows: int = 100_000
+    # set, remove, acquire, revoke and get calls per second per client; above storage_rate so
+    # that a channel's 32 locks can be set in one burst
+    lock_rate: float = 50.0
     # recovery: recent messages kept per channel and topic for clients that resume
     recovery_messages: int = 1000  # 0 disables recovery
     recovery_seconds: float = 30.0
@@ -73,10 +86,18 @@ class AppLimits:
                 raise ConfigError(f"limits.{name} must be > 0")
         if not 8 <= self.presence_interval_threshold <= 128:
             raise ConfigError("limits.presence_interval_threshold must be 8..128 (RTM 2 range)")
+        if not 1 <= self.presence_timeout_min <= self.presence_timeout_max <= MAX_PRESENCE_TIMEOUT:
+            raise ConfigError(
+                "limits.presence_timeout_min <= limits.presence_timeout_max must be within "
+                f"1..{MAX_PRESENCE_TIMEOUT}"
+            )
 
 
+MAX_PRESENCE_TIMEOUT = 24 * 3600
+RTM_PRESENCE_TIMEOUT = (5, 300)  # what RTM 2 clients may ask; the SDK clamps into it
 _MAY_BE_0 = frozenset({"recovery_messages", "recovery_seconds"})
 JOIN_POLICIES = ("token", "login")
+LOCK_ADMIN_POLICIES = ("members", "anyone", "server")
 USER_METADATA_POLICIES = ("self", "all")
 
 
@@ -97,6 +118,9 @@ class AppConfig:
     limits: AppLimits = field(default_factory=AppLimits)
     # "self": a user may write only its own user metadata; "all": any user's.
     user_metadata_write: str = "self"
+    # Who may set, remove and revoke locks: "members" of the channel; "anyone" logged in (RTM 2
+    # itself); "server": only the server API, so no client.
+    lock_admin: str = "members"
 
     def __post_init__(self) -> None:
         if not _HEX32.match(self.app_id):
@@ -111,6 +135,10 @@ class AppConfig:
         if self.user_metadata_write not in USER_METADATA_POLICIES:
             raise ConfigError(
                 f"user_metadata_write of app {self.app_id} must be one of {USER_METADATA_POLICIES}"
+            )
+        if self.lock_admin not in LOCK_ADMIN_POLICIES:
+            raise ConfigError(
+                f"lock_admin of app {self.app_id} must be one of {LOCK_ADMIN_POLICIES}"
             )
 
     @classmethod
@@ -127,6 +155,7 @@ class AppConfig:
             "stream_join_policy",
             "limits",
             "user_metadata_write",
+            "lock_admin",
         }
         if unknown:
             raise ConfigError(f"unknown app settings: {', '.join(sorted(unknown))}")
@@ -137,6 +166,7 @@ class AppConfig:
                 str(raw.get("stream_join_policy", "token")),
                 AppLimits(**raw.get("limits", {})),
                 str(raw.get("user_metadata_write", "self")),
+                str(raw.get("lock_admin", "members")),
             )
         except (KeyError, TypeError) as exc:
             raise ConfigError(f"bad app settings: {exc}") from None
@@ -163,6 +193,9 @@ class Timers:
     # With several nodes: a node silent this long is dead; another node cleans up after it
     # (its users time out of presence and topics, their locks count down their TTL).
     node_timeout: float = 15.0
+    # The embedded engine forgets a channel's (or topic's) message counter after this long
+    # without messages, as Redis does after a day.
+    offsets_idle: float = 24 * 3600.0
 
     def __post_init__(self) -> None:
         for name in self.__slots__:

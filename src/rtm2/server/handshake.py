@@ -12,7 +12,7 @@ from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
 from .. import _version
-from ..errors import ErrorCode
+from ..errors import ErrorCode, RTMError
 from ..protocol.codec import encode_result
 from ..protocol.codes import CLOSE_NORMAL, CLOSE_PROTOCOL_ERROR
 from ..protocol.frames import (
@@ -30,11 +30,12 @@ from ..protocol.frames import (
     Welcome,
 )
 from .auth import check_login_token
+from .config import RTM_PRESENCE_TIMEOUT
 from .session import reply_frame
 from .table import SessionState
 
 if TYPE_CHECKING:
-    from .config import ServerConfig
+    from .config import AppLimits, ServerConfig
     from .engines.base import RecoveryStore
     from .roles import Replayer, SessionRegistry
     from .session import Session
@@ -88,11 +89,12 @@ class Handshake:
 
     def login(self, s: Session, f: Login) -> None:
         app, expires_at = self.sessions.authenticate(f.app_id, f.user_id, f.token)
+        presence_timeout = presence_timeout_for(f.presence_timeout, app.limits)
         s.app = app
         s.user_id = f.user_id
         s.expires_at = expires_at
         s.warned = False
-        s.presence_timeout = f.presence_timeout
+        s.presence_timeout = presence_timeout
         s.become(SessionState.LOGGED_IN)
         self.sessions.login(s)
         s.reply(f.rid, result=encode_result(self.login_result(s)))
@@ -135,3 +137,16 @@ class Handshake:
             s.resume_token,
             self._recovery.epoch,
         )
+
+
+def presence_timeout_for(asked: int, limits: AppLimits) -> int:
+    """Refuse what no RTM 2 client asks (nor the app allows); clamp the rest into the app's
+    range, so that the SDK's own 5-300 s keeps working whatever range the app chose."""
+    low, high = limits.presence_timeout_min, limits.presence_timeout_max
+    if not min(low, RTM_PRESENCE_TIMEOUT[0]) <= asked <= max(high, RTM_PRESENCE_TIMEOUT[1]):
+        raise RTMError(
+            ErrorCode.INVALID_PARAMETER,
+            f"presence_timeout {asked} is outside {RTM_PRESENCE_TIMEOUT[0]}-"
+            f"{RTM_PRESENCE_TIMEOUT[1]} s",
+        )
+    return min(max(asked, low), high)

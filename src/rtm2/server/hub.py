@@ -337,7 +337,9 @@ class Hub:
         silent_after = t.heartbeat_interval + t.heartbeat_grace
         for session in list(self.sessions):
             if session.state is SessionState.DETACHED:
-                if mono - session.detached_at > session.presence_timeout:
+                # A session nobody can renew the token of ends with its token, too.
+                expired = bool(session.expires_at) and now >= session.expires_at
+                if expired or mono - session.detached_at > session.presence_timeout:
                     self.end(session, timed_out=True)
                 continue
             if mono - session.conn.last_seen > silent_after:

@@ -43,9 +43,10 @@ from ..protocol.frames import (
     RevokeLock,
     SetLock,
 )
-from ..types import LockEventType
+from ..types import ChannelType, LockEventType
 from .engines.base import Broker, BusEvent, BusKind, EngineUnavailable, LockInfo, LockStore
 from .interest import Interest
+from .ratelimit import RateBucket
 from .subjects import channel_subject, parse_subject
 
 if TYPE_CHECKING:
@@ -105,6 +106,9 @@ class LockService:
         self.countdowns: dict[LockKey, tuple[str, float, int, str]] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._clock = time.monotonic
+        # Each session's rate of lock calls, every one a durable commit; release and cancel
+        # are not counted: refusing them would only keep locks held and queues long.
+        self.buckets: dict[Session, RateBucket] = {}
 
     async def start(self) -> None:
         """After a restart nobody is connected: every held lock starts its TTL countdown."""
@@ -115,10 +119,14 @@ class LockService:
     # --- requests -------------------------------------------------------------------------
 
     async def set(self, s: Session, f: SetLock) -> None:
+        self._rate(s)
         scope = self._scope(s, f.channel, f.channel_type, f.name)
+        await self._may_administer(s, scope, f.channel_type)
         ttl = min(max(f.ttl, TTL_RANGE[0]), TTL_RANGE[1])
-        limit = s.app_config.limits.locks_per_channel
-        outcome = await self.store.set(scope, f.name, ttl, limit)
+        limits = s.app_config.limits
+        outcome = await self.store.set(
+            scope, f.name, ttl, limits.locks_per_channel, limits.lock_rows
+        )
         if outcome.code:
             raise RTMError(outcome.code, outcome.reason)
         assert outcome.lock is not None
@@ -126,7 +134,9 @@ class LockService:
         s.reply(f.rid)
 
     async def remove(self, s: Session, f: RemoveLock) -> None:
+        self._rate(s)
         scope = self._scope(s, f.channel, f.channel_type, f.name)
+        await self._may_administer(s, scope, f.channel_type)
         outcome = await self.store.remove(scope, f.name)
         if outcome.code:
             raise RTMError(outcome.code, outcome.reason)
@@ -140,8 +150,14 @@ class LockService:
         s.reply(f.rid)
 
     async def acquire(self, s: Session, f: AcquireLock) -> None:
+        self._rate(s)
         scope = self._scope(s, f.channel, f.channel_type, f.name)
         key = (scope, f.name)
+        if f.retry and any(w.session is s for w in self.waiters.get(key, ())):
+            raise RTMError(
+                ErrorCode.LOCK_OPERATION_PERFORMING,
+                f"this session already waits for lock {f.name!r}",
+            )
         waiter = _Waiter(s, f.rid)
         before = (await self.store.locks(scope)).get(f.name)
         outcome = await self.store.acquire(scope, f.name, s.user_id, waiter.ticket, f.retry)
@@ -175,7 +191,9 @@ class LockService:
         s.reply(f.rid)
 
     async def revoke(self, s: Session, f: RevokeLock) -> None:
+        self._rate(s)
         scope = self._scope(s, f.channel, f.channel_type, f.name)
+        await self._may_administer(s, scope, f.channel_type)
         await self._free(scope, f.name, f.owner, LockEventType.RELEASED)
         s.reply(f.rid)
 
@@ -279,6 +297,7 @@ class LockService:
         return queue
 
     async def get(self, s: Session, f: GetLocks) -> None:
+        self._rate(s)
         scope = channel_subject(s.app_config.app_id, f.channel, f.channel_type)
         locks = await self.store.locks(scope)
         details = [_detail(info) for _, info in sorted(locks.items())]
@@ -344,6 +363,7 @@ class LockService:
     def on_session_end(self, s: Session, timed_out: bool) -> None:
         """The session ended: as a lost connection, and it stops listening."""
         self.connection_lost(s)
+        self.buckets.pop(s, None)
         for subj in [k for k, v in self.listeners.items() if s in v]:
             self.listeners[subj].discard(s)
             if not self.listeners[subj]:
@@ -418,6 +438,35 @@ class LockService:
                     waiter.session.reply(waiter.rid, ErrorCode.LOCK_NOT_EXIST, "lock removed")
 
     # --- helpers ----------------------------------------------------------------------------
+
+    async def _may_administer(self, s: Session, scope: str, channel_type: int) -> None:
+        """Setting, removing and revoking follow the app's ``lock_admin`` policy."""
+        policy = s.app_config.lock_admin
+        if policy == "anyone":
+            return
+        if policy == "server":
+            raise RTMError(
+                ErrorCode.LOCK_OPERATION_FAILED,
+                "in this app only the server may set, remove or revoke locks",
+            )
+        if not await self._present(scope, s.user_id):
+            code = (
+                ErrorCode.CHANNEL_NOT_JOINED
+                if channel_type == ChannelType.STREAM
+                else ErrorCode.CHANNEL_NOT_SUBSCRIBED
+            )
+            raise RTMError(code, "only members of the channel may set, remove or revoke its locks")
+
+    def _rate(self, s: Session) -> None:
+        rate = s.app_config.limits.lock_rate
+        now = self._clock()
+        bucket = self.buckets.get(s)
+        if bucket is None:
+            bucket = self.buckets[s] = RateBucket(rate, now)
+        if not bucket.allow(now, rate):
+            raise RTMError(
+                ErrorCode.OPERATION_RATE_EXCEED_LIMITATION, f"over {rate:g} lock calls/s"
+            )
 
     @staticmethod
     def _scope(s: Session, channel: str, channel_type: int, name: str) -> str:

@@ -100,7 +100,7 @@ class Server:
 
             engine = RedisEngine(self.config.engine)
         else:
-            engine = MemoryEngine(self.config.data_dir)
+            engine = MemoryEngine(self.config.data_dir, self.config.timers.offsets_idle)
         hub = self._hub = Hub(self.config, loop, engine)
         try:
             await engine.start()

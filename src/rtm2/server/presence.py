@@ -39,6 +39,7 @@ from ..protocol.frames import (
 from ..protocol.names import is_valid_user_id
 from ..types import ChannelType, PresenceEventType
 from .engines.base import Broker, BusEvent, BusKind, PresenceStore
+from .ratelimit import RateBucket
 from .subjects import channel_subject, parse_subject
 
 if TYPE_CHECKING:
@@ -105,6 +106,12 @@ class PresenceService:
         self.pending: dict[tuple[str, str], _PendingLeave] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._clock = time.monotonic
+        self.buckets: dict[Session, RateBucket] = {}  # each session's SetState/RemoveState rate
+        # Every change broadcasts the user's full state, so a burst of small changes to a big
+        # state multiplies bytes: at most one change per (subject, user) goes out at once per
+        # sweep interval, the rest wait for the sweep and only the latest of them goes out.
+        self.state_quiet_until: dict[tuple[str, str], float] = {}
+        self.state_due: dict[tuple[str, str], dict[str, str]] = {}
 
     # --- membership (called by the message and stream services) -------------------------
 
@@ -117,6 +124,7 @@ class PresenceService:
         user = s.user_id
         # A leave still in its debounce time is taken back: it will never be announced.
         self.pending.pop((subj, user), None)
+        self.state_due.pop((subj, user), None)  # the join tells the state as it is now
         previous = await self.store.join(subj, user, s.session_id, state, quiet)
         members = await self.store.members(subj)
         self.joined.setdefault(s, {})[subj] = quiet
@@ -147,6 +155,8 @@ class PresenceService:
             return
         if not joined:
             del self.joined[s]
+        # A change still waiting for the sweep must not follow the user's leave or timeout.
+        self.state_due.pop((subj, s.user_id), None)
         view = self.views.get(subj)
         if view is not None:
             view.members.discard(s)
@@ -164,6 +174,7 @@ class PresenceService:
     def on_session_end(self, s: Session, timed_out: bool) -> None:
         for subj in list(self.joined.get(s, ())):
             self.leave(s, subj, timed_out)
+        self.buckets.pop(s, None)
 
     async def remove_orphan(self, subj: str, user: str, member: str) -> None:
         """A dead node's user: it timed out."""
@@ -248,6 +259,21 @@ class PresenceService:
         for view in self.views.values():
             if view.interval and now >= view.next_flush:
                 self._flush(view)
+        due_states, self.state_due = self.state_due, {}
+        quiet_until = now + self.timers.sweep_interval
+        self.state_quiet_until = {k: t for k, t in self.state_quiet_until.items() if t > now}
+        for (subj, user), state in due_states.items():
+            self.state_quiet_until[(subj, user)] = quiet_until
+            self._publish(subj, PresenceEventType.REMOTE_STATE_CHANGED, user, state)
+
+    def _state_changed(self, subj: str, user: str, state: dict[str, str]) -> None:
+        key = (subj, user)
+        now = self._clock()
+        if key in self.state_due or now < self.state_quiet_until.get(key, 0.0):
+            self.state_due[key] = state
+            return
+        self.state_quiet_until[key] = now + self.timers.sweep_interval
+        self._publish(subj, PresenceEventType.REMOTE_STATE_CHANGED, user, state)
 
     # --- requests ------------------------------------------------------------------------
 
@@ -294,23 +320,36 @@ class PresenceService:
         quiet = joined.get(subj) if joined is not None else None
         if quiet is None:
             raise RTMError(_not_in(f.channel_type), f"not in channel {f.channel!r}")
+        limits = s.app_config.limits
+        self._rate(s, limits.presence_state_rate)
         upsert = f.state if isinstance(f, SetState) else {}
         remove = f.keys if isinstance(f, RemoveState) else []
-        _check_state(upsert, s.app_config.limits)
+        _check_state(upsert, limits)
         entry = (await self.store.members(subj)).get(s.user_id)
         current = entry.state if entry is not None else {}
         merged = {k: v for k, v in current.items() if k not in remove} | upsert
-        if len(merged) > s.app_config.limits.presence_state_pairs:
+        if len(merged) > limits.presence_state_pairs:
             raise RTMError(
                 ErrorCode.PRESENCE_STATE_COUNT_OVERFLOW,
-                f"at most {s.app_config.limits.presence_state_pairs} state pairs per channel",
+                f"at most {limits.presence_state_pairs} state pairs per channel",
             )
+        _check_state_bytes(merged, limits)
         state = await self.store.update_state(subj, s.user_id, s.session_id, upsert, remove)
         if state is None:
             raise RTMError(_not_in(f.channel_type), f"not in channel {f.channel!r}")
         if not quiet:
-            self._publish(subj, PresenceEventType.REMOTE_STATE_CHANGED, s.user_id, state)
+            self._state_changed(subj, s.user_id, state)
         s.reply(f.rid)
+
+    def _rate(self, s: Session, rate: float) -> None:
+        now = self._clock()
+        bucket = self.buckets.get(s)
+        if bucket is None:
+            bucket = self.buckets[s] = RateBucket(rate, now)
+        if not bucket.allow(now, rate):
+            raise RTMError(
+                ErrorCode.OPERATION_RATE_EXCEED_LIMITATION, f"over {rate:g} state changes/s"
+            )
 
     def _spawn(self, coro: Coroutine[None, None, None]) -> None:
         task = asyncio.get_running_loop().create_task(coro)
@@ -322,6 +361,15 @@ def _not_in(channel_type: int) -> ErrorCode:
     if channel_type == ChannelType.STREAM:
         return ErrorCode.CHANNEL_NOT_JOINED
     return ErrorCode.CHANNEL_NOT_SUBSCRIBED
+
+
+def _check_state_bytes(state: dict[str, str], limits: AppLimits) -> None:
+    size = sum(len(k.encode()) + len(v.encode()) for k, v in state.items())
+    if size > limits.presence_state_bytes:
+        raise RTMError(
+            ErrorCode.PRESENCE_STATE_VALUE_SIZE_OVERFLOW,
+            f"state over {limits.presence_state_bytes} bytes (keys + values) per channel",
+        )
 
 
 def _check_state(state: dict[str, str], limits: AppLimits) -> None:
@@ -342,3 +390,4 @@ def _check_state(state: dict[str, str], limits: AppLimits) -> None:
                 ErrorCode.PRESENCE_STATE_VALUE_SIZE_OVERFLOW,
                 f"state value over {MAX_STATE_VALUE} bytes",
             )
+    _check_state_bytes(state, limits)

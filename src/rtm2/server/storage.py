@@ -155,6 +155,7 @@ class StorageService:
             int(time.time() * 1000) if f.record_ts else 0,
             lock,
             limits.metadata_set_size,
+            limits.metadata_rows,
         )
         if outcome.code:
             raise RTMError(outcome.code, outcome.reason)

@@ -55,6 +55,8 @@ __all__ = [
     "RecoveryStore",
     "UNNUMBERED",
     "frame_offset",
+    "FENCES_KEPT",
+    "subject_app",
     "numbered",
     "StreamStore",
     "TopicPublishers",
@@ -275,6 +277,20 @@ class PresenceStore(Protocol):
 
 # --- storage (metadata) and locks ---------------------------------------------------------------
 
+
+# Per app, the last fencing numbers of this many most recently removed locks are kept by name
+# (a name set again goes on from its own); older ones fold into the app's fencing floor, where
+# every lock set later starts. So a fresh lock starts at fence 0 until the app has removed
+# more locks than this, and removed names cost bounded storage.
+FENCES_KEPT = 1000
+
+
+def subject_app(subject: str) -> str:
+    """The app of a channel subject, user target or lock scope (``<kind>:<app>:<name>``):
+    row quotas and fencing floors are kept per app."""
+    return subject.split(":", 2)[1]
+
+
 OP_SET = 0
 OP_UPDATE = 1
 OP_REMOVE = 2
@@ -333,10 +349,14 @@ class MetadataStore(Protocol):
         update_ts: int,
         lock: tuple[str, str, str] | None = None,
         max_size: int = 0,
+        max_rows: int = 0,
     ) -> WriteOutcome:
         """Apply a write. ``author``/``update_ts`` are stamped on written items ("" / 0 when
         not recorded). ``lock`` is (lock scope, lock name, user that must hold it).
-        ``max_size`` (if > 0) bounds the bytes of all keys and values of the resulting set."""
+        ``max_size`` (if > 0) bounds the bytes of all keys and values of the resulting set.
+        ``max_rows`` (if > 0) bounds the metadata rows of the target's app (``subject_app``):
+        each set counts one and each of its items one more; a write that would end above it
+        (and grows the count) is refused with STORAGE_METADATA_ITEM_EXCEED_LIMITATION."""
 
     async def read(self, target: str) -> Metadata: ...
 
@@ -365,7 +385,13 @@ class LockStore(Protocol):
     so nobody overtakes the queue; ``remove`` drops the queue with the lock.
     """
 
-    async def set(self, scope: str, name: str, ttl: int, max_locks: int) -> LockOutcome: ...
+    async def set(
+        self, scope: str, name: str, ttl: int, max_locks: int, max_rows: int = 0
+    ) -> LockOutcome:
+        """Define a free lock: refused when it exists (LOCK_ALREADY_EXIST), when the scope
+        has ``max_locks`` or the scope's app (``subject_app``) ``max_rows`` (if > 0) locks
+        (LOCK_OPERATION_FAILED). A name set again after a removal goes on from a fencing
+        number at least as high as the removed lock's last."""
 
     async def remove(self, scope: str, name: str) -> LockOutcome: ...
 

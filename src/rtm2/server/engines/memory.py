@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -10,23 +11,27 @@ from .base import BusEvent, BusHandler, PresenceEntry, TopicPublishers, numbered
 from .sqlite import SQLiteStore
 
 __all__ = [
+    "OFFSETS_IDLE",
     "MemoryBroker",
     "MemoryEngine",
     "MemoryPresenceStore",
     "MemoryRecoveryStore",
     "MemoryStreamStore",
+    "Offsets",
 ]
+
+OFFSETS_IDLE = 24 * 3600.0  # seconds, as the Redis engine's counters
 
 
 class MemoryEngine:
     """The embedded engine: one node, everything in this process; metadata and locks are
     also kept durably in SQLite under the data directory."""
 
-    def __init__(self, data_dir: Path) -> None:
+    def __init__(self, data_dir: Path, offsets_idle: float = OFFSETS_IDLE) -> None:
         self.stream_store = MemoryStreamStore()
         self.presence_store = MemoryPresenceStore()
         self.metadata_store = self.lock_store = SQLiteStore(data_dir / "rtm2.db")
-        self.recovery_store = MemoryRecoveryStore()
+        self.recovery_store = MemoryRecoveryStore(offsets_idle)
 
     def make_broker(self, handler: BusHandler, gap: Callable[[str | None], None]) -> MemoryBroker:
         return MemoryBroker(handler, self.recovery_store.offsets)
@@ -52,23 +57,68 @@ class MemoryEngine:
         return []  # one node: no other node can die and leave entries behind
 
 
+class Offsets:
+    """The last offset of each (subject, topic), forgotten after ``idle`` seconds without a
+    message, so that publishing to ever new channel names does not grow it without end.
+
+    A forgotten counter starts again above every offset a forgotten one reached (as the Redis
+    engine's start above its clock), so a client's old position is never taken for a newer
+    one. Kept in order of last use: the idle ones are at the front.
+    """
+
+    __slots__ = ("_clock", "_floor", "_last", "_next_prune", "idle")
+
+    def __init__(self, idle: float, clock: Callable[[], float] = time.monotonic) -> None:
+        self.idle = idle
+        self._clock = clock
+        self._last: dict[tuple[str, str], tuple[int, float]] = {}  # key -> (offset, used at)
+        self._floor = 0  # the highest offset of a forgotten counter
+        self._next_prune = clock() + idle
+
+    def __len__(self) -> int:
+        return len(self._last)
+
+    def get(self, key: tuple[str, str]) -> int:
+        entry = self._last.get(key)
+        return entry[0] if entry is not None else 0
+
+    def next(self, key: tuple[str, str]) -> int:
+        now = self._clock()
+        if now >= self._next_prune:
+            self._prune(now)
+        entry = self._last.pop(key, None)  # re-inserted: at the back, the most recent
+        offset = (entry[0] if entry is not None else self._floor) + 1
+        self._last[key] = (offset, now)
+        return offset
+
+    def _prune(self, now: float) -> None:
+        # A pass every ``idle / 10`` at most, each over the idle entries only.
+        self._next_prune = now + self.idle / 10
+        cutoff = now - self.idle
+        for key, (offset, used) in list(self._last.items()):
+            if used > cutoff:
+                break
+            del self._last[key]
+            self._floor = max(self._floor, offset)
+
+
 class MemoryRecoveryStore:
     """Offsets per (subject, topic); the messages themselves are kept by the node that
     receives them (``server.recovery``), which with one node is all of them."""
 
-    def __init__(self) -> None:
+    def __init__(self, offsets_idle: float = OFFSETS_IDLE) -> None:
         # This process's offsets: a restart starts them again, so it is another epoch.
         self.epoch = os.urandom(6).hex()
-        self.offsets: dict[tuple[str, str], int] = {}
+        self.offsets = Offsets(offsets_idle)
 
     async def position(self, subject: str, topic: str) -> int:
-        return self.offsets.get((subject, topic), 0)
+        return self.offsets.get((subject, topic))
 
     async def since(
         self, subject: str, topic: str, offset: int, limit: int, seconds: float
     ) -> list[BusEvent] | None:
         # Whatever this node did not keep itself is gone.
-        return [] if offset >= self.offsets.get((subject, topic), 0) else None
+        return [] if offset >= self.offsets.get((subject, topic)) else None
 
 
 class MemoryBroker:
@@ -76,7 +126,7 @@ class MemoryBroker:
 
     __slots__ = ("_handler", "_offsets", "_subjects")
 
-    def __init__(self, handler: BusHandler, offsets: dict[tuple[str, str], int]) -> None:
+    def __init__(self, handler: BusHandler, offsets: Offsets) -> None:
         self._handler = handler
         self._subjects: set[str] = set()
         self._offsets = offsets
@@ -86,8 +136,7 @@ class MemoryBroker:
             self._handler(subject, event)
 
     def publish_message(self, subject: str, event: BusEvent, keep: int, seconds: float) -> None:
-        key = (subject, event.topic)
-        offset = self._offsets[key] = self._offsets.get(key, 0) + 1
+        offset = self._offsets.next((subject, event.topic))
         if subject in self._subjects:
             frame = numbered(event.frame, offset)
             self._handler(subject, BusEvent(event.kind, event.topic, event.user, frame))

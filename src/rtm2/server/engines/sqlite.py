@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from ...errors import ErrorCode
+from . import base
 from .base import (
     OP_REMOVE,
     Item,
@@ -30,8 +31,16 @@ from .base import (
     LockOutcome,
     Metadata,
     WriteOutcome,
+    subject_app,
 )
-from .writes import check_write, lock_not_held, too_large
+from .writes import (
+    check_write,
+    lock_not_held,
+    lock_rows_full,
+    metadata_rows,
+    rows_full,
+    too_large,
+)
 
 __all__ = ["SQLiteStore"]
 
@@ -46,6 +55,8 @@ CREATE TABLE IF NOT EXISTS locks (
     scope TEXT NOT NULL, name TEXT NOT NULL, ttl INTEGER NOT NULL, owner TEXT NOT NULL,
     fence INTEGER NOT NULL, PRIMARY KEY (scope, name));
 CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
+-- The last fence of recently removed locks (at most FENCES_KEPT per app; older ones fold into
+-- the app's floor, counters "fence:<app>"), oldest rowid first.
 CREATE TABLE IF NOT EXISTS lock_fences (
     scope TEXT NOT NULL, name TEXT NOT NULL, fence INTEGER NOT NULL, PRIMARY KEY (scope, name));
 """
@@ -119,9 +130,13 @@ class SQLiteStore:
         self.path = path
         self._sets: dict[str, Metadata] = {}
         self._locks: dict[str, dict[str, LockInfo]] = {}
-        # Last fencing number of removed locks: a lock set again under the same name goes on
-        # from there, so fencing numbers of one name never repeat.
-        self._fences: dict[tuple[str, str], int] = {}
+        # Per app: the last fence of its recently removed locks by (scope, name), oldest
+        # first, and the floor above every fence it forgot (see ``base.FENCES_KEPT``).
+        self._fences: dict[str, dict[tuple[str, str], int]] = {}
+        self._floors: dict[str, int] = {}
+        # Rows per app, against its quotas: locks, and metadata sets plus their items.
+        self._lock_rows: dict[str, int] = {}
+        self._meta_rows: dict[str, int] = {}
         # Tickets of requests waiting for a lock, first come first. Not durable: the waiting
         # requests do not outlive the process either.
         self._queues: dict[tuple[str, str], list[str]] = {}
@@ -151,12 +166,29 @@ class SQLiteStore:
                 "SELECT scope, name, ttl, owner, fence FROM locks"
             ):
                 self._locks.setdefault(scope, {})[name] = LockInfo(name, ttl, owner, fence)
-            for scope, name, fence in db.execute("SELECT scope, name, fence FROM lock_fences"):
-                self._fences[(scope, name)] = fence
+            for name, value in db.execute(
+                "SELECT name, value FROM counters WHERE name LIKE 'fence:%'"
+            ):
+                self._floors[name[len("fence:") :]] = value
+            forgotten: list[Statement] = []
+            for scope, name, fence in db.execute(
+                "SELECT scope, name, fence FROM lock_fences ORDER BY rowid"
+            ):
+                forgotten += self._keep_fence(scope, name, fence)
+            if forgotten:  # a database from before the bound (or a smaller one)
+                with db:
+                    for sql, args in forgotten:
+                        db.execute(sql, args)
             row = db.execute("SELECT value FROM counters WHERE name = 'revision'").fetchone()
             self._revision = row[0] if row else 0
         finally:
             db.close()
+        for target, metadata in self._sets.items():
+            app = subject_app(target)
+            self._meta_rows[app] = self._meta_rows.get(app, 0) + metadata_rows(metadata)
+        for scope, locks in self._locks.items():
+            app = subject_app(scope)
+            self._lock_rows[app] = self._lock_rows.get(app, 0) + len(locks)
         self._writer = _Writer(self.path, asyncio.get_running_loop())
         self._writer.start()
         log.info(
@@ -201,6 +233,7 @@ class SQLiteStore:
         update_ts: int,
         lock: tuple[str, str, str] | None = None,
         max_size: int = 0,
+        max_rows: int = 0,
     ) -> WriteOutcome:
         if self._broken:
             return WriteOutcome(ErrorCode.STORAGE_NOT_AVAILABLE, self._broken)
@@ -248,6 +281,13 @@ class SQLiteStore:
             statements.append(
                 ("INSERT OR REPLACE INTO meta_sets VALUES (?, ?)", (target, revision))
             )
+        app = subject_app(target)
+        rows = self._meta_rows.get(app, 0)
+        grown = metadata_rows(new) - metadata_rows(current)
+        if max_rows and grown > 0 and rows + grown > max_rows:
+            self._revision -= 1
+            return rows_full(max_rows)
+        self._meta_rows[app] = rows + grown
         if new is _EMPTY:
             self._sets.pop(target, None)
         else:
@@ -270,7 +310,9 @@ class SQLiteStore:
             if info.owner
         ]
 
-    async def set(self, scope: str, name: str, ttl: int, max_locks: int) -> LockOutcome:
+    async def set(
+        self, scope: str, name: str, ttl: int, max_locks: int, max_rows: int = 0
+    ) -> LockOutcome:
         locks = self._locks.get(scope, {})
         if name in locks:
             return LockOutcome(ErrorCode.LOCK_ALREADY_EXIST, f"lock {name!r} already exists")
@@ -278,7 +320,39 @@ class SQLiteStore:
             return LockOutcome(
                 ErrorCode.LOCK_OPERATION_FAILED, f"a channel has at most {max_locks} locks"
             )
-        return await self._put(scope, LockInfo(name, ttl, "", self._fences.get((scope, name), 0)))
+        app = subject_app(scope)
+        rows = self._lock_rows.get(app, 0)
+        if max_rows and rows >= max_rows:
+            return lock_rows_full(max_rows)
+        if self._broken:
+            return LockOutcome(ErrorCode.LOCK_NOT_AVAILABLE, self._broken)
+        self._lock_rows[app] = rows + 1
+        fence = self._fences.get(app, {}).pop((scope, name), None)
+        if fence is None:
+            fence = self._floors.get(app, 0)
+        forget = ("DELETE FROM lock_fences WHERE scope = ? AND name = ?", (scope, name))
+        return await self._put(scope, LockInfo(name, ttl, "", fence), [forget])
+
+    def _keep_fence(self, scope: str, name: str, fence: int) -> list[Statement]:
+        """Remember a removed lock's last fence (in memory); the statements that forget the
+        oldest ones kept beyond ``FENCES_KEPT`` into the app's floor."""
+        app = subject_app(scope)
+        kept = self._fences.setdefault(app, {})
+        kept.pop((scope, name), None)
+        kept[(scope, name)] = fence
+        statements: list[Statement] = []
+        while len(kept) > base.FENCES_KEPT:
+            (old_scope, old_name), old = next(iter(kept.items()))
+            del kept[(old_scope, old_name)]
+            floor = self._floors[app] = max(self._floors.get(app, 0), old)
+            statements += [
+                (
+                    "DELETE FROM lock_fences WHERE scope = ? AND name = ?",
+                    (old_scope, old_name),
+                ),
+                ("INSERT OR REPLACE INTO counters VALUES (?, ?)", (f"fence:{app}", floor)),
+            ]
+        return statements
 
     async def remove(self, scope: str, name: str) -> LockOutcome:
         info = self._locks.get(scope, {}).get(name)
@@ -289,12 +363,14 @@ class SQLiteStore:
         self._queues.pop((scope, name), None)
         if not locks:
             del self._locks[scope]
-        self._fences[(scope, name)] = info.fence
+        app = subject_app(scope)
+        self._lock_rows[app] -= 1
         return await self._save(
             LockOutcome(0, "", info),
             [
                 ("DELETE FROM locks WHERE scope = ? AND name = ?", (scope, name)),
                 ("INSERT OR REPLACE INTO lock_fences VALUES (?, ?, ?)", (scope, name, info.fence)),
+                *self._keep_fence(scope, name, info.fence),
             ],
         )
 
@@ -345,7 +421,9 @@ class SQLiteStore:
             )
         return await self._put(scope, LockInfo(name, info.ttl, "", info.fence))
 
-    async def _put(self, scope: str, info: LockInfo) -> LockOutcome:
+    async def _put(
+        self, scope: str, info: LockInfo, also: list[Statement] | None = None
+    ) -> LockOutcome:
         if self._broken:
             return LockOutcome(ErrorCode.LOCK_NOT_AVAILABLE, self._broken)
         self._locks.setdefault(scope, {})[info.name] = info
@@ -355,7 +433,8 @@ class SQLiteStore:
                 (
                     "INSERT OR REPLACE INTO locks VALUES (?, ?, ?, ?, ?)",
                     (scope, info.name, info.ttl, info.owner, info.fence),
-                )
+                ),
+                *(also or []),
             ],
         )
 

@@ -11,7 +11,7 @@ the outcome with the functions here, so both engines answer alike.
 from __future__ import annotations
 
 from ...errors import ErrorCode
-from .base import OP_REMOVE, OP_SET, OP_UPDATE, ItemWrite, Metadata, WriteOutcome
+from .base import OP_REMOVE, OP_SET, OP_UPDATE, ItemWrite, LockOutcome, Metadata, WriteOutcome
 
 __all__ = [
     "DUPLICATE_KEY",
@@ -21,7 +21,10 @@ __all__ = [
     "item_missing",
     "item_outdated",
     "lock_not_held",
+    "lock_rows_full",
     "major_outdated",
+    "metadata_rows",
+    "rows_full",
     "too_large",
 ]
 
@@ -92,3 +95,19 @@ def too_large(max_size: int) -> WriteOutcome:
     return WriteOutcome(
         ErrorCode.STORAGE_METADATA_LENGTH_OVERFLOW, f"the set would exceed {max_size} bytes"
     )
+
+
+def rows_full(max_rows: int) -> WriteOutcome:
+    return WriteOutcome(
+        ErrorCode.STORAGE_METADATA_ITEM_EXCEED_LIMITATION,
+        f"the app has at most {max_rows} metadata rows (sets and items)",
+    )
+
+
+def lock_rows_full(max_rows: int) -> LockOutcome:
+    return LockOutcome(ErrorCode.LOCK_OPERATION_FAILED, f"the app has at most {max_rows} locks")
+
+
+def metadata_rows(metadata: Metadata) -> int:
+    """The rows a set counts against its app's quota: itself and each item (none if absent)."""
+    return 1 + len(metadata.items) if metadata.major_revision else 0

@@ -12,7 +12,7 @@ from collections.abc import Awaitable, Sequence
 from typing import Any, TypeVar
 
 from ...redisio import Arg, Commands, RedisError, Script, hash_tag, load, run
-from ..base import EngineUnavailable
+from ..base import EngineUnavailable, subject_app
 from .nodes import NodeIndex
 
 __all__ = ["ScriptedStore", "guard", "tagged"]
@@ -57,6 +57,13 @@ class ScriptedStore:
 
     async def open(self) -> None:
         await load(self.client, self.scripts)
+
+    def app_key(self, subject: str) -> str:
+        """The hash of the app of ``subject`` (a target or lock scope): its row counts
+        ("locks", "metadata") and the fencing floor of its removed locks ("fence"). Its
+        hash tag is the app's, which no channel's is: with Redis Cluster it is in another
+        slot than any channel's keys, and in one slot with the app's other keys."""
+        return f"{self.prefix}{{app:{hash_tag(subject_app(subject))}}}"
 
     def key(self, target: str, kind: str) -> str:
         """The key of ``kind`` ("meta", "locks", "fences") of a target or lock scope."""
