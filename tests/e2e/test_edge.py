@@ -195,14 +195,14 @@ async def test_logout_login_subscribe_in_one_batch_leaves_no_zombie_session(
             await asyncio.wait_for(watcher.recv(), 5)
         async with websockets.connect(server.url) as ws:
             await ws.send(encode(Hello(1)))
-            await ws.send(encode(Login(2, APP_OPEN, user, "", presence_timeout=1)))
+            await ws.send(encode(Login(2, APP_OPEN, user, "", presence_timeout=5)))
             for _ in range(2):
                 await asyncio.wait_for(ws.recv(), 5)
             await ws.send(
                 encode_batch(
                     [
                         encode(Logout(3)),
-                        encode(Login(4, APP_OPEN, user, "", presence_timeout=1)),
+                        encode(Login(4, APP_OPEN, user, "", presence_timeout=5)),
                         encode(Subscribe(5, channel)),
                     ]
                 )
@@ -216,7 +216,7 @@ async def test_logout_login_subscribe_in_one_batch_leaves_no_zombie_session(
             assert [(r.rid, r.code) for r in answers if isinstance(r, Reply)] == [(3, 0)]
             assert len(answers) == 1
             assert ws.close_code == 1000
-        for _ in range(5):  # past presence_timeout and a sweep; the watcher stays alive
+        for _ in range(13):  # past presence_timeout (5 s, the least RTM allows) and a sweep
             await asyncio.sleep(0.5)
             await watcher.send(encode(Ping(0.0)))
         # A zombie would still be in the channel, logged in again after its own logout.
