@@ -81,6 +81,8 @@ ODD_NAMES = (
 names = st.one_of(st.sampled_from(GOOD_NAMES), st.sampled_from(ODD_NAMES), st.text(max_size=80))
 # Big payloads are cheap repeated bytes: their size is what matters (size limits), and drawing
 # 30 KB of random bytes would make every example slow.
+# Names that mostly exist: requests then get past validation and reach the services.
+friendly_names = st.one_of(st.sampled_from(GOOD_NAMES), st.sampled_from(GOOD_NAMES), names)
 blobs = st.one_of(st.binary(max_size=256), st.integers(30_000, 40_000).map(lambda n: b"\xff" * n))
 states = st.dictionaries(names, names, max_size=6)
 
@@ -99,11 +101,13 @@ _BY_NAME: dict[str, st.SearchStrategy[Any]] = {
 }
 
 
-def _for_type(tp: Any, allow_nan: bool) -> st.SearchStrategy[Any]:
+def _for_type(
+    tp: Any, allow_nan: bool, text: st.SearchStrategy[str] = names
+) -> st.SearchStrategy[Any]:
     if tp is int:
         return ints
     if tp is str:
-        return names
+        return text
     if tp is bytes:
         return blobs
     if tp is bool:
@@ -112,18 +116,24 @@ def _for_type(tp: Any, allow_nan: bool) -> st.SearchStrategy[Any]:
         return st.floats(allow_nan=allow_nan, allow_infinity=True)
     origin, args = typing.get_origin(tp), typing.get_args(tp)
     if origin is list:
-        return st.lists(_for_type(args[0], allow_nan), max_size=6)
+        return st.lists(_for_type(args[0], allow_nan, text), max_size=6)
     if origin is dict:
-        return st.dictionaries(_for_type(args[0], allow_nan), _for_type(args[1], allow_nan))
+        return st.dictionaries(
+            _for_type(args[0], allow_nan, text), _for_type(args[1], allow_nan, text), max_size=6
+        )
     if tp in (MetadataItem, Position):
-        return struct_of(tp, allow_nan)
+        return struct_of(tp, allow_nan, text)
     raise TypeError(f"no strategy for {tp!r}: teach fuzz_strategies about it")
 
 
 def struct_of(
-    cls: type[Any], allow_nan: bool = True, **fixed: st.SearchStrategy[Any]
+    cls: type[Any],
+    allow_nan: bool = True,
+    text: st.SearchStrategy[str] = names,
+    **fixed: st.SearchStrategy[Any],
 ) -> st.SearchStrategy[Any]:
-    """Instances of ``cls`` with every field drawn (optional ones sometimes left out)."""
+    """Instances of ``cls`` with every field drawn (optional ones sometimes left out), strings
+    from ``text``."""
     fields: dict[str, st.SearchStrategy[Any]] = {}
     for field in msgspec.structs.fields(cls):
         if field.name in fixed:
@@ -131,7 +141,7 @@ def struct_of(
         elif field.name in _BY_NAME:
             strategy = _BY_NAME[field.name]
         else:
-            strategy = _for_type(field.type, allow_nan)
+            strategy = _for_type(field.type, allow_nan, text)
         if not field.required and field.name not in fixed:
             strategy = st.one_of(st.just(msgspec.UNSET), strategy)
         fields[field.name] = strategy
@@ -145,12 +155,16 @@ def struct_of(
 
 
 def client_frames(
-    rids: st.SearchStrategy[int] = ints, allow_nan: bool = True
+    rids: st.SearchStrategy[int] = ints,
+    allow_nan: bool = True,
+    text: st.SearchStrategy[str] = names,
 ) -> st.SearchStrategy[Any]:
     """Any client frame, valid by type, with ``rid`` drawn from ``rids``."""
     return st.one_of(
         *(
-            struct_of(cls, allow_nan) if cls is Ping else struct_of(cls, allow_nan, rid=rids)
+            struct_of(cls, allow_nan, text)
+            if cls is Ping
+            else struct_of(cls, allow_nan, text, rid=rids)
             for cls in CLIENT_FRAME_TYPES
         )
     )

@@ -7,6 +7,7 @@ import contextlib
 import logging
 import signal
 from collections.abc import Callable
+from typing import Any
 
 from picows import ws_create_server
 
@@ -19,6 +20,18 @@ from .hub import Hub
 __all__ = ["Server"]
 
 log = logging.getLogger("rtm2.server")
+
+
+class _PeerFaultsAsWarnings(logging.LoggerAdapter[logging.Logger]):
+    """picows logs a peer's WebSocket protocol violation (an oversized frame, a bad opcode) at
+    ERROR. It is the peer's fault, not the server's, and the connection is closed anyway: at
+    ERROR, any peer could fill an operator's error log and page someone at will."""
+
+    def log(self, level: int, msg: object, *args: object, **kwargs: Any) -> None:
+        if level == logging.ERROR and str(msg).startswith("WS parser error"):
+            level = logging.WARNING
+        super().log(level, msg, *args, **kwargs)
+
 
 # picows reads into a buffer of this size per connection; its 16 KiB default doubles the memory
 # of an idle connection, and the buffer grows by itself for larger frames.
@@ -67,6 +80,7 @@ class Server:
             read_buffer_init_size=_READ_BUFFER,
             websocket_handshake_timeout=self.config.timers.login_timeout,
             enable_auto_pong=False,
+            logger_name=_PeerFaultsAsWarnings(logging.getLogger("picows.server")),
         )
         self.port = self._server.sockets[0].getsockname()[1]
         self._sweeper = loop.create_task(hub.run_sweeper(), name="rtm2-sweeper")
