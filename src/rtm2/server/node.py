@@ -11,6 +11,7 @@ import signal
 import ssl
 import sys
 from collections.abc import Callable
+from typing import Any
 
 from picows import ws_create_server
 
@@ -23,6 +24,18 @@ from .hub import Hub
 __all__ = ["Server", "server_ssl_context"]
 
 log = logging.getLogger("rtm2.server")
+
+
+class _PeerFaultsAsWarnings(logging.LoggerAdapter[logging.Logger]):
+    """picows logs a peer's WebSocket protocol violation (an oversized frame, a bad opcode) at
+    ERROR. It is the peer's fault, not the server's, and the connection is closed anyway: at
+    ERROR, any peer could fill an operator's error log and page someone at will."""
+
+    def log(self, level: int, msg: object, *args: object, **kwargs: Any) -> None:
+        if level == logging.ERROR and str(msg).startswith("WS parser error"):
+            level = logging.WARNING
+        super().log(level, msg, *args, **kwargs)
+
 
 # picows reads into a buffer of this size per connection; its 16 KiB default doubles the memory
 # of an idle connection, and the buffer grows by itself for larger frames.
@@ -122,6 +135,7 @@ class Server:
             enable_auto_pong=False,
             ssl=self._ssl,
             ssl_handshake_timeout=self.config.timers.login_timeout if self._ssl else None,
+            logger_name=_PeerFaultsAsWarnings(logging.getLogger("picows.server")),
         )
         self.port = self._server.sockets[0].getsockname()[1]
         self._sweeper = loop.create_task(hub.run_sweeper(), name="rtm2-sweeper")
