@@ -10,6 +10,7 @@ from typing import Any
 from rtm2.protocol.codec import encode, encode_batch
 from rtm2.protocol.codes import CLOSE_POLICY
 from rtm2.protocol.frames import GetLocks
+from rtm2.server.metrics import Counts
 from rtm2.server.session import Session
 from rtm2.server.table import SessionState
 
@@ -49,7 +50,9 @@ def waiting_session(max_queued: int) -> tuple[Session, FakeConnection, list[int]
         waits.append(asyncio.get_running_loop().create_future())
         return waits[-1]
 
-    hub = SimpleNamespace(routes={GetLocks: (frozenset(SessionState), get)}, clock=lambda: 0.0)
+    hub = SimpleNamespace(
+        routes={GetLocks: (frozenset(SessionState), get)}, clock=lambda: 0.0, counts=Counts()
+    )
     conn = FakeConnection(max_queued)
     session = Session(hub, conn)  # type: ignore[arg-type]
     session.state = SessionState.LOGGED_IN

@@ -15,6 +15,7 @@ from rtm2.server.config import AppConfig, ServerConfig
 from rtm2.server.engines.base import LockInfo
 from rtm2.server.engines.memory import MemoryEngine
 from rtm2.server.hub import Hub
+from rtm2.server.metrics import Counts
 from rtm2.server.session import Session
 from rtm2.server.table import SessionState
 
@@ -36,7 +37,7 @@ class FakeConnection:
 
 def session_on(name: str, state: SessionState) -> tuple[Session, FakeConnection]:
     conn = FakeConnection(name)
-    hub = SimpleNamespace(routes={}, clock=lambda: 0.0)
+    hub = SimpleNamespace(routes={}, clock=lambda: 0.0, counts=Counts())
     session = Session(hub, conn)  # type: ignore[arg-type]
     conn.session = session
     session.state = state

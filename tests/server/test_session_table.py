@@ -31,6 +31,7 @@ from rtm2.protocol.frames import (
     StreamJoin,
     WhoNow,
 )
+from rtm2.server.metrics import Counts
 from rtm2.server.session import Session
 from rtm2.server.table import (
     ANY,
@@ -181,7 +182,7 @@ def fake_session(state: SessionState) -> tuple[Session, FakeConnection, list[str
         storage=Recorder(calls, "storage"),
         locks=Recorder(calls, "locks"),
     )
-    hub = SimpleNamespace(routes=bind(services), clock=lambda: 0.0)
+    hub = SimpleNamespace(routes=bind(services), clock=lambda: 0.0, counts=Counts())
     conn = FakeConnection()
     session = Session(hub, conn)  # type: ignore[arg-type]
     session.state = state

@@ -49,9 +49,13 @@ class Outbox:
         "_dirty",
         "_loop",
         "_scheduled",
+        "accepted",
+        "bytes_in",
+        "bytes_out",
         "max_buffer",
         "max_frame",
         "max_queued",
+        "slow_consumers",
         "user_timeout",
     )
 
@@ -75,6 +79,12 @@ class Outbox:
         self.user_timeout = user_timeout
         # Requests one connection may have waiting behind a slow one; more closes it.
         self.max_queued = max_queued
+        # Counters for the metrics (``metrics``), here because every connection has the
+        # outbox at hand: bumping them is an attribute ``+=``, not a call.
+        self.accepted = 0
+        self.slow_consumers = 0
+        self.bytes_in = 0
+        self.bytes_out = 0
 
     def later(self, delay: float, callback: Callable[[], None]) -> None:
         self._loop.call_later(delay, callback)
@@ -152,13 +162,17 @@ class Connection(WSListener):
                 self.cut(CLOSE_POLICY, refused)
                 return
         self._admitted = True
+        self._outbox.accepted += 1
         self.session.on_open()
 
     def on_ws_frame(self, transport: WSTransport, frame: WSFrame) -> None:
         if not self._admitted:
             return  # refused, and closing: what it sends reaches no session
         msg_type = frame.msg_type
-        if frame.payload_size > self._outbox.max_frame:
+        size = frame.payload_size
+        outbox = self._outbox
+        outbox.bytes_in += size
+        if size > outbox.max_frame:
             # picows reports the oversize but may still hand the frame over: never run it.
             self.close(CLOSE_TOO_BIG, "frame too large", flush=False)
         elif msg_type is WSMsgType.BINARY and frame.fin:
@@ -262,9 +276,10 @@ class Connection(WSListener):
             return
         data = out[0] if len(out) == 1 else b"".join(out)
         out.clear()
-        self._out_bytes = 0
+        sent, self._out_bytes = self._out_bytes, 0
         if self.raw.is_closing():
             return
+        self._outbox.bytes_out += sent  # once per flush: ``_out_bytes`` is the batch's size
         self.raw.write(data)
         self._room = self._outbox.max_buffer - self.raw.get_write_buffer_size()
         if self._room < 0:
@@ -272,6 +287,7 @@ class Connection(WSListener):
 
     def _slow_consumer(self) -> None:
         log.warning("disconnecting slow consumer %s", self.peer)
+        self._outbox.slow_consumers += 1
         # A client that does not read would never take the close frame either: the bytes
         # queued for it are dropped at once (aborting frees them; a graceful close keeps them
         # until the client reads or the kernel gives up).

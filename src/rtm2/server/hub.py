@@ -37,6 +37,7 @@ from .handshake import Handshake
 from .interest import Interest
 from .locks import LockService
 from .messages import MessageService
+from .metrics import Counts, Metrics
 from .orphans import LockOrphan, PresenceOrphan, StreamOrphan, WaitOrphan, parse_orphans
 from .presence import PresenceService
 from .recovery import Recovery
@@ -85,6 +86,11 @@ class Hub:
         # The same sessions by id, for Resume.
         self.by_id: dict[str, Session] = {}
         self.engine = engine
+        # Counters the services bump on the hot path; ``metrics`` reads them when scraped.
+        self.counts = Counts()
+        # Bus gaps: of every subject (the engine link was lost), of one (a channel moved).
+        self.bus_gaps_all = 0
+        self.bus_gaps_channel = 0
         self.node_id = os.urandom(3).hex()
         self.broker = self.engine.make_broker(self._on_bus, self._on_bus_gap)
         self.recovery = Recovery(self._recovery_limits)
@@ -112,9 +118,16 @@ class Hub:
             features,
             self.replayer,
             self.recovery,
+            self.counts,
         )
         self.messages = MessageService(
-            self.broker, self.interest, features, self.replayer, self.recovery, peers=self
+            self.broker,
+            self.interest,
+            features,
+            self.replayer,
+            self.recovery,
+            peers=self,
+            counts=self.counts,
         )
         self._listeners: list[SessionListener] = []
         # Told of a session's end in this order: locks count down before the channels are
@@ -127,6 +140,8 @@ class Hub:
         # Every request's handler, bound to this node's services once for all sessions.
         self.routes: Routes = bind(self)
         self._ids = itertools.count(1)
+        # Last: it reads the rest of the hub at scrape time.
+        self.metrics = Metrics(self)
 
     async def _present(self, subject: str, user: str) -> bool:
         return user in await self.engine.presence_store.members(subject)
@@ -191,6 +206,10 @@ class Hub:
         route(subject, event)
 
     def _on_bus_gap(self, subject: str | None) -> None:
+        if subject is None:
+            self.bus_gaps_all += 1
+        else:
+            self.bus_gaps_channel += 1
         self.replayer.on_gap(subject)
 
     def on_message(self, subject: str, event: BusEvent) -> None:
@@ -220,6 +239,7 @@ class Hub:
         session = self._user_session(subject)
         if session is not None and session.attached:
             session.conn.send(ws_binary_frame(event.frame))
+            self.counts.delivered_user += 1
 
     def on_login(self, subject: str, event: BusEvent) -> None:
         """The user logged in on another node: its session here (if any, and older) goes."""

@@ -29,6 +29,7 @@ from ..types import ChannelType
 from .checks import check_message
 from .engines.base import UNNUMBERED, Broker, BusEvent, BusKind, frame_offset
 from .interest import Interest
+from .metrics import Counts
 from .ratelimit import RateBucket
 from .subjects import session_subject
 from .subjects import subject as make_subject
@@ -73,8 +74,10 @@ class MessageService:
         replayer: Replayer,
         recovery: Recovery,
         peers: PeerDirectory,
+        counts: Counts | None = None,
     ) -> None:
         self.broker = broker
+        self.counts = Counts() if counts is None else counts
         self.interest = interest
         self.features = features
         self.replayer = replayer
@@ -201,6 +204,7 @@ class MessageService:
             limits.recovery_messages,
             limits.recovery_seconds,
         )
+        self.counts.published_message += 1
         s.reply(f.rid)
         return None
 
@@ -220,10 +224,12 @@ class MessageService:
         recipient = self.peers.find(app, f.channel)
         if recipient is not None and recipient.attached:  # on this node: no broker trip
             recipient.conn.send(ws_binary_frame(frame))
+            self.counts.delivered_user += 1
         elif recipient is not None or not await self.broker.publish_counted(
             session_subject(app, f.channel), BusEvent(BusKind.PEER, "", s.user_id, frame)
         ):
             raise RTMError(ErrorCode.CHANNEL_RECEIVER_OFFLINE, f"{f.channel!r} is not online")
+        self.counts.published_user += 1
         s.reply(f.rid)
 
     def on_message(self, subj: str, event: BusEvent) -> None:
@@ -233,3 +239,4 @@ class MessageService:
             data = ws_binary_frame(event.frame)
             for s in receivers:
                 s.conn.send(data)
+            self.counts.delivered_message += len(receivers)  # once per fan-out

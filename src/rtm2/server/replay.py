@@ -49,6 +49,8 @@ class Replay:
         self.broker = broker
         self._limits = limits  # (recovery_messages, recovery_seconds) of a subject's app
         self._tasks: set[asyncio.Task[None]] = set()
+        # Replays asked for (positions to catch up from), for the metrics.
+        self.replays = 0
 
     def on_gap(self, subject: str | None) -> None:
         """The broker may have dropped events: of every subject (its link to the engine
@@ -114,6 +116,8 @@ class Replay:
         in order and before anything live; ``lost`` lists the positions whose messages are
         no longer all kept. Returns a coroutine when the engine must be asked (the session's
         connection holds live frames meanwhile), None when this node had everything."""
+        if positions:
+            self.replays += 1
         frames: list[bytes] = []
         lost: list[Position] = []
         remote: list[tuple[Position, _Target]] = []

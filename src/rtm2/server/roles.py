@@ -25,6 +25,7 @@ if TYPE_CHECKING:
 
     from ..protocol.frames import Position, Resume, StreamJoin, Subscribe
     from .config import AppConfig
+    from .metrics import Counts
     from .session import Session
     from .table import Routes
 
@@ -94,6 +95,10 @@ class SessionRegistry(Protocol):
     @property
     def routes(self) -> Routes:
         """Every request's handler (``table.bind``), shared by all sessions."""
+
+    @property
+    def counts(self) -> Counts:
+        """The node's counters (``metrics``) that sessions bump: durations, errors."""
 
     def clock(self) -> float: ...
 

@@ -50,6 +50,8 @@ __all__ = ["Session", "SessionState", "reply_frame"]
 
 log = logging.getLogger("rtm2.server")
 
+_perf_counter = time.perf_counter
+
 # Frames that ``request_rate`` does not count: their own per-app rate limits them.
 _OWN_RATE = (Publish, PublishTopic)
 
@@ -69,6 +71,7 @@ class Session:
 
     __slots__ = (
         "_backlog",
+        "_counts",
         "_heir",
         "_routes",
         "app",
@@ -93,6 +96,8 @@ class Session:
         self.registry = registry
         self.conn = conn
         self._routes: Routes = registry.routes
+        # The node's counters (``metrics``): request durations, error replies.
+        self._counts = registry.counts
         self.state = SessionState.NEW
         self.app: AppConfig | None = None
         self.user_id = ""
@@ -200,6 +205,8 @@ class Session:
             and not self._within_budget(frame)
         ):
             return
+        # One clock read before and after each request, never per message it delivers.
+        start = _perf_counter()
         try:
             pending = handler(self, frame)
         except Exception as exc:
@@ -208,7 +215,9 @@ class Session:
             if pending is not None:
                 self._backlog = deque()
                 self.conn.pause_reading()
-                asyncio.get_running_loop().create_task(self._finish(frame, pending))
+                asyncio.get_running_loop().create_task(self._finish(frame, pending, start))
+                return
+        self._counts.timings[type(frame)].observe(_perf_counter() - start)
 
     def _within_budget(self, frame: ClientFrame) -> bool:
         """A logged-in session's requests count against the app's ``request_rate`` (on top of
@@ -227,13 +236,16 @@ class Session:
             self.reply(
                 frame.rid, ErrorCode.OPERATION_RATE_EXCEED_LIMITATION, f"over {rate:g} requests/s"
             )
+        else:
+            self._counts.dropped_pings += 1
         return False
 
-    async def _finish(self, frame: ClientFrame, pending: Awaitable[None]) -> None:
+    async def _finish(self, frame: ClientFrame, pending: Awaitable[None], start: float) -> None:
         try:
             await pending
         except Exception as exc:
             self._failed(frame, exc)
+        self._counts.timings[type(frame)].observe(_perf_counter() - start)
         backlog, self._backlog = self._backlog, None
         (self._heir or self)._drain(backlog or deque())
 
@@ -306,6 +318,8 @@ class Session:
         self.conn.send(ws_binary_frame(encode(frame)))
 
     def reply(self, rid: int, code: int = 0, reason: str = "", result: msgspec.Raw = NIL) -> None:
+        if code:
+            self._counts.error(code)
         self.conn.send(reply_frame(rid, code, reason, result))
 
     def kick(

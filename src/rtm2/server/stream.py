@@ -51,6 +51,7 @@ from .engines.base import (
     frame_offset,
 )
 from .interest import Interest
+from .metrics import Counts
 from .ratelimit import RateBucket
 from .subjects import subject as make_subject
 
@@ -123,8 +124,10 @@ class StreamService:
         features: ChannelFeatures,
         replayer: Replayer,
         recovery: Recovery,
+        counts: Counts | None = None,
     ) -> None:
         self.store = store
+        self.counts = Counts() if counts is None else counts
         self.broker = broker
         self.interest = interest
         self.features = features
@@ -333,6 +336,7 @@ class StreamService:
             limits.recovery_messages,
             limits.recovery_seconds,
         )
+        self.counts.published_stream += 1
         s.reply(f.rid)
 
     def on_message(self, subject: str, event: BusEvent) -> None:
@@ -345,6 +349,7 @@ class StreamService:
             data = ws_binary_frame(event.frame)
             for s in recipients:
                 s.conn.send(data)
+            self.counts.delivered_stream += len(recipients)  # once per fan-out
 
     def on_topic_event(self, subject: str, event: BusEvent) -> None:
         """Tell this node's members of the channel, but the publisher it is about."""

@@ -1,0 +1,119 @@
+"""A server's metrics move as real SDK clients connect, publish and receive over real sockets.
+
+The server runs in the test's own event loop (``Server`` on port 0, embedded engine), so the
+test reads its metrics object directly; the HTTP route that serves ``render()`` is the HTTP
+listener's.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+import rtm2
+from rtm2.server.config import AppConfig, ServerConfig
+from rtm2.server.node import Server
+
+APP = "ce" * 16
+
+
+@pytest.fixture
+async def server(tmp_path: Path) -> AsyncIterator[Server]:
+    config = ServerConfig(
+        port=0, data_dir=tmp_path, apps=(AppConfig(APP, stream_join_policy="login"),)
+    )
+    node = Server(config)
+    await node.start()
+    try:
+        yield node
+    finally:
+        await node.stop()
+
+
+async def login(server: Server, user: str) -> rtm2.RTMClient:
+    client = rtm2.RTMClient(rtm2.RTMConfig(app_id=APP, user_id=user))
+    client.set_parameters({rtm2.PARAM_ENDPOINT: server.url})
+    await client.login("")
+    return client
+
+
+def scrape(server: Server) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
+    body, _ = server.hub.metrics.render()
+    return {
+        (s.name, frozenset(s.labels.items())): s.value
+        for family in text_string_to_metric_families(body.decode())
+        for s in family.samples
+    }
+
+
+def at(
+    samples: dict[tuple[str, frozenset[tuple[str, str]]], float], name: str, **labels: str
+) -> float:
+    return samples[name, frozenset(labels.items())]
+
+
+async def test_publishing_to_subscribers_moves_the_message_byte_and_request_counters(
+    server: Server,
+) -> None:
+    before = scrape(server)
+    alice, bob, carol = [await login(server, u) for u in ("alice", "bob", "carol")]
+    try:
+        channels = [c.stream_channel("room") for c in (alice, bob, carol)]
+        for channel in channels:
+            await channel.join(with_presence=False)
+        await channels[0].join_topic("t")
+        streams = [await c.subscribe_topic("t", ["alice"]) for c in channels[1:]]
+        for i in range(5):
+            await channels[0].publish_topic("t", f"hello {i}".encode())
+        for stream in streams:
+            for _ in range(5):
+                await stream.get(timeout=5)
+        message_streams = [await c.subscribe("news") for c in (bob, carol)]
+        await alice.publish("news", b"extra")
+        for stream in message_streams:
+            await stream.get(timeout=5)
+
+        after = scrape(server)
+        assert at(after, "rtm2_connections") == 3
+        assert (
+            at(after, "rtm2_connections_accepted_total")
+            - at(before, "rtm2_connections_accepted_total")
+            == 3
+        )
+        assert at(after, "rtm2_sessions", app=APP, state="attached") == 3
+        assert at(after, "rtm2_channels", app=APP, channel_type="stream") == 1
+        assert at(after, "rtm2_channels", app=APP, channel_type="message") == 1
+        published = "rtm2_messages_published_total"
+        delivered = "rtm2_messages_delivered_total"
+        assert at(after, published, channel_type="stream") == 5
+        assert at(after, delivered, channel_type="stream") == 10  # 5 messages x 2 subscribers
+        assert at(after, published, channel_type="message") == 1
+        assert at(after, delivered, channel_type="message") == 2
+        assert at(after, "rtm2_received_bytes_total") > at(before, "rtm2_received_bytes_total")
+        assert at(after, "rtm2_sent_bytes_total") > at(before, "rtm2_sent_bytes_total")
+        count = "rtm2_request_duration_seconds_count"
+        assert at(after, count, frame_type="PublishTopic") == 5
+        assert at(after, count, frame_type="Login") == 3
+        assert at(after, "rtm2_request_duration_seconds_sum", frame_type="PublishTopic") > 0
+    finally:
+        for client in (alice, bob, carol):
+            await client.logout()
+
+
+async def test_a_request_the_server_refuses_is_counted_by_its_error_code(server: Server) -> None:
+    alice = await login(server, "alice")
+    try:
+        with pytest.raises(rtm2.RTMError):
+            await alice.publish("nobody", b"hello?", channel_type=rtm2.ChannelType.USER)
+        samples = scrape(server)
+        errors = {
+            dict(labels)["error"]: v
+            for (name, labels), v in samples.items()
+            if name == "rtm2_errors_total"
+        }
+        assert errors == {"CHANNEL_RECEIVER_OFFLINE": 1}
+    finally:
+        await alice.logout()
