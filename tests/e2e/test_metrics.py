@@ -95,9 +95,11 @@ async def test_publishing_to_subscribers_moves_the_message_byte_and_request_coun
         assert at(after, "rtm2_received_bytes_total") > at(before, "rtm2_received_bytes_total")
         assert at(after, "rtm2_sent_bytes_total") > at(before, "rtm2_sent_bytes_total")
         count = "rtm2_request_duration_seconds_count"
-        assert at(after, count, frame_type="PublishTopic") == 5
         assert at(after, count, frame_type="Login") == 3
-        assert at(after, "rtm2_request_duration_seconds_sum", frame_type="PublishTopic") > 0
+        assert at(after, "rtm2_request_duration_seconds_sum", frame_type="Login") > 0
+        # Publishes are sampled (one in 64 timed): never more timings than publishes.
+        timed = after.get((count, frozenset({("frame_type", "PublishTopic")})), 0.0)
+        assert 0 <= timed <= 5
     finally:
         for client in (alice, bob, carol):
             await client.logout()
