@@ -19,7 +19,10 @@ from .config import REDIS_SCHEMES, ConfigError, ServerConfig
 from .engines.base import Engine, EngineUnavailable
 from .engines.memory import MemoryEngine
 from .gateway import listener_factory
+from .http import HttpListener, make_app
+from .http.keys import Keyring
 from .hub import Hub
+from .messages import MessageService
 
 __all__ = ["Server", "server_ssl_context"]
 
@@ -83,6 +86,23 @@ def server_ssl_context(config: ServerConfig) -> ssl.SSLContext | None:
     return context
 
 
+class _NodeApi:
+    """The HTTP API's view of the node: the message service, and the engine's health."""
+
+    def __init__(self, hub: Hub) -> None:
+        self._hub = hub
+        messages: MessageService = hub.messages
+        self.publish_from_server = messages.publish_from_server
+        self.send_from_server = messages.send_from_server
+
+    async def ready(self) -> bool:
+        try:
+            await asyncio.wait_for(self._hub.engine.heartbeat(self._hub.node_id), 2.0)
+        except Exception:  # unreachable, refusing, or too slow: not ready, whatever the cause
+            return False
+        return True
+
+
 class Server:
     """An rtm2 server. ``await start()``, then ``await stop()`` (or ``serve_forever()``)."""
 
@@ -91,6 +111,7 @@ class Server:
         self._hub: Hub | None = None
         self._server: asyncio.Server | None = None
         self._sweeper: asyncio.Task[None] | None = None
+        self.http: HttpListener | None = None
         self.port = config.port
         self._ssl = server_ssl_context(config)
 
@@ -140,9 +161,18 @@ class Server:
         self.port = self._server.sockets[0].getsockname()[1]
         self._sweeper = loop.create_task(hub.run_sweeper(), name="rtm2-sweeper")
         log.info("listening on %s", self.url)
+        http = self.config.http
+        if http.enabled:
+            keyring = Keyring(self.config.apps, http.admin_key)
+            self.http = HttpListener(
+                make_app(hub.apps, keyring, _NodeApi(hub)), http.host, http.port
+            )
+            await self.http.start()
 
     async def stop(self, message: str = "server shutting down") -> None:
         """Stop accepting, tell every client why, and close all connections."""
+        if self.http is not None:
+            await self.http.stop()
         if self._server is not None:
             self._server.close()
         if self._sweeper is not None:

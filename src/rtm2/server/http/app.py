@@ -1,0 +1,276 @@
+"""The API's routes (docs/API.md): Litestar builds the OpenAPI 3.1 document from the types.
+
+The app gets the narrow roles it uses: the apps, their keys, a publisher (the message service)
+and a directory of the users (``ApiBackend``), never the whole Hub.
+"""
+
+import base64
+import binascii
+from collections.abc import Mapping
+from typing import Any, Protocol
+
+import msgspec
+from litestar import Litestar, Request, Response, get, post
+from litestar.exceptions import HTTPException, ValidationException
+from litestar.openapi import OpenAPIConfig, ResponseSpec
+from litestar.openapi.spec import Components, SecurityScheme
+from litestar.status_codes import (
+    HTTP_400_BAD_REQUEST,
+    HTTP_401_UNAUTHORIZED,
+    HTTP_403_FORBIDDEN,
+    HTTP_404_NOT_FOUND,
+    HTTP_429_TOO_MANY_REQUESTS,
+    HTTP_503_SERVICE_UNAVAILABLE,
+)
+
+from ..._version import __version__
+from ...errors import ErrorCode, RTMError
+from ...protocol.names import is_valid_user_id
+from ...types import MessageType
+from ..config import AppConfig
+from ..engines.base import EngineUnavailable
+from .keys import Keyring
+
+__all__ = ["ApiBackend", "ApiError", "make_app"]
+
+API_KEY_HEADER = "X-API-Key"
+
+
+class ApiBackend(Protocol):
+    """What the API asks of the node: it publishes, delivers and knows whether it is ready."""
+
+    def publish_from_server(
+        self,
+        app: AppConfig,
+        channel: str,
+        payload: bytes,
+        message_type: int,
+        custom_type: str,
+        publisher: str,
+    ) -> None: ...
+
+    async def send_from_server(
+        self,
+        app: AppConfig,
+        user: str,
+        payload: bytes,
+        message_type: int,
+        custom_type: str,
+        publisher: str,
+    ) -> None: ...
+
+    async def ready(self) -> bool:
+        """Whether the engine answers."""
+
+
+# --- bodies and answers -------------------------------------------------------------------
+
+
+class Error(msgspec.Struct):
+    """Every error: an RTM 2 error code (docs/API.md) and why."""
+
+    code: int
+    reason: str
+
+
+class Health(msgspec.Struct):
+    status: str
+
+
+class MessageBody(msgspec.Struct, forbid_unknown_fields=True):
+    """A message: text in ``message``, or binary as base64 in ``message_b64`` (one of them)."""
+
+    message: str | None = None
+    message_b64: str | None = None
+    custom_type: str = ""
+    publisher: str = "server"  # the publisher subscribers see (a valid user id)
+
+
+class Sent(msgspec.Struct):
+    ok: bool
+
+
+class ApiError(Exception):
+    def __init__(self, status: int, code: int, reason: str) -> None:
+        super().__init__(reason)
+        self.status, self.code, self.reason = status, code, reason
+
+
+# --- errors as JSON -----------------------------------------------------------------------
+
+
+def _status_of(code: int) -> int:
+    if code == ErrorCode.CHANNEL_RECEIVER_OFFLINE:
+        return HTTP_404_NOT_FOUND
+    if code == ErrorCode.INVALID_APP_ID:
+        return HTTP_404_NOT_FOUND
+    if "TOO_FREQUENT" in ErrorCode(code).name:
+        return HTTP_429_TOO_MANY_REQUESTS
+    return HTTP_400_BAD_REQUEST
+
+
+def _error(status: int, code: int, reason: str) -> Response[Error]:
+    return Response(Error(int(code), reason), status_code=status)
+
+
+def _on_api_error(_: Request[Any, Any, Any], exc: ApiError) -> Response[Error]:
+    return _error(exc.status, exc.code, exc.reason)
+
+
+def _on_rtm_error(_: Request[Any, Any, Any], exc: RTMError) -> Response[Error]:
+    return _error(_status_of(exc.code), exc.code, exc.reason)
+
+
+def _on_engine_down(_: Request[Any, Any, Any], exc: EngineUnavailable) -> Response[Error]:
+    return _error(HTTP_503_SERVICE_UNAVAILABLE, ErrorCode.INIT_SERVICE_FAILED, str(exc))
+
+
+def _on_http_error(_: Request[Any, Any, Any], exc: HTTPException) -> Response[Error]:
+    reason = exc.detail
+    if isinstance(exc, ValidationException) and isinstance(exc.extra, list) and exc.extra:
+        reason = f"{reason}: {exc.extra[0]}"
+    return _error(exc.status_code, ErrorCode.INVALID_PARAMETER, str(reason))
+
+
+def _errors(*statuses: int) -> dict[int, ResponseSpec]:
+    descriptions = {
+        400: "Invalid request: code says what (docs/API.md)",
+        401: "No API key, or an unknown one",
+        403: "The key is another app's",
+        404: "Unknown app, or (peer messages) the user is offline: code 11033",
+        429: "Over a rate limit",
+        503: "The engine does not answer",
+    }
+    return {s: ResponseSpec(Error, description=descriptions[s]) for s in statuses}
+
+
+# --- the app ------------------------------------------------------------------------------
+
+
+def _payload(body: MessageBody) -> tuple[bytes, int]:
+    if (body.message is None) == (body.message_b64 is None):
+        raise ApiError(
+            HTTP_400_BAD_REQUEST, ErrorCode.INVALID_PARAMETER, "give message or message_b64"
+        )
+    if body.message is not None:
+        return body.message.encode(), MessageType.STRING
+    try:
+        return base64.b64decode(body.message_b64 or "", validate=True), MessageType.BINARY
+    except binascii.Error:
+        raise ApiError(
+            HTTP_400_BAD_REQUEST, ErrorCode.INVALID_PARAMETER, "message_b64 is not base64"
+        ) from None
+
+
+def _publisher(body: MessageBody) -> str:
+    if not is_valid_user_id(body.publisher):
+        raise RTMError(ErrorCode.INVALID_USER_ID, f"invalid publisher {body.publisher!r}")
+    return body.publisher
+
+
+def make_app(apps: Mapping[str, AppConfig], keyring: Keyring, backend: ApiBackend) -> Litestar:
+    def authorized(request: Request[Any, Any, Any], app_id: str) -> AppConfig:
+        key = request.headers.get(API_KEY_HEADER)
+        if not key:
+            raise ApiError(
+                HTTP_401_UNAUTHORIZED, ErrorCode.INVALID_TOKEN, f"no {API_KEY_HEADER} header"
+            )
+        owner = keyring.app_of(key)
+        if owner is None:
+            raise ApiError(HTTP_401_UNAUTHORIZED, ErrorCode.INVALID_TOKEN, "unknown API key")
+        if owner not in ("*", app_id):
+            raise ApiError(
+                HTTP_403_FORBIDDEN, ErrorCode.LOGIN_NOT_AUTHORIZED, "the key is another app's"
+            )
+        app = apps.get(app_id)
+        if app is None:
+            raise ApiError(HTTP_404_NOT_FOUND, ErrorCode.INVALID_APP_ID, "unknown app id")
+        return app
+
+    @get("/health", summary="The process is up", tags=["health"])
+    async def health() -> Health:
+        return Health("ok")
+
+    @get(
+        "/ready",
+        summary="The node can serve: its engine answers",
+        tags=["health"],
+        responses=_errors(503),
+    )
+    async def ready() -> Health:
+        if not await backend.ready():
+            raise ApiError(
+                HTTP_503_SERVICE_UNAVAILABLE,
+                ErrorCode.INIT_SERVICE_FAILED,
+                "the engine does not answer",
+            )
+        return Health("ok")
+
+    @get("/openapi.json", include_in_schema=False)
+    async def openapi(request: Request[Any, Any, Any]) -> dict[str, Any]:
+        return request.app.openapi_schema.to_schema()
+
+    @post(
+        "/v1/apps/{app_id:str}/channels/{channel:str}/messages",
+        status_code=200,
+        summary="Publish to a message channel",
+        description="Every subscriber on every node gets an ordinary message from `publisher`.",
+        tags=["messages"],
+        security=[{"apiKey": []}],
+        responses=_errors(400, 401, 403, 404),
+    )
+    async def publish(
+        request: Request[Any, Any, Any], app_id: str, channel: str, data: MessageBody
+    ) -> Sent:
+        app = authorized(request, app_id)
+        payload, message_type = _payload(data)
+        backend.publish_from_server(
+            app, channel, payload, message_type, data.custom_type, _publisher(data)
+        )
+        return Sent(True)
+
+    @post(
+        "/v1/apps/{app_id:str}/users/{user_id:str}/messages",
+        status_code=200,
+        summary="Send a peer message to a user",
+        description="200 once delivered to the user's session; 404 with code 11033 "
+        "(CHANNEL_RECEIVER_OFFLINE) when the user is not online.",
+        tags=["messages"],
+        security=[{"apiKey": []}],
+        responses=_errors(400, 401, 403, 404),
+    )
+    async def send(
+        request: Request[Any, Any, Any], app_id: str, user_id: str, data: MessageBody
+    ) -> Sent:
+        app = authorized(request, app_id)
+        payload, message_type = _payload(data)
+        await backend.send_from_server(
+            app, user_id, payload, message_type, data.custom_type, _publisher(data)
+        )
+        return Sent(True)
+
+    return Litestar(
+        [health, ready, openapi, publish, send],
+        exception_handlers={
+            ApiError: _on_api_error,
+            RTMError: _on_rtm_error,
+            EngineUnavailable: _on_engine_down,
+            HTTPException: _on_http_error,
+        },
+        openapi_config=OpenAPIConfig(
+            title="rtm2 HTTP API",
+            version=__version__,
+            description="Publish, send and manage users from an app's backend (docs/API.md).",
+            components=Components(
+                security_schemes={
+                    "apiKey": SecurityScheme(
+                        type="apiKey", name=API_KEY_HEADER, security_scheme_in="header"
+                    )
+                }
+            ),
+            render_plugins=[],
+        ),
+        # The CLI configures logging; Litestar's own would reformat every rtm2 log line.
+        logging_config=None,
+        debug=False,
+    )

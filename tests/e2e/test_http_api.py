@@ -1,0 +1,233 @@
+"""The HTTP API for app backends (docs/API.md), against a real `rtm2 serve` and SDK clients."""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from rtm2 import ChannelType, ErrorCode, MessageType
+
+from ..conftest import API_KEY_A, API_KEY_B, APP_A, APP_B, APP_OPEN, ServerProcess
+from .util import Users, uid, unique
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+    """The module's server, with its HTTP API on a free port."""
+    srv = ServerProcess(tmp_path_factory.mktemp("http"), http=True).start()
+    yield srv
+    srv.stop()
+
+
+@pytest.fixture
+async def api(server: ServerProcess) -> AsyncIterator[httpx.AsyncClient]:
+    async with httpx.AsyncClient(
+        base_url=server.http_url, headers={"X-API-Key": API_KEY_A}, timeout=5
+    ) as client:
+        yield client
+
+
+def messages(channel: str, app: str = APP_A) -> str:
+    return f"/v1/apps/{app}/channels/{channel}/messages"
+
+
+def peer(user: str, app: str = APP_A) -> str:
+    return f"/v1/apps/{app}/users/{user}/messages"
+
+
+# --- health and the description -------------------------------------------------------------
+
+
+async def test_health_and_ready_answer_without_a_key(api: httpx.AsyncClient) -> None:
+    for path in ("/health", "/ready"):
+        response = await api.get(path, headers={"X-API-Key": ""})
+        assert (response.status_code, response.json()) == (200, {"status": "ok"})
+
+
+async def test_the_openapi_document_is_openapi_3_1_and_lists_every_endpoint(
+    api: httpx.AsyncClient,
+) -> None:
+    response = await api.get("/openapi.json")
+    assert response.status_code == 200
+    doc = response.json()
+    assert doc["openapi"].startswith("3.1")
+    paths = doc["paths"]
+    for path in (
+        "/health",
+        "/ready",
+        "/v1/apps/{app_id}/channels/{channel}/messages",
+        "/v1/apps/{app_id}/users/{user_id}/messages",
+    ):
+        assert path in paths, path
+    publish = paths["/v1/apps/{app_id}/channels/{channel}/messages"]["post"]
+    assert {"400", "401", "403"} <= set(publish["responses"])
+    assert publish["security"] == [{"apiKey": []}]
+    assert doc["components"]["securitySchemes"]["apiKey"]["name"] == "X-API-Key"
+
+
+def test_the_banner_tells_the_http_port_chosen(server: ServerProcess) -> None:
+    assert server.http_url.startswith("http://127.0.0.1:")
+    assert not server.http_url.endswith(":0")
+
+
+# --- keys -----------------------------------------------------------------------------------
+
+
+async def test_a_request_without_a_key_or_with_an_unknown_one_is_refused_with_401(
+    api: httpx.AsyncClient,
+) -> None:
+    path = messages(unique("keys"))
+    for headers in ({"X-API-Key": ""}, {"X-API-Key": "not-a-key"}):
+        response = await api.post(path, json={"message": "hi"}, headers=headers)
+        assert response.status_code == 401
+        assert response.json()["code"] == ErrorCode.INVALID_TOKEN
+    assert "not-a-key" not in (await api.get("/health")).text
+
+
+async def test_a_key_of_one_app_is_refused_with_403_on_another(api: httpx.AsyncClient) -> None:
+    response = await api.post(messages(unique("keys"), APP_B), json={"message": "hi"})
+    assert response.status_code == 403
+    assert response.json()["code"] == ErrorCode.LOGIN_NOT_AUTHORIZED
+    # app B's key, configured as its SHA-256, opens app B
+    response = await api.post(
+        messages(unique("keys"), APP_B), json={"message": "hi"}, headers={"X-API-Key": API_KEY_B}
+    )
+    assert response.status_code == 200
+
+
+async def test_the_admin_key_opens_every_app(api: httpx.AsyncClient, server: ServerProcess) -> None:
+    for app in (APP_A, APP_B, APP_OPEN):
+        response = await api.post(
+            messages(unique("admin"), app),
+            json={"message": "hi"},
+            headers={"X-API-Key": server.admin_key},
+        )
+        assert response.status_code == 200, response.text
+    assert (server.workdir / "data" / "admin-key").stat().st_mode & 0o777 == 0o600
+
+
+async def test_keys_never_reach_the_server_log(
+    api: httpx.AsyncClient, server: ServerProcess
+) -> None:
+    await api.post(messages(unique("log")), json={"message": "hi"})
+    await api.post(messages(unique("log")), json={"message": "hi"}, headers={"X-API-Key": "x" * 9})
+    log = server.log()
+    assert API_KEY_A not in log
+    assert "x" * 9 not in log
+    assert server.admin_key not in log
+
+
+# --- publishing -----------------------------------------------------------------------------
+
+
+async def test_an_http_publish_reaches_every_subscriber_as_an_ordinary_message(
+    api: httpx.AsyncClient, users: Users
+) -> None:
+    channel = unique("news")
+    alice, bob = await users.login("alice"), await users.login("bob")
+    streams = [await u.subscribe(channel) for u in (alice, bob)]
+
+    response = await api.post(messages(channel), json={"message": "héllo ✓"})
+    assert (response.status_code, response.json()) == (200, {"ok": True})
+    binary = base64.b64encode(b"\x00\xff").decode()
+    response = await api.post(
+        messages(channel),
+        json={"message_b64": binary, "custom_type": "blob", "publisher": "backend"},
+    )
+    assert response.status_code == 200
+
+    for stream in streams:
+        text, blob = await stream.get(timeout=5), await stream.get(timeout=5)
+        assert (text.user_id, text.channel, text.channel_type) == (
+            "server",
+            channel,
+            ChannelType.MESSAGE,
+        )
+        assert (text.message, text.message_type) == ("héllo ✓", MessageType.STRING)
+        assert (blob.user_id, blob.message, blob.message_type, blob.custom_type) == (
+            "backend",
+            b"\x00\xff",
+            MessageType.BINARY,
+            "blob",
+        )
+
+
+async def test_an_http_publish_has_the_sdk_limits_and_codes(api: httpx.AsyncClient) -> None:
+    too_big = await api.post(messages(unique("big")), json={"message": "x" * (32 * 1024 + 1)})
+    assert too_big.status_code == 400
+    assert too_big.json()["code"] == ErrorCode.CHANNEL_MESSAGE_LENGTH_EXCEED_LIMITATION
+    bad_name = await api.post(messages("c" * 65), json={"message": "hi"})  # over 64 characters
+    assert bad_name.status_code == 400
+    assert bad_name.json()["code"] == ErrorCode.INVALID_CHANNEL_NAME
+    for body in ({}, {"message": "a", "message_b64": "YQ=="}, {"message_b64": "%%%"}):
+        response = await api.post(messages(unique("bad")), json=body)
+        assert response.status_code == 400, body
+        assert response.json()["code"] == ErrorCode.INVALID_PARAMETER
+    unknown_field = await api.post(messages(unique("bad")), json={"text": "hi"})
+    assert unknown_field.status_code == 400
+    assert set(unknown_field.json()) == {"code", "reason"}
+
+
+# --- peer messages --------------------------------------------------------------------------
+
+
+async def test_a_peer_message_reaches_an_online_user(api: httpx.AsyncClient, users: Users) -> None:
+    bob = await users.login("bob")
+    response = await api.post(peer(uid(bob)), json={"message": "psst", "publisher": "support"})
+    assert (response.status_code, response.json()) == (200, {"ok": True})
+    got = await bob.peer_messages.get(timeout=5)
+    assert (got.user_id, got.channel_type, got.message) == ("support", ChannelType.USER, "psst")
+
+
+async def test_a_peer_message_to_an_offline_user_is_404_with_receiver_offline(
+    api: httpx.AsyncClient, users: Users
+) -> None:
+    response = await api.post(peer(unique("nobody")), json={"message": "hello?"})
+    assert response.status_code == 404
+    assert response.json()["code"] == ErrorCode.CHANNEL_RECEIVER_OFFLINE
+
+    bob = await users.login("bob")
+    await bob.logout()
+    response = await api.post(peer(uid(bob)), json={"message": "gone?"})
+    assert response.status_code == 404
+    assert response.json()["code"] == ErrorCode.CHANNEL_RECEIVER_OFFLINE
+
+
+def test_the_dev_app_gets_an_api_key_kept_private_and_printed(tmp_path: Path) -> None:
+    import json
+    import subprocess
+    import sys
+
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "rtm2",
+            "serve",
+            "--port",
+            "0",
+            "--http",
+            "--http-port",
+            "0",
+            "--data-dir",
+            str(tmp_path / "d"),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        banner = "".join(proc.stdout.readline() for _ in range(8))
+    finally:
+        proc.terminate()
+        proc.wait(10)
+    saved = json.loads((tmp_path / "d" / "dev-app.json").read_text())
+    assert f"API key      {saved['api_key']}" in banner
+    assert (tmp_path / "d" / "dev-app.json").stat().st_mode & 0o777 == 0o600
+    admin = (tmp_path / "d" / "admin-key").read_text().strip()
+    assert f"admin key    {admin}" in banner
