@@ -9,10 +9,11 @@ from pathlib import Path
 import httpx
 import pytest
 
+import rtm2
 from rtm2 import ChannelType, ErrorCode, MessageType
 
 from ..conftest import API_KEY_A, API_KEY_B, APP_A, APP_B, APP_OPEN, ServerProcess
-from .util import Users, uid, unique
+from .util import Users, client_for, next_event, token_for, uid, unique
 
 
 @pytest.fixture(scope="module")
@@ -61,6 +62,9 @@ async def test_the_openapi_document_is_openapi_3_1_and_lists_every_endpoint(
         "/ready",
         "/v1/apps/{app_id}/channels/{channel}/messages",
         "/v1/apps/{app_id}/users/{user_id}/messages",
+        "/v1/apps/{app_id}/users/{user_id}/kick",
+        "/v1/apps/{app_id}/users/{user_id}",
+        "/v1/apps/{app_id}/channels/{channel_type}/{channel}/presence",
     ):
         assert path in paths, path
     publish = paths["/v1/apps/{app_id}/channels/{channel}/messages"]["post"]
@@ -231,3 +235,76 @@ def test_the_dev_app_gets_an_api_key_kept_private_and_printed(tmp_path: Path) ->
     assert (tmp_path / "d" / "dev-app.json").stat().st_mode & 0o777 == 0o600
     admin = (tmp_path / "d" / "admin-key").read_text().strip()
     assert f"admin key    {admin}" in banner
+
+
+# --- kicks, users and presence --------------------------------------------------------------
+
+
+async def test_a_kick_ends_a_live_session_with_banned_by_server_and_the_ban_refuses_logins(
+    api: httpx.AsyncClient, users: Users
+) -> None:
+    bob = await users.login("bob")
+    events = users.conn_events(bob)
+    response = await api.post(
+        f"/v1/apps/{APP_A}/users/{uid(bob)}/kick", json={"reason": "spam", "ban_seconds": 60}
+    )
+    assert (response.status_code, response.json()) == (200, {"kicked": True})
+    state, reason = await next_event(events)
+    while state is not rtm2.ConnectionState.FAILED:
+        state, reason = await next_event(events)
+    assert reason is rtm2.ConnectionChangeReason.BANNED_BY_SERVER
+
+    again = client_for(users.server, uid(bob))
+    with pytest.raises(rtm2.RTMError) as info:
+        await again.login(token_for(uid(bob)))
+    assert info.value.code == ErrorCode.LOGIN_REJECTED
+    assert "banned" in str(info.value)
+    await again.logout()
+
+    offline = await api.post(f"/v1/apps/{APP_A}/users/{unique('nobody')}/kick", json={})
+    assert (offline.status_code, offline.json()) == (200, {"kicked": False})
+
+
+async def test_a_kick_without_a_ban_lets_the_user_log_in_again(
+    api: httpx.AsyncClient, users: Users
+) -> None:
+    bob = await users.login("bob")
+    response = await api.post(f"/v1/apps/{APP_A}/users/{uid(bob)}/kick", json={})
+    assert response.json() == {"kicked": True}
+    await users.login(user=uid(bob))
+
+
+async def test_a_user_s_page_says_whether_it_is_online_and_where_it_is_present(
+    api: httpx.AsyncClient, users: Users
+) -> None:
+    channel = unique("room")
+    bob = await users.login("bob")
+    await bob.subscribe(channel, with_presence=True)
+    info = (await api.get(f"/v1/apps/{APP_A}/users/{uid(bob)}")).json()
+    assert info["online"] is True
+    assert isinstance(info["since"], float)
+    assert info["node"]
+    assert info["channels"] == [{"channel": channel, "type": "message"}]
+
+    nobody = (await api.get(f"/v1/apps/{APP_A}/users/{unique('nobody')}")).json()
+    assert nobody == {"online": False, "since": None, "node": None, "channels": []}
+
+
+async def test_presence_lists_who_is_in_a_channel_with_their_state(
+    api: httpx.AsyncClient, users: Users
+) -> None:
+    channel = unique("room")
+    alice, bob = await users.login("alice"), await users.login("bob")
+    for u in (alice, bob):
+        await u.subscribe(channel, with_presence=True)
+    await alice.presence.set_state(channel, ChannelType.MESSAGE, {"mood": "calm"})
+    path = f"/v1/apps/{APP_A}/channels/message/{channel}/presence"
+    plain = (await api.get(path)).json()
+    assert plain["total"] == 2
+    assert sorted(u["user_id"] for u in plain["users"]) == sorted([uid(alice), uid(bob)])
+    assert all(u["state"] == {} for u in plain["users"])
+    with_state = (await api.get(path, params={"include_state": "true"})).json()
+    states = {u["user_id"]: u["state"] for u in with_state["users"]}
+    assert states[uid(alice)] == {"mood": "calm"}
+    bad = await api.get(f"/v1/apps/{APP_A}/channels/nope/{channel}/presence")
+    assert (bad.status_code, bad.json()["code"]) == (400, ErrorCode.INVALID_CHANNEL_TYPE)

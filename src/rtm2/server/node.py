@@ -15,14 +15,17 @@ from typing import Any
 
 from picows import ws_create_server
 
-from .config import REDIS_SCHEMES, ConfigError, ServerConfig
+from ..types import ChannelType
+from .config import REDIS_SCHEMES, AppConfig, ConfigError, ServerConfig
 from .engines.base import Engine, EngineUnavailable
 from .engines.memory import MemoryEngine
 from .gateway import listener_factory
 from .http import HttpListener, make_app
+from .http.app import ChannelRef, Presence, PresentUser, UserInfo
 from .http.keys import Keyring
 from .hub import Hub
 from .messages import MessageService
+from .subjects import channel_subject, parse_subject
 
 __all__ = ["Server", "server_ssl_context"]
 
@@ -101,6 +104,38 @@ class _NodeApi:
         except Exception:  # unreachable, refusing, or too slow: not ready, whatever the cause
             return False
         return True
+
+    async def kick(self, app: AppConfig, user: str, reason: str, ban_seconds: float) -> bool:
+        return await self._hub.kick(app.app_id, user, reason, ban_seconds)
+
+    async def user_info(self, app: AppConfig, user: str) -> UserInfo:
+        hub = self._hub
+        session = hub.find(app.app_id, user)
+        here = session is not None and session.attached
+        online = here or await hub.online_elsewhere(app.app_id, user)
+        found = await hub.engine.presence_store.where_now(app.app_id, user)
+        channels = []
+        for subj, quiet in found:
+            if not quiet:  # as where_now shows it to clients
+                _, ctype, channel = parse_subject(subj)
+                kind = "message" if ctype == ChannelType.MESSAGE else "stream"
+                channels.append(ChannelRef(channel, kind))
+        return UserInfo(
+            online,
+            session.logged_in_at if here and session is not None else None,
+            hub.node_id if here else None,
+            channels,
+        )
+
+    async def who_now(
+        self, app: AppConfig, channel_type: str, channel: str, include_state: bool, page: str
+    ) -> Presence:
+        ctype = ChannelType.MESSAGE if channel_type == "message" else ChannelType.STREAM
+        subj = channel_subject(app.app_id, channel, ctype)
+        found = await self._hub.presence.who_now_page(subj, True, include_state, page)
+        return Presence(
+            [PresentUser(u.user, u.state) for u in found.users], found.total, found.next_page
+        )
 
 
 class Server:

@@ -7,7 +7,7 @@ and a directory of the users (``ApiBackend``), never the whole Hub.
 import base64
 import binascii
 from collections.abc import Mapping
-from typing import Any, Protocol
+from typing import Annotated, Any, Protocol
 
 import msgspec
 from litestar import Litestar, Request, Response, get, post
@@ -31,7 +31,15 @@ from ..config import AppConfig
 from ..engines.base import EngineUnavailable
 from .keys import Keyring
 
-__all__ = ["ApiBackend", "ApiError", "make_app"]
+__all__ = [
+    "ApiBackend",
+    "ApiError",
+    "ChannelRef",
+    "Presence",
+    "PresentUser",
+    "UserInfo",
+    "make_app",
+]
 
 API_KEY_HEADER = "X-API-Key"
 
@@ -62,6 +70,15 @@ class ApiBackend(Protocol):
     async def ready(self) -> bool:
         """Whether the engine answers."""
 
+    async def kick(self, app: AppConfig, user: str, reason: str, ban_seconds: float) -> bool:
+        """End the user's session wherever it is; whether there was one."""
+
+    async def user_info(self, app: AppConfig, user: str) -> "UserInfo": ...
+
+    async def who_now(
+        self, app: AppConfig, channel_type: str, channel: str, include_state: bool, page: str
+    ) -> "Presence": ...
+
 
 # --- bodies and answers -------------------------------------------------------------------
 
@@ -88,6 +105,39 @@ class MessageBody(msgspec.Struct, forbid_unknown_fields=True):
 
 class Sent(msgspec.Struct):
     ok: bool
+
+
+class KickBody(msgspec.Struct, forbid_unknown_fields=True):
+    reason: str = ""  # what the client is told
+    # Logins of the user are refused this long (0: none), on the nodes that saw the kick.
+    ban_seconds: Annotated[float, msgspec.Meta(ge=0, le=30 * 86400)] = 0
+
+
+class Kicked(msgspec.Struct):
+    kicked: bool  # whether a session was found and ended (a ban applies either way)
+
+
+class ChannelRef(msgspec.Struct):
+    channel: str
+    type: str  # "message" or "stream"
+
+
+class UserInfo(msgspec.Struct):
+    online: bool
+    since: float | None  # Unix time of the login, when its session is on this node
+    node: str | None  # the id of the node that holds the session, when known
+    channels: list[ChannelRef]  # where the user is present
+
+
+class PresentUser(msgspec.Struct):
+    user_id: str
+    state: dict[str, str]
+
+
+class Presence(msgspec.Struct):
+    users: list[PresentUser]
+    total: int
+    next_page: str  # pass as ?page= for the next 100; "" on the last page
 
 
 class ApiError(Exception):
@@ -166,6 +216,11 @@ def _publisher(body: MessageBody) -> str:
     if not is_valid_user_id(body.publisher):
         raise RTMError(ErrorCode.INVALID_USER_ID, f"invalid publisher {body.publisher!r}")
     return body.publisher
+
+
+def _user(user_id: str) -> None:
+    if not is_valid_user_id(user_id):
+        raise RTMError(ErrorCode.INVALID_USER_ID, f"invalid user id {user_id!r}")
 
 
 def make_app(apps: Mapping[str, AppConfig], keyring: Keyring, backend: ApiBackend) -> Litestar:
@@ -249,8 +304,58 @@ def make_app(apps: Mapping[str, AppConfig], keyring: Keyring, backend: ApiBacken
         )
         return Sent(True)
 
+    @post(
+        "/v1/apps/{app_id:str}/users/{user_id:str}/kick",
+        status_code=200,
+        summary="End a user's session",
+        description="The client sees FAILED with reason BANNED_BY_SERVER (3); with "
+        "`ban_seconds`, its logins meanwhile fail with code 10012 (LOGIN_REJECTED).",
+        tags=["users"],
+        security=[{"apiKey": []}],
+        responses=_errors(400, 401, 403, 404),
+    )
+    async def kick(
+        request: Request[Any, Any, Any], app_id: str, user_id: str, data: KickBody
+    ) -> Kicked:
+        app = authorized(request, app_id)
+        _user(user_id)
+        return Kicked(await backend.kick(app, user_id, data.reason, data.ban_seconds))
+
+    @get(
+        "/v1/apps/{app_id:str}/users/{user_id:str}",
+        summary="Whether a user is online, and where it is present",
+        tags=["users"],
+        security=[{"apiKey": []}],
+        responses=_errors(400, 401, 403, 404),
+    )
+    async def user(request: Request[Any, Any, Any], app_id: str, user_id: str) -> UserInfo:
+        app = authorized(request, app_id)
+        _user(user_id)
+        return await backend.user_info(app, user_id)
+
+    @get(
+        "/v1/apps/{app_id:str}/channels/{channel_type:str}/{channel:str}/presence",
+        summary="Who is in a channel (as the SDK's who_now)",
+        description="`channel_type` is `message` or `stream`; 100 users a page.",
+        tags=["presence"],
+        security=[{"apiKey": []}],
+        responses=_errors(400, 401, 403, 404),
+    )
+    async def presence(
+        request: Request[Any, Any, Any],
+        app_id: str,
+        channel_type: str,
+        channel: str,
+        include_state: bool = False,
+        page: str = "",
+    ) -> Presence:
+        app = authorized(request, app_id)
+        if channel_type not in ("message", "stream"):
+            raise RTMError(ErrorCode.INVALID_CHANNEL_TYPE, "channel type: message or stream")
+        return await backend.who_now(app, channel_type, channel, include_state, page)
+
     return Litestar(
-        [health, ready, openapi, publish, send],
+        [health, ready, openapi, publish, send, kick, user, presence],
         exception_handlers={
             ApiError: _on_api_error,
             RTMError: _on_rtm_error,
