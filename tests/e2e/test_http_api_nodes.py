@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import subprocess
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -16,6 +17,7 @@ from rtm2 import ConnectionState as State
 from rtm2 import ErrorCode
 
 from ..conftest import APP_SMALL, CERT_SMALL, ServerProcess
+from .proxy import TcpProxy
 from .util import client_for, next_event, unique
 
 pytestmark = pytest.mark.redis
@@ -103,3 +105,21 @@ async def test_an_http_kick_on_one_node_ends_a_session_on_the_other_and_bans_it_
     await again.logout()
     offline = await api.post(f"/users/{user}/messages", json={"message": "gone?"})
     assert (offline.status_code, offline.json()["code"]) == (404, 11033)
+
+
+async def test_ready_is_503_while_the_engine_does_not_answer(tmp_path: Path) -> None:
+    async with TcpProxy(6379) as proxy:
+        prefix = f"rtm2test:{uuid.uuid4().hex[:12]}:"
+        engine = f'"redis://127.0.0.1:{proxy.port}/0?prefix={prefix}"'
+        node = ServerProcess(tmp_path, server={"engine": engine}, http=True)
+        await asyncio.to_thread(node.start)  # the proxy must keep accepting meanwhile
+        try:
+            async with httpx.AsyncClient(base_url=node.http_url, timeout=10) as api:
+                assert (await api.get("/ready")).status_code == 200
+                await proxy.close()  # Redis is gone for this node
+                response = await api.get("/ready")
+                assert response.status_code == 503
+                assert response.json()["code"] == ErrorCode.INIT_SERVICE_FAILED
+                assert (await api.get("/health")).status_code == 200
+        finally:
+            await asyncio.to_thread(node.stop)

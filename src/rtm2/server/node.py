@@ -100,7 +100,7 @@ class _NodeApi:
 
     async def ready(self) -> bool:
         try:
-            await asyncio.wait_for(self._hub.engine.heartbeat(self._hub.node_id), 2.0)
+            await asyncio.wait_for(self._hub.engine.ping(), 2.0)
         except Exception:  # unreachable, refusing, or too slow: not ready, whatever the cause
             return False
         return True

@@ -494,6 +494,9 @@ class Engine(Protocol):
     async def heartbeat(self, node: str) -> None:
         """Mark ``node`` alive (called every sweep)."""
 
+    async def ping(self) -> None:
+        """Return once the engine answers; raise when it does not (the HTTP API's /ready)."""
+
     async def orphans(self, node: str, timeout: float) -> list[list[str]]:
         """Entries left by nodes silent for ``timeout`` s, each claimed by one node only:
         ``["presence", subject, user, member]``, ``["stream", app, channel, user, member]`` or

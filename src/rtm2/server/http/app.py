@@ -13,6 +13,7 @@ import msgspec
 from litestar import Litestar, Request, Response, get, post
 from litestar.exceptions import HTTPException, ValidationException
 from litestar.openapi import OpenAPIConfig, ResponseSpec
+from litestar.openapi.plugins import JsonRenderPlugin
 from litestar.openapi.spec import Components, SecurityScheme
 from litestar.status_codes import (
     HTTP_400_BAD_REQUEST,
@@ -373,7 +374,8 @@ def make_app(apps: Mapping[str, AppConfig], keyring: Keyring, backend: ApiBacken
                     )
                 }
             ),
-            render_plugins=[],
+            # JSON only (also at /schema/openapi.json): no HTML pages that load scripts.
+            render_plugins=[JsonRenderPlugin()],
         ),
         # The CLI configures logging; Litestar's own would reformat every rtm2 log line.
         logging_config=None,
