@@ -308,3 +308,9 @@ async def test_presence_lists_who_is_in_a_channel_with_their_state(
     assert states[uid(alice)] == {"mood": "calm"}
     bad = await api.get(f"/v1/apps/{APP_A}/channels/nope/{channel}/presence")
     assert (bad.status_code, bad.json()["code"]) == (400, ErrorCode.INVALID_CHANNEL_TYPE)
+
+
+async def test_a_body_over_256_kib_is_refused_with_413(api: httpx.AsyncClient) -> None:
+    response = await api.post(messages(unique("huge")), json={"message": "x" * (300 * 1024)})
+    assert response.status_code == 413
+    assert set(response.json()) == {"code", "reason"}

@@ -109,7 +109,7 @@ class Sent(msgspec.Struct):
 
 
 class KickBody(msgspec.Struct, forbid_unknown_fields=True):
-    reason: str = ""  # what the client is told
+    reason: Annotated[str, msgspec.Meta(max_length=256)] = ""  # what the client is told
     # Logins of the user are refused this long (0: none), on the nodes that saw the kick.
     ban_seconds: Annotated[float, msgspec.Meta(ge=0, le=30 * 86400)] = 0
 
@@ -377,6 +377,8 @@ def make_app(apps: Mapping[str, AppConfig], keyring: Keyring, backend: ApiBacken
             # JSON only (also at /schema/openapi.json): no HTML pages that load scripts.
             render_plugins=[JsonRenderPlugin()],
         ),
+        # The largest message (32 KiB by default) as base64 in JSON fits with room to spare.
+        request_max_body_size=256 * 1024,
         # The CLI configures logging; Litestar's own would reformat every rtm2 log line.
         logging_config=None,
         debug=False,
