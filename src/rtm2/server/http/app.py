@@ -6,6 +6,7 @@ and a directory of the users (``ApiBackend``), never the whole Hub.
 
 import base64
 import binascii
+import logging
 from collections.abc import Mapping
 from typing import Annotated, Any, Protocol
 
@@ -43,6 +44,8 @@ __all__ = [
 ]
 
 API_KEY_HEADER = "X-API-Key"
+
+log = logging.getLogger("rtm2.http")
 
 
 class ApiBackend(Protocol):
@@ -174,6 +177,12 @@ def _on_rtm_error(_: Request[Any, Any, Any], exc: RTMError) -> Response[Error]:
 
 def _on_engine_down(_: Request[Any, Any, Any], exc: EngineUnavailable) -> Response[Error]:
     return _error(HTTP_503_SERVICE_UNAVAILABLE, ErrorCode.INIT_SERVICE_FAILED, str(exc))
+
+
+def _on_bug(request: Request[Any, Any, Any], exc: Exception) -> Response[Error]:
+    # The path only: headers hold the key, and bodies what the app's users wrote.
+    log.error("%s %s failed", request.method, request.url.path, exc_info=exc)
+    return _error(500, ErrorCode.INIT_SERVICE_FAILED, "internal error (see the server log)")
 
 
 def _on_http_error(_: Request[Any, Any, Any], exc: HTTPException) -> Response[Error]:
@@ -362,6 +371,7 @@ def make_app(apps: Mapping[str, AppConfig], keyring: Keyring, backend: ApiBacken
             RTMError: _on_rtm_error,
             EngineUnavailable: _on_engine_down,
             HTTPException: _on_http_error,
+            Exception: _on_bug,
         },
         openapi_config=OpenAPIConfig(
             title="rtm2 HTTP API",
