@@ -69,7 +69,7 @@ async def test_the_openapi_document_is_openapi_3_1_and_lists_every_endpoint(
         assert path in paths, path
     publish = paths["/v1/apps/{app_id}/channels/{channel}/messages"]["post"]
     assert {"400", "401", "403"} <= set(publish["responses"])
-    assert publish["security"] == [{"apiKey": []}]
+    assert publish["security"] == [{"apiKey": []}, {"bearer": []}]
     assert doc["components"]["securitySchemes"]["apiKey"]["name"] == "X-API-Key"
 
 
@@ -101,6 +101,20 @@ async def test_a_key_of_one_app_is_refused_with_403_on_another(api: httpx.AsyncC
         messages(unique("keys"), APP_B), json={"message": "hi"}, headers={"X-API-Key": API_KEY_B}
     )
     assert response.status_code == 200
+
+
+async def test_a_key_may_come_as_an_authorization_bearer_header(api: httpx.AsyncClient) -> None:
+    path = messages(unique("bearer"))
+    good = await api.post(
+        path,
+        json={"message": "hi"},
+        headers={"X-API-Key": "", "Authorization": f"Bearer {API_KEY_A}"},
+    )
+    assert good.status_code == 200
+    bad = await api.post(
+        path, json={"message": "hi"}, headers={"X-API-Key": "", "Authorization": "Bearer nope"}
+    )
+    assert (bad.status_code, bad.json()["code"]) == (401, ErrorCode.INVALID_TOKEN)
 
 
 async def test_the_admin_key_opens_every_app(api: httpx.AsyncClient, server: ServerProcess) -> None:

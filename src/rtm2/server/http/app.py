@@ -47,6 +47,9 @@ API_KEY_HEADER = "X-API-Key"
 
 log = logging.getLogger("rtm2.http")
 
+# Either header carries an API key (OpenAPI: one of the two schemes).
+_KEYS: list[dict[str, list[str]]] = [{"apiKey": []}, {"bearer": []}]
+
 
 class ApiBackend(Protocol):
     """What the API asks of the node: it publishes, delivers and knows whether it is ready."""
@@ -228,6 +231,16 @@ def _publisher(body: MessageBody) -> str:
     return body.publisher
 
 
+def _presented_key(request: Request[Any, Any, Any]) -> str:
+    """The key in X-API-Key, or else in ``Authorization: Bearer`` (as issue 14 and most HTTP
+    clients' auth helpers put it)."""
+    key = request.headers.get(API_KEY_HEADER, "")
+    if key:
+        return key
+    scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+    return token.strip() if scheme.lower() == "bearer" else ""
+
+
 def _user(user_id: str) -> None:
     if not is_valid_user_id(user_id):
         raise RTMError(ErrorCode.INVALID_USER_ID, f"invalid user id {user_id!r}")
@@ -235,10 +248,12 @@ def _user(user_id: str) -> None:
 
 def make_app(apps: Mapping[str, AppConfig], keyring: Keyring, backend: ApiBackend) -> Litestar:
     def authorized(request: Request[Any, Any, Any], app_id: str) -> AppConfig:
-        key = request.headers.get(API_KEY_HEADER)
+        key = _presented_key(request)
         if not key:
             raise ApiError(
-                HTTP_401_UNAUTHORIZED, ErrorCode.INVALID_TOKEN, f"no {API_KEY_HEADER} header"
+                HTTP_401_UNAUTHORIZED,
+                ErrorCode.INVALID_TOKEN,
+                f"no key: give {API_KEY_HEADER} or Authorization: Bearer",
             )
         owner = keyring.app_of(key)
         if owner is None:
@@ -281,7 +296,7 @@ def make_app(apps: Mapping[str, AppConfig], keyring: Keyring, backend: ApiBacken
         summary="Publish to a message channel",
         description="Every subscriber on every node gets an ordinary message from `publisher`.",
         tags=["messages"],
-        security=[{"apiKey": []}],
+        security=_KEYS,
         responses=_errors(400, 401, 403, 404),
     )
     async def publish(
@@ -301,7 +316,7 @@ def make_app(apps: Mapping[str, AppConfig], keyring: Keyring, backend: ApiBacken
         description="200 once delivered to the user's session; 404 with code 11033 "
         "(CHANNEL_RECEIVER_OFFLINE) when the user is not online.",
         tags=["messages"],
-        security=[{"apiKey": []}],
+        security=_KEYS,
         responses=_errors(400, 401, 403, 404),
     )
     async def send(
@@ -321,7 +336,7 @@ def make_app(apps: Mapping[str, AppConfig], keyring: Keyring, backend: ApiBacken
         description="The client sees FAILED with reason BANNED_BY_SERVER (3); with "
         "`ban_seconds`, its logins meanwhile fail with code 10012 (LOGIN_REJECTED).",
         tags=["users"],
-        security=[{"apiKey": []}],
+        security=_KEYS,
         responses=_errors(400, 401, 403, 404),
     )
     async def kick(
@@ -335,7 +350,7 @@ def make_app(apps: Mapping[str, AppConfig], keyring: Keyring, backend: ApiBacken
         "/v1/apps/{app_id:str}/users/{user_id:str}",
         summary="Whether a user is online, and where it is present",
         tags=["users"],
-        security=[{"apiKey": []}],
+        security=_KEYS,
         responses=_errors(400, 401, 403, 404),
     )
     async def user(request: Request[Any, Any, Any], app_id: str, user_id: str) -> UserInfo:
@@ -348,7 +363,7 @@ def make_app(apps: Mapping[str, AppConfig], keyring: Keyring, backend: ApiBacken
         summary="Who is in a channel (as the SDK's who_now)",
         description="`channel_type` is `message` or `stream`; 100 users a page.",
         tags=["presence"],
-        security=[{"apiKey": []}],
+        security=_KEYS,
         responses=_errors(400, 401, 403, 404),
     )
     async def presence(
@@ -381,7 +396,8 @@ def make_app(apps: Mapping[str, AppConfig], keyring: Keyring, backend: ApiBacken
                 security_schemes={
                     "apiKey": SecurityScheme(
                         type="apiKey", name=API_KEY_HEADER, security_scheme_in="header"
-                    )
+                    ),
+                    "bearer": SecurityScheme(type="http", scheme="bearer"),
                 }
             ),
             # JSON only (also at /schema/openapi.json): no HTML pages that load scripts.
