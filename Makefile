@@ -32,7 +32,7 @@ $(VENV)/.dev-installed: requirements/dev.txt $(VENV)/.installed
 	$(PIP) install --quiet --require-hashes -r requirements/dev.txt
 	@touch $@
 
-## run: start a server with the embedded engine on ws://127.0.0.1:7001 (ARGS="--port 7002" etc.)
+## run: start a server with the embedded engine on ws://127.0.0.1:7001 (ARGS="--port 7003" etc.)
 run: $(VENV)/.installed
 	$(BIN)/rtm2 serve $(ARGS)
 

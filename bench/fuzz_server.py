@@ -415,6 +415,7 @@ def start_server(workdir: Path) -> tuple[subprocess.Popen[str], str, Path]:
             str(write_config(workdir)),
             "--data-dir",
             str(workdir / "data"),
+            "--no-http",  # the fuzzer speaks WebSocket only; 7002 may be taken
             "--log-level",
             "warning",
         ],

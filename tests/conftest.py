@@ -3,6 +3,7 @@ test layers (unit, e2e, redis, cluster), given to every test at collection."""
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 import signal
@@ -16,6 +17,10 @@ from pathlib import Path
 import pytest
 
 E2E_DIR = Path(__file__).parent / "e2e"
+
+# Every `rtm2 serve` the tests start has no HTTP API unless it asks for one (ServerProcess's
+# http=True): otherwise each would take the default port 7002, and two at once would clash.
+os.environ.setdefault("RTM2_SERVE_HTTP", "false")
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -69,6 +74,11 @@ CERT_SMALL = "e" * 32
 # No certificate, "login" join policy, and a recovery buffer of only 3 messages.
 APP_TINY = "a3" * 16
 
+# HTTP API keys (docs/API.md): app A's in the clear, app B's as its SHA-256 in the config.
+API_KEY_A = "key-of-app-a"
+API_KEY_B = "key-of-app-b"
+API_KEY_B_HASH = "sha256:" + hashlib.sha256(API_KEY_B.encode()).hexdigest()
+
 # The suite's lock tests were written for RTM 2's rule (anyone logged in may set, remove and
 # revoke); the stricter default is tested on apps of its own (tests/e2e/test_lock_policy.py).
 LOCKS_BY_ANYONE = 'lock_admin = "anyone"'
@@ -94,6 +104,7 @@ class ServerProcess:
         timers: dict[str, float] | None = None,
         port: int = 0,
         server: dict[str, int | str] | None = None,  # values as TOML: strings quoted
+        http: bool = False,  # serve the HTTP API too, on a free port (then http_url)
     ) -> None:
         self.workdir = workdir
         self.timers = FAST_TIMERS | (timers or {})
@@ -102,6 +113,8 @@ class ServerProcess:
         self.proc: subprocess.Popen[str] | None = None
         self.url = ""
         self.banner = ""  # the "serving on" line
+        self.http = http
+        self.http_url = ""
         self.log_path = workdir / "server.log"
 
     def write_config(self) -> Path:
@@ -113,10 +126,12 @@ class ServerProcess:
             "[[apps]]",
             f'id = "{APP_A}"',
             f'certificates = ["{CERT_A}", "{CERT_A2}"]',
+            f'api_keys = ["{API_KEY_A}"]',
             LOCKS_BY_ANYONE,
             "[[apps]]",
             f'id = "{APP_B}"',
             f'certificates = ["{CERT_B}"]',
+            f'api_keys = ["{API_KEY_B_HASH}"]',
             LOCKS_BY_ANYONE,
             "[[apps]]",
             f'id = "{APP_OPEN}"',
@@ -157,6 +172,7 @@ class ServerProcess:
                 str(config),
                 "--data-dir",
                 str(self.workdir / "data"),
+                *(["--http", "--http-port", "0"] if self.http else []),
             ],
             stdout=subprocess.PIPE,
             stderr=self.log_path.open("a"),
@@ -173,6 +189,11 @@ class ServerProcess:
             if match:
                 self.url = match.group(1)
                 self.banner = line
+                if not self.http:
+                    return self
+            http = re.search(r"HTTP API on (http://\S+)", line)
+            if http:
+                self.http_url = http.group(1)
                 return self
         self.stop()
         raise RuntimeError(f"rtm2 serve did not start:\n{self.log_path.read_text()}")
@@ -199,6 +220,11 @@ class ServerProcess:
         except subprocess.TimeoutExpired:
             self.proc.kill()
             self.proc.wait(5)
+
+    @property
+    def admin_key(self) -> str:
+        """The server-wide HTTP API key it generated into its data dir."""
+        return (self.workdir / "data" / "admin-key").read_text().strip()
 
     def log(self) -> str:
         return self.log_path.read_text()

@@ -36,6 +36,8 @@ def test_the_kinds_keep_the_numbers_other_nodes_send() -> None:
         "PEER": 6,
         "LOGIN": 7,
         "LOCK_QUEUE": 8,
+        "KICK": 9,
+        "PROBE": 10,
     }
 
 

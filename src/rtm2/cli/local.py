@@ -54,7 +54,11 @@ def local_server(
     with a Redis password, ``RTM2_APP_CERTIFICATE``), which ARGS would show to every local user.
     """
     proc = subprocess.Popen(
-        [sys.executable, "-m", "rtm2", "serve", "--port", "0", "--log-level", "warning", *args],
+        # No HTTP API: a demo or a benchmark needs none, and two nodes would clash on its port.
+        [
+            *(sys.executable, "-m", "rtm2", "serve", "--port", "0", "--no-http"),
+            *("--log-level", "warning", *args),
+        ],
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL if quiet else None,
         text=True,

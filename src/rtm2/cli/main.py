@@ -15,7 +15,16 @@ import click
 
 from .. import _version, tokens
 from ..errors import RTMError
-from ..server import AppConfig, ConfigError, Server, ServerConfig, ensure_dev_app, load_config
+from ..server import (
+    AppConfig,
+    ConfigError,
+    HttpConfig,
+    Server,
+    ServerConfig,
+    ensure_admin_key,
+    ensure_dev_app,
+    load_config,
+)
 from ..server.engines.base import EngineUnavailable
 from .bench import bench
 from .demo import demo
@@ -104,6 +113,17 @@ def _parse_app(
     "The SDK's sidecar mode relies on this to check tokens when asked to.",
 )
 @click.option(
+    "--http/--no-http",
+    "http_enabled",
+    default=None,
+    envvar="RTM2_SERVE_HTTP",
+    help="Serve the HTTP API for app backends (docs/API.md).  [default: on]",
+)
+@click.option("--http-host", default=None, help="HTTP API address.  [default: 127.0.0.1]")
+@click.option(
+    "--http-port", type=int, default=None, help="HTTP API port (0 = any free).  [default: 7002]"
+)
+@click.option(
     "--config",
     "config_file",
     type=click.Path(dir_okay=False, exists=True, path_type=Path),
@@ -128,6 +148,9 @@ def serve(
     tls_key: Path | None,
     access_key: str | None,
     app_certificate: str | None,
+    http_enabled: bool | None,
+    http_host: str | None,
+    http_port: int | None,
     config_file: Path | None,
     log_level: str,
 ) -> None:
@@ -144,7 +167,9 @@ def serve(
                 replace(a, certificates=(app_certificate,)) if not a.certificates else a
                 for a in apps
             )
-        config = load_config(config_file) if config_file else ServerConfig()
+        # `rtm2 serve` has the HTTP API on by default; code that builds a Server has it off.
+        base = ServerConfig(http=HttpConfig())
+        config = load_config(config_file, base) if config_file else base
         config = replace(
             config,
             host=host if host is not None else config.host,
@@ -154,6 +179,12 @@ def serve(
             tls_cert=tls_cert if tls_cert is not None else config.tls_cert,
             tls_key=tls_key if tls_key is not None else config.tls_key,
             access_key=access_key if access_key is not None else config.access_key,
+            http=replace(
+                config.http,
+                enabled=http_enabled if http_enabled is not None else config.http.enabled,
+                host=http_host if http_host is not None else config.http.host,
+                port=http_port if http_port is not None else config.http.port,
+            ),
         ).with_apps(config.apps + apps)
     except ConfigError as exc:
         raise click.UsageError(str(exc)) from None
@@ -161,23 +192,30 @@ def serve(
     if not config.apps:
         dev_app, _ = ensure_dev_app(config.data_dir)
         config = config.with_apps((dev_app,))
+    new_admin_key = ""
+    if config.http.enabled and not config.http.admin_key:
+        admin_key, created = ensure_admin_key(config.data_dir)
+        new_admin_key = admin_key if created else ""
+        config = replace(config, http=replace(config.http, admin_key=admin_key))
     try:
         server = Server(config)
     except ConfigError as exc:
         raise click.UsageError(str(exc)) from None
     try:
-        _run(_serve(server, dev_app))
+        _run(_serve(server, dev_app, new_admin_key))
     except OSError as exc:
+        if "(HTTP API)" in str(exc.strerror):
+            raise click.ClickException(str(exc.strerror)) from None
         raise click.ClickException(f"cannot listen on {config.host}:{config.port}: {exc}") from None
     except EngineUnavailable as exc:
         raise click.ClickException(str(exc)) from None
 
 
-async def _serve(server: Server, dev_app: AppConfig | None) -> None:
-    await server.serve_forever(lambda s: _print_banner(s, dev_app))
+async def _serve(server: Server, dev_app: AppConfig | None, new_admin_key: str) -> None:
+    await server.serve_forever(lambda s: _print_banner(s, dev_app, new_admin_key))
 
 
-def _print_banner(server: Server, dev_app: AppConfig | None) -> None:
+def _print_banner(server: Server, dev_app: AppConfig | None, new_admin_key: str) -> None:
     cfg = server.config
     if cfg.engine == "memory":
         engine = "embedded engine"
@@ -185,13 +223,19 @@ def _print_banner(server: Server, dev_app: AppConfig | None) -> None:
         from ..server.redisio import redact_url  # only deployments on Redis load its client
 
         engine = f"engine {redact_url(cfg.engine)}"
-    lines = [f"rtm2 {_version.__version__} serving on {server.url} ({engine})", ""]
+    lines = [f"rtm2 {_version.__version__} serving on {server.url} ({engine})"]
+    if server.http is not None:
+        lines.append(f"HTTP API on {server.http.url} (port {server.http.port})")
+        if new_admin_key:  # shown this once; it stays in the data dir
+            lines.append(f"  admin key    {new_admin_key} (kept in {cfg.data_dir / 'admin-key'})")
+    lines.append("")
     if dev_app is not None:
         app_id, cert = dev_app.app_id, dev_app.certificates[0]
         lines += [
             f"Development app (kept in {cfg.data_dir / 'dev-app.json'}):",
             f"  app id       {app_id}",
             f"  certificate  {cert}",
+            *(f"  API key      {k}" for k in dev_app.api_keys[:1] if server.http is not None),
             "",
             "Make a login token for user alice:",
             f"  rtm2 token rtm --app-id {app_id} --certificate {cert} --user alice",

@@ -89,7 +89,9 @@ class Sidecar:
             self._log.info("using the sidecar this process started at %s", url)
             return url
         key = secrets.token_urlsafe(32)
-        env = {**os.environ, "RTM2_ACCESS_KEY": key}
+        # No HTTP API: its one client needs none, and several sidecars would fight over its
+        # port. By environment, which an rtm2 older than the API ignores.
+        env = {**os.environ, "RTM2_ACCESS_KEY": key, "RTM2_SERVE_HTTP": "false"}
         if certificate:
             env["RTM2_APP_CERTIFICATE"] = certificate
         self._data_dir = tempfile.mkdtemp(prefix="rtm2-sidecar-")

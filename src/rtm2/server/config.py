@@ -20,8 +20,10 @@ __all__ = [
     "AppConfig",
     "AppLimits",
     "ConfigError",
+    "HttpConfig",
     "ServerConfig",
     "Timers",
+    "ensure_admin_key",
     "ensure_dev_app",
     "load_config",
 ]
@@ -121,6 +123,9 @@ class AppConfig:
     # Who may set, remove and revoke locks: "members" of the channel; "anyone" logged in (RTM 2
     # itself); "server": only the server API, so no client.
     lock_admin: str = "members"
+    # Keys of the app's backend for the HTTP API (docs/API.md), as given or as
+    # "sha256:<hex>" so the config file need not hold the key itself.
+    api_keys: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if not _HEX32.match(self.app_id):
@@ -156,6 +161,7 @@ class AppConfig:
             "limits",
             "user_metadata_write",
             "lock_admin",
+            "api_keys",
         }
         if unknown:
             raise ConfigError(f"unknown app settings: {', '.join(sorted(unknown))}")
@@ -167,6 +173,7 @@ class AppConfig:
                 AppLimits(**raw.get("limits", {})),
                 str(raw.get("user_metadata_write", "self")),
                 str(raw.get("lock_admin", "members")),
+                tuple(str(k) for k in raw.get("api_keys", ())),
             )
         except (KeyError, TypeError) as exc:
             raise ConfigError(f"bad app settings: {exc}") from None
@@ -204,6 +211,21 @@ class Timers:
 
 
 @dataclass(frozen=True, slots=True)
+class HttpConfig:
+    """The HTTP API's listener (docs/API.md), served in the server's own event loop."""
+
+    enabled: bool = True
+    host: str = "127.0.0.1"
+    port: int = 7002  # 0: any free port
+    # Opens every app. Empty: one is generated into the data dir (see ensure_admin_key).
+    admin_key: str = ""
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.port <= 65535:
+            raise ConfigError("http.port must be 0..65535")
+
+
+@dataclass(frozen=True, slots=True)
 class ServerConfig:
     host: str = "127.0.0.1"
     port: int = 7001
@@ -237,6 +259,7 @@ class ServerConfig:
     # When set, WebSocket upgrades must carry it in the X-RTM2-Access-Key header (else 403).
     # The SDK's sidecar mode sets a fresh one per launch, so only its own client gets in.
     access_key: str = ""
+    http: HttpConfig = field(default_factory=lambda: HttpConfig(enabled=False))
 
     def __post_init__(self) -> None:
         ids = [a.app_id for a in self.apps]
@@ -276,8 +299,9 @@ def load_config(path: Path, base: ServerConfig | None = None) -> ServerConfig:
     cfg = base or ServerConfig()
     server: dict[str, Any] = data.get("server", {})
     timers: dict[str, Any] = data.get("timers", {})
+    http: dict[str, Any] = data.get("http", {})
     apps = tuple(AppConfig.from_toml(a) for a in data.get("apps", ()))
-    unknown = set(data) - {"server", "timers", "apps"}
+    unknown = set(data) - {"server", "timers", "apps", "http"}
     if unknown:
         raise ConfigError(f"unknown config sections: {', '.join(sorted(unknown))}")
     try:
@@ -299,6 +323,7 @@ def load_config(path: Path, base: ServerConfig | None = None) -> ServerConfig:
             access_key=str(server.get("access_key", cfg.access_key)),
             apps=cfg.apps + apps,
             timers=replace(cfg.timers, **{k: float(v) for k, v in timers.items()}),
+            http=replace(cfg.http, **http),
         )
     except TypeError as exc:
         raise ConfigError(f"bad config {path}: {exc}") from None
@@ -322,12 +347,50 @@ def ensure_dev_app(data_dir: Path) -> tuple[AppConfig, bool]:
     path = data_dir / "dev-app.json"
     if path.exists():
         raw = json.loads(path.read_text())
-        return AppConfig(raw["app_id"], (raw["certificate"],), DEV_APP_POLICY), False
+        app_id, cert = raw["app_id"], raw["certificate"]
+        # Apps made before the HTTP API had no key: they get one, kept from then on.
+        api_key = (
+            raw.get("api_key")
+            or _write_private(
+                path, {"app_id": app_id, "certificate": cert, "api_key": secrets.token_urlsafe(24)}
+            )["api_key"]
+        )
+        return AppConfig(app_id, (cert,), DEV_APP_POLICY, api_keys=(api_key,)), False
     data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
-    app = AppConfig(secrets.token_hex(16), (secrets.token_hex(16),), DEV_APP_POLICY)
+    raw = _write_private(
+        path,
+        {
+            "app_id": secrets.token_hex(16),
+            "certificate": secrets.token_hex(16),
+            "api_key": secrets.token_urlsafe(24),
+        },
+    )
+    return AppConfig(
+        raw["app_id"], (raw["certificate"],), DEV_APP_POLICY, api_keys=(raw["api_key"],)
+    ), True
+
+
+def ensure_admin_key(data_dir: Path) -> tuple[str, bool]:
+    """The server-wide HTTP API key kept in ``data_dir``, and whether it was created now."""
+    path = data_dir / "admin-key"
+    if path.exists():
+        return path.read_text().strip(), False
+    data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    key = secrets.token_urlsafe(32)
+    tmp = path.with_suffix(".tmp")
+    # Private from the first byte: the key opens every app.
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(key + "\n")
+    tmp.replace(path)
+    return key, True
+
+
+def _write_private(path: Path, raw: dict[str, str]) -> dict[str, str]:
+    """Write ``raw`` as JSON to ``path``, readable by its owner only from the first byte."""
     tmp = path.with_suffix(".tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as f:
-        json.dump({"app_id": app.app_id, "certificate": app.certificates[0]}, f)
+        json.dump(raw, f)
     tmp.replace(path)
-    return app, True
+    return raw

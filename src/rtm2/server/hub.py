@@ -29,6 +29,7 @@ from ..protocol.names import is_valid_user_id
 from ..types import ConnectionChangeReason
 from .admission import Admission
 from .auth import check_login_token
+from .bans import Bans
 from .config import AppConfig, ServerConfig
 from .engines.base import BusEvent, BusKind, Engine, EngineUnavailable, bus_routes
 from .features import Features
@@ -140,6 +141,7 @@ class Hub:
         # Every request's handler, bound to this node's services once for all sessions.
         self.routes: Routes = bind(self)
         self._ids = itertools.count(1)
+        self.bans = Bans()
         # Last: it reads the rest of the hub at scrape time.
         self.metrics = Metrics(self)
 
@@ -253,6 +255,50 @@ class Hub:
                 "the same user id logged in elsewhere",
             )
 
+    def on_kick(self, subject: str, event: BusEvent) -> None:
+        """The app's backend kicked the user on another node: its session here goes."""
+        _, app, user = subject.split(":", 2)
+        try:
+            ban = float(event.frame.decode())
+        except ValueError:
+            ban = 0.0
+        self.bans.ban(app, user, ban)
+        self._kick_here(app, user, event.topic)
+
+    def on_probe(self, subject: str, event: BusEvent) -> None:
+        """Another node asks whether a user is online: being subscribed is the answer."""
+
+    # --- the app's backend (the HTTP API) ---------------------------------------------------
+
+    async def online_elsewhere(self, app: str, user: str) -> bool:
+        """Whether another node holds a live session of the user."""
+        event = BusEvent(BusKind.PROBE, "", "", b"")
+        return bool(await self.broker.publish_counted(session_subject(app, user), event))
+
+    async def kick(self, app: str, user: str, reason: str, ban_seconds: float) -> bool:
+        """End the user's session on whichever node holds it; refuse its logins here for
+        ``ban_seconds``. Whether a session was found."""
+        self.bans.ban(app, user, ban_seconds)
+        if self._kick_here(app, user, reason):
+            return True
+        event = BusEvent(BusKind.KICK, reason, "", repr(float(ban_seconds)).encode())
+        return bool(await self.broker.publish_counted(session_subject(app, user), event))
+
+    def _kick_here(self, app: str, user: str, reason: str) -> bool:
+        session = self.find(app, user)
+        if session is None:
+            return False
+        log.info("%r kicked by the app's backend", session)
+        attached = session.attached
+        self.end(session)
+        if attached:
+            session.kick(
+                ConnectionChangeReason.BANNED_BY_SERVER,
+                ErrorCode.LOGIN_REJECTED,
+                reason or "kicked by the server",
+            )
+        return True
+
     # --- the users here (``roles.PeerDirectory``) -------------------------------------------
 
     def find(self, app: str, user: str) -> Session | None:
@@ -272,11 +318,18 @@ class Hub:
         app = self.apps.get(app_id)
         if app is None:
             raise RTMError(ErrorCode.INVALID_APP_ID, f"unknown app id {app_id!r}")
-        return app, check_login_token(app, token, user_id, int(time.time()))
+        expires = check_login_token(app, token, user_id, int(time.time()))
+        banned = self.bans.remaining(app_id, user_id)
+        if banned:
+            raise RTMError(
+                ErrorCode.LOGIN_REJECTED, f"banned by the server for {banned:.0f} more seconds"
+            )
+        return app, expires
 
     def login(self, session: Session) -> None:
         assert session.app is not None
         session.session_id = f"{self.node_id}-{next(self._ids)}"
+        session.logged_in_at = time.time()
         session.resume_token = secrets.token_urlsafe(16)
         self.by_id[session.session_id] = session
         session.conn.logged_in()
@@ -387,6 +440,7 @@ class Hub:
                 self._sweep_stream_tokens(session, now)
         self.presence.sweep()
         self.locks.sweep()
+        self.bans.prune()
         self.recovery.prune()
 
     def _sweep_stream_tokens(self, session: Session, now: float) -> None:

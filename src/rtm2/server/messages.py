@@ -37,6 +37,7 @@ from .subjects import subject as make_subject
 if TYPE_CHECKING:
     from collections.abc import Coroutine
 
+    from .config import AppConfig
     from .recovery import Recovery
     from .roles import ChannelFeatures, PeerDirectory, Replayer
     from .session import Session
@@ -221,16 +222,82 @@ class MessageService:
                 timestamp,
             )
         )
-        recipient = self.peers.find(app, f.channel)
+        await self._deliver(app, f.channel, s.user_id, frame)
+        s.reply(f.rid)
+
+    # --- from the app's backend (the HTTP API): no session, so no per-client rate ----------
+
+    def publish_from_server(
+        self,
+        app: AppConfig,
+        channel: str,
+        payload: bytes,
+        message_type: int,
+        custom_type: str,
+        publisher: str,
+    ) -> None:
+        """Publish to a message channel as ``publisher``; the same checks as a client's."""
+        check_message(payload, message_type, custom_type, app.limits.message_size)
+        if not is_valid_channel_name(channel):
+            raise RTMError(ErrorCode.INVALID_CHANNEL_NAME, f"invalid channel name {channel!r}")
+        frame = encode(
+            ChannelMessage(
+                channel,
+                ChannelType.MESSAGE,
+                publisher,
+                payload,
+                message_type,
+                custom_type,
+                int(time.time() * 1000),
+                UNNUMBERED,
+            )
+        )
+        # Through the broker like a client's publish: subscribers on every node get it.
+        self.broker.publish_message(
+            make_subject(app.app_id, ChannelType.MESSAGE, channel),
+            BusEvent(BusKind.MESSAGE, "", publisher, frame),
+            app.limits.recovery_messages,
+            app.limits.recovery_seconds,
+        )
+        self.counts.published_message += 1
+
+    async def send_from_server(
+        self,
+        app: AppConfig,
+        user: str,
+        payload: bytes,
+        message_type: int,
+        custom_type: str,
+        publisher: str,
+    ) -> None:
+        """A peer message to ``user`` from ``publisher``; CHANNEL_RECEIVER_OFFLINE when no
+        node holds a live session of the user."""
+        check_message(payload, message_type, custom_type, app.limits.message_size)
+        if not is_valid_user_id(user):
+            raise RTMError(ErrorCode.INVALID_USER_ID, f"invalid user id {user!r}")
+        frame = encode(
+            ChannelMessage(
+                publisher,
+                ChannelType.USER,
+                publisher,
+                payload,
+                message_type,
+                custom_type,
+                int(time.time() * 1000),
+            )
+        )
+        await self._deliver(app.app_id, user, publisher, frame)
+
+    async def _deliver(self, app: str, user: str, sender: str, frame: bytes) -> None:
+        recipient = self.peers.find(app, user)
         if recipient is not None and recipient.attached:  # on this node: no broker trip
             recipient.conn.send(ws_binary_frame(frame))
             self.counts.delivered_user += 1
         elif recipient is not None or not await self.broker.publish_counted(
-            session_subject(app, f.channel), BusEvent(BusKind.PEER, "", s.user_id, frame)
+            session_subject(app, user), BusEvent(BusKind.PEER, "", sender, frame)
         ):
-            raise RTMError(ErrorCode.CHANNEL_RECEIVER_OFFLINE, f"{f.channel!r} is not online")
+            raise RTMError(ErrorCode.CHANNEL_RECEIVER_OFFLINE, f"{user!r} is not online")
         self.counts.published_user += 1
-        s.reply(f.rid)
 
     def on_message(self, subj: str, event: BusEvent) -> None:
         self.recovery.receive(subj, "", frame_offset(event.frame), event.user, event.frame)

@@ -15,11 +15,17 @@ from typing import Any
 
 from picows import ws_create_server
 
-from .config import REDIS_SCHEMES, ConfigError, ServerConfig
+from ..types import ChannelType
+from .config import REDIS_SCHEMES, AppConfig, ConfigError, ServerConfig
 from .engines.base import Engine, EngineUnavailable
 from .engines.memory import MemoryEngine
 from .gateway import listener_factory
+from .http import HttpListener, make_app
+from .http.app import ChannelRef, Presence, PresentUser, UserInfo
+from .http.keys import Keyring
 from .hub import Hub
+from .messages import MessageService
+from .subjects import channel_subject, parse_subject
 
 __all__ = ["Server", "server_ssl_context"]
 
@@ -83,6 +89,58 @@ def server_ssl_context(config: ServerConfig) -> ssl.SSLContext | None:
     return context
 
 
+class _NodeApi:
+    """The HTTP API's view of the node: the message service, and the engine's health."""
+
+    def __init__(self, hub: Hub) -> None:
+        self._hub = hub
+        messages: MessageService = hub.messages
+        self.publish_from_server = messages.publish_from_server
+        self.send_from_server = messages.send_from_server
+
+    async def ready(self) -> bool:
+        try:
+            await asyncio.wait_for(self._hub.engine.ping(), 2.0)
+        except Exception:  # unreachable, refusing, or too slow: not ready, whatever the cause
+            return False
+        return True
+
+    async def kick(self, app: AppConfig, user: str, reason: str, ban_seconds: float) -> bool:
+        return await self._hub.kick(app.app_id, user, reason, ban_seconds)
+
+    def metrics(self) -> tuple[bytes, str]:
+        return self._hub.metrics.render()
+
+    async def user_info(self, app: AppConfig, user: str) -> UserInfo:
+        hub = self._hub
+        session = hub.find(app.app_id, user)
+        here = session is not None and session.attached
+        online = here or await hub.online_elsewhere(app.app_id, user)
+        found = await hub.engine.presence_store.where_now(app.app_id, user)
+        channels = []
+        for subj, quiet in found:
+            if not quiet:  # as where_now shows it to clients
+                _, ctype, channel = parse_subject(subj)
+                kind = "message" if ctype == ChannelType.MESSAGE else "stream"
+                channels.append(ChannelRef(channel, kind))
+        return UserInfo(
+            online,
+            session.logged_in_at if here and session is not None else None,
+            hub.node_id if here else None,
+            channels,
+        )
+
+    async def who_now(
+        self, app: AppConfig, channel_type: str, channel: str, include_state: bool, page: str
+    ) -> Presence:
+        ctype = ChannelType.MESSAGE if channel_type == "message" else ChannelType.STREAM
+        subj = channel_subject(app.app_id, channel, ctype)
+        found = await self._hub.presence.who_now_page(subj, True, include_state, page)
+        return Presence(
+            [PresentUser(u.user, u.state) for u in found.users], found.total, found.next_page
+        )
+
+
 class Server:
     """An rtm2 server. ``await start()``, then ``await stop()`` (or ``serve_forever()``)."""
 
@@ -91,6 +149,7 @@ class Server:
         self._hub: Hub | None = None
         self._server: asyncio.Server | None = None
         self._sweeper: asyncio.Task[None] | None = None
+        self.http: HttpListener | None = None
         self.port = config.port
         self._ssl = server_ssl_context(config)
 
@@ -140,9 +199,18 @@ class Server:
         self.port = self._server.sockets[0].getsockname()[1]
         self._sweeper = loop.create_task(hub.run_sweeper(), name="rtm2-sweeper")
         log.info("listening on %s", self.url)
+        http = self.config.http
+        if http.enabled:
+            keyring = Keyring(self.config.apps, http.admin_key)
+            self.http = HttpListener(
+                make_app(hub.apps, keyring, _NodeApi(hub)), http.host, http.port
+            )
+            await self.http.start()
 
     async def stop(self, message: str = "server shutting down") -> None:
         """Stop accepting, tell every client why, and close all connections."""
+        if self.http is not None:
+            await self.http.stop()
         if self._server is not None:
             self._server.close()
         if self._sweeper is not None:

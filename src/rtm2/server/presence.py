@@ -283,18 +283,25 @@ class PresenceService:
             raise RTMError(
                 ErrorCode.PRESENCE_INVALID_ARGUMENT, "include_state needs include_user_id"
             )
+        found = await self.who_now_page(subj, f.include_user_id, f.include_state, f.page)
+        s.reply(f.rid, result=encode_result(found))
+
+    async def who_now_page(
+        self, subj: str, include_user_id: bool, include_state: bool, page: str
+    ) -> WhoNowResult:
+        """One page of who is in a channel, as a client's WhoNow (and the HTTP API) sees it."""
         members = await self.store.members(subj)
         visible = sorted(u for u, e in members.items() if not e.quiet)
-        start = bisect.bisect_left(visible, f.page) if f.page else 0
-        page = visible[start : start + PAGE_SIZE]
-        more = f.include_user_id and start + PAGE_SIZE < len(visible)
+        start = bisect.bisect_left(visible, page) if page else 0
+        users_here = visible[start : start + PAGE_SIZE]
+        more = include_user_id and start + PAGE_SIZE < len(visible)
         next_page = visible[start + PAGE_SIZE] if more else ""
         users = (
-            [UserState(u, members[u].state if f.include_state else {}) for u in page]
-            if f.include_user_id
+            [UserState(u, members[u].state if include_state else {}) for u in users_here]
+            if include_user_id
             else []
         )
-        s.reply(f.rid, result=encode_result(WhoNowResult(users, next_page, len(visible))))
+        return WhoNowResult(users, next_page, len(visible))
 
     async def where_now(self, s: Session, f: WhereNow) -> None:
         if not is_valid_user_id(f.user):

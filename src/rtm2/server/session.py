@@ -85,6 +85,7 @@ class Session:
         "conn",
         "detached_at",
         "expires_at",
+        "logged_in_at",
         "message_bucket",
         "opened_at",
         "presence_timeout",
@@ -116,6 +117,7 @@ class Session:
         self.warned = False
         self.presence_timeout = 300
         self.opened_at = 0.0
+        self.logged_in_at = 0.0  # Unix time of the login (a resume keeps it)
         self.detached_at = 0.0
         # Stream channels this session is in, by name.
         self.stream: dict[str, Member] = {}

@@ -26,6 +26,8 @@ __all__ = [
     "BUS_MESSAGE",
     "BUS_LOCK",
     "BUS_LOCK_QUEUE",
+    "BUS_KICK",
+    "BUS_PROBE",
     "BUS_LOGIN",
     "BUS_PEER",
     "BUS_PRESENCE",
@@ -85,6 +87,12 @@ class BusKind(IntEnum):
     PEER = 6  # on a user's session subject: ``frame`` is a peer ChannelMessage for that user
     LOGIN = 7  # on a user's session subject: session ``user`` logged in; older ones must go
     LOCK_QUEUE = 8  # ``topic`` is a lock name: its queue moved up, its waiters try again
+    # on a user's session subject: the app's backend kicked the user; ``topic`` is why,
+    # ``frame`` the ban's length in seconds, as ASCII
+    KICK = 9
+    # on a user's session subject: nothing to do; its count of receivers says whether a
+    # node holds the user's session
+    PROBE = 10
 
 
 # The kinds under their older names, which engine code uses.
@@ -96,6 +104,8 @@ BUS_LOCK = BusKind.LOCK
 BUS_PEER = BusKind.PEER
 BUS_LOGIN = BusKind.LOGIN
 BUS_LOCK_QUEUE = BusKind.LOCK_QUEUE
+BUS_KICK = BusKind.KICK
+BUS_PROBE = BusKind.PROBE
 
 
 class BusEvent(msgspec.Struct, array_like=True, frozen=True, gc=False):
@@ -125,6 +135,8 @@ class BusListener(Protocol):
     def on_peer(self, subject: str, event: BusEvent) -> None: ...
     def on_login(self, subject: str, event: BusEvent) -> None: ...
     def on_lock_queue(self, subject: str, event: BusEvent) -> None: ...
+    def on_kick(self, subject: str, event: BusEvent) -> None: ...
+    def on_probe(self, subject: str, event: BusEvent) -> None: ...
 
 
 def bus_routes(listener: BusListener) -> dict[int, BusHandler]:
@@ -139,6 +151,8 @@ def bus_routes(listener: BusListener) -> dict[int, BusHandler]:
         BusKind.PEER: listener.on_peer,
         BusKind.LOGIN: listener.on_login,
         BusKind.LOCK_QUEUE: listener.on_lock_queue,
+        BusKind.KICK: listener.on_kick,
+        BusKind.PROBE: listener.on_probe,
     }
 
 
@@ -479,6 +493,9 @@ class Engine(Protocol):
 
     async def heartbeat(self, node: str) -> None:
         """Mark ``node`` alive (called every sweep)."""
+
+    async def ping(self) -> None:
+        """Return once the engine answers; raise when it does not (the HTTP API's /ready)."""
 
     async def orphans(self, node: str, timeout: float) -> list[list[str]]:
         """Entries left by nodes silent for ``timeout`` s, each claimed by one node only:

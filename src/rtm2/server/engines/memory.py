@@ -53,6 +53,9 @@ class MemoryEngine:
     async def heartbeat(self, node: str) -> None:
         """One node: nobody to tell."""
 
+    async def ping(self) -> None:
+        """In this process: it answers while the process does."""
+
     async def orphans(self, node: str, timeout: float) -> list[list[str]]:
         return []  # one node: no other node can die and leave entries behind
 

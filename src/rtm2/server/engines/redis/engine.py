@@ -90,5 +90,8 @@ class RedisEngine:
     async def heartbeat(self, node: str) -> None:
         await self._nodes.heartbeat(node)
 
+    async def ping(self) -> None:
+        await self._client.call("PING")
+
     async def orphans(self, node: str, timeout: float) -> list[list[str]]:
         return await self._nodes.orphans(node, timeout)
