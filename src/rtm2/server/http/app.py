@@ -7,7 +7,7 @@ and a directory of the users (``ApiBackend``), never the whole Hub.
 import base64
 import binascii
 import logging
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import Annotated, Any, Protocol
 
 import msgspec
@@ -249,6 +249,23 @@ def _user(user_id: str) -> None:
         raise RTMError(ErrorCode.INVALID_USER_ID, f"invalid user id {user_id!r}")
 
 
+def _structs(base: type[msgspec.Struct]) -> Iterator[type[msgspec.Struct]]:
+    for sub in base.__subclasses__():
+        yield sub
+        yield from _structs(sub)
+
+
+def _strict_bodies(document: dict[str, Any]) -> dict[str, Any]:
+    """Say in the document what the server does: a body with a field it does not know is refused
+    (400), so clients learn of a typo instead of having a field ignored. Litestar leaves
+    ``additionalProperties`` out for msgspec's ``forbid_unknown_fields``."""
+    schemas = document.get("components", {}).get("schemas", {})
+    for struct in _structs(msgspec.Struct):
+        if struct.__struct_config__.forbid_unknown_fields and struct.__name__ in schemas:
+            schemas[struct.__name__]["additionalProperties"] = False
+    return document
+
+
 def make_app(apps: Mapping[str, AppConfig], keyring: Keyring, backend: ApiBackend) -> Litestar:
     def authorized(request: Request[Any, Any, Any], app_id: str) -> AppConfig:
         key = _presented_key(request)
@@ -314,7 +331,7 @@ def make_app(apps: Mapping[str, AppConfig], keyring: Keyring, backend: ApiBacken
 
     @get("/openapi.json", include_in_schema=False)
     async def openapi(request: Request[Any, Any, Any]) -> dict[str, Any]:
-        return request.app.openapi_schema.to_schema()
+        return _strict_bodies(request.app.openapi_schema.to_schema())
 
     @post(
         "/v1/apps/{app_id:str}/channels/{channel:str}/messages",
