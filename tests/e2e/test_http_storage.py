@@ -213,11 +213,24 @@ async def test_bad_writes_get_the_sdks_codes(api: httpx.AsyncClient) -> None:
         400,
         ErrorCode.STORAGE_INVALID_KEY,
     )
+    too_big = body(big="x" * (16 * 1024))  # key + value over metadata_item_size
+    assert error(await api.put(channel_path(channel), json=too_big)) == (
+        400,
+        ErrorCode.STORAGE_VALUE_LENGTH_OVERFLOW,
+    )
     wrong_type = f"/v1/apps/{APP_A}/channels/video/{channel}/metadata"
     assert error(await api.get(wrong_type)) == (400, ErrorCode.INVALID_CHANNEL_TYPE)
     assert error(await api.get(user_path("_reserved"))) == (400, ErrorCode.INVALID_USER_ID)
     no_key = await api.get(channel_path(channel), headers={"X-API-Key": ""})
     assert error(no_key) == (401, ErrorCode.INVALID_TOKEN)
+
+
+async def test_the_backend_is_not_held_to_a_clients_storage_rate(api: httpx.AsyncClient) -> None:
+    channel = unique("burst")
+    for n in range(60):  # three times a client's 20 storage calls a second, at once
+        answer = await api.put(channel_path(channel), json=body(n=str(n)))
+        assert answer.status_code == 200, answer.text
+    assert values(await api.get(channel_path(channel))) == {"n": "59"}
 
 
 # --- locks --------------------------------------------------------------------------------
@@ -258,9 +271,11 @@ async def test_locks_set_listed_revoked_and_removed_over_http_are_seen_by_sdk_su
             revoked = await api.post(lock + "/revoke", json={"owner": uid(dave)})
             assert revoked.json() == {"ok": True}
             assert await events.get(timeout=5) == event(LockKind.RELEASED)
-            # not the owner any more: the SDK's revoke code
+            # not the owner any more, and a lock set twice: the SDK's codes
             again = await api.post(lock + "/revoke", json={"owner": uid(dave)})
-            assert again.status_code == 400
+            assert error(again) == (400, ErrorCode.LOCK_NOT_ACQUIRED)
+            twice = await api.put(lock, json={"ttl": 30})
+            assert error(twice) == (400, ErrorCode.LOCK_ALREADY_EXIST)
 
             assert (await api.delete(lock)).json() == {"ok": True}
             assert await events.get(timeout=5) == event(LockKind.REMOVED)

@@ -320,7 +320,7 @@ def storage_routes(
         found = await backend.locks_of(app, channel, _channel_type(channel_type))
         return Locks([Lock(d.name, d.owner, d.ttl) for d in found])
 
-    @put(_LOCK, summary="Set a lock (create it, or change its TTL)", tags=["locks"], **common)
+    @put(_LOCK, summary="Set (create) a lock, free; members get SET", tags=["locks"], **common)
     async def set_lock(
         request: Request[Any, Any, Any],
         app_id: str,
@@ -333,7 +333,13 @@ def storage_routes(
         await backend.set_lock(app, channel, _channel_type(channel_type), name, data.ttl)
         return Done(True)
 
-    @delete(_LOCK, status_code=200, summary="Remove a lock", tags=["locks"], **common)
+    @delete(
+        _LOCK,
+        status_code=200,
+        summary="Remove a lock; members get REMOVED, its waiters fail",
+        tags=["locks"],
+        **common,
+    )
     async def remove_lock(
         request: Request[Any, Any, Any], app_id: str, channel_type: str, channel: str, name: str
     ) -> Done:
