@@ -50,6 +50,7 @@ from .ratelimit import RateBucket
 from .subjects import channel_subject, parse_subject
 
 if TYPE_CHECKING:
+    from .config import AppConfig
     from .session import Session
 
 __all__ = ["LockService"]
@@ -120,38 +121,65 @@ class LockService:
 
     async def set(self, s: Session, f: SetLock) -> None:
         self._rate(s)
-        scope = self._scope(s, f.channel, f.channel_type, f.name)
+        scope = self._scope(s.app_config, f.channel, f.channel_type, f.name)
         await self._may_administer(s, scope, f.channel_type)
-        ttl = min(max(f.ttl, TTL_RANGE[0]), TTL_RANGE[1])
-        limits = s.app_config.limits
-        outcome = await self.store.set(
-            scope, f.name, ttl, limits.locks_per_channel, limits.lock_rows
-        )
+        await self._set(s.app_config, scope, f.name, f.ttl)
+        s.reply(f.rid)
+
+    async def _set(self, app: AppConfig, scope: str, name: str, ttl: int) -> None:
+        ttl = min(max(ttl, TTL_RANGE[0]), TTL_RANGE[1])
+        limits = app.limits
+        outcome = await self.store.set(scope, name, ttl, limits.locks_per_channel, limits.lock_rows)
         if outcome.code:
             raise RTMError(outcome.code, outcome.reason)
         assert outcome.lock is not None
         self._event(scope, LockEventType.SET, outcome.lock)
-        s.reply(f.rid)
 
     async def remove(self, s: Session, f: RemoveLock) -> None:
         self._rate(s)
-        scope = self._scope(s, f.channel, f.channel_type, f.name)
+        scope = self._scope(s.app_config, f.channel, f.channel_type, f.name)
         await self._may_administer(s, scope, f.channel_type)
-        outcome = await self.store.remove(scope, f.name)
+        await self._remove(scope, f.name)
+        s.reply(f.rid)
+
+    async def _remove(self, scope: str, name: str) -> None:
+        outcome = await self.store.remove(scope, name)
         if outcome.code:
             raise RTMError(outcome.code, outcome.reason)
         assert outcome.lock is not None
-        key = (scope, f.name)
+        key = (scope, name)
         self.countdowns.pop(key, None)
         self._answer_for(key, "")
         self._event(scope, LockEventType.REMOVED, outcome.lock)
         for waiter in self._drop_queue(key):
-            waiter.session.reply(waiter.rid, ErrorCode.LOCK_NOT_EXIST, f"lock {f.name!r} removed")
-        s.reply(f.rid)
+            waiter.session.reply(waiter.rid, ErrorCode.LOCK_NOT_EXIST, f"lock {name!r} removed")
+
+    # The app's backend (the HTTP API) is what lock_admin = "server" means: it may always
+    # set, remove and revoke, and no per-session rate applies; quotas and codes do.
+
+    async def set_from_server(
+        self, app: AppConfig, channel: str, channel_type: int, name: str, ttl: int
+    ) -> None:
+        await self._set(app, self._scope(app, channel, channel_type, name), name, ttl)
+
+    async def remove_from_server(
+        self, app: AppConfig, channel: str, channel_type: int, name: str
+    ) -> None:
+        await self._remove(self._scope(app, channel, channel_type, name), name)
+
+    async def revoke_from_server(
+        self, app: AppConfig, channel: str, channel_type: int, name: str, owner: str
+    ) -> None:
+        scope = self._scope(app, channel, channel_type, name)
+        await self._free(scope, name, owner, LockEventType.RELEASED)
+
+    async def locks_of(self, app: AppConfig, channel: str, channel_type: int) -> list[LockDetail]:
+        scope = channel_subject(app.app_id, channel, channel_type)
+        return [_detail(info) for _, info in sorted((await self.store.locks(scope)).items())]
 
     async def acquire(self, s: Session, f: AcquireLock) -> None:
         self._rate(s)
-        scope = self._scope(s, f.channel, f.channel_type, f.name)
+        scope = self._scope(s.app_config, f.channel, f.channel_type, f.name)
         key = (scope, f.name)
         if f.retry and any(w.session is s for w in self.waiters.get(key, ())):
             raise RTMError(
@@ -181,7 +209,7 @@ class LockService:
             self._event(key[0], LockEventType.ACQUIRED, info)
 
     async def release(self, s: Session, f: ReleaseLock) -> None:
-        scope = self._scope(s, f.channel, f.channel_type, f.name)
+        scope = self._scope(s.app_config, f.channel, f.channel_type, f.name)
         await self._free(scope, f.name, s.user_id, LockEventType.RELEASED)
         held = self.held.get(s)
         if held is not None:
@@ -192,7 +220,7 @@ class LockService:
 
     async def revoke(self, s: Session, f: RevokeLock) -> None:
         self._rate(s)
-        scope = self._scope(s, f.channel, f.channel_type, f.name)
+        scope = self._scope(s.app_config, f.channel, f.channel_type, f.name)
         await self._may_administer(s, scope, f.channel_type)
         await self._free(scope, f.name, f.owner, LockEventType.RELEASED)
         s.reply(f.rid)
@@ -469,12 +497,12 @@ class LockService:
             )
 
     @staticmethod
-    def _scope(s: Session, channel: str, channel_type: int, name: str) -> str:
+    def _scope(app: AppConfig, channel: str, channel_type: int, name: str) -> str:
         if not name or len(name) > MAX_LOCK_NAME:
             raise RTMError(
                 ErrorCode.LOCK_INVALID_NAME, f"lock name must be 1-{MAX_LOCK_NAME} chars"
             )
-        return channel_subject(s.app_config.app_id, channel, channel_type)
+        return channel_subject(app.app_id, channel, channel_type)
 
     def _spawn(self, coro: Coroutine[None, None, None]) -> None:
         task = asyncio.get_running_loop().create_task(coro)

@@ -15,6 +15,7 @@ from typing import Any
 
 from picows import ws_create_server
 
+from ..protocol.frames import LockDetail, MetadataItem, MetadataResult
 from ..types import ChannelType
 from .config import REDIS_SCHEMES, AppConfig, ConfigError, ServerConfig
 from .engines.base import Engine, EngineUnavailable
@@ -139,6 +140,42 @@ class _NodeApi:
         return Presence(
             [PresentUser(u.user, u.state) for u in found.users], found.total, found.next_page
         )
+
+    # Metadata and locks (http/storage.py): the services' server-side entry points.
+
+    async def metadata_read(self, app: AppConfig, target: str) -> MetadataResult:
+        return await self._hub.storage.read(target)
+
+    async def metadata_write(
+        self,
+        app: AppConfig,
+        target: str,
+        op: int,
+        items: list[MetadataItem],
+        major_revision: int,
+        lock: tuple[str, str] | None,
+        record_ts: bool,
+        record_author: bool,
+    ) -> MetadataResult:
+        return await self._hub.storage.write_from_server(
+            app, target, op, items, major_revision, lock, record_ts, record_author
+        )
+
+    async def locks_of(self, app: AppConfig, channel: str, channel_type: int) -> list[LockDetail]:
+        return await self._hub.locks.locks_of(app, channel, channel_type)
+
+    async def set_lock(
+        self, app: AppConfig, channel: str, channel_type: int, name: str, ttl: int
+    ) -> None:
+        await self._hub.locks.set_from_server(app, channel, channel_type, name, ttl)
+
+    async def remove_lock(self, app: AppConfig, channel: str, channel_type: int, name: str) -> None:
+        await self._hub.locks.remove_from_server(app, channel, channel_type, name)
+
+    async def revoke_lock(
+        self, app: AppConfig, channel: str, channel_type: int, name: str, owner: str
+    ) -> None:
+        await self._hub.locks.revoke_from_server(app, channel, channel_type, name, owner)
 
 
 class Server:

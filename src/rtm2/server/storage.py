@@ -40,11 +40,13 @@ from .ratelimit import RateBucket
 from .subjects import SubjectKind, channel_subject, parse_subject, subject_kind, user_subject
 
 if TYPE_CHECKING:
+    from .config import AppConfig
     from .session import Session
 
-__all__ = ["MAX_LOCK_NAME", "StorageService", "metadata_result"]
+__all__ = ["MAX_LOCK_NAME", "SERVER_AUTHOR", "StorageService", "metadata_result"]
 
 MAX_LOCK_NAME = 64
+SERVER_AUTHOR = "server"  # the author of writes through the HTTP API
 _NONE: frozenset[str] = frozenset()
 
 
@@ -92,12 +94,11 @@ class StorageService:
     async def write_channel(self, s: Session, f: ChannelMetadataWrite) -> None:
         self._rate(s)
         subj = channel_subject(s.app_config.app_id, f.channel, f.channel_type)
-        lock = None
-        if f.lock:
-            if len(f.lock) > MAX_LOCK_NAME:
-                raise RTMError(ErrorCode.STORAGE_INVALID_LOCK_NAME, "lock name over 64 characters")
-            lock = (subj, f.lock, s.user_id)
-        await self._write(s, subj, f, lock)
+        lock = (subj, _lock_name(f.lock), s.user_id) if f.lock else None
+        await self._write(
+            s.app_config, s.user_id, subj, f.op, f.items, f.major_revision, lock,
+            f.record_ts, f.record_author,
+        )  # fmt: skip
         s.reply(f.rid)
 
     async def write_user(self, s: Session, f: UserMetadataWrite) -> None:
@@ -110,22 +111,55 @@ class StorageService:
                 ErrorCode.STORAGE_OPERATION_FAILED,
                 "a user may write only its own user metadata in this app",
             )
-        await self._write(s, user_subject(app.app_id, f.user), f, None)
+        await self._write(
+            app, s.user_id, user_subject(app.app_id, f.user), f.op, f.items, f.major_revision,
+            None, f.record_ts, f.record_author,
+        )  # fmt: skip
         s.reply(f.rid)
+
+    async def write_from_server(
+        self,
+        app: AppConfig,
+        target: str,
+        op: int,
+        items: list[MetadataItem],
+        major_revision: int,
+        lock: tuple[str, str] | None,
+        record_ts: bool,
+        record_author: bool,
+    ) -> MetadataResult:
+        """A write by the app's backend (the HTTP API) to ``target`` (a channel or user
+        subject, already checked): no per-session rate, but the same checks, quotas, codes
+        and events as a client's; the author is "server". ``lock``: (name, the user who must
+        hold it), for a channel."""
+        bound = (target, _lock_name(lock[0]), lock[1]) if lock else None
+        metadata = await self._write(
+            app, SERVER_AUTHOR, target, op, items, major_revision, bound, record_ts, record_author
+        )
+        return metadata_result(metadata)
+
+    async def read(self, target: str) -> MetadataResult:
+        """A channel's or user's metadata (``target``: its subject, already checked)."""
+        return metadata_result(await self.store.read(target))
 
     async def _write(
         self,
-        s: Session,
+        app: AppConfig,
+        author: str,
         target: str,
-        f: ChannelMetadataWrite | UserMetadataWrite,
+        op: int,
+        items: list[MetadataItem],
+        major_revision: int,
         lock: tuple[str, str, str] | None,
-    ) -> None:
-        limits = s.app_config.limits
-        if f.major_revision < -1:
+        record_ts: bool,
+        record_author: bool,
+    ) -> Metadata:
+        limits = app.limits
+        if major_revision < -1:
             raise RTMError(ErrorCode.STORAGE_INVALID_REVISION, "major_revision must be >= -1")
         seen: set[str] = set()
         writes = []
-        for item in f.items:
+        for item in items:
             if item.key in seen:
                 raise RTMError(ErrorCode.STORAGE_DUPLICATE_KEY, f"key {item.key!r} given twice")
             seen.add(item.key)
@@ -143,16 +177,14 @@ class StorageService:
                 )
             if item.revision < -1:
                 raise RTMError(ErrorCode.STORAGE_INVALID_REVISION, "item revision must be >= -1")
-            writes.append(
-                ItemWrite(item.key, "" if f.op == OP_REMOVE else item.value, item.revision)
-            )
+            writes.append(ItemWrite(item.key, "" if op == OP_REMOVE else item.value, item.revision))
         outcome = await self.store.write(
             target,
-            f.op,
+            op,
             writes,
-            f.major_revision,
-            s.user_id if f.record_author else "",
-            int(time.time() * 1000) if f.record_ts else 0,
+            major_revision,
+            author if record_author else "",
+            int(time.time() * 1000) if record_ts else 0,
             lock,
             limits.metadata_set_size,
             limits.metadata_rows,
@@ -161,6 +193,7 @@ class StorageService:
             raise RTMError(outcome.code, outcome.reason)
         assert outcome.metadata is not None
         self._announce(target, outcome.metadata)
+        return outcome.metadata
 
     def _announce(self, target: str, metadata: Metadata) -> None:
         result = metadata_result(metadata)
@@ -256,6 +289,12 @@ class StorageService:
             raise RTMError(
                 ErrorCode.OPERATION_RATE_EXCEED_LIMITATION, f"over {rate:g} storage calls/s"
             )
+
+
+def _lock_name(name: str) -> str:
+    if len(name) > MAX_LOCK_NAME:
+        raise RTMError(ErrorCode.STORAGE_INVALID_LOCK_NAME, "lock name over 64 characters")
+    return name
 
 
 def _discard(index: dict[str, set[Session]], key: str, s: Session) -> bool:

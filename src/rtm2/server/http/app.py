@@ -27,11 +27,13 @@ from litestar.status_codes import (
 
 from ..._version import __version__
 from ...errors import ErrorCode, RTMError
+from ...protocol.frames import LockDetail, MetadataItem, MetadataResult
 from ...protocol.names import is_valid_user_id
 from ...types import MessageType
 from ..config import AppConfig
 from ..engines.base import EngineUnavailable
 from .keys import Keyring
+from .storage import storage_routes
 
 __all__ = [
     "ApiBackend",
@@ -88,6 +90,38 @@ class ApiBackend(Protocol):
 
     def metrics(self) -> tuple[bytes, str]:
         """This node's metrics in the Prometheus text format, and its content type."""
+
+    # Metadata and locks (http/storage.py), through the storage and lock services.
+
+    async def metadata_read(self, app: AppConfig, target: str) -> MetadataResult: ...
+
+    async def metadata_write(
+        self,
+        app: AppConfig,
+        target: str,
+        op: int,
+        items: list[MetadataItem],
+        major_revision: int,
+        lock: tuple[str, str] | None,
+        record_ts: bool,
+        record_author: bool,
+    ) -> MetadataResult: ...
+
+    async def locks_of(
+        self, app: AppConfig, channel: str, channel_type: int
+    ) -> list[LockDetail]: ...
+
+    async def set_lock(
+        self, app: AppConfig, channel: str, channel_type: int, name: str, ttl: int
+    ) -> None: ...
+
+    async def remove_lock(
+        self, app: AppConfig, channel: str, channel_type: int, name: str
+    ) -> None: ...
+
+    async def revoke_lock(
+        self, app: AppConfig, channel: str, channel_type: int, name: str, owner: str
+    ) -> None: ...
 
 
 # --- bodies and answers -------------------------------------------------------------------
@@ -422,8 +456,9 @@ def make_app(apps: Mapping[str, AppConfig], keyring: Keyring, backend: ApiBacken
             raise RTMError(ErrorCode.INVALID_CHANNEL_TYPE, "channel type: message or stream")
         return await backend.who_now(app, channel_type, channel, include_state, page)
 
+    storage = storage_routes(authorized, backend, _KEYS, _errors(400, 401, 403, 404))
     return Litestar(
-        [health, ready, openapi, metrics, publish, send, kick, user, presence],
+        [health, ready, openapi, metrics, publish, send, kick, user, presence, *storage],
         exception_handlers={
             ApiError: _on_api_error,
             RTMError: _on_rtm_error,
