@@ -288,6 +288,11 @@ class PresenceStore(Protocol):
     async def where_now(self, app: str, user: str) -> list[tuple[str, bool]]:
         """(subject, quiet) of every channel of ``app`` where ``user`` is present."""
 
+    async def channels(self, subject_prefix: str) -> dict[str, int]:
+        """Every channel whose subject starts with ``subject_prefix`` (``msg:<app>:`` and
+        more) and where someone is present, with how many entries (quiet ones too). Meant
+        for the HTTP API's listing, not for hot paths: Redis SCANs the prefix's keys."""
+
 
 # --- storage (metadata) and locks ---------------------------------------------------------------
 

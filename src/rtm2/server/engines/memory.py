@@ -280,6 +280,9 @@ class MemoryPresenceStore:
             for subject in sorted(self._users.get((app, user), ()))
         ]
 
+    async def channels(self, subject_prefix: str) -> dict[str, int]:
+        return {s: len(m) for s, m in self._channels.items() if s.startswith(subject_prefix)}
+
 
 def _app(subject: str) -> str:
     return subject.split(":", 2)[1]

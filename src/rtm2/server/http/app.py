@@ -32,6 +32,7 @@ from ...types import MessageType
 from ..config import AppConfig
 from ..engines.base import EngineUnavailable
 from .keys import Keyring
+from .listing import Info, listing_routes
 
 __all__ = [
     "ApiBackend",
@@ -88,6 +89,11 @@ class ApiBackend(Protocol):
 
     def metrics(self) -> tuple[bytes, str]:
         """This node's metrics in the Prometheus text format, and its content type."""
+
+    async def channels(self, app: AppConfig, channel_type: str, prefix: str) -> dict[str, int]:
+        """Live channels of the type named with ``prefix``, on every node (``listing.py``)."""
+
+    async def info(self) -> Info: ...
 
 
 # --- bodies and answers -------------------------------------------------------------------
@@ -405,8 +411,9 @@ def make_app(apps: Mapping[str, AppConfig], keyring: Keyring, backend: ApiBacken
             raise RTMError(ErrorCode.INVALID_CHANNEL_TYPE, "channel type: message or stream")
         return await backend.who_now(app, channel_type, channel, include_state, page)
 
+    listing = listing_routes(authorized, admin, backend, _KEYS, _errors)
     return Litestar(
-        [health, ready, openapi, metrics, publish, send, kick, user, presence],
+        [health, ready, openapi, metrics, publish, send, kick, user, presence, *listing],
         exception_handlers={
             ApiError: _on_api_error,
             RTMError: _on_rtm_error,
