@@ -96,8 +96,9 @@ def server_ssl_context(config: ServerConfig) -> ssl.SSLContext | None:
 class _NodeApi:
     """The HTTP API's view of the node: the message service, and the engine's health."""
 
-    def __init__(self, hub: Hub) -> None:
+    def __init__(self, hub: Hub, address: str = "") -> None:
         self._hub = hub
+        self._address = address  # the WebSocket URL, with the port chosen
         messages: MessageService = hub.messages
         self.publish_from_server = messages.publish_from_server
         self.send_from_server = messages.send_from_server
@@ -169,12 +170,11 @@ class _NodeApi:
         now, total = time.time(), n.published_message + n.published_stream + n.published_user
         then, before = self._sample
         self._sample = (now, total)
-        scheme = "wss" if hub.config.tls_cert is not None else "ws"
         return Info(
             __version__,
             NodeInfo(
                 hub.node_id,
-                f"{scheme}://{hub.config.host}:{hub.config.port}",
+                self._address,
                 self._started,
                 sum(1 for s in hub.sessions if s.attached),
             ),
@@ -246,7 +246,7 @@ class Server:
         if http.enabled:
             keyring = Keyring(self.config.apps, http.admin_key)
             self.http = HttpListener(
-                make_app(hub.apps, keyring, _NodeApi(hub)), http.host, http.port
+                make_app(hub.apps, keyring, _NodeApi(hub, self.url)), http.host, http.port
             )
             await self.http.start()
 
