@@ -176,5 +176,7 @@ async def test_the_listing_on_one_node_shows_the_channels_of_every_node(
             ]
             info = (await api.get("/v1/info")).json()
             assert {x["app_id"]: x["channels"] for x in info["apps"]}[APP_SMALL] == 2
+            assert len(info["nodes"]) == 1  # node b, known from its heartbeats in Redis
+            assert info["nodes"][0] != info["node"]["id"]
     finally:
         await asyncio.gather(on_a.logout(), on_b.logout())

@@ -178,7 +178,11 @@ class _NodeApi:
                 self._started,
                 sum(1 for s in hub.sessions if s.attached),
             ),
-            [],
+            [
+                n
+                for n in await hub.engine.live_nodes(hub.config.timers.node_timeout)
+                if n != hub.node_id
+            ],
             apps,
             round((total - before) / max(now - then, 1e-3), 3),
         )

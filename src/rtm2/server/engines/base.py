@@ -507,3 +507,8 @@ class Engine(Protocol):
         ``["presence", subject, user, member]``, ``["stream", app, channel, user, member]`` or
         ``["lockq", scope, lock name, ticket, member]`` (a waiting request's ticket) or
         ``["lock", scope, lock name, owner, member]`` (a ``note``)."""
+
+    async def live_nodes(self, timeout: float) -> list[str]:
+        """The ids of the nodes that sent a heartbeat within ``timeout`` s, where the engine
+        keeps them (Redis); [] for an engine of one node. Best effort: [] when it does not
+        answer (the HTTP API's /v1/info)."""

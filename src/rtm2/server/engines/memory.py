@@ -59,6 +59,9 @@ class MemoryEngine:
     async def orphans(self, node: str, timeout: float) -> list[list[str]]:
         return []  # one node: no other node can die and leave entries behind
 
+    async def live_nodes(self, timeout: float) -> list[str]:
+        return []  # one node: it knows no other
+
 
 class Offsets:
     """The last offset of each (subject, topic), forgotten after ``idle`` seconds without a
