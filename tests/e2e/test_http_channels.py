@@ -98,6 +98,15 @@ async def test_the_prefix_and_type_filters_and_the_user_counts(
     assert rooms["channels"] == expected
 
 
+async def test_the_openapi_document_describes_the_listing_and_info(
+    api: httpx.AsyncClient,
+) -> None:
+    paths = (await api.get("/openapi.json")).json()["paths"]
+    listing = paths["/v1/apps/{app_id}/channels"]["get"]
+    assert {p["name"] for p in listing["parameters"]} >= {"type", "prefix", "limit", "cursor"}
+    assert paths["/v1/info"]["get"]["security"] == [{"apiKey": []}, {"bearer": []}]
+
+
 async def test_bad_listing_parameters_are_refused_with_400(api: httpx.AsyncClient) -> None:
     for params, code in [
         ({"type": "peer"}, ErrorCode.INVALID_CHANNEL_TYPE),
