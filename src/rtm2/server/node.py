@@ -170,6 +170,7 @@ class _NodeApi:
         now, total = time.time(), n.published_message + n.published_stream + n.published_user
         then, before = self._sample
         self._sample = (now, total)
+        timeout = hub.config.timers.node_timeout  # as the sweeper: silent longer = dead
         return Info(
             __version__,
             NodeInfo(
@@ -178,11 +179,7 @@ class _NodeApi:
                 self._started,
                 sum(1 for s in hub.sessions if s.attached),
             ),
-            [
-                n
-                for n in await hub.engine.live_nodes(hub.config.timers.node_timeout)
-                if n != hub.node_id
-            ],
+            [node for node in await hub.engine.live_nodes(timeout) if node != hub.node_id],
             apps,
             round((total - before) / max(now - then, 1e-3), 3),
         )
