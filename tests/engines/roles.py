@@ -226,6 +226,18 @@ class PresenceStoreContract:
         assert list(await roles.presence.members(ROOM)) == ["alice"]
         assert list(await roles.presence.members(STREAM)) == ["bob"]
 
+    async def test_channels_lists_the_subjects_under_a_prefix_with_their_entry_counts(self, roles):
+        odd = "msg:app1:we*i{r}d%?"  # glob and hash-tag characters are matched literally
+        for subject, users in [(ROOM, 2), (HALL, 1), (odd, 1), (STREAM, 3), ("msg:app2:room", 1)]:
+            for i in range(users):
+                await roles.presence.join(subject, f"u{i}", f"n1-{i}", {}, i == 1)
+        assert await roles.presence.channels("msg:app1:") == {ROOM: 2, HALL: 1, odd: 1}
+        assert await roles.presence.channels("msg:app1:we*") == {odd: 1}
+        assert await roles.presence.channels("stream:app1:") == {STREAM: 3}
+        assert await roles.presence.channels("msg:app3:") == {}
+        await roles.presence.leave(HALL, "u0", "n1-0")
+        assert await roles.presence.channels("msg:app1:h") == {}
+
 
 class BrokerContract:
     async def test_events_reach_a_subscribed_node_once_in_publish_order(self, roles):

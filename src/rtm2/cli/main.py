@@ -26,6 +26,7 @@ from ..server import (
     load_config,
 )
 from ..server.engines.base import EngineUnavailable
+from .api import api
 from .bench import bench
 from .demo import demo
 
@@ -346,6 +347,7 @@ def token_stream(
         raise click.UsageError(str(exc)) from None
 
 
+cli.add_command(api)
 cli.add_command(bench)
 cli.add_command(demo)
 

@@ -10,11 +10,14 @@ import logging
 import signal
 import ssl
 import sys
+import time
+from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
 from picows import ws_create_server
 
+from .._version import __version__
 from ..protocol.frames import LockDetail, MetadataItem, MetadataResult
 from ..types import ChannelType
 from .config import REDIS_SCHEMES, AppConfig, ConfigError, ServerConfig
@@ -24,9 +27,10 @@ from .gateway import listener_factory
 from .http import HttpListener, make_app
 from .http.app import ChannelRef, Presence, PresentUser, UserInfo
 from .http.keys import Keyring
+from .http.listing import AppInfo, Info, NodeInfo
 from .hub import Hub
 from .messages import MessageService
-from .subjects import channel_subject, parse_subject
+from .subjects import channel_subject, parse_subject, subject
 
 __all__ = ["Server", "server_ssl_context"]
 
@@ -93,11 +97,14 @@ def server_ssl_context(config: ServerConfig) -> ssl.SSLContext | None:
 class _NodeApi:
     """The HTTP API's view of the node: the message service, and the engine's health."""
 
-    def __init__(self, hub: Hub) -> None:
+    def __init__(self, hub: Hub, address: str = "") -> None:
         self._hub = hub
+        self._address = address  # the WebSocket URL, with the port chosen
         messages: MessageService = hub.messages
         self.publish_from_server = messages.publish_from_server
         self.send_from_server = messages.send_from_server
+        self._started = time.time()
+        self._sample = (self._started, 0)  # (when, messages published by then): for info()
 
     async def ready(self) -> bool:
         try:
@@ -177,6 +184,43 @@ class _NodeApi:
     ) -> None:
         await self._hub.locks.revoke_from_server(app, channel, channel_type, name, owner)
 
+    async def channels(self, app: AppConfig, channel_type: str, prefix: str) -> dict[str, int]:
+        ctype = ChannelType.MESSAGE if channel_type == "message" else ChannelType.STREAM
+        head = subject(app.app_id, ctype, "")
+        found = await self._hub.engine.presence_store.channels(head + prefix)
+        return {subj[len(head) :]: users for subj, users in found.items()}
+
+    async def info(self) -> Info:
+        hub = self._hub
+        online: Counter[str] = Counter()
+        for (app_id, _), session in hub.users.items():
+            if session.attached:
+                online[app_id] += 1
+        apps = []
+        for app_id in hub.apps:
+            live = 0
+            for ctype in (ChannelType.MESSAGE, ChannelType.STREAM):
+                live += len(await hub.engine.presence_store.channels(subject(app_id, ctype, "")))
+            apps.append(AppInfo(app_id, online[app_id], live))
+        # A rate over the interval since the previous call: the counters only count.
+        n = hub.counts
+        now, total = time.time(), n.published_message + n.published_stream + n.published_user
+        then, before = self._sample
+        self._sample = (now, total)
+        timeout = hub.config.timers.node_timeout  # as the sweeper: silent longer = dead
+        return Info(
+            __version__,
+            NodeInfo(
+                hub.node_id,
+                self._address,
+                self._started,
+                sum(1 for s in hub.sessions if s.attached),
+            ),
+            [node for node in await hub.engine.live_nodes(timeout) if node != hub.node_id],
+            apps,
+            round((total - before) / max(now - then, 1e-3), 3),
+        )
+
 
 class Server:
     """An rtm2 server. ``await start()``, then ``await stop()`` (or ``serve_forever()``)."""
@@ -240,7 +284,7 @@ class Server:
         if http.enabled:
             keyring = Keyring(self.config.apps, http.admin_key)
             self.http = HttpListener(
-                make_app(hub.apps, keyring, _NodeApi(hub)), http.host, http.port
+                make_app(hub.apps, keyring, _NodeApi(hub, self.url)), http.host, http.port
             )
             await self.http.start()
 

@@ -288,6 +288,11 @@ class PresenceStore(Protocol):
     async def where_now(self, app: str, user: str) -> list[tuple[str, bool]]:
         """(subject, quiet) of every channel of ``app`` where ``user`` is present."""
 
+    async def channels(self, subject_prefix: str) -> dict[str, int]:
+        """Every channel whose subject starts with ``subject_prefix`` (``msg:<app>:`` and
+        more) and where someone is present, with how many entries (quiet ones too). Meant
+        for the HTTP API's listing, not for hot paths: Redis SCANs the prefix's keys."""
+
 
 # --- storage (metadata) and locks ---------------------------------------------------------------
 
@@ -502,3 +507,8 @@ class Engine(Protocol):
         ``["presence", subject, user, member]``, ``["stream", app, channel, user, member]`` or
         ``["lockq", scope, lock name, ticket, member]`` (a waiting request's ticket) or
         ``["lock", scope, lock name, owner, member]`` (a ``note``)."""
+
+    async def live_nodes(self, timeout: float) -> list[str]:
+        """The ids of the nodes that sent a heartbeat within ``timeout`` s, where the engine
+        keeps them (Redis); [] for an engine of one node. Best effort: [] when it does not
+        answer (the HTTP API's /v1/info)."""

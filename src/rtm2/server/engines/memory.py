@@ -59,6 +59,9 @@ class MemoryEngine:
     async def orphans(self, node: str, timeout: float) -> list[list[str]]:
         return []  # one node: no other node can die and leave entries behind
 
+    async def live_nodes(self, timeout: float) -> list[str]:
+        return []  # one node: it knows no other
+
 
 class Offsets:
     """The last offset of each (subject, topic), forgotten after ``idle`` seconds without a
@@ -279,6 +282,9 @@ class MemoryPresenceStore:
             (subject, self._channels[subject][user].quiet)
             for subject in sorted(self._users.get((app, user), ()))
         ]
+
+    async def channels(self, subject_prefix: str) -> dict[str, int]:
+        return {s: len(m) for s, m in self._channels.items() if s.startswith(subject_prefix)}
 
 
 def _app(subject: str) -> str:

@@ -33,6 +33,7 @@ from ...types import MessageType
 from ..config import AppConfig
 from ..engines.base import EngineUnavailable
 from .keys import Keyring
+from .listing import Info, listing_routes
 from .storage import storage_routes
 
 __all__ = [
@@ -122,6 +123,10 @@ class ApiBackend(Protocol):
     async def revoke_lock(
         self, app: AppConfig, channel: str, channel_type: int, name: str, owner: str
     ) -> None: ...
+    async def channels(self, app: AppConfig, channel_type: str, prefix: str) -> dict[str, int]:
+        """Live channels of the type named with ``prefix``, on every node (``listing.py``)."""
+
+    async def info(self) -> Info: ...
 
 
 # --- bodies and answers -------------------------------------------------------------------
@@ -457,8 +462,9 @@ def make_app(apps: Mapping[str, AppConfig], keyring: Keyring, backend: ApiBacken
         return await backend.who_now(app, channel_type, channel, include_state, page)
 
     storage = storage_routes(authorized, backend, _KEYS, _errors(400, 401, 403, 404))
+    listing = listing_routes(authorized, admin, backend, _KEYS, _errors)
     return Litestar(
-        [health, ready, openapi, metrics, publish, send, kick, user, presence, *storage],
+        [health, ready, openapi, metrics, publish, send, kick, user, presence, *storage, *listing],
         exception_handlers={
             ApiError: _on_api_error,
             RTMError: _on_rtm_error,

@@ -8,6 +8,7 @@ pub/sub all live in one slot and every script touches one slot only.
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Awaitable, Sequence
 from typing import Any, TypeVar
 
@@ -15,7 +16,7 @@ from ...redisio import Arg, Commands, RedisError, Script, hash_tag, load, run
 from ..base import EngineUnavailable, subject_app
 from .nodes import NodeIndex
 
-__all__ = ["ScriptedStore", "guard", "tagged"]
+__all__ = ["ScriptedStore", "glob_escape", "guard", "scan", "tagged"]
 
 log = logging.getLogger("rtm2.server")
 
@@ -25,6 +26,27 @@ T = TypeVar("T")
 def tagged(prefix: str, name: str) -> str:
     """The start of every key (and the pub/sub channel) of ``name``: ``{prefix}{<tag>}``."""
     return f"{prefix}{{{hash_tag(name)}}}"
+
+
+def glob_escape(text: str) -> str:
+    """``text`` matched literally in a SCAN ``MATCH`` pattern."""
+    return re.sub(r"([\\*?\[\]])", r"\\\1", text)
+
+
+async def scan(client: Commands, pattern: str, count: int = 1000) -> list[bytes]:
+    """Every key matching ``pattern``: on a Redis Cluster client (``scan_all``) on every
+    master, else with SCAN's cursor. A key may come twice from SCAN: made unique here."""
+    scan_all = getattr(client, "scan_all", None)
+    if scan_all is not None:
+        keys: list[bytes] = await scan_all(pattern)
+        return list(dict.fromkeys(keys))
+    found: dict[bytes, None] = {}
+    cursor: Any = 0
+    while True:
+        cursor, batch = await client.call("SCAN", cursor, "MATCH", pattern, "COUNT", count)
+        found.update(dict.fromkeys(batch))
+        if cursor in (b"0", 0):
+            return list(found)
 
 
 async def guard(pending: Awaitable[T]) -> T:

@@ -95,3 +95,6 @@ class RedisEngine:
 
     async def orphans(self, node: str, timeout: float) -> list[list[str]]:
         return await self._nodes.orphans(node, timeout)
+
+    async def live_nodes(self, timeout: float) -> list[str]:
+        return await self._nodes.live(timeout)

@@ -91,3 +91,14 @@ class RedisNodes:
         except RedisError as exc:
             log.warning("engine: sweep for dead nodes failed: %s", exc)
         return found
+
+    async def live(self, timeout: float) -> list[str]:
+        """Nodes heard from within ``timeout`` s (Redis's clock, as the heartbeats)."""
+        try:
+            now = int((await self._client.call("TIME"))[0])
+            raw = await self._client.call(
+                "ZRANGEBYSCORE", f"{self._prefix}nodes", now - timeout, "+inf"
+            )
+        except RedisError:
+            return []
+        return sorted(n.decode() for n in raw)

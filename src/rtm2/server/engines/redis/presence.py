@@ -7,11 +7,13 @@ commands so that every script touches one Redis Cluster slot.
 
 from __future__ import annotations
 
+import asyncio
+
 import msgspec
 
-from ...redisio import Commands, Script, run
+from ...redisio import Commands, Script, hash_tag, run, unescape_tag
 from ..base import PresenceEntry
-from .common import guard, tagged
+from .common import glob_escape, guard, scan, tagged
 from .nodes import NodeIndex
 
 __all__ = ["RedisPresenceStore"]
@@ -122,4 +124,17 @@ class RedisPresenceStore:
             raw = await guard(self._client.call("HGET", self._key(subject), user))
             if raw:
                 found.append((subject, _entry(raw).quiet))
+        return found
+
+    async def channels(self, subject_prefix: str) -> dict[str, int]:
+        head, tail = self._prefix + "{", "}:presence"
+        # The subject is the key's hash tag, escaped: escape the prefix the same way, then
+        # for SCAN's glob. Redis drops a hash when its last field goes, so none is empty.
+        pattern = f"{glob_escape(head + hash_tag(subject_prefix))}*{tail}"
+        keys = await guard(scan(self._client, pattern))
+        counts = await asyncio.gather(*(guard(self._client.call("HLEN", k)) for k in keys))
+        found = {}
+        for key, count in zip(keys, counts, strict=True):
+            if count:  # gone between the SCAN and the HLEN: left since
+                found[unescape_tag(key.decode()[len(head) : -len(tail)])] = int(count)
         return found

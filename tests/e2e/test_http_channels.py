@@ -1,0 +1,191 @@
+"""The HTTP API's channel listing and /v1/info (docs/API.md, "Operators"), against a real
+`rtm2 serve` (in memory, then two nodes sharing a Redis) and SDK clients."""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+import rtm2
+from rtm2 import ChannelType, ErrorCode
+
+from ..conftest import API_KEY_A, APP_A, APP_SMALL, CERT_SMALL, ServerProcess
+from .util import Users, client_for, enter, unique
+
+LIST = f"/v1/apps/{APP_A}/channels"
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+    srv = ServerProcess(tmp_path_factory.mktemp("listing"), http=True).start()
+    yield srv
+    srv.stop()
+
+
+@pytest.fixture
+async def api(server: ServerProcess) -> AsyncIterator[httpx.AsyncClient]:
+    async with httpx.AsyncClient(
+        base_url=server.http_url, headers={"X-API-Key": API_KEY_A}, timeout=10
+    ) as client:
+        yield client
+
+
+async def every_page(api: httpx.AsyncClient, **params: Any) -> list[list[dict[str, Any]]]:
+    pages, cursor = [], ""
+    while True:
+        response = await api.get(LIST, params={**params, "cursor": cursor})
+        assert response.status_code == 200, response.text
+        body = response.json()
+        pages.append(body["channels"])
+        cursor = body["next_cursor"]
+        if not cursor:
+            return pages
+
+
+async def test_a_thousand_channels_page_by_37_without_duplicates_or_gaps(
+    api: httpx.AsyncClient, users: Users
+) -> None:
+    prefix = unique("k") + "-"
+    names = [f"{prefix}{i:04d}" for i in range(1000)]
+    # 50 subscriptions a client (the default limit): 20 clients.
+    clients = await users.login_many(20, "lister")
+    await asyncio.gather(
+        *(
+            client.subscribe(name)
+            for c, client in enumerate(clients)
+            for name in names[c * 50 : (c + 1) * 50]
+        )
+    )
+    pages = await every_page(api, prefix=prefix, limit=37)
+    assert [len(p) for p in pages] == [37] * 27 + [1]
+    listed = [(ch["channel"], ch["type"], ch["users"]) for page in pages for ch in page]
+    assert listed == [(name, "message", 1) for name in names]
+
+
+async def test_the_prefix_and_type_filters_and_the_user_counts(
+    api: httpx.AsyncClient, users: Users
+) -> None:
+    prefix = unique("f") + "-"
+    alice, bob = await users.login("alice"), await users.login("bob")
+    for client in (alice, bob):
+        await enter(client, f"{prefix}room", ChannelType.MESSAGE)
+    await enter(alice, f"{prefix}river", ChannelType.STREAM)
+    await enter(alice, f"other{prefix}", ChannelType.MESSAGE)
+    both = (await api.get(LIST, params={"prefix": prefix})).json()
+    assert both == {
+        "channels": [
+            {"channel": f"{prefix}river", "type": "stream", "users": 1},
+            {"channel": f"{prefix}room", "type": "message", "users": 2},
+        ],
+        "next_cursor": "",
+    }
+    streams = (await api.get(LIST, params={"prefix": prefix, "type": "stream"})).json()
+    assert [c["channel"] for c in streams["channels"]] == [f"{prefix}river"]
+    await bob.unsubscribe(f"{prefix}room")
+    expected = [{"channel": f"{prefix}room", "type": "message", "users": 1}]
+    for _ in range(50):  # the server drops bob's presence once it handled the unsubscribe
+        rooms = (await api.get(LIST, params={"prefix": prefix, "type": "message"})).json()
+        if rooms["channels"] == expected:
+            break
+        await asyncio.sleep(0.1)
+    assert rooms["channels"] == expected
+
+
+async def test_the_openapi_document_describes_the_listing_and_info(
+    api: httpx.AsyncClient,
+) -> None:
+    paths = (await api.get("/openapi.json")).json()["paths"]
+    listing = paths["/v1/apps/{app_id}/channels"]["get"]
+    assert {p["name"] for p in listing["parameters"]} >= {"type", "prefix", "limit", "cursor"}
+    assert paths["/v1/info"]["get"]["security"] == [{"apiKey": []}, {"bearer": []}]
+
+
+async def test_bad_listing_parameters_are_refused_with_400(api: httpx.AsyncClient) -> None:
+    for params, code in [
+        ({"type": "peer"}, ErrorCode.INVALID_CHANNEL_TYPE),
+        ({"cursor": "not a cursor"}, ErrorCode.INVALID_PARAMETER),
+        ({"limit": "0"}, ErrorCode.INVALID_PARAMETER),
+        ({"limit": "1001"}, ErrorCode.INVALID_PARAMETER),
+    ]:
+        response = await api.get(LIST, params=params)
+        assert (response.status_code, response.json()["code"]) == (400, code), params
+    other = await api.get("/v1/apps/" + APP_SMALL + "/channels")
+    assert other.status_code == 403
+
+
+async def test_info_needs_the_admin_key_and_tells_the_node_and_each_app(
+    api: httpx.AsyncClient, server: ServerProcess, users: Users
+) -> None:
+    assert (await api.get("/v1/info")).status_code == 403
+    assert (await api.get("/v1/info", headers={"X-API-Key": ""})).status_code == 401
+    alice = await users.login("alice")
+    await alice.subscribe(unique("info"))
+    await alice.publish(unique("info"), "hello")
+    info = (await api.get("/v1/info", headers={"X-API-Key": server.admin_key})).json()
+    assert info["version"]
+    assert info["node"]["address"] == server.url
+    assert info["node"]["connections"] >= 1
+    assert info["nodes"] == []  # the memory engine knows only this node
+    apps = {a["app_id"]: a for a in info["apps"]}
+    assert apps[APP_A]["users_online"] >= 1
+    assert apps[APP_A]["channels"] >= 1
+    assert info["messages_per_second"] > 0
+
+
+# --- two nodes sharing a Redis -----------------------------------------------------------------
+
+REDIS = "redis://127.0.0.1:6379/0"
+
+
+@pytest.fixture
+def nodes(tmp_path: Path) -> Iterator[tuple[ServerProcess, ServerProcess]]:
+    prefix = f"rtm2test:{uuid.uuid4().hex[:12]}:"
+    engine = f'"{REDIS}?prefix={prefix}"'
+    a = ServerProcess(tmp_path / "a", server={"engine": engine}, http=True)
+    b = ServerProcess(tmp_path / "b", server={"engine": engine})
+    for node in (a, b):
+        node.workdir.mkdir()
+        node.start()
+    yield a, b
+    for node in (a, b):
+        node.stop()
+    keys = subprocess.run(
+        ["redis-cli", "--scan", "--pattern", f"{prefix}*"], capture_output=True, text=True
+    ).stdout.split()
+    if keys:
+        subprocess.run(["redis-cli", "DEL", *keys], capture_output=True)
+
+
+@pytest.mark.redis
+async def test_the_listing_on_one_node_shows_the_channels_of_every_node(
+    nodes: tuple[ServerProcess, ServerProcess],
+) -> None:
+    a, b = nodes
+    on_a, on_b = client_for(a, "ua", app_id=APP_SMALL), client_for(b, "ub", app_id=APP_SMALL)
+    for client in (on_a, on_b):
+        await client.login(rtm2.build_rtm_token(APP_SMALL, CERT_SMALL, client.config.user_id))
+    try:
+        await on_a.subscribe("here")
+        await on_b.subscribe("there")
+        await on_b.subscribe("here")
+        async with httpx.AsyncClient(
+            base_url=a.http_url, headers={"X-API-Key": a.admin_key}
+        ) as api:
+            body = (await api.get(f"/v1/apps/{APP_SMALL}/channels")).json()
+            assert body["channels"] == [
+                {"channel": "here", "type": "message", "users": 2},
+                {"channel": "there", "type": "message", "users": 1},
+            ]
+            info = (await api.get("/v1/info")).json()
+            assert {x["app_id"]: x["channels"] for x in info["apps"]}[APP_SMALL] == 2
+            assert len(info["nodes"]) == 1  # node b, known from its heartbeats in Redis
+            assert info["nodes"][0] != info["node"]["id"]
+    finally:
+        await asyncio.gather(on_a.logout(), on_b.logout())
