@@ -157,3 +157,48 @@ async def test_no_key_or_no_server_is_a_clear_error(server: ServerProcess) -> No
     )
     assert down.returncode == 1
     assert down.stderr.startswith("error: cannot reach http://127.0.0.1:9")
+
+
+async def test_metadata_set_get_and_remove_go_through_the_storage_service(
+    server: ServerProcess, users: Users
+) -> None:
+    channel = unique("board")
+    out = await rtm2_api(
+        server, "metadata", "set", channel, "topic=release", "owner=ops", "--author"
+    )
+    assert out.returncode == 0, out.stderr
+    assert "major revision 1" in out.stdout
+    alice = await users.login("alice")
+    _, items = await alice.storage.get_channel_metadata(channel, ChannelType.MESSAGE)
+    assert {k: (i.value, i.author) for k, i in items.items()} == {
+        "topic": ("release", "server"),
+        "owner": ("ops", "server"),
+    }
+    stale = await rtm2_api(server, "metadata", "set", channel, "topic=x", "--major-revision", "7")
+    assert stale.returncode == 1
+    assert f"code {int(ErrorCode.STORAGE_OUTDATED_REVISION)}" in stale.stderr
+    out = await rtm2_api(server, "metadata", "remove", channel, "owner")
+    assert out.returncode == 0, out.stderr
+    shown = await rtm2_api(server, "--json", "metadata", "get", channel)
+    assert [i["key"] for i in json.loads(shown.stdout)["items"]] == ["topic"]
+
+
+async def test_locks_are_set_listed_revoked_and_removed(
+    server: ServerProcess, users: Users
+) -> None:
+    channel = unique("locked")
+    assert (
+        await rtm2_api(server, "locks", "set", channel, "editor", "--ttl", "30")
+    ).returncode == 0
+    listed = await rtm2_api(server, "--json", "locks", "list", channel)
+    assert [(x["name"], x["owner"]) for x in json.loads(listed.stdout)["locks"]] == [("editor", "")]
+    assert "editor" in (await rtm2_api(server, "locks", "list", channel)).stdout
+    alice = await users.login("alice")
+    await enter(alice, channel, ChannelType.MESSAGE)
+    await alice.lock.acquire(channel, ChannelType.MESSAGE, "editor")
+    out = await rtm2_api(server, "locks", "revoke", channel, "editor", "--owner", uid(alice))
+    assert out.returncode == 0, out.stderr
+    out = await rtm2_api(server, "locks", "remove", channel, "editor")
+    assert out.returncode == 0, out.stderr
+    listed = await rtm2_api(server, "--json", "locks", "list", channel)
+    assert json.loads(listed.stdout)["locks"] == []

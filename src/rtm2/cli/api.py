@@ -264,3 +264,142 @@ def info(a: _Api) -> None:
     rows = [("APP", "USERS ONLINE", "CHANNELS")]
     rows += [(x["app_id"], str(x["users_online"]), str(x["channels"])) for x in body["apps"]]
     click.echo("\n".join(lines) + "\n" + _table(rows))
+
+
+# --- metadata and locks ---------------------------------------------------------------------
+
+_TARGET_TYPES = click.Choice(["message", "stream", "user"])
+
+
+def _metadata_path(a: _Api, target: str, target_type: str) -> str:
+    if target_type == "user":
+        return a.app_path("users", target, "metadata")
+    return a.app_path("channels", target_type, target, "metadata")
+
+
+def _show_metadata(a: _Api, body: dict[str, Any], what: str) -> None:
+    if a.as_json:
+        a.show(body, "")
+        return
+    rows = [("KEY", "VALUE", "REVISION", "AUTHOR")]
+    rows += [(i["key"], i["value"], str(i["revision"]), i["author"]) for i in body["items"]]
+    click.echo(f"{what}: major revision {body['major_revision']}\n" + _table(rows))
+
+
+@api.group()
+def metadata() -> None:
+    """Read and write channel or user metadata (as the SDK's storage calls)."""
+
+
+@metadata.command("get")
+@click.argument("target")
+@click.option("--type", "target_type", type=_TARGET_TYPES, default="message", show_default=True)
+@click.pass_obj
+def metadata_get(a: _Api, target: str, target_type: str) -> None:
+    """The metadata of TARGET (a channel, or a user with --type user)."""
+    _show_metadata(a, a.call("GET", _metadata_path(a, target, target_type)), target)
+
+
+@metadata.command("set")
+@click.argument("target")
+@click.argument("items", nargs=-1, required=True, metavar="KEY=VALUE...")
+@click.option("--type", "target_type", type=_TARGET_TYPES, default="message", show_default=True)
+@click.option("--update", is_flag=True, help="Only change existing keys (PATCH), not create.")
+@click.option("--major-revision", type=int, default=-1, show_default=True)
+@click.option("--revision", type=int, default=-1, show_default=True, help="For every item.")
+@click.option("--author", is_flag=True, help='Record the author ("server") and the time.')
+@click.pass_obj
+def metadata_set(
+    a: _Api,
+    target: str,
+    items: tuple[str, ...],
+    target_type: str,
+    update: bool,
+    major_revision: int,
+    revision: int,
+    author: bool,
+) -> None:
+    """Set (or with --update, update) KEY=VALUE items of TARGET, compare-and-set on revisions."""
+    pairs = [item.partition("=") for item in items]
+    if any(not sep for _, sep, _ in pairs):
+        _fail("items are KEY=VALUE")
+    body = {
+        "items": [{"key": k, "value": v, "revision": revision} for k, _, v in pairs],
+        "major_revision": major_revision,
+        "record_ts": author,
+        "record_author": author,
+    }
+    method = "PATCH" if update else "PUT"
+    _show_metadata(a, a.call(method, _metadata_path(a, target, target_type), json=body), target)
+
+
+@metadata.command("remove")
+@click.argument("target")
+@click.argument("keys", nargs=-1)
+@click.option("--type", "target_type", type=_TARGET_TYPES, default="message", show_default=True)
+@click.pass_obj
+def metadata_remove(a: _Api, target: str, keys: tuple[str, ...], target_type: str) -> None:
+    """Remove KEYS of TARGET's metadata (no keys: the whole set)."""
+    body = {"items": [{"key": k, "value": "", "revision": -1} for k in keys]}
+    _show_metadata(a, a.call("DELETE", _metadata_path(a, target, target_type), json=body), target)
+
+
+_CHANNEL_TYPES = click.Choice(["message", "stream"])
+
+
+@api.group()
+def locks() -> None:
+    """A channel's locks: list, set, remove, revoke (as the SDK's lock calls)."""
+
+
+@locks.command("list")
+@click.argument("channel")
+@click.option("--type", "channel_type", type=_CHANNEL_TYPES, default="message", show_default=True)
+@click.pass_obj
+def lock_list(a: _Api, channel: str, channel_type: str) -> None:
+    """The locks of CHANNEL, with their owners and TTLs."""
+    body = a.call("GET", a.app_path("channels", channel_type, channel, "locks"))
+    if a.as_json:
+        a.show(body, "")
+        return
+    rows = [("NAME", "OWNER", "TTL")]
+    rows += [(x["name"], x["owner"] or "(free)", str(x["ttl"])) for x in body["locks"]]
+    click.echo(_table(rows))
+
+
+def _lock_path(a: _Api, channel: str, channel_type: str, name: str, *rest: str) -> str:
+    return a.app_path("channels", channel_type, channel, "locks", name, *rest)
+
+
+@locks.command("set")
+@click.argument("channel")
+@click.argument("name")
+@click.option("--type", "channel_type", type=_CHANNEL_TYPES, default="message", show_default=True)
+@click.option("--ttl", type=int, default=30, show_default=True, help="Seconds (10-300).")
+@click.pass_obj
+def lock_set(a: _Api, channel: str, name: str, channel_type: str, ttl: int) -> None:
+    """Set lock NAME on CHANNEL."""
+    body = a.call("PUT", _lock_path(a, channel, channel_type, name), json={"ttl": ttl})
+    a.show(body, f"set lock {name} on {channel} (ttl {ttl} s)")
+
+
+@locks.command("remove")
+@click.argument("channel")
+@click.argument("name")
+@click.option("--type", "channel_type", type=_CHANNEL_TYPES, default="message", show_default=True)
+@click.pass_obj
+def lock_remove(a: _Api, channel: str, name: str, channel_type: str) -> None:
+    """Remove lock NAME from CHANNEL."""
+    a.show(a.call("DELETE", _lock_path(a, channel, channel_type, name)), f"removed lock {name}")
+
+
+@locks.command("revoke")
+@click.argument("channel")
+@click.argument("name")
+@click.option("--owner", required=True, help="The user that holds it now.")
+@click.option("--type", "channel_type", type=_CHANNEL_TYPES, default="message", show_default=True)
+@click.pass_obj
+def lock_revoke(a: _Api, channel: str, name: str, owner: str, channel_type: str) -> None:
+    """Take lock NAME of CHANNEL from OWNER (the next waiter gets it)."""
+    path = _lock_path(a, channel, channel_type, name, "revoke")
+    a.show(a.call("POST", path, json={"owner": owner}), f"revoked lock {name} from {owner}")
