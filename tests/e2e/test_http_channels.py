@@ -4,10 +4,7 @@
 from __future__ import annotations
 
 import asyncio
-import subprocess
-import uuid
 from collections.abc import AsyncIterator, Iterator
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -140,27 +137,6 @@ async def test_info_needs_the_admin_key_and_tells_the_node_and_each_app(
 
 
 # --- two nodes sharing a Redis -----------------------------------------------------------------
-
-REDIS = "redis://127.0.0.1:6379/0"
-
-
-@pytest.fixture
-def nodes(tmp_path: Path) -> Iterator[tuple[ServerProcess, ServerProcess]]:
-    prefix = f"rtm2test:{uuid.uuid4().hex[:12]}:"
-    engine = f'"{REDIS}?prefix={prefix}"'
-    a = ServerProcess(tmp_path / "a", server={"engine": engine}, http=True)
-    b = ServerProcess(tmp_path / "b", server={"engine": engine})
-    for node in (a, b):
-        node.workdir.mkdir()
-        node.start()
-    yield a, b
-    for node in (a, b):
-        node.stop()
-    keys = subprocess.run(
-        ["redis-cli", "--scan", "--pattern", f"{prefix}*"], capture_output=True, text=True
-    ).stdout.split()
-    if keys:
-        subprocess.run(["redis-cli", "DEL", *keys], capture_output=True)
 
 
 @pytest.mark.redis

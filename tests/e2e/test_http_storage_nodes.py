@@ -3,10 +3,7 @@ reaches the subscribers on the other."""
 
 from __future__ import annotations
 
-import subprocess
-import uuid
-from collections.abc import AsyncIterator, Iterator
-from pathlib import Path
+from collections.abc import AsyncIterator
 
 import httpx
 import pytest
@@ -21,28 +18,7 @@ from .util import client_for, unique
 
 pytestmark = pytest.mark.redis
 
-REDIS = "redis://127.0.0.1:6379/0"
 MESSAGE = ChannelType.MESSAGE
-
-
-@pytest.fixture
-def nodes(tmp_path: Path) -> Iterator[tuple[ServerProcess, ServerProcess]]:
-    """Node a serves the HTTP API; the clients log in on node b."""
-    prefix = f"rtm2test:{uuid.uuid4().hex[:12]}:"
-    engine = f'"{REDIS}?prefix={prefix}"'
-    a = ServerProcess(tmp_path / "a", server={"engine": engine}, http=True)
-    b = ServerProcess(tmp_path / "b", server={"engine": engine})
-    for node in (a, b):
-        node.workdir.mkdir()
-        node.start()
-    yield a, b
-    for node in (a, b):
-        node.stop()
-    keys = subprocess.run(
-        ["redis-cli", "--scan", "--pattern", f"{prefix}*"], capture_output=True, text=True
-    ).stdout.split()
-    if keys:
-        subprocess.run(["redis-cli", "DEL", *keys], capture_output=True)
 
 
 @pytest.fixture

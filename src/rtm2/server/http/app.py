@@ -27,14 +27,13 @@ from litestar.status_codes import (
 
 from ..._version import __version__
 from ...errors import ErrorCode, RTMError
-from ...protocol.frames import LockDetail, MetadataItem, MetadataResult
 from ...protocol.names import is_valid_user_id
 from ...types import MessageType
 from ..config import AppConfig
 from ..engines.base import EngineUnavailable
 from .keys import Keyring
-from .listing import Info, listing_routes
-from .storage import storage_routes
+from .listing import ListingBackend, listing_routes
+from .storage import StorageBackend, storage_routes
 
 __all__ = [
     "ApiBackend",
@@ -54,8 +53,9 @@ log = logging.getLogger("rtm2.http")
 _KEYS: list[dict[str, list[str]]] = [{"apiKey": []}, {"bearer": []}]
 
 
-class ApiBackend(Protocol):
-    """What the API asks of the node: it publishes, delivers and knows whether it is ready."""
+class ApiBackend(StorageBackend, ListingBackend, Protocol):
+    """What the API asks of the node: it publishes, delivers and knows whether it is ready;
+    metadata and locks as ``StorageBackend``, listings as ``ListingBackend``."""
 
     def publish_from_server(
         self,
@@ -91,42 +91,6 @@ class ApiBackend(Protocol):
 
     def metrics(self) -> tuple[bytes, str]:
         """This node's metrics in the Prometheus text format, and its content type."""
-
-    # Metadata and locks (http/storage.py), through the storage and lock services.
-
-    async def metadata_read(self, app: AppConfig, target: str) -> MetadataResult: ...
-
-    async def metadata_write(
-        self,
-        app: AppConfig,
-        target: str,
-        op: int,
-        items: list[MetadataItem],
-        major_revision: int,
-        lock: tuple[str, str] | None,
-        record_ts: bool,
-        record_author: bool,
-    ) -> MetadataResult: ...
-
-    async def locks_of(
-        self, app: AppConfig, channel: str, channel_type: int
-    ) -> list[LockDetail]: ...
-
-    async def set_lock(
-        self, app: AppConfig, channel: str, channel_type: int, name: str, ttl: int
-    ) -> None: ...
-
-    async def remove_lock(
-        self, app: AppConfig, channel: str, channel_type: int, name: str
-    ) -> None: ...
-
-    async def revoke_lock(
-        self, app: AppConfig, channel: str, channel_type: int, name: str, owner: str
-    ) -> None: ...
-    async def channels(self, app: AppConfig, channel_type: str, prefix: str) -> dict[str, int]:
-        """Live channels of the type named with ``prefix``, on every node (``listing.py``)."""
-
-    async def info(self) -> Info: ...
 
 
 # --- bodies and answers -------------------------------------------------------------------

@@ -10,6 +10,7 @@ from typing import Annotated, Any, Protocol
 
 import msgspec
 from litestar import Request, delete, get, patch, post, put
+from litestar.di import Provide
 from litestar.handlers import HTTPRouteHandler
 from litestar.openapi import ResponseSpec
 
@@ -151,7 +152,14 @@ def _lock(body: MetadataWrite) -> tuple[str, str] | None:
     return body.lock_name, body.lock_owner
 
 
+def _no_lock(body: MetadataWrite) -> None:
+    if body.lock_name:
+        raise RTMError(ErrorCode.INVALID_PARAMETER, "user metadata has no locks")
+
+
 Authorize = Callable[[Request[Any, Any, Any], str], AppConfig]
+# A metadata route's set: its app, its target, and how a write names its bound lock.
+Target = tuple[AppConfig, str, Callable[[MetadataWrite], tuple[str, str] | None]]
 
 _CHANNEL = "/v1/apps/{app_id:str}/channels/{channel_type:str}/{channel:str}"
 _USER = "/v1/apps/{app_id:str}/users/{user_id:str}"
@@ -167,148 +175,69 @@ def storage_routes(
     """The routes; ``security`` and ``responses`` (the error answers) as the other routes'."""
     common: dict[str, Any] = {"security": security, "responses": responses}
 
-    async def channel_write(
-        request: Request[Any, Any, Any],
-        app_id: str,
-        channel_type: str,
-        channel: str,
-        op: int,
-        body: MetadataWrite,
-    ) -> Metadata:
-        app = authorized(request, app_id)
-        target = channel_subject(app.app_id, channel, _channel_type(channel_type))
-        result = await backend.metadata_write(
-            app,
-            target,
-            op,
-            _items(body),
-            body.major_revision,
-            _lock(body),
-            body.record_ts,
-            body.record_author,
+    def metadata_routes(path: str, noun: str, resolve: Callable[..., Any]) -> list[Any]:
+        """GET/PUT/PATCH/DELETE of the metadata at ``path``; ``resolve`` (a dependency, so
+        its path parameters are the routes') names the set: (app, target, bound lock)."""
+        deps = {"target": Provide(resolve, sync_to_thread=False)}
+        common_md = {**common, "tags": ["metadata"], "dependencies": deps}
+
+        async def write(target: Target, op: int, body: MetadataWrite) -> Metadata:
+            app, name, lock = target
+            result = await backend.metadata_write(
+                app,
+                name,
+                op,
+                _items(body),
+                body.major_revision,
+                lock(body),
+                body.record_ts,
+                body.record_author,
+            )
+            return _metadata(result)
+
+        @get(path, summary=f"A {noun}'s metadata", **common_md)
+        async def read(target: Target) -> Metadata:
+            app, name, _ = target
+            return _metadata(await backend.metadata_read(app, name))
+
+        @put(
+            path,
+            summary=f"Create or overwrite items of a {noun}'s metadata",
+            description=f"As the SDK's set_{noun}_metadata; answers the set after the write.",
+            **common_md,
         )
-        return _metadata(result)
+        async def set_(target: Target, data: MetadataWrite) -> Metadata:
+            return await write(target, OP_SET, data)
 
-    async def user_write(
-        request: Request[Any, Any, Any], app_id: str, user_id: str, op: int, body: MetadataWrite
-    ) -> Metadata:
-        app = authorized(request, app_id)
-        if body.lock_name:
-            raise RTMError(ErrorCode.INVALID_PARAMETER, "user metadata has no locks")
-        result = await backend.metadata_write(
-            app,
-            _user_target(app, user_id),
-            op,
-            _items(body),
-            body.major_revision,
-            None,
-            body.record_ts,
-            body.record_author,
+        @patch(
+            path,
+            summary=f"Change existing items of a {noun}'s metadata",
+            description=f"As update_{noun}_metadata: a missing key fails the whole write.",
+            **common_md,
         )
-        return _metadata(result)
+        async def update(target: Target, data: MetadataWrite) -> Metadata:
+            return await write(target, OP_UPDATE, data)
 
-    # --- channel metadata -------------------------------------------------------------------
+        @delete(
+            path,
+            status_code=200,
+            summary=f"Remove items of a {noun}'s metadata (no items: all of them)",
+            **common_md,
+        )
+        async def remove(target: Target, data: MetadataWrite | None = None) -> Metadata:
+            return await write(target, OP_REMOVE, data or MetadataWrite())
 
-    @get(_CHANNEL + "/metadata", summary="A channel's metadata", tags=["metadata"], **common)
-    async def get_channel(
+        return [read, set_, update, remove]
+
+    def channel_target(
         request: Request[Any, Any, Any], app_id: str, channel_type: str, channel: str
-    ) -> Metadata:
+    ) -> Target:
         app = authorized(request, app_id)
-        target = channel_subject(app.app_id, channel, _channel_type(channel_type))
-        return _metadata(await backend.metadata_read(app, target))
+        return app, channel_subject(app.app_id, channel, _channel_type(channel_type)), _lock
 
-    @put(
-        _CHANNEL + "/metadata",
-        summary="Create or overwrite items of a channel's metadata",
-        description="As the SDK's set_channel_metadata; answers the set after the write.",
-        tags=["metadata"],
-        **common,
-    )
-    async def set_channel(
-        request: Request[Any, Any, Any],
-        app_id: str,
-        channel_type: str,
-        channel: str,
-        data: MetadataWrite,
-    ) -> Metadata:
-        return await channel_write(request, app_id, channel_type, channel, OP_SET, data)
-
-    @patch(
-        _CHANNEL + "/metadata",
-        summary="Change existing items of a channel's metadata",
-        description="As update_channel_metadata: a missing key fails the whole write.",
-        tags=["metadata"],
-        **common,
-    )
-    async def update_channel(
-        request: Request[Any, Any, Any],
-        app_id: str,
-        channel_type: str,
-        channel: str,
-        data: MetadataWrite,
-    ) -> Metadata:
-        return await channel_write(request, app_id, channel_type, channel, OP_UPDATE, data)
-
-    @delete(
-        _CHANNEL + "/metadata",
-        status_code=200,
-        summary="Remove items of a channel's metadata (no items: all of them)",
-        tags=["metadata"],
-        **common,
-    )
-    async def remove_channel(
-        request: Request[Any, Any, Any],
-        app_id: str,
-        channel_type: str,
-        channel: str,
-        data: MetadataWrite | None = None,
-    ) -> Metadata:
-        body = data or MetadataWrite()
-        return await channel_write(request, app_id, channel_type, channel, OP_REMOVE, body)
-
-    # --- user metadata ----------------------------------------------------------------------
-
-    @get(_USER + "/metadata", summary="A user's metadata", tags=["metadata"], **common)
-    async def get_user(request: Request[Any, Any, Any], app_id: str, user_id: str) -> Metadata:
+    def user_target(request: Request[Any, Any, Any], app_id: str, user_id: str) -> Target:
         app = authorized(request, app_id)
-        return _metadata(await backend.metadata_read(app, _user_target(app, user_id)))
-
-    @put(
-        _USER + "/metadata",
-        summary="Create or overwrite items of a user's metadata",
-        tags=["metadata"],
-        **common,
-    )
-    async def set_user(
-        request: Request[Any, Any, Any], app_id: str, user_id: str, data: MetadataWrite
-    ) -> Metadata:
-        return await user_write(request, app_id, user_id, OP_SET, data)
-
-    @patch(
-        _USER + "/metadata",
-        summary="Change existing items of a user's metadata",
-        tags=["metadata"],
-        **common,
-    )
-    async def update_user(
-        request: Request[Any, Any, Any], app_id: str, user_id: str, data: MetadataWrite
-    ) -> Metadata:
-        return await user_write(request, app_id, user_id, OP_UPDATE, data)
-
-    @delete(
-        _USER + "/metadata",
-        status_code=200,
-        summary="Remove items of a user's metadata (no items: all of them)",
-        tags=["metadata"],
-        **common,
-    )
-    async def remove_user(
-        request: Request[Any, Any, Any],
-        app_id: str,
-        user_id: str,
-        data: MetadataWrite | None = None,
-    ) -> Metadata:
-        return await user_write(request, app_id, user_id, OP_REMOVE, data or MetadataWrite())
+        return app, _user_target(app, user_id), _no_lock
 
     # --- locks ------------------------------------------------------------------------------
 
@@ -367,14 +296,8 @@ def storage_routes(
         return Done(True)
 
     return [
-        get_channel,
-        set_channel,
-        update_channel,
-        remove_channel,
-        get_user,
-        set_user,
-        update_user,
-        remove_user,
+        *metadata_routes(_CHANNEL + "/metadata", "channel", channel_target),
+        *metadata_routes(_USER + "/metadata", "user", user_target),
         list_locks,
         set_lock,
         remove_lock,
