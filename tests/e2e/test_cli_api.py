@@ -124,6 +124,20 @@ async def test_kick_ends_the_session_and_bans_it(server: ServerProcess, users: U
         await users.login(user=uid(eve))
 
 
+async def test_unban_lets_a_banned_user_log_in_again(server: ServerProcess, users: Users) -> None:
+    user = unique("mallory")
+    out = await rtm2_api(server, "kick", user, "--ban", "600")
+    assert out.stdout.strip() == f"{user} had no session; banned for 600 s"
+    with pytest.raises(rtm2.RTMError) as refused:
+        await users.login(user=user)
+    assert refused.value.code == ErrorCode.LOGIN_REJECTED
+    out = await rtm2_api(server, "unban", user)
+    assert (out.returncode, out.stdout.strip()) == (0, f"unbanned {user}")
+    await users.login(user=user)
+    again = await rtm2_api(server, "--json", "unban", user)
+    assert json.loads(again.stdout) == {"unbanned": False}
+
+
 async def test_info_needs_the_admin_key(server: ServerProcess, users: Users) -> None:
     await users.login("alice")
     refused = await rtm2_api(server, "info")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -41,6 +42,7 @@ async def test_an_http_publish_and_peer_message_on_one_node_reach_users_on_the_o
     nodes: tuple[ServerProcess, ServerProcess], api: httpx.AsyncClient
 ) -> None:
     _, b = nodes
+    logged_in = time.time()
     bob, _ = await login(b)
     try:
         channel = unique("news")
@@ -57,7 +59,10 @@ async def test_an_http_publish_and_peer_message_on_one_node_reach_users_on_the_o
 
         info = (await api.get(f"/users/{user}")).json()
         assert info["online"] is True
-        assert info["node"] is None  # the session is on node b, not on the node asked
+        a, _ = nodes
+        [node_b] = (await api.get(f"{a.http_url}/v1/info")).json()["nodes"]  # the other node
+        assert info["node"] == node_b  # the session is on node b, not on the node asked
+        assert logged_in - 1 < info["since"] < time.time()
     finally:
         await bob.logout()
 

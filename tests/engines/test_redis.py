@@ -27,9 +27,11 @@ from rtm2.server.engines.base import (
     LockInfo,
     Metadata,
 )
+from rtm2.server.engines.redis.bans import RedisBanStore
 from rtm2.server.engines.redis.engine import RedisEngine, RedisStore
 from rtm2.server.redisio import Commands, RedisClient, Script, hash_tag, run, unescape_tag
 
+from .bans import BanStoreContract
 from .contract import ConcurrencyContract, LockContract, LockQueueContract, MetadataContract
 from .roles import (
     BrokerContract,
@@ -65,6 +67,12 @@ class RedisHarness:
     @property
     def locks(self) -> RedisStore:
         return self.metadata
+
+    @property
+    def bans(self) -> RedisBanStore:
+        """A ``BanHarness`` too: a restart is a new connection, as a node started later."""
+        assert self.client is not None
+        return RedisBanStore(self.client, self.prefix)
 
     async def start(self) -> None:
         self.client = self.make_client()
@@ -112,6 +120,15 @@ async def engine() -> AsyncIterator[RedisHarness]:
 
 
 class TestRedisStore(MetadataContract, LockContract, LockQueueContract, ConcurrencyContract):
+    pass
+
+
+@pytest.fixture
+async def bans(engine: RedisHarness) -> RedisHarness:
+    return engine
+
+
+class TestRedisBans(BanStoreContract):
     pass
 
 

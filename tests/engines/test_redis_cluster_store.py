@@ -18,6 +18,7 @@ from rtm2.server.engines.base import LockInfo
 from rtm2.server.redisio import RedisClusterClient
 
 from ..redis_cluster import LocalCluster, local_cluster
+from .bans import BanStoreContract
 from .contract import ConcurrencyContract, LockContract, LockQueueContract, MetadataContract
 from .roles import (
     BrokerContract,
@@ -46,6 +47,15 @@ async def engine(cluster: LocalCluster) -> AsyncIterator[RedisHarness]:
 
 
 class TestRedisClusterStore(MetadataContract, LockContract, LockQueueContract, ConcurrencyContract):
+    pass
+
+
+@pytest.fixture
+async def bans(engine: RedisHarness) -> RedisHarness:
+    return engine
+
+
+class TestRedisClusterBans(BanStoreContract):
     pass
 
 

@@ -13,9 +13,11 @@ from pathlib import Path
 import pytest
 
 from rtm2.server.engines import base
+from rtm2.server.engines.bans import SQLiteBanStore
 from rtm2.server.engines.base import LockInfo
 from rtm2.server.engines.sqlite import SQLiteStore
 
+from .bans import BanStoreContract
 from .contract import ConcurrencyContract, LockContract, LockQueueContract, MetadataContract
 
 
@@ -103,3 +105,36 @@ async def test_fences_of_an_older_database_beyond_the_bound_fold_into_the_apps_f
         acquired = await engine.locks.acquire(scope, "L", "alice")
         assert acquired.lock is not None
         assert acquired.lock.fence == fence
+
+
+# --- bans ----------------------------------------------------------------------------------
+
+
+class SQLiteBans:
+    """A ``BanHarness``: the ban store beside a SQLiteStore, on one database file."""
+
+    def __init__(self, path: Path) -> None:
+        self.store = SQLiteHarness(path)
+        self.bans: SQLiteBanStore = SQLiteBanStore(SQLiteStore(path))
+
+    async def start(self) -> None:
+        await self.store.start()
+        assert self.store.store is not None
+        self.bans = SQLiteBanStore(self.store.store)
+        await self.bans.open()
+
+    async def restart(self) -> None:
+        await self.store.close()
+        await self.start()
+
+
+@pytest.fixture
+async def bans(tmp_path: Path) -> AsyncIterator[SQLiteBans]:
+    harness = SQLiteBans(tmp_path / "rtm2.db")
+    await harness.start()
+    yield harness
+    await harness.store.close()
+
+
+class TestSQLiteBans(BanStoreContract):
+    pass

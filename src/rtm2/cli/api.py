@@ -105,7 +105,7 @@ def _with_message_options(f: Any) -> Any:
 @click.option("--json", "as_json", is_flag=True, help="Print the API's JSON answer.")
 @click.pass_context
 def api(ctx: click.Context, url: str, key: str, app: str | None, as_json: bool) -> None:
-    """Call the HTTP API: publish, send, list channels and users, kick, info."""
+    """Call the HTTP API: publish, send, list channels and users, kick, unban, info."""
     ctx.obj = _Api(url, key, app, as_json)
 
 
@@ -243,6 +243,15 @@ def kick(a: _Api, user: str, reason: str, ban_seconds: float) -> None:
     if ban_seconds:
         text += f"; banned for {ban_seconds:g} s"
     a.show(body, text)
+
+
+@api.command()
+@click.argument("user")
+@click.pass_obj
+def unban(a: _Api, user: str) -> None:
+    """Lift USER's ban: it may log in again at once, on every node."""
+    body = a.call("DELETE", a.app_path("users", user, "ban"))
+    a.show(body, f"unbanned {user}" if body["unbanned"] else f"{user} was not banned")
 
 
 @api.command()

@@ -30,7 +30,7 @@ from ..protocol.frames import (
     Welcome,
 )
 from .auth import check_login_token
-from .config import RTM_PRESENCE_TIMEOUT
+from .config import RTM_PRESENCE_TIMEOUT, AppConfig
 from .session import reply_frame
 from .table import SessionState
 
@@ -87,8 +87,21 @@ class Handshake:
         )
         s.reply(f.rid, result=encode_result(welcome))
 
-    def login(self, s: Session, f: Login) -> None:
+    def login(self, s: Session, f: Login) -> Awaitable[None] | None:
         app, expires_at = self.sessions.authenticate(f.app_id, f.user_id, f.token)
+        pending = self.sessions.check_ban(f.app_id, f.user_id)
+        if pending is None:  # no round trip: the embedded engine knows every ban
+            self._log_in(s, f, app, expires_at)
+            return None
+
+        async def checked() -> None:
+            await pending
+            if s.state is SessionState.OPEN:  # not dropped meanwhile
+                self._log_in(s, f, app, expires_at)
+
+        return checked()
+
+    def _log_in(self, s: Session, f: Login, app: AppConfig, expires_at: int) -> None:
         presence_timeout = presence_timeout_for(f.presence_timeout, app.limits)
         s.app = app
         s.user_id = f.user_id

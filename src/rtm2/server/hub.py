@@ -19,6 +19,7 @@ import logging
 import os
 import secrets
 import time
+from collections.abc import Awaitable
 from typing import TYPE_CHECKING, assert_never
 
 from ..errors import ErrorCode, RTMError
@@ -29,9 +30,8 @@ from ..protocol.names import is_valid_user_id
 from ..types import ConnectionChangeReason
 from .admission import Admission
 from .auth import check_login_token
-from .bans import Bans
 from .config import AppConfig, ServerConfig
-from .engines.base import BusEvent, BusKind, Engine, EngineUnavailable, bus_routes
+from .engines.base import Ban, BusEvent, BusKind, Engine, EngineUnavailable, bus_routes
 from .features import Features
 from .gateway import Connection, Outbox
 from .handshake import Handshake
@@ -141,7 +141,12 @@ class Hub:
         # Every request's handler, bound to this node's services once for all sessions.
         self.routes: Routes = bind(self)
         self._ids = itertools.count(1)
-        self.bans = Bans()
+        # Probes of the HTTP API's user lookup waiting for the node holding the session to
+        # answer, on this node's own subject (subscribed at the first probe).
+        self._answers = f"node:{self.node_id}"
+        self._answers_ready = False
+        self._probe_ids = itertools.count(1)
+        self._probes: dict[str, asyncio.Future[tuple[str, float]]] = {}
         # Last: it reads the rest of the hub at scrape time.
         self.metrics = Metrics(self)
 
@@ -258,27 +263,59 @@ class Hub:
     def on_kick(self, subject: str, event: BusEvent) -> None:
         """The app's backend kicked the user on another node: its session here goes."""
         _, app, user = subject.split(":", 2)
-        try:
-            ban = float(event.frame.decode())
-        except ValueError:
-            ban = 0.0
-        self.bans.ban(app, user, ban)
-        self._kick_here(app, user, event.topic)
+        self._kick_here(app, user, event.topic)  # the ban is in the engine's ``BanStore``
 
     def on_probe(self, subject: str, event: BusEvent) -> None:
-        """Another node asks whether a user is online: being subscribed is the answer."""
+        """Another node asks whether a user is online: being subscribed is the answer; with a
+        subject to answer on (``topic``), the node holding the session says which it is and
+        when the user logged in. On this node's answer subject: such an answer."""
+        if subject == self._answers:
+            waiting = self._probes.get(event.user)
+            if waiting is not None and not waiting.done():
+                node, _, since = event.frame.decode().partition(" ")
+                waiting.set_result((node, float(since)))
+            return
+        session = self._user_session(subject)
+        if event.topic and session is not None and session.attached:
+            answer = f"{self.node_id} {session.logged_in_at!r}".encode()
+            try:
+                self.broker.publish(event.topic, BusEvent(BusKind.PROBE, "", event.user, answer))
+            except EngineUnavailable as exc:
+                log.warning("cannot answer a probe: %s", exc)
 
     # --- the app's backend (the HTTP API) ---------------------------------------------------
 
-    async def online_elsewhere(self, app: str, user: str) -> bool:
-        """Whether another node holds a live session of the user."""
-        event = BusEvent(BusKind.PROBE, "", "", b"")
-        return bool(await self.broker.publish_counted(session_subject(app, user), event))
+    async def session_elsewhere(
+        self, app: str, user: str, timeout: float = 2.0
+    ) -> tuple[bool, str | None, float | None]:
+        """Whether another node holds a live session of the user and, when that node answers
+        within ``timeout``, its id and the login's Unix time."""
+        if not self._answers_ready:
+            self.broker.subscribe(self._answers)
+            await self.broker.ready(self._answers)
+            self._answers_ready = True
+        probe = str(next(self._probe_ids))
+        waiting: asyncio.Future[tuple[str, float]] = self.loop.create_future()
+        self._probes[probe] = waiting
+        try:
+            event = BusEvent(BusKind.PROBE, self._answers, probe, b"")
+            if not await self.broker.publish_counted(session_subject(app, user), event):
+                return False, None, None
+            try:
+                node, since = await asyncio.wait_for(waiting, timeout)
+            except TimeoutError:  # an older node, or one too busy: online is known anyway
+                return True, None, None
+            return True, node, since
+        finally:
+            del self._probes[probe]
 
     async def kick(self, app: str, user: str, reason: str, ban_seconds: float) -> bool:
         """End the user's session on whichever node holds it; refuse its logins here for
-        ``ban_seconds``. Whether a session was found."""
-        self.bans.ban(app, user, ban_seconds)
+        ``ban_seconds`` on every node (durably, before this returns). Whether a session was
+        found."""
+        if ban_seconds > 0:
+            until_ms = int((time.time() + ban_seconds) * 1000)
+            await self.engine.ban_store.ban(app, user, until_ms, reason)
         if self._kick_here(app, user, reason):
             return True
         event = BusEvent(BusKind.KICK, reason, "", repr(float(ban_seconds)).encode())
@@ -319,12 +356,24 @@ class Hub:
         if app is None:
             raise RTMError(ErrorCode.INVALID_APP_ID, f"unknown app id {app_id!r}")
         expires = check_login_token(app, token, user_id, int(time.time()))
-        banned = self.bans.remaining(app_id, user_id)
-        if banned:
-            raise RTMError(
-                ErrorCode.LOGIN_REJECTED, f"banned by the server for {banned:.0f} more seconds"
-            )
+        _refuse_banned(self.engine.ban_store.known(app_id, user_id))
         return app, expires
+
+    def check_ban(self, app_id: str, user_id: str) -> Awaitable[None] | None:
+        """After ``authenticate``: None when it knew every ban, else the engine's answer to
+        await (a ban set through another node, maybe before this one started)."""
+        store = self.engine.ban_store
+        if store.local:
+            return None
+
+        async def check() -> None:
+            _refuse_banned(await store.banned_until(app_id, user_id))
+
+        return check()
+
+    async def unban(self, app: str, user: str) -> bool:
+        """Lift the user's ban on every node; whether there was one."""
+        return await self.engine.ban_store.unban(app, user)
 
     def login(self, session: Session) -> None:
         assert session.app is not None
@@ -440,7 +489,6 @@ class Hub:
                 self._sweep_stream_tokens(session, now)
         self.presence.sweep()
         self.locks.sweep()
-        self.bans.prune()
         self.recovery.prune()
 
     def _sweep_stream_tokens(self, session: Session, now: float) -> None:
@@ -492,6 +540,13 @@ class Hub:
             session.kick(
                 ConnectionChangeReason.INTERRUPTED, ErrorCode.OK, message, CLOSE_GOING_AWAY
             )
+
+
+def _refuse_banned(ban: Ban | None) -> None:
+    if ban is not None:
+        left = max(ban.until_ms / 1000 - time.time(), 1.0)
+        reason = f"banned by the server for {left:.0f} more seconds"
+        raise RTMError(ErrorCode.LOGIN_REJECTED, reason)
 
 
 def _session_subject(session: Session) -> str:

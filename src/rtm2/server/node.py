@@ -116,14 +116,22 @@ class _NodeApi:
     async def kick(self, app: AppConfig, user: str, reason: str, ban_seconds: float) -> bool:
         return await self._hub.kick(app.app_id, user, reason, ban_seconds)
 
+    async def unban(self, app: AppConfig, user: str) -> bool:
+        return await self._hub.unban(app.app_id, user)
+
     def metrics(self) -> tuple[bytes, str]:
         return self._hub.metrics.render()
 
     async def user_info(self, app: AppConfig, user: str) -> UserInfo:
         hub = self._hub
         session = hub.find(app.app_id, user)
-        here = session is not None and session.attached
-        online = here or await hub.online_elsewhere(app.app_id, user)
+        online: bool
+        node: str | None
+        since: float | None
+        if session is not None and session.attached:
+            online, node, since = True, hub.node_id, session.logged_in_at
+        else:
+            online, node, since = await hub.session_elsewhere(app.app_id, user)
         found = await hub.engine.presence_store.where_now(app.app_id, user)
         channels = []
         for subj, quiet in found:
@@ -131,12 +139,7 @@ class _NodeApi:
                 _, ctype, channel = parse_subject(subj)
                 kind = "message" if ctype == ChannelType.MESSAGE else "stream"
                 channels.append(ChannelRef(channel, kind))
-        return UserInfo(
-            online,
-            session.logged_in_at if here and session is not None else None,
-            hub.node_id if here else None,
-            channels,
-        )
+        return UserInfo(online, since, node, channels)
 
     async def who_now(
         self, app: AppConfig, channel_type: str, channel: str, include_state: bool, page: str

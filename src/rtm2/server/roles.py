@@ -15,7 +15,7 @@ fakes instead.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
 from typing import TYPE_CHECKING, NamedTuple, Protocol
 
 from ..protocol.frames import LockDetail, MetadataResult
@@ -109,6 +109,10 @@ class SessionRegistry(Protocol):
 
     def authenticate(self, app_id: str, user_id: str, token: str) -> tuple[AppConfig, int]:
         """The app and when the login right ends (0 = never), or an RTMError."""
+
+    def check_ban(self, app_id: str, user_id: str) -> Awaitable[None] | None:
+        """After ``authenticate``: None, or what to await (raising LOGIN_REJECTED for a
+        banned user) before the login goes on."""
 
     def login(self, session: Session) -> None: ...
 

@@ -32,6 +32,8 @@ __all__ = [
     "BUS_PEER",
     "BUS_PRESENCE",
     "BUS_STORAGE",
+    "Ban",
+    "BanStore",
     "OP_REMOVE",
     "OP_SET",
     "OP_UPDATE",
@@ -454,6 +456,43 @@ class RecoveryStore(Protocol):
         ``seconds``), in order; None when some of them are gone."""
 
 
+class Ban(msgspec.Struct, array_like=True, frozen=True, gc=False):
+    """A user the app's backend banned: logins are refused until ``until_ms`` (Unix ms)."""
+
+    user: str
+    until_ms: int
+    reason: str = ""
+
+
+class BanStore(Protocol):
+    """Users banned by the app's backend (the HTTP API's kick), shared by all nodes and
+    durable: a ban set through one node refuses logins on every node, one started later
+    too, and outlives a restart. A ban ends by itself at ``until_ms``."""
+
+    async def ban(self, app: str, user: str, until_ms: int, reason: str) -> None:
+        """Ban ``user`` until ``until_ms`` (the latest ban replaces an earlier one, so an
+        operator may shorten one); returns once the ban is durable. A time already past
+        lifts the ban."""
+
+    async def unban(self, app: str, user: str) -> bool:
+        """Lift the user's ban; whether there was one."""
+
+    async def banned_until(self, app: str, user: str) -> Ban | None:
+        """The user's ban, None when there is none (or it ended)."""
+
+    @property
+    def local(self) -> bool:
+        """Whether ``known`` knows every ban (the store is this process's): logins then need
+        no round trip to the engine."""
+
+    def known(self, app: str, user: str) -> Ban | None:
+        """The user's ban as this process knows it, without a round trip (when ``local``:
+        the same answer as ``banned_until``)."""
+
+    async def bans(self, app: str, limit: int) -> list[Ban]:
+        """Up to ``limit`` current bans of ``app``, soonest end first (for operators)."""
+
+
 class Engine(Protocol):
     """Everything a server node needs from an engine."""
 
@@ -471,6 +510,9 @@ class Engine(Protocol):
 
     @property
     def recovery_store(self) -> RecoveryStore: ...
+
+    @property
+    def ban_store(self) -> BanStore: ...
 
     def make_broker(self, handler: BusHandler, gap: Callable[[str | None], None]) -> Broker:
         """The node's broker, delivering events on subscribed subjects to ``handler``.

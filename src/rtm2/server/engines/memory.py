@@ -7,6 +7,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from .bans import SQLiteBanStore
 from .base import BusEvent, BusHandler, PresenceEntry, TopicPublishers, numbered
 from .sqlite import SQLiteStore
 
@@ -32,12 +33,14 @@ class MemoryEngine:
         self.presence_store = MemoryPresenceStore()
         self.metadata_store = self.lock_store = SQLiteStore(data_dir / "rtm2.db")
         self.recovery_store = MemoryRecoveryStore(offsets_idle)
+        self.ban_store = SQLiteBanStore(self.metadata_store)
 
     def make_broker(self, handler: BusHandler, gap: Callable[[str | None], None]) -> MemoryBroker:
         return MemoryBroker(handler, self.recovery_store.offsets)
 
     async def start(self) -> None:
         await self.metadata_store.open()
+        await self.ban_store.open()
 
     async def close(self) -> None:
         await self.metadata_store.close()

@@ -217,6 +217,10 @@ class SQLiteStore:
             return self._broken
         return ""
 
+    async def commit(self, statements: list[Statement]) -> str:
+        """``_commit`` for the stores that share this one's database and writer (bans)."""
+        return await self._commit(statements)
+
     # --- metadata ------------------------------------------------------------------------
 
     async def read(self, target: str) -> Metadata:

@@ -11,7 +11,7 @@ from collections.abc import Iterator, Mapping
 from typing import Annotated, Any, Protocol
 
 import msgspec
-from litestar import Litestar, Request, Response, get, post
+from litestar import Litestar, Request, Response, delete, get, post
 from litestar.exceptions import HTTPException, ValidationException
 from litestar.openapi import OpenAPIConfig, ResponseSpec
 from litestar.openapi.plugins import JsonRenderPlugin
@@ -41,6 +41,7 @@ __all__ = [
     "ChannelRef",
     "Presence",
     "PresentUser",
+    "Unbanned",
     "UserInfo",
     "make_app",
 ]
@@ -83,6 +84,9 @@ class ApiBackend(StorageBackend, ListingBackend, Protocol):
     async def kick(self, app: AppConfig, user: str, reason: str, ban_seconds: float) -> bool:
         """End the user's session wherever it is; whether there was one."""
 
+    async def unban(self, app: AppConfig, user: str) -> bool:
+        """Lift the user's ban on every node; whether there was one."""
+
     async def user_info(self, app: AppConfig, user: str) -> "UserInfo": ...
 
     async def who_now(
@@ -122,12 +126,16 @@ class Sent(msgspec.Struct):
 
 class KickBody(msgspec.Struct, forbid_unknown_fields=True):
     reason: Annotated[str, msgspec.Meta(max_length=256)] = ""  # what the client is told
-    # Logins of the user are refused this long (0: none), on the nodes that saw the kick.
+    # Logins of the user are refused this long (0: none), on every node, through restarts.
     ban_seconds: Annotated[float, msgspec.Meta(ge=0, le=30 * 86400)] = 0
 
 
 class Kicked(msgspec.Struct):
     kicked: bool  # whether a session was found and ended (a ban applies either way)
+
+
+class Unbanned(msgspec.Struct):
+    unbanned: bool  # whether the user was banned
 
 
 class ChannelRef(msgspec.Struct):
@@ -137,8 +145,8 @@ class ChannelRef(msgspec.Struct):
 
 class UserInfo(msgspec.Struct):
     online: bool
-    since: float | None  # Unix time of the login, when its session is on this node
-    node: str | None  # the id of the node that holds the session, when known
+    since: float | None  # Unix time of the login (null when offline)
+    node: str | None  # the id of the node that holds the session (null when offline)
     channels: list[ChannelRef]  # where the user is present
 
 
@@ -380,10 +388,12 @@ def make_app(apps: Mapping[str, AppConfig], keyring: Keyring, backend: ApiBacken
         status_code=200,
         summary="End a user's session",
         description="The client sees FAILED with reason BANNED_BY_SERVER (3); with "
-        "`ban_seconds`, its logins meanwhile fail with code 10012 (LOGIN_REJECTED).",
+        "`ban_seconds`, its logins on every node fail with code 10012 (LOGIN_REJECTED) "
+        "until the ban ends (a restart does not end it) or `DELETE .../ban` lifts it. "
+        "The answer comes once the ban is stored.",
         tags=["users"],
         security=_KEYS,
-        responses=_errors(400, 401, 403, 404),
+        responses=_errors(400, 401, 403, 404, 503),
     )
     async def kick(
         request: Request[Any, Any, Any], app_id: str, user_id: str, data: KickBody
@@ -391,6 +401,21 @@ def make_app(apps: Mapping[str, AppConfig], keyring: Keyring, backend: ApiBacken
         app = authorized(request, app_id)
         _user(user_id)
         return Kicked(await backend.kick(app, user_id, data.reason, data.ban_seconds))
+
+    @delete(
+        "/v1/apps/{app_id:str}/users/{user_id:str}/ban",
+        status_code=200,
+        summary="Lift a user's ban",
+        description="The user may log in again at once, on every node. 200 whether or not "
+        "the user was banned: `unbanned` says which.",
+        tags=["users"],
+        security=_KEYS,
+        responses=_errors(400, 401, 403, 404, 503),
+    )
+    async def unban(request: Request[Any, Any, Any], app_id: str, user_id: str) -> Unbanned:
+        app = authorized(request, app_id)
+        _user(user_id)
+        return Unbanned(await backend.unban(app, user_id))
 
     @get(
         "/v1/apps/{app_id:str}/users/{user_id:str}",
@@ -428,7 +453,20 @@ def make_app(apps: Mapping[str, AppConfig], keyring: Keyring, backend: ApiBacken
     storage = storage_routes(authorized, backend, _KEYS, _errors(400, 401, 403, 404))
     listing = listing_routes(authorized, admin, backend, _KEYS, _errors)
     return Litestar(
-        [health, ready, openapi, metrics, publish, send, kick, user, presence, *storage, *listing],
+        [
+            health,
+            ready,
+            openapi,
+            metrics,
+            publish,
+            send,
+            kick,
+            unban,
+            user,
+            presence,
+            *storage,
+            *listing,
+        ],
         exception_handlers={
             ApiError: _on_api_error,
             RTMError: _on_rtm_error,

@@ -14,6 +14,7 @@ from collections.abc import Callable, Sequence
 
 from ...redisio import Commands, RedisClient, RedisClusterClient, Script, redact_url
 from ..base import BusHandler
+from .bans import RedisBanStore
 from .broker import RedisBroker
 from .locks import RedisLockStore
 from .metadata import RedisMetadataStore
@@ -61,6 +62,7 @@ class RedisEngine:
         self.presence_store = RedisPresenceStore(self._client, prefix)
         self.metadata_store = self.lock_store = RedisStore(self._client, prefix, self.cluster)
         self.recovery_store = RedisRecoveryStore(self._client, prefix)
+        self.ban_store = RedisBanStore(self._client, prefix)
         self._nodes = RedisNodes(self._client, prefix)
         self._brokers: list[RedisBroker] = []
 
