@@ -10,11 +10,12 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 import rtm2
-from rtm2.server.config import AppConfig, ServerConfig
+from rtm2.server.config import AppConfig, HttpConfig, ServerConfig
 from rtm2.server.node import Server
 
 APP = "ce" * 16
@@ -119,3 +120,36 @@ async def test_a_request_the_server_refuses_is_counted_by_its_error_code(server:
         assert errors == {"CHANNEL_RECEIVER_OFFLINE": 1}
     finally:
         await alice.logout()
+
+
+async def test_http_api_requests_are_timed_by_route_template_never_by_filled_path(
+    tmp_path: Path,
+) -> None:
+    config = ServerConfig(
+        port=0,
+        data_dir=tmp_path,
+        apps=(AppConfig(APP, api_keys=("k" * 32,)),),
+        http=HttpConfig(port=0, admin_key="a" * 32),
+    )
+    node = Server(config)
+    await node.start()
+    try:
+        assert node.http is not None
+        async with httpx.AsyncClient(
+            base_url=node.http.url, headers={"X-API-Key": "k" * 32}
+        ) as api:
+            for channel in ("news", "sport", "weather"):
+                sent = await api.post(f"/v1/apps/{APP}/channels/{channel}/messages", json={})
+                assert sent.status_code == 400  # timed all the same
+            assert (await api.get(f"/v1/apps/{APP}/users/bob")).status_code == 200
+            assert (await api.get("/nowhere/at/all")).status_code == 404
+        samples = scrape(node)
+        name = "rtm2_http_request_duration_seconds_count"
+        publish = "/v1/apps/{app_id}/channels/{channel}/messages"
+        assert at(samples, name, route=publish, method="POST") == 3
+        assert at(samples, name, route="/v1/apps/{app_id}/users/{user_id}", method="GET") == 1
+        assert at(samples, name, route="unmatched", method="GET") == 1
+        routes = {dict(labels)["route"] for n, labels in samples if n == name}
+        assert not any("news" in route or APP in route for route in routes)
+    finally:
+        await node.stop()

@@ -73,6 +73,7 @@ class Counts:
         "delivered_user",
         "dropped_pings",
         "errors",
+        "http",
         "published_message",
         "published_stream",
         "published_user",
@@ -93,6 +94,11 @@ class Counts:
         self.dropped_pings = 0
         # By frame class; a defaultdict is a plain C lookup once the type has its Timing.
         self.timings: defaultdict[type, Timing] = defaultdict(Timing)
+        # HTTP API requests by (route template, method): a few dozen routes at most.
+        self.http: defaultdict[tuple[str, str], Timing] = defaultdict(Timing)
+
+    def observe_http(self, route: str, method: str, seconds: float) -> None:
+        self.http[route, method].observe(seconds)
 
     def error(self, code: int) -> None:
         code = int(code)
@@ -211,12 +217,15 @@ class Metrics:
             labels=["frame_type"],
         )
         for frame_type, timing in sorted(n.timings.items(), key=lambda kv: kv[0].__name__):
-            buckets: list[tuple[str, float]] = []
-            total = 0
-            for bound, count in zip((*BUCKETS, float("inf")), timing.counts, strict=True):
-                total += count
-                buckets.append(("+Inf" if bound == float("inf") else repr(bound), total))
-            h.add_metric([frame_type.__name__], buckets, timing.sum)
+            h.add_metric([frame_type.__name__], _buckets(timing), timing.sum)
+        yield h
+        h = HistogramMetricFamily(
+            "rtm2_http_request_duration_seconds",
+            "HTTP API requests, from arrival to the answer's end, by route template and method.",
+            labels=["route", "method"],
+        )
+        for (route, method), timing in sorted(n.http.items()):
+            h.add_metric([route, method], _buckets(timing), timing.sum)
         yield h
         c = CounterMetricFamily(
             "rtm2_errors", "Requests answered with an error, by code.", labels=["code", "error"]
@@ -244,6 +253,16 @@ class Metrics:
         c.add_metric(["all"], self._hub.bus_gaps_all)
         c.add_metric(["channel"], self._hub.bus_gaps_channel)
         yield c
+
+
+def _buckets(timing: Timing) -> list[tuple[str, float]]:
+    """A Timing's cumulative buckets, as a histogram metric family takes them."""
+    buckets: list[tuple[str, float]] = []
+    total = 0
+    for bound, count in zip((*BUCKETS, float("inf")), timing.counts, strict=True):
+        total += count
+        buckets.append(("+Inf" if bound == float("inf") else repr(bound), total))
+    return buckets
 
 
 def _code_name(code: int) -> str:

@@ -287,7 +287,10 @@ class Server:
         if http.enabled:
             keyring = Keyring(self.config.apps, http.admin_key)
             self.http = HttpListener(
-                make_app(hub.apps, keyring, _NodeApi(hub, self.url)), http.host, http.port
+                make_app(hub.apps, keyring, _NodeApi(hub, self.url)),
+                http.host,
+                http.port,
+                hub.counts.observe_http,
             )
             await self.http.start()
 

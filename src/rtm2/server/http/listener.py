@@ -11,6 +11,8 @@ from collections.abc import Generator
 import uvicorn
 from litestar import Litestar
 
+from .timing import Observe, timed
+
 __all__ = ["HttpListener"]
 
 log = logging.getLogger("rtm2.http")
@@ -25,8 +27,8 @@ class _Server(uvicorn.Server):
 
 
 class HttpListener:
-    def __init__(self, app: Litestar, host: str, port: int) -> None:
-        self._app = app
+    def __init__(self, app: Litestar, host: str, port: int, observe: Observe | None = None) -> None:
+        self._app = app if observe is None else timed(app, observe)
         self.host = host
         self.port = port
         self._server: _Server | None = None
