@@ -7,6 +7,8 @@ listener's.
 
 from __future__ import annotations
 
+import asyncio
+import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -15,8 +17,11 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 import rtm2
-from rtm2.server.config import AppConfig, HttpConfig, ServerConfig
+from rtm2.server.config import AppConfig, AppLimits, HttpConfig, ServerConfig, Timers
 from rtm2.server.node import Server
+from rtm2.server.redisio import RedisClient
+
+from .proxy import TcpProxy
 
 APP = "ce" * 16
 
@@ -153,3 +158,62 @@ async def test_http_api_requests_are_timed_by_route_template_never_by_filled_pat
         assert not any("news" in route or APP in route for route in routes)
     finally:
         await node.stop()
+
+
+@pytest.mark.redis
+async def test_redis_latency_bus_lag_and_reconnects_move_on_two_nodes(tmp_path: Path) -> None:
+    """Node a reaches Redis through a proxy that can cut its connections; node b directly."""
+    prefix = f"rtm2test:{uuid.uuid4().hex[:12]}:"
+    async with TcpProxy(6379) as proxy:
+        nodes = [
+            Server(
+                ServerConfig(
+                    port=0,
+                    data_dir=tmp_path / name,
+                    apps=(AppConfig(APP, limits=AppLimits(message_rate=10_000)),),
+                    engine=f"redis://127.0.0.1:{port}/0?prefix={prefix}",
+                    timers=Timers(sweep_interval=0.1),
+                )
+            )
+            for name, port in (("a", proxy.port), ("b", 6379))
+        ]
+        for node in nodes:
+            await node.start()
+        a, b = nodes
+        try:
+            before = scrape(a)
+            alice, bob = await login(a, "alice"), await login(b, "bob")
+            stream = await bob.subscribe("news")
+            for i in range(100):  # one script call each, at least: some of them timed
+                await alice.publish("news", f"m{i}")
+            for _ in range(100):
+                await stream.get(timeout=5)
+            await asyncio.gather(alice.logout(), bob.logout())
+
+            async def moved(name: str, **labels: str) -> None:
+                for _ in range(200):  # polled: the figures change on their own
+                    if at(scrape(a), name, **labels) > at(before, name, **labels):
+                        return
+                    await asyncio.sleep(0.05)
+                raise AssertionError(f"{name} {labels} did not move")
+
+            latency = "rtm2_redis_command_duration_seconds_count"
+            await moved(latency, command="script")
+            await moved("rtm2_bus_lag_seconds_count")  # b's timestamps, received by a
+            lag = scrape(a)
+            assert at(lag, "rtm2_bus_lag_seconds_sum") / at(lag, "rtm2_bus_lag_seconds_count") < 1
+
+            assert proxy.cut() >= 2  # a's command and pub/sub connections
+            await moved("rtm2_redis_reconnects_total", connection="command")
+            await moved("rtm2_redis_reconnects_total", connection="pubsub")
+            keys = {name for name, _ in scrape(a) if name.startswith("rtm2_redis")}
+            assert all("news" not in key for key in keys)
+        finally:
+            for node in nodes:
+                await node.stop()
+            cleaner = RedisClient("redis://127.0.0.1:6379/0")
+            await cleaner.connect()
+            _, found = await cleaner.call("SCAN", 0, "MATCH", f"{prefix}*", "COUNT", 100000)
+            if found:
+                await cleaner.call("DEL", *found)
+            await cleaner.close()

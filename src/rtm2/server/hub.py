@@ -52,7 +52,10 @@ from .table import Routes, SessionState, bind
 if TYPE_CHECKING:
     from .roles import SessionListener
 
-__all__ = ["Hub"]
+__all__ = ["LAG_SUBJECT", "Hub"]
+
+# Where nodes sharing an engine publish a timestamp each sweep (``rtm2_bus_lag_seconds``).
+LAG_SUBJECT = "nodes:lag"
 
 log = logging.getLogger("rtm2.server")
 
@@ -269,6 +272,10 @@ class Hub:
         """Another node asks whether a user is online: being subscribed is the answer; with a
         subject to answer on (``topic``), the node holding the session says which it is and
         when the user logged in. On this node's answer subject: such an answer."""
+        if subject == LAG_SUBJECT:  # a node's timestamp (``run_sweeper``): the bus's lag
+            if event.user != self.node_id:
+                self.counts.bus_lag.observe(max(time.time() - float(event.frame), 0.0))
+            return
         if subject == self._answers:
             waiting = self._probes.get(event.user)
             if waiting is not None and not waiting.done():
@@ -506,11 +513,19 @@ class Hub:
         timers = self.config.timers
         interval = timers.sweep_interval
         next_orphan_check = self.clock()
+        shared = self.engine.shared
+        if shared:  # every node stamps an event per sweep: the others time its trip
+            self.broker.subscribe(LAG_SUBJECT)
         while True:
             await asyncio.sleep(interval)
             try:
                 self.sweep()
                 await self.engine.heartbeat(self.node_id)
+                if shared:
+                    stamp = repr(time.time()).encode()
+                    self.broker.publish(
+                        LAG_SUBJECT, BusEvent(BusKind.PROBE, "", self.node_id, stamp)
+                    )
                 if self.clock() >= next_orphan_check:
                     next_orphan_check = self.clock() + timers.node_timeout / 3
                     await self._adopt_orphans()

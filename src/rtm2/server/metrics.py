@@ -68,6 +68,7 @@ class Counts:
     """The counters services bump in-process; read only when scraped."""
 
     __slots__ = (
+        "bus_lag",
         "delivered_message",
         "delivered_stream",
         "delivered_user",
@@ -96,6 +97,8 @@ class Counts:
         self.timings: defaultdict[type, Timing] = defaultdict(Timing)
         # HTTP API requests by (route template, method): a few dozen routes at most.
         self.http: defaultdict[tuple[str, str], Timing] = defaultdict(Timing)
+        # Seconds from another node's publish of a timestamped event to its arrival here.
+        self.bus_lag = Timing()
 
     def observe_http(self, route: str, method: str, seconds: float) -> None:
         self.http[route, method].observe(seconds)
@@ -253,6 +256,41 @@ class Metrics:
         c.add_metric(["all"], self._hub.bus_gaps_all)
         c.add_metric(["channel"], self._hub.bus_gaps_channel)
         yield c
+        lag = self._hub.counts.bus_lag
+        h = HistogramMetricFamily(
+            "rtm2_bus_lag_seconds",
+            "Time from another node's publish of an event to its arrival here (one timestamped "
+            "event per node and sweep; none with the embedded engine).",
+        )
+        h.add_metric([], _buckets(lag), lag.sum)
+        yield h
+        if self._hub.engine.shared:  # Redis (imported here: only deployments that use it)
+            yield from _redis()
+
+
+def _redis() -> Iterator[Metric]:
+    from .redisio.stats import BUCKETS as REDIS_BUCKETS
+    from .redisio.stats import KINDS, SAMPLE, STATS
+
+    h = HistogramMetricFamily(
+        "rtm2_redis_command_duration_seconds",
+        f"Redis commands from sending to the reply, by kind; one in {SAMPLE} is timed.",
+        labels=["command"],
+    )
+    bounds = (*(repr(b) for b in REDIS_BUCKETS), "+Inf")
+    for kind in KINDS:
+        counts = STATS.buckets[kind]
+        cumulative = [sum(counts[: i + 1]) for i in range(len(counts))]
+        h.add_metric([kind], list(zip(bounds, cumulative, strict=True)), STATS.sums[kind])
+    yield h
+    c = CounterMetricFamily(
+        "rtm2_redis_reconnects",
+        "Connections to Redis re-established after a loss: command, or pub/sub.",
+        labels=["connection"],
+    )
+    for connection, count in STATS.reconnects.items():
+        c.add_metric([connection], count)
+    yield c
 
 
 def _buckets(timing: Timing) -> list[tuple[str, float]]:

@@ -33,6 +33,8 @@ __all__ = [
     "script_sha",
 ]
 
+from .stats import SAMPLE, STATS
+
 log = logging.getLogger("rtm2.server")
 
 # While Redis is unreachable, a lost connection is retried this often (growing to the cap).
@@ -276,6 +278,7 @@ class RedisClient:
 
     def _reconnected(self) -> None:
         self._reconnecting = None
+        STATS.reconnects["command"] += 1
         log.info("redis: connection to %s is back", redact_url(self.url))
 
     def send(self, *args: Arg) -> asyncio.Future[Any]:
@@ -287,6 +290,9 @@ class RedisClient:
             asyncio.get_running_loop().call_soon(self._flush)
         self._out.append(encode_command(*args))
         self._waiting.append(future)
+        STATS.sent += 1
+        if not STATS.sent % SAMPLE:  # sampled: a timer per command would cost more than it
+            future.add_done_callback(STATS.timer(args[0]))
         return future
 
     def _flush(self) -> None:
@@ -426,6 +432,7 @@ class RedisSubscriber:
 
     def _reconnected(self) -> None:
         self._reconnecting = None
+        STATS.reconnects["pubsub"] += 1
         log.info("redis: pub/sub connection to %s is back", redact_url(self.url))
 
     def subscribe(self, channel: str) -> None:
