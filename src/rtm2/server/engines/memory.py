@@ -9,6 +9,7 @@ from pathlib import Path
 
 from .base import BusEvent, BusHandler, PresenceEntry, TopicPublishers, numbered
 from .sqlite import SQLiteStore
+from .sqlite_history import SQLiteHistoryStore
 
 __all__ = [
     "OFFSETS_IDLE",
@@ -32,14 +33,17 @@ class MemoryEngine:
         self.presence_store = MemoryPresenceStore()
         self.metadata_store = self.lock_store = SQLiteStore(data_dir / "rtm2.db")
         self.recovery_store = MemoryRecoveryStore(offsets_idle)
+        self.history_store = SQLiteHistoryStore(self.metadata_store)
 
     def make_broker(self, handler: BusHandler, gap: Callable[[str | None], None]) -> MemoryBroker:
         return MemoryBroker(handler, self.recovery_store.offsets)
 
     async def start(self) -> None:
         await self.metadata_store.open()
+        await self.history_store.open()
 
     async def close(self) -> None:
+        await self.history_store.close()
         await self.metadata_store.close()
 
     shared = False  # one node: everything in the stores is this node's

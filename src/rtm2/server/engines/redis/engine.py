@@ -15,6 +15,7 @@ from collections.abc import Callable, Sequence
 from ...redisio import Commands, RedisClient, RedisClusterClient, Script, redact_url
 from ..base import BusHandler
 from .broker import RedisBroker
+from .history import RedisHistoryStore
 from .locks import RedisLockStore
 from .metadata import RedisMetadataStore
 from .nodes import RedisNodes
@@ -61,6 +62,7 @@ class RedisEngine:
         self.presence_store = RedisPresenceStore(self._client, prefix)
         self.metadata_store = self.lock_store = RedisStore(self._client, prefix, self.cluster)
         self.recovery_store = RedisRecoveryStore(self._client, prefix)
+        self.history_store = RedisHistoryStore(self._client, prefix)
         self._nodes = RedisNodes(self._client, prefix)
         self._brokers: list[RedisBroker] = []
 
