@@ -50,7 +50,8 @@ class HistoryContract:
         store = history.history
         ts = now_ms()
         ids = [await store.append(ROOM, entry(f"m{i}"), ts + i, 0, 0) for i in range(5)]
-        assert ids == sorted(ids) and len(set(ids)) == 5
+        assert ids == sorted(ids)
+        assert len(set(ids)) == 5
         found = await store.read(ROOM, 0, 0, 100)
         assert [i for i, _ in found] == ids[::-1]
         assert [e for _, e in found] == [entry(f"m{i}") for i in range(5)][::-1]
@@ -133,6 +134,9 @@ class HistoryContract:
         # Engines may trim lazily (readers filter by age), but never a message inside the
         # retention, and what is left is the newest end.
         assert left[:5] == [f"new{i}" for i in range(5)][::-1]
-        assert left == [*[f"new{i}" for i in range(5)][::-1], *[f"old{i}" for i in range(5)][::-1]][
-            : len(left)
-        ]
+        assert (
+            left
+            == [*[f"new{i}" for i in range(5)][::-1], *[f"old{i}" for i in range(5)][::-1]][
+                : len(left)
+            ]
+        )
