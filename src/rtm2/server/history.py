@@ -29,6 +29,7 @@ if TYPE_CHECKING:
     from .session import Session
 
 __all__ = [
+    "BOUND_MAX",
     "MAX_COUNT",
     "POSITION_MIN",
     "HistoryService",
@@ -52,9 +53,13 @@ def conversation_key(app: str, a: str, b: str) -> str:
     return f"peer:{app}:{len(first)}:{first}:{second}"
 
 
+# Above any position before the year 2255, and exact in JSON and JavaScript.
+BOUND_MAX = 2**53 - 1
+
+
 def _bound(value: int, name: str) -> int:
-    if value < 0:
-        raise RTMError(ErrorCode.HISTORY_INVALID_TIMESTAMP, f"{name} must be >= 0")
+    if not 0 <= value <= BOUND_MAX:
+        raise RTMError(ErrorCode.HISTORY_INVALID_TIMESTAMP, f"{name} must be 0 to {BOUND_MAX}")
     if value >= POSITION_MIN:
         return value
     return value * HISTORY_IDS_PER_MS
