@@ -126,6 +126,13 @@ def _agora(m: HistoryMessage) -> AgoraMessage:
     )
 
 
+def _integer(text: str, name: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise RTMError(ErrorCode.INVALID_PARAMETER, f"{name} must be an integer") from None
+
+
 def _channel_type(name: str) -> int:
     ctype = _TYPES.get(name)
     if ctype is None:
@@ -180,9 +187,11 @@ def history_routes(
         "`{errorCode, error: true, reason}`.",
         tags=["history"],
         security=security,
+        # Bad arguments are answered in Agora's shape; a missing or wrong key as the API's
+        # other routes answer it.
         responses={
-            s: ResponseSpec(AgoraHistory, description=spec.description)
-            for s, spec in responses.items()
+            **responses,
+            400: ResponseSpec(AgoraHistory, description="Invalid request: errorCode says what"),
         },
     )
     async def agora_history(
@@ -191,9 +200,10 @@ def history_routes(
         user_id: str,
         channel_type: str,
         channel: str,
-        start: Annotated[int, _BOUND] = 0,
-        end: Annotated[int, _BOUND] = 0,
-        messageCount: Annotated[int, Parameter(ge=1, le=100)] = 100,
+        # Integers, read by hand so that a bad one is answered in Agora's shape too.
+        start: str = "0",
+        end: str = "0",
+        messageCount: str = "100",
     ) -> Response[AgoraHistory]:
         app = authorized(request, app_id)
         request_id = uuid.uuid4().hex
@@ -203,7 +213,13 @@ def history_routes(
             if ctype == ChannelType.STREAM:
                 raise RTMError(ErrorCode.INVALID_PARAMETER, "stream channels keep no history")
             page = await backend.history_page(
-                app, ctype, channel, user_id, messageCount, start, end
+                app,
+                ctype,
+                channel,
+                user_id,
+                _integer(messageCount, "messageCount"),
+                _integer(start, "start"),
+                _integer(end, "end"),
             )
         except RTMError as exc:
             body = AgoraHistory(exc.code, True, request_id, "get-history", exc.reason, now)
