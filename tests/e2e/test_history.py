@@ -6,7 +6,11 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import json
+import os
 import sqlite3
+import subprocess
+import sys
 import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -409,3 +413,36 @@ async def test_an_http_publish_to_an_app_without_history_is_refused(
         )
     assert response.status_code == 400
     assert response.json()["code"] == ErrorCode.HISTORY_OPERATION_NOT_PERMITTED
+
+
+# --- rtm2 api history ----------------------------------------------------------------------
+
+
+async def rtm2_api(server: ServerProcess, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "RTM2_API_KEY": f"{KEY_H}-{APP_H}"}
+    command = [sys.executable, "-m", "rtm2", "api", "--url", server.http_url, "--app", APP_H]
+    return await asyncio.to_thread(
+        subprocess.run, [*command, *args], capture_output=True, text=True, env=env, timeout=30
+    )
+
+
+async def test_rtm2_api_history_prints_the_stored_messages_page_by_page(
+    server: ServerProcess, users: Users
+) -> None:
+    alice = await login(users)
+    channel = unique("room")
+    for i in range(3):
+        await alice.publish(channel, f"m{i}", custom_type="note", store_in_history=True)
+    out = await rtm2_api(server, "history", channel, "--count", "2")
+    assert out.returncode == 0, out.stderr
+    lines = out.stdout.strip().splitlines()
+    assert lines[0].split() == ["TIME", "PUBLISHER", "TYPE", "MESSAGE"]
+    assert [line.split()[-1] for line in lines[1:3]] == ["m2", "m1"]
+    assert lines[1].split()[3] == alice.config.user_id
+    assert lines[3].startswith("more: --start ")
+    out = await rtm2_api(server, "--json", "history", channel, "--count", "2", "--all")
+    body = json.loads(out.stdout)
+    assert ([m["message"] for m in body["messages"]], body["new_start"]) == (["m2", "m1", "m0"], 0)
+    out = await rtm2_api(server, "history", channel, "--type", "user")
+    assert out.returncode == 1
+    assert f"code {ErrorCode.INVALID_USER_ID}" in out.stderr

@@ -27,6 +27,7 @@ from ..server import (
 )
 from ..server.engines.base import EngineUnavailable
 from .api import api
+from .api_history import history as _api_history  # noqa: F401 (registers `rtm2 api history`)
 from .bench import bench
 from .demo import demo
 
