@@ -2,10 +2,11 @@
 
 A stored message is one row (key, id, entry) of a table whose primary key is (key, id), so a
 page is one index range scan however long the channel's history. Ids are given in memory, at
-the call, from each key's last id; the insert joins the metadata writer's queue, so it is
-committed with whatever else queued meanwhile (group commit), in call order, and the append
-resolves only once it is. Reads and sweeps use a reader connection of their own (WAL: they
-never wait for the writer) on a worker thread. The sweep deletes through the writer too.
+the call, from each key's last id; the appends of one event-loop pass become one job of
+multi-row inserts in the metadata writer's queue, so they are committed with whatever else
+queued meanwhile (group commit), in call order, and each append resolves only once it is.
+Reads and sweeps use a reader connection of their own (WAL: they never wait for the writer)
+on a worker thread. The sweep deletes through the writer too.
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ SELECT key, (SELECT MAX(id) FROM history WHERE history.key = keys.key) FROM keys
 WHERE key IS NOT NULL
 """
 _NO_BOUND = 2**62
+_ROWS = 256  # rows per INSERT: 768 parameters, below SQLite's oldest limit of 999
 _encode = msgspec.msgpack.Encoder().encode
 _decode = msgspec.msgpack.Decoder(HistoryEntry).decode
 
@@ -52,6 +54,8 @@ class SQLiteHistoryStore:
         self._reader: sqlite3.Connection | None = None
         self._lock = threading.Lock()  # the reader is used by one thread at a time
         self._cursor = ""  # the sweep goes on from the key after this one
+        # Appends of this loop pass, committed together: (key, id, entry, future).
+        self._pending: list[tuple[str, int, bytes, asyncio.Future[int]]] = []
 
     async def open(self) -> None:
         db = sqlite3.connect(self._store.path, check_same_thread=False)
@@ -71,22 +75,42 @@ class SQLiteHistoryStore:
         last = self._last.get(key, 0)
         ident = max(last + 1, ts * HISTORY_IDS_PER_MS)
         self._last[key] = ident
-        committed = self._store.submit(
-            [("INSERT INTO history VALUES (?, ?, ?)", (key, ident, _encode(entry)))]
-        )
-        done: asyncio.Future[int] = committed.get_loop().create_future()
+        loop = asyncio.get_running_loop()
+        done: asyncio.Future[int] = loop.create_future()
+        if not self._pending:
+            loop.call_soon(self._flush)
+        self._pending.append((key, ident, _encode(entry), done))
+        return done
+
+    def _flush(self) -> None:
+        """Hand this loop pass's appends to the writer as one job of multi-row INSERTs: the
+        writer thread then steps SQLite once per ``_ROWS`` rows, not once per message."""
+        pending, self._pending = self._pending, []
+        statements = []
+        for i in range(0, len(pending), _ROWS):
+            chunk = pending[i : i + _ROWS]
+            values = ", ".join("(?, ?, ?)" for _ in chunk)
+            args = tuple(x for key, ident, blob, _ in chunk for x in (key, ident, blob))
+            statements.append((f"INSERT INTO history VALUES {values}", args))
+        try:
+            committed = self._store.submit(statements)
+        except Exception as exc:  # the store is not open (any more)
+            for *_, done in pending:
+                if not done.done():
+                    done.set_exception(exc)
+            return
 
         def settle(f: asyncio.Future[None]) -> None:
-            if done.done():
-                return
             error = f.exception()
-            if error is None:
-                done.set_result(ident)
-            else:
-                done.set_exception(error)
+            for _, ident, _, done in pending:
+                if done.done():
+                    continue
+                if error is None:
+                    done.set_result(ident)
+                else:
+                    done.set_exception(error)
 
         committed.add_done_callback(settle)
-        return done
 
     def _query(self, sql: str, args: tuple[Any, ...]) -> list[Any]:
         assert self._reader is not None, "store not open"
