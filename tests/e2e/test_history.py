@@ -446,3 +446,33 @@ async def test_rtm2_api_history_prints_the_stored_messages_page_by_page(
     out = await rtm2_api(server, "history", channel, "--type", "user")
     assert out.returncode == 1
     assert f"code {ErrorCode.INVALID_USER_ID}" in out.stderr
+
+
+async def test_the_development_app_keeps_history_for_make_run_users(tmp_path: Path) -> None:
+    server = await asyncio.to_thread(
+        subprocess.Popen,
+        [sys.executable, "-m", "rtm2", "serve", "--port", "0"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+        cwd=tmp_path,
+    )
+    try:
+        assert server.stdout is not None
+        url = ""
+        while not url:
+            line = await asyncio.to_thread(server.stdout.readline)
+            assert line, "rtm2 serve did not start"
+            if "serving on " in line:
+                url = line.split("serving on ", 1)[1].split()[0]
+        app = json.loads((tmp_path / "rtm2-data" / "dev-app.json").read_text())
+        client = rtm2.RTMClient(rtm2.RTMConfig(app_id=app["app_id"], user_id="alice"))
+        client.set_parameters({rtm2.PARAM_ENDPOINT: url})
+        await client.login(rtm2.build_rtm_token(app["app_id"], app["certificate"], "alice", 600))
+        await client.publish("lobby", "kept", store_in_history=True)
+        found, _ = await client.history.get_messages("lobby", ChannelType.MESSAGE)
+        assert [m.message for m in found] == ["kept"]
+        await client.logout()
+    finally:
+        server.terminate()
+        await asyncio.to_thread(server.wait, 10)
