@@ -4,6 +4,7 @@ scripts). It fronts the asyncio ``rtm2.RTMClient`` on an event-loop thread of it
 
 from .client.sync import (
     EventStream,
+    History,
     JoinResult,
     Lock,
     LoginStreams,
@@ -15,6 +16,7 @@ from .client.sync import (
 
 __all__ = [
     "EventStream",
+    "History",
     "JoinResult",
     "Lock",
     "LoginStreams",

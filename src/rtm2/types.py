@@ -12,6 +12,7 @@ from enum import IntEnum
 from typing import NamedTuple
 
 __all__ = [
+    "HistoryMessage",
     "ChannelType",
     "ConnectionChangeReason",
     "ConnectionEvent",
@@ -276,3 +277,21 @@ class RecoveryEvent(NamedTuple):
     recovered: bool
     restored: bool
     reason: str = ""
+
+
+class HistoryMessage(NamedTuple):
+    """A message read back from history (``client.history.get_messages``).
+
+    ``message`` is ``bytes`` for BINARY and ``str`` for STRING messages; ``timestamp`` is the
+    server time in ms when it was stored; ``id`` is unique within the channel (or peer
+    conversation) and orders its messages: a newer message has a larger id.
+    """
+
+    id: int
+    user_id: str
+    channel: str
+    channel_type: ChannelType
+    message: bytes | str
+    message_type: MessageType
+    custom_type: str = ""
+    timestamp: int = 0

@@ -288,6 +288,7 @@ SDK_HOOKS = (
         (rtm2.Presence, rtm2.sync.Presence),
         (rtm2.Storage, rtm2.sync.Storage),
         (rtm2.Lock, rtm2.sync.Lock),
+        (rtm2.History, rtm2.sync.History),
         (rtm2.StreamChannel, rtm2.sync.StreamChannel),
         (rtm2.EventStream, rtm2.sync.EventStream),
     ],

@@ -17,6 +17,7 @@ from rtm2.protocol.frames import (
     AcquireLock,
     Batch,
     ClientFrame,
+    GetHistory,
     Hello,
     Login,
     Logout,
@@ -181,6 +182,7 @@ def fake_session(state: SessionState) -> tuple[Session, FakeConnection, list[str
         **{n: Recorder(calls, n) for n in ("handshake", "stream", "messages", "presence")},
         storage=Recorder(calls, "storage"),
         locks=Recorder(calls, "locks"),
+        history=Recorder(calls, "history"),
     )
     hub = SimpleNamespace(routes=bind(services), clock=lambda: 0.0, counts=Counts())
     conn = FakeConnection()
@@ -196,6 +198,7 @@ def test_the_bound_table_routes_each_request_to_its_service() -> None:
         Publish(2, "c", b""),
         WhoNow(3, "c", 1),
         AcquireLock(4, "c", 1, "l"),
+        GetHistory(6, "c", 1),
         Logout(5),
     ):
         session._handle(frame)
@@ -204,6 +207,7 @@ def test_the_bound_table_routes_each_request_to_its_service() -> None:
         "messages.publish",
         "presence.who_now",
         "locks.acquire",
+        "history.get",
         "handshake.logout",
     ]
     assert conn.sent == []

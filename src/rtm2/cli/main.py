@@ -27,7 +27,9 @@ from ..server import (
 )
 from ..server.engines.base import EngineUnavailable
 from .api import api
+from .api_history import history as _api_history  # noqa: F401 (registers `rtm2 api history`)
 from .bench import bench
+from .bench_history import history as _bench_history  # noqa: F401 (`rtm2 bench history`)
 from .demo import demo
 
 __all__ = ["main"]

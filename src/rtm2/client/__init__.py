@@ -9,6 +9,7 @@ from .client import (
     RTMClient,
     RTMConfig,
 )
+from .history import History
 from .lock import Lock
 from .presence import Presence, UserList, WhoNowResult
 from .storage import Storage
@@ -21,6 +22,7 @@ __all__ = [
     "PARAM_SIDECAR_PATH",
     "PARAM_SIDECAR_PORT",
     "EventStream",
+    "History",
     "JoinResult",
     "Lock",
     "LoginStreams",

@@ -107,6 +107,22 @@ class MessageChannels:
             None,
         )
 
+    async def publish_stored(
+        self, channel: str, message: bytes | str, channel_type: ChannelType, custom_type: str
+    ) -> None:
+        """See ``RTMClient.publish`` (``store_in_history=True``)."""
+        if channel_type == ChannelType.STREAM:
+            raise RTMError(
+                ErrorCode.INVALID_PARAMETER, "stream channels keep no history: publish_topic"
+            )
+        payload, message_type = message_payload(message)
+        await self._session.request(
+            lambda rid: Publish(
+                rid, channel, payload, message_type, channel_type, custom_type, True
+            ),
+            None,
+        )
+
     def _drop(self, channel: str, code: ErrorCode) -> None:
         self._flags.pop(channel, None)
         self._session.offsets.forget((ChannelType.MESSAGE, channel, ""))

@@ -45,6 +45,7 @@ from .config import (
     checked_parameters,
 )
 from .connection import Link
+from .history import History
 from .lifecycle import ClientSession, LoginStreams
 from .lock import Lock
 from .offsets import OffsetBook
@@ -117,6 +118,7 @@ class RTMClient:
         self.presence = Presence(self._session)
         self.storage = Storage(self._session)
         self.lock = Lock(self._session)
+        self.history = History(self._session)
         self._features = _Features(self.presence, self.storage, self.lock)
         self._messages = MessageChannels(self._session, self._features)
         self._stream_channels: dict[str, StreamChannel] = {}
@@ -232,13 +234,23 @@ class RTMClient:
         *,
         channel_type: ChannelType = ChannelType.MESSAGE,
         custom_type: str = "",
+        store_in_history: bool = False,
     ) -> None:
         """Publish to a message channel, or (``channel_type=USER``) send to the user
         ``channel``. A ``str`` is sent as STRING (UTF-8), bytes-like as BINARY.
 
         A peer message returns once the recipient's session has it; an offline recipient
         raises CHANNEL_RECEIVER_OFFLINE. Publishing to a channel needs no subscription.
+
+        ``store_in_history``: also keep the message in the channel's (or the peer
+        conversation's) history, read with ``client.history.get_messages``; the call returns
+        once it is stored durably. An app without history raises
+        HISTORY_OPERATION_NOT_PERMITTED; a stored peer message to an offline user raises
+        CHANNEL_RECEIVER_OFFLINE_BUT_STORE_SUCCEEDED (docs/HISTORY.md).
         """
+        if store_in_history:
+            await self._messages.publish_stored(channel, message, channel_type, custom_type)
+            return
         await self._messages.publish(channel, message, channel_type, custom_type)
 
     # --- parameters ------------------------------------------------------------------------

@@ -254,13 +254,23 @@ class StreamChannel:
                 del self._topics[topic]
 
     async def publish_topic(
-        self, topic: str, message: bytes | str, custom_type: str = "", send_ts: int = 0
+        self,
+        topic: str,
+        message: bytes | str,
+        custom_type: str = "",
+        send_ts: int = 0,
+        store_in_history: bool = False,
     ) -> None:
         """Publish one message in a topic joined with ``join_topic``.
 
         ``str`` messages are sent as STRING (UTF-8), bytes-like ones as BINARY. Returns once
-        the server accepted the message for delivery.
+        the server accepted the message for delivery. Stream channels keep no history, as in
+        RTM 2: ``store_in_history=True`` raises INVALID_PARAMETER.
         """
+        if store_in_history:
+            raise RTMError(
+                ErrorCode.INVALID_PARAMETER, "stream-channel topics are not stored in history"
+            )
         self._require_joined()
         if topic not in self._joined_topics:
             raise RTMError(ErrorCode.CHANNEL_TOPIC_NOT_JOINED, f"not in topic {topic!r}")

@@ -29,10 +29,12 @@ from ..types import ChannelType, ConnectionEvent, Message, RecoveryEvent
 from . import RTMClient as AsyncRTMClient
 from . import RTMConfig
 from .sync_apis import JoinResult, Lock, Presence, Storage, StreamChannel
+from .sync_history import History
 from .sync_loop import EventStream, LoopThread, refuse_in_event_loop
 
 __all__ = [
     "EventStream",
+    "History",
     "JoinResult",
     "Lock",
     "LoginStreams",
@@ -76,6 +78,7 @@ class RTMClient:
         self.presence = Presence(self._client.presence, self._loop)
         self.storage = Storage(self._client.storage, self._loop)
         self.lock = Lock(self._client.lock, self._loop)
+        self.history = History(self._client.history, self._loop)
         self._channels: dict[str, StreamChannel] = {}
         self._channels_lock = threading.Lock()
 
@@ -232,10 +235,15 @@ class RTMClient:
         *,
         channel_type: ChannelType = ChannelType.MESSAGE,
         custom_type: str = "",
+        store_in_history: bool = False,
     ) -> None:
         """Publish to a message channel, or (``channel_type=USER``) send to a user."""
         self._loop.run(
             lambda: self._client.publish(
-                channel, message, channel_type=channel_type, custom_type=custom_type
+                channel,
+                message,
+                channel_type=channel_type,
+                custom_type=custom_type,
+                store_in_history=store_in_history,
             )
         )

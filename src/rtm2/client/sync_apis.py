@@ -396,10 +396,19 @@ class StreamChannel:
         self._loop.run(lambda: self._channel.leave_topic(topic))
 
     def publish_topic(
-        self, topic: str, message: bytes | str, custom_type: str = "", send_ts: int = 0
+        self,
+        topic: str,
+        message: bytes | str,
+        custom_type: str = "",
+        send_ts: int = 0,
+        store_in_history: bool = False,
     ) -> None:
         """Publish one message in a topic joined with ``join_topic``."""
-        self._loop.run(lambda: self._channel.publish_topic(topic, message, custom_type, send_ts))
+        self._loop.run(
+            lambda: self._channel.publish_topic(
+                topic, message, custom_type, send_ts, store_in_history
+            )
+        )
 
     def subscribe_topic(self, topic: str, users: Iterable[str] = ()) -> EventStream[Message]:
         """Receive the messages of ``users`` in ``topic``; returns the topic's message stream."""

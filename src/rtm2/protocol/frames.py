@@ -23,7 +23,10 @@ __all__ = [
     "ChannelMetadataWrite",
     "GetChannelMetadata",
     "GetLocks",
+    "GetHistory",
     "GetUserMetadata",
+    "HistoryMessage",
+    "HistoryResult",
     "LockDetail",
     "LockEvent",
     "MetadataItem",
@@ -249,6 +252,9 @@ class Publish(_Frame, tag=15):
     message_type: int = 0
     channel_type: int = 1
     custom_type: str = ""
+    # Keep the message in the channel's (or the conversation's) history; acknowledged once
+    # it is durable. See docs/HISTORY.md.
+    store_in_history: bool = False
 
 
 class WhoNow(_Frame, tag=16):
@@ -434,6 +440,20 @@ class Resume(_Frame, tag=34):
     positions: list[Position] = []
 
 
+class GetHistory(_Frame, tag=35):
+    """Stored messages of a message channel (``channel_type`` 1) or of the conversation with
+    the user ``channel`` (3), newest first. ``start`` (exclusive) and ``end`` (inclusive) are
+    server times in ms or positions (a ``new_start``); 0 = no bound. The result is a
+    :class:`HistoryResult`."""
+
+    rid: int
+    channel: str
+    channel_type: int
+    count: int = 100
+    start: int = 0
+    end: int = 0
+
+
 Request = (
     Hello
     | Login
@@ -468,6 +488,7 @@ Request = (
     | GetLocks
     | CancelAcquire
     | Resume
+    | GetHistory
 )
 ClientFrame = Request | Ping
 
@@ -755,3 +776,22 @@ class ResumeResult(_Frame):
     unrecovered: list[Position] = []
     # Replaces the one presented: each resume hands out a new token and retires the old one.
     resume_token: str = ""
+
+
+class HistoryMessage(_Frame):
+    """One stored message; ``id`` is unique in its channel and orders it (newer is larger)."""
+
+    id: int
+    publisher: str
+    payload: bytes
+    message_type: int = 0
+    custom_type: str = ""
+    timestamp: int = 0
+
+
+class HistoryResult(_Frame):
+    """Result of :class:`GetHistory`: ``new_start`` is the ``start`` of the next, older page
+    (0: there is none)."""
+
+    messages: list[HistoryMessage]
+    new_start: int = 0

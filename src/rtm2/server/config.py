@@ -20,6 +20,8 @@ __all__ = [
     "AppConfig",
     "AppLimits",
     "ConfigError",
+    "DEV_HISTORY",
+    "HistoryConfig",
     "HttpConfig",
     "ServerConfig",
     "Timers",
@@ -103,6 +105,65 @@ LOCK_ADMIN_POLICIES = ("members", "anyone", "server")
 USER_METADATA_POLICIES = ("self", "all")
 
 
+HISTORY_READ_POLICIES = ("anyone", "subscribers")
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
+_UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+
+
+def parse_duration(value: object) -> float:
+    """Seconds of ``"7d"``, ``"12h"``, ``"30m"``, ``"45s"``, ``"500ms"`` or a number of
+    seconds; ``"forever"`` (and 0) is 0."""
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        seconds = float(value)
+    elif isinstance(value, str) and value.strip() == "forever":
+        return 0.0
+    else:
+        match = _DURATION.match(str(value))
+        if match is None:
+            raise ConfigError(f'bad duration {value!r}: use e.g. "7d", "12h", "forever"')
+        seconds = float(match.group(1)) * _UNIT_SECONDS[match.group(2) or "s"]
+    if seconds < 0:
+        raise ConfigError(f"bad duration {value!r}: negative")
+    return seconds
+
+
+@dataclass(frozen=True, slots=True)
+class HistoryConfig:
+    """An app's message history (``[apps.history]``, docs/HISTORY.md). Off unless enabled."""
+
+    enabled: bool = False
+    retention: float = 7 * 86400.0  # seconds; 0 = forever
+    max_messages_per_channel: int = 10000  # 0 = no bound
+    # Who may read a message channel's history: any logged-in user of the app, or only
+    # users subscribed to the channel. A peer conversation: only its two users, always.
+    history_read: str = "anyone"
+
+    def __post_init__(self) -> None:
+        if self.history_read not in HISTORY_READ_POLICIES:
+            raise ConfigError(f"history_read must be one of {HISTORY_READ_POLICIES}")
+        if self.max_messages_per_channel < 0 or self.retention < 0:
+            raise ConfigError("history retention and max_messages_per_channel must be >= 0")
+
+    @classmethod
+    def from_toml(cls, raw: dict[str, Any]) -> HistoryConfig:
+        unknown = set(raw) - {"enabled", "retention", "max_messages_per_channel", "history_read"}
+        if unknown:
+            raise ConfigError(f"unknown history settings: {', '.join(sorted(unknown))}")
+        enabled = raw.get("enabled", False)
+        if not isinstance(enabled, bool):
+            raise ConfigError("history enabled must be true or false")
+        return cls(
+            enabled,
+            parse_duration(raw.get("retention", "7d")),
+            int(raw.get("max_messages_per_channel", 10000)),
+            str(raw.get("history_read", "anyone")),
+        )
+
+
+# The development app keeps history, so `make run` users can try it.
+DEV_HISTORY = HistoryConfig(enabled=True, retention=7 * 86400.0, max_messages_per_channel=10000)
+
+
 @dataclass(frozen=True, slots=True)
 class AppConfig:
     """One app: its id, its certificates, its stream-join policy and its limits.
@@ -126,6 +187,8 @@ class AppConfig:
     # Keys of the app's backend for the HTTP API (docs/API.md), as given or as
     # "sha256:<hex>" so the config file need not hold the key itself.
     api_keys: tuple[str, ...] = ()
+    # Message history (``[apps.history]``): off unless enabled.
+    history: HistoryConfig = field(default_factory=HistoryConfig)
 
     def __post_init__(self) -> None:
         if not _HEX32.match(self.app_id):
@@ -162,6 +225,7 @@ class AppConfig:
             "user_metadata_write",
             "lock_admin",
             "api_keys",
+            "history",
         }
         if unknown:
             raise ConfigError(f"unknown app settings: {', '.join(sorted(unknown))}")
@@ -174,8 +238,9 @@ class AppConfig:
                 str(raw.get("user_metadata_write", "self")),
                 str(raw.get("lock_admin", "members")),
                 tuple(str(k) for k in raw.get("api_keys", ())),
+                HistoryConfig.from_toml(raw.get("history", {})),
             )
-        except (KeyError, TypeError) as exc:
+        except (KeyError, TypeError, ValueError) as exc:
             raise ConfigError(f"bad app settings: {exc}") from None
 
 
@@ -355,7 +420,9 @@ def ensure_dev_app(data_dir: Path) -> tuple[AppConfig, bool]:
                 path, {"app_id": app_id, "certificate": cert, "api_key": secrets.token_urlsafe(24)}
             )["api_key"]
         )
-        return AppConfig(app_id, (cert,), DEV_APP_POLICY, api_keys=(api_key,)), False
+        return AppConfig(
+            app_id, (cert,), DEV_APP_POLICY, api_keys=(api_key,), history=DEV_HISTORY
+        ), False
     data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
     raw = _write_private(
         path,
@@ -366,7 +433,11 @@ def ensure_dev_app(data_dir: Path) -> tuple[AppConfig, bool]:
         },
     )
     return AppConfig(
-        raw["app_id"], (raw["certificate"],), DEV_APP_POLICY, api_keys=(raw["api_key"],)
+        raw["app_id"],
+        (raw["certificate"],),
+        DEV_APP_POLICY,
+        api_keys=(raw["api_key"],),
+        history=DEV_HISTORY,
     ), True
 
 

@@ -35,6 +35,7 @@ from .engines.base import Ban, BusEvent, BusKind, Engine, EngineUnavailable, bus
 from .features import Features
 from .gateway import Connection, Outbox
 from .handshake import Handshake
+from .history import HistoryService
 from .interest import Interest
 from .locks import LockService
 from .messages import MessageService
@@ -133,6 +134,8 @@ class Hub:
             peers=self,
             counts=self.counts,
         )
+        self.history = HistoryService(engine.history_store, self.apps.get)
+        self.messages.history = self.history
         self._listeners: list[SessionListener] = []
         # Told of a session's end in this order: locks count down before the channels are
         # left, and the presence leave comes last, announced as a timeout when it was one.
@@ -497,6 +500,7 @@ class Hub:
         self.presence.sweep()
         self.locks.sweep()
         self.recovery.prune()
+        self.history.sweep()
 
     def _sweep_stream_tokens(self, session: Session, now: float) -> None:
         warning = self.config.timers.token_warning

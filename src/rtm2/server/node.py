@@ -103,6 +103,9 @@ class _NodeApi:
         messages: MessageService = hub.messages
         self.publish_from_server = messages.publish_from_server
         self.send_from_server = messages.send_from_server
+        self.publish_stored_from_server = messages.publish_stored_from_server
+        self.send_stored_from_server = messages.send_stored_from_server
+        self.history_page = hub.history.page
         self._started = time.time()
         self._sample = (self._started, 0)  # (when, messages published by then): for info()
 

@@ -32,6 +32,7 @@ from ..protocol.frames import (
     ChannelMetadataWrite,
     ClientFrame,
     GetChannelMetadata,
+    GetHistory,
     GetLocks,
     GetState,
     GetUserMetadata,
@@ -66,6 +67,7 @@ from ..protocol.frames import (
 
 if TYPE_CHECKING:
     from .handshake import Handshake
+    from .history import HistoryService
     from .locks import LockService
     from .messages import MessageService
     from .presence import PresenceService
@@ -140,6 +142,8 @@ class Services(Protocol):
     def storage(self) -> StorageService: ...
     @property
     def locks(self) -> LockService: ...
+    @property
+    def history(self) -> HistoryService: ...
 
 
 # A handler answers the request itself, or returns an awaitable when the answer comes later
@@ -212,6 +216,8 @@ TABLE: dict[type[ClientFrame], _Entry] = {
     RevokeLock: _entry(RevokeLock, _LOGGED_IN, lambda h: h.locks.revoke),
     GetLocks: _entry(GetLocks, _LOGGED_IN, lambda h: h.locks.get),
     CancelAcquire: _entry(CancelAcquire, _LOGGED_IN, lambda h: h.locks.cancel),
+    # message history
+    GetHistory: _entry(GetHistory, _LOGGED_IN, lambda h: h.history.get),
 }
 
 # What a session looks a frame up in: (states that allow it, the bound handler).

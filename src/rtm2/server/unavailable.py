@@ -13,6 +13,7 @@ from __future__ import annotations
 from ..errors import ErrorCode
 from ..protocol.frames import (
     ClientFrame,
+    GetHistory,
     GetState,
     JoinTopic,
     LeaveTopic,
@@ -46,6 +47,7 @@ UNAVAILABLE: dict[type[ClientFrame], ErrorCode] = {
     GetState: ErrorCode.PRESENCE_NOT_CONNECTED,
     SetState: ErrorCode.PRESENCE_NOT_CONNECTED,
     RemoveState: ErrorCode.PRESENCE_NOT_CONNECTED,
+    GetHistory: ErrorCode.HISTORY_NOT_AVAILABLE,
 }
 
 

@@ -16,7 +16,7 @@ RTM error codes; the service layer picks the code by the request that failed
 from __future__ import annotations
 
 import struct
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from enum import IntEnum
 from typing import Protocol
 
@@ -60,6 +60,9 @@ __all__ = [
     "UNNUMBERED",
     "frame_offset",
     "FENCES_KEPT",
+    "HISTORY_IDS_PER_MS",
+    "HistoryEntry",
+    "HistoryStore",
     "subject_app",
     "numbered",
     "StreamStore",
@@ -493,6 +496,50 @@ class BanStore(Protocol):
         """Up to ``limit`` current bans of ``app``, soonest end first (for operators)."""
 
 
+# --- message history ---------------------------------------------------------------------------
+
+# A stored message's id is its time in ms times this, plus its rank among the channel's
+# messages of that ms: ids order a channel's messages and break ties inside a millisecond, and
+# stay below 2**53 (exact in JSON and JavaScript) until the year 2255.
+HISTORY_IDS_PER_MS = 1000
+
+
+class HistoryEntry(msgspec.Struct, array_like=True, frozen=True, gc=False):
+    """A stored message as the engine keeps it (its id is the store's)."""
+
+    publisher: str
+    payload: bytes
+    message_type: int = 0
+    custom_type: str = ""
+
+
+class HistoryStore(Protocol):
+    """Stored messages per key (a message channel's subject, or a peer conversation's key),
+    durable, shared by all nodes. Ids are ``ms * HISTORY_IDS_PER_MS + rank``: each is above
+    every id the key had, and the next id of a key is at least ``ts * HISTORY_IDS_PER_MS``."""
+
+    def append(
+        self, key: str, entry: HistoryEntry, ts: int, keep: int, retention_ms: int
+    ) -> Awaitable[int]:
+        """Store ``entry`` (published at ``ts`` ms) and resolve with its id once durable.
+
+        Called, not awaited, in publish order: the store takes the message at the call, so
+        one node's messages of one key get ids in call order. ``keep`` (> 0) bounds the key's
+        messages and ``retention_ms`` (> 0) their age; the store removes the rest in its own
+        time (on a later append or a ``sweep``), so a reader filters by age itself."""
+
+    async def read(
+        self, key: str, before: int, after: int, count: int
+    ) -> list[tuple[int, HistoryEntry]]:
+        """At most ``count`` (id, entry) of ``key`` with ``after <= id < before``, newest
+        first (``before`` 0: no upper bound)."""
+
+    async def sweep(self, limits: Callable[[str], tuple[int, int]], budget: int) -> int:
+        """Remove messages over their key's (keep, retention_ms) (``limits(key)``; 0 = no
+        bound) and return how many, deleting at most about ``budget`` per call. Engines that
+        trim as they append (Redis) may do nothing here."""
+
+
 class Engine(Protocol):
     """Everything a server node needs from an engine."""
 
@@ -513,6 +560,9 @@ class Engine(Protocol):
 
     @property
     def ban_store(self) -> BanStore: ...
+
+    @property
+    def history_store(self) -> HistoryStore: ...
 
     def make_broker(self, handler: BusHandler, gap: Callable[[str | None], None]) -> Broker:
         """The node's broker, delivering events on subscribed subjects to ``handler``.

@@ -10,6 +10,7 @@ from pathlib import Path
 from .bans import SQLiteBanStore
 from .base import BusEvent, BusHandler, PresenceEntry, TopicPublishers, numbered
 from .sqlite import SQLiteStore
+from .sqlite_history import SQLiteHistoryStore
 
 __all__ = [
     "OFFSETS_IDLE",
@@ -34,6 +35,7 @@ class MemoryEngine:
         self.metadata_store = self.lock_store = SQLiteStore(data_dir / "rtm2.db")
         self.recovery_store = MemoryRecoveryStore(offsets_idle)
         self.ban_store = SQLiteBanStore(self.metadata_store)
+        self.history_store = SQLiteHistoryStore(self.metadata_store)
 
     def make_broker(self, handler: BusHandler, gap: Callable[[str | None], None]) -> MemoryBroker:
         return MemoryBroker(handler, self.recovery_store.offsets)
@@ -41,8 +43,10 @@ class MemoryEngine:
     async def start(self) -> None:
         await self.metadata_store.open()
         await self.ban_store.open()
+        await self.history_store.open()
 
     async def close(self) -> None:
+        await self.history_store.close()
         await self.metadata_store.close()
 
     shared = False  # one node: everything in the stores is this node's

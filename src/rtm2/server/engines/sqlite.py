@@ -204,6 +204,12 @@ class SQLiteStore:
             await asyncio.to_thread(self._writer.join, 5.0)
             self._writer = None
 
+    def submit(self, statements: list[Statement]) -> asyncio.Future[None]:
+        """Queue ``statements`` for the writer's next group commit (the history store shares
+        it); the future is done once they are committed."""
+        assert self._writer is not None, "store not open"
+        return self._writer.submit(statements)
+
     async def _commit(self, statements: list[Statement]) -> str:
         """Make ``statements`` durable; "" on success, otherwise why the store is broken."""
         if self._broken:

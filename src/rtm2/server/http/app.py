@@ -31,6 +31,7 @@ from ...protocol.names import is_valid_user_id
 from ...types import MessageType
 from ..config import AppConfig
 from ..engines.base import EngineUnavailable
+from .history import HistoryBackend, history_routes
 from .keys import Keyring
 from .listing import ListingBackend, listing_routes
 from .storage import StorageBackend, storage_routes
@@ -54,9 +55,30 @@ log = logging.getLogger("rtm2.http")
 _KEYS: list[dict[str, list[str]]] = [{"apiKey": []}, {"bearer": []}]
 
 
-class ApiBackend(StorageBackend, ListingBackend, Protocol):
+class ApiBackend(StorageBackend, ListingBackend, HistoryBackend, Protocol):
     """What the API asks of the node: it publishes, delivers and knows whether it is ready;
-    metadata and locks as ``StorageBackend``, listings as ``ListingBackend``."""
+    metadata and locks as ``StorageBackend``, listings as ``ListingBackend``, stored messages
+    as ``HistoryBackend``."""
+
+    async def publish_stored_from_server(
+        self,
+        app: AppConfig,
+        channel: str,
+        payload: bytes,
+        message_type: int,
+        custom_type: str,
+        publisher: str,
+    ) -> None: ...
+
+    async def send_stored_from_server(
+        self,
+        app: AppConfig,
+        user: str,
+        payload: bytes,
+        message_type: int,
+        custom_type: str,
+        publisher: str,
+    ) -> None: ...
 
     def publish_from_server(
         self,
@@ -118,6 +140,7 @@ class MessageBody(msgspec.Struct, forbid_unknown_fields=True):
     message_b64: str | None = None
     custom_type: str = ""
     publisher: str = "server"  # the publisher subscribers see (a valid user id)
+    store_in_history: bool = False  # also keep it in history (docs/HISTORY.md)
 
 
 class Sent(msgspec.Struct):
@@ -175,6 +198,8 @@ def _status_of(code: int) -> int:
         return HTTP_404_NOT_FOUND
     if code == ErrorCode.INVALID_APP_ID:
         return HTTP_404_NOT_FOUND
+    if code == ErrorCode.CHANNEL_RECEIVER_OFFLINE_BUT_STORE_SUCCEEDED:
+        return HTTP_404_NOT_FOUND  # offline, as 11033, but the message is in history
     if "TOO_FREQUENT" in ErrorCode(code).name:
         return HTTP_429_TOO_MANY_REQUESTS
     return HTTP_400_BAD_REQUEST
@@ -358,6 +383,11 @@ def make_app(apps: Mapping[str, AppConfig], keyring: Keyring, backend: ApiBacken
     ) -> Sent:
         app = authorized(request, app_id)
         payload, message_type = _payload(data)
+        if data.store_in_history:
+            await backend.publish_stored_from_server(
+                app, channel, payload, message_type, data.custom_type, _publisher(data)
+            )
+            return Sent(True)
         backend.publish_from_server(
             app, channel, payload, message_type, data.custom_type, _publisher(data)
         )
@@ -378,6 +408,11 @@ def make_app(apps: Mapping[str, AppConfig], keyring: Keyring, backend: ApiBacken
     ) -> Sent:
         app = authorized(request, app_id)
         payload, message_type = _payload(data)
+        if data.store_in_history:
+            await backend.send_stored_from_server(
+                app, user_id, payload, message_type, data.custom_type, _publisher(data)
+            )
+            return Sent(True)
         await backend.send_from_server(
             app, user_id, payload, message_type, data.custom_type, _publisher(data)
         )
@@ -452,6 +487,7 @@ def make_app(apps: Mapping[str, AppConfig], keyring: Keyring, backend: ApiBacken
 
     storage = storage_routes(authorized, backend, _KEYS, _errors(400, 401, 403, 404))
     listing = listing_routes(authorized, admin, backend, _KEYS, _errors)
+    history = history_routes(authorized, backend, _KEYS, _errors(400, 401, 403, 404), _status_of)
     return Litestar(
         [
             health,
@@ -466,6 +502,7 @@ def make_app(apps: Mapping[str, AppConfig], keyring: Keyring, backend: ApiBacken
             presence,
             *storage,
             *listing,
+            *history,
         ],
         exception_handlers={
             ApiError: _on_api_error,

@@ -16,6 +16,7 @@ from ...redisio import Commands, RedisClient, RedisClusterClient, Script, redact
 from ..base import BusHandler
 from .bans import RedisBanStore
 from .broker import RedisBroker
+from .history import RedisHistoryStore
 from .locks import RedisLockStore
 from .metadata import RedisMetadataStore
 from .nodes import RedisNodes
@@ -63,6 +64,7 @@ class RedisEngine:
         self.metadata_store = self.lock_store = RedisStore(self._client, prefix, self.cluster)
         self.recovery_store = RedisRecoveryStore(self._client, prefix)
         self.ban_store = RedisBanStore(self._client, prefix)
+        self.history_store = RedisHistoryStore(self._client, prefix)
         self._nodes = RedisNodes(self._client, prefix)
         self._brokers: list[RedisBroker] = []
 
