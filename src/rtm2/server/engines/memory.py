@@ -9,6 +9,7 @@ from pathlib import Path
 
 from .base import BusEvent, BusHandler, PresenceEntry, TopicPublishers, numbered
 from .sqlite import SQLiteStore
+from .sqlite_outbox import SQLiteOutbox
 
 __all__ = [
     "OFFSETS_IDLE",
@@ -32,12 +33,14 @@ class MemoryEngine:
         self.presence_store = MemoryPresenceStore()
         self.metadata_store = self.lock_store = SQLiteStore(data_dir / "rtm2.db")
         self.recovery_store = MemoryRecoveryStore(offsets_idle)
+        self.event_outbox = SQLiteOutbox(self.metadata_store)
 
     def make_broker(self, handler: BusHandler, gap: Callable[[str | None], None]) -> MemoryBroker:
         return MemoryBroker(handler, self.recovery_store.offsets)
 
     async def start(self) -> None:
         await self.metadata_store.open()
+        await self.event_outbox.open()
 
     async def close(self) -> None:
         await self.metadata_store.close()

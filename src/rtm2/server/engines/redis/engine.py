@@ -18,6 +18,7 @@ from .broker import RedisBroker
 from .locks import RedisLockStore
 from .metadata import RedisMetadataStore
 from .nodes import RedisNodes
+from .outbox import RedisOutbox
 from .presence import RedisPresenceStore
 from .recovery import RedisRecoveryStore
 from .stream import RedisStreamStore
@@ -62,6 +63,7 @@ class RedisEngine:
         self.metadata_store = self.lock_store = RedisStore(self._client, prefix, self.cluster)
         self.recovery_store = RedisRecoveryStore(self._client, prefix)
         self._nodes = RedisNodes(self._client, prefix)
+        self.event_outbox = RedisOutbox(self._client, prefix)
         self._brokers: list[RedisBroker] = []
 
     def make_broker(self, handler: BusHandler, gap: Callable[[str | None], None]) -> RedisBroker:
