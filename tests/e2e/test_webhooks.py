@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import signal
 import time
+import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
@@ -17,6 +18,8 @@ import rtm2
 from rtm2 import ChannelType
 
 from ..conftest import APP_A, CERT_A, ServerProcess
+from .proxy import TcpProxy
+from .test_scaling import _forget
 from .util import client_for, token_for, unique
 from .webhook_receiver import Receiver
 
@@ -189,6 +192,45 @@ async def test_every_event_type_arrives_signed_as_clients_use_the_server(
     assert len(set(ids)) == len(ids)
 
 
+async def test_lost_connections_timeouts_kicks_and_revokes_are_told_as_such(
+    tmp_path: Path, receiver: Receiver, hooked: list[HookedServer], clients: Clients
+) -> None:
+    srv = _start(hooked, tmp_path / "n", [_hook(receiver, events=["user.*", "lock.*"])])
+    room = unique("room")
+    admin = await clients.login(srv)
+    async with TcpProxy(int(srv.url.rsplit(":", 1)[1])) as proxy:
+        lost = client_for(srv, unique("lost"), auto_reconnect=False, presence_timeout=5)
+        lost.set_parameters({rtm2.PARAM_ENDPOINT: proxy.url})
+        who = lost.config.user_id
+        await lost.login(token_for(who))
+        await lost.subscribe(room)
+        await lost.lock.set(room, ChannelType.MESSAGE, "L", ttl=10)
+        await lost.lock.acquire(room, ChannelType.MESSAGE, "L")
+        await admin.lock.revoke(room, ChannelType.MESSAGE, "L", who)
+        proxy.cut()
+        await receiver.wait_for(lambda events: bool(receiver.of_type("user.timeout")), 15)
+    kicked = await clients.login(srv)
+    async with httpx.AsyncClient() as http:
+        response = await http.post(
+            f"{srv.http_url}/v1/apps/{APP_A}/users/{kicked.config.user_id}/kick",
+            json={"reason": "spam"},
+            headers=_admin(srv),
+        )
+        assert response.status_code == 200, response.text
+    await receiver.wait_for(lambda events: bool(receiver.of_type("user.kicked")))
+    (disconnected,) = receiver.of_type("user.disconnected")
+    assert disconnected["data"] == {"user_id": who, "reason": "connection lost"}
+    (timed_out,) = receiver.of_type("user.timeout")
+    assert timed_out["data"]["user_id"] == who
+    (revoked,) = receiver.of_type("lock.revoked")
+    assert (revoked["data"]["lock"], revoked["data"]["owner"]) == ("L", who)
+    assert not receiver.of_type("lock.released")
+    (kick,) = receiver.of_type("user.kicked")
+    assert kick["data"] == {"user_id": kicked.config.user_id, "reason": "spam"}
+    user_events = [e["type"] for e in receiver.events if e["data"].get("user_id") == who]
+    assert user_events == ["user.login", "user.disconnected", "user.timeout"]
+
+
 async def test_events_wait_for_a_receiver_that_is_down_and_arrive_in_order_per_channel(
     tmp_path: Path, receiver: Receiver, hooked: list[HookedServer], clients: Clients
 ) -> None:
@@ -297,3 +339,56 @@ def _metric(text: str, name: str) -> float:
         if line.startswith(name + " "):
             return float(line.rsplit(" ", 1)[1])
     return 0.0
+
+
+@pytest.mark.redis
+async def test_a_live_node_emits_the_timeouts_of_a_killed_nodes_users_and_their_lock_expiry(
+    tmp_path: Path, receiver: Receiver, hooked: list[HookedServer]
+) -> None:
+    prefix = f"rtm2test:{uuid.uuid4().hex[:12]}:"
+    engine = f'"{REDIS}?prefix={prefix}"'
+    hook = _hook(receiver, events=["user.*", "channel.*", "lock.*"])
+    try:
+        a = _start(hooked, tmp_path / "a", [hook], timers=_MORTAL, server={"engine": engine})
+        _start(hooked, tmp_path / "b", [hook], timers=_MORTAL, server={"engine": engine})
+        room, stage = unique("crash"), unique("stage")
+        victim = client_for(a, unique("victim"), auto_reconnect=False)
+        who = victim.config.user_id
+        await victim.login(token_for(who))
+        await victim.subscribe(room)
+        await victim.stream_channel(stage).join()
+        await victim.lock.set(room, ChannelType.MESSAGE, "L", ttl=10)
+        await victim.lock.acquire(room, ChannelType.MESSAGE, "L")
+        await receiver.wait_for(lambda events: len(events) >= 5)  # login, 2 joins, set, acquire
+        a.signal(signal.SIGKILL)
+        a.wait()
+        await receiver.wait_for(
+            lambda events: (
+                {"user.timeout", "channel.timeout"} <= {e["type"] for e in events}
+                and len([e for e in events if e["type"] == "channel.timeout"]) == 2
+            ),
+            timeout=15,
+        )
+        timeouts = receiver.of_type("channel.timeout")
+        assert {(e["data"]["channel"], e["data"]["channel_type"]) for e in timeouts} == {
+            (room, "message"),
+            (stage, "stream"),
+        }
+        (user_timeout,) = receiver.of_type("user.timeout")
+        assert user_timeout["data"]["user_id"] == who
+        (login,) = receiver.of_type("user.login")
+        dead = login["node"]
+        assert {e["node"] for e in [*timeouts, user_timeout]} - {dead} == {
+            e["node"] for e in [*timeouts, user_timeout]
+        }
+        await receiver.wait_for(lambda events: bool(receiver.of_type("lock.expired")), 20)
+        (expired,) = receiver.of_type("lock.expired")
+        assert (expired["data"]["lock"], expired["data"]["channel"]) == ("L", room)
+        assert expired["node"] not in (dead, "")
+        assert receiver.bad_signatures == 0
+    finally:
+        _forget(prefix)
+
+
+REDIS = "redis://127.0.0.1:6379/0"
+_MORTAL = {"node_timeout": 2.0}  # nodes declare each other dead after 2 s of silence

@@ -115,6 +115,7 @@ class Hub:
             lambda fields: engine.note(self.node_id, fields),
             lambda fields: engine.unnote(self.node_id, fields),
         )
+        self.webhooks.freeing = self.locks.freeing
         features = Features(self.presence, self.storage, self.locks)
         self.stream = StreamService(
             self.engine.stream_store,

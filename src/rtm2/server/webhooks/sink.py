@@ -107,6 +107,9 @@ class Webhooks:
         self.dropped: dict[str, int] = {}  # hook id -> events dropped over its bound
         self.emitted = 0
         self.lost = 0  # events the engine refused to queue (it was unreachable)
+        # (lock scope, name) being freed: (its owner until now, whether revoked)
+        # (``LockService.freeing``).
+        self.freeing: dict[tuple[str, str], tuple[str, bool]] = {}
 
     def start(self) -> None:
         if self.active and self._writer is None:
@@ -225,13 +228,16 @@ class Webhooks:
         if kind is None:
             return
         for lock in pushed.locks:
+            owner, revoked = self.freeing.get((subject, lock.name), (lock.owner, False))
             data = {
                 "channel": pushed.channel,
                 "channel_type": channel_kind(pushed.channel_type),
                 "lock": lock.name,
-                "owner": lock.owner,
+                "owner": owner,
                 "ttl": lock.ttl,
             }
+            if revoked:
+                kind = "lock.revoked"
             self.emit(app, kind, subject, data)
 
     def _on_storage(self, subject: str, event: BusEvent) -> None:
