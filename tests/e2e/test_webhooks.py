@@ -29,9 +29,12 @@ SECRET = "s3cret-of-the-backend"
 class HookedServer(ServerProcess):
     """A server with app A only, whose webhooks are ``hooks`` (TOML key = value lines)."""
 
-    def __init__(self, workdir: Path, hooks: list[dict[str, Any]], **kw: Any) -> None:
+    def __init__(
+        self, workdir: Path, hooks: list[dict[str, Any]], app: str = "", **kw: Any
+    ) -> None:
         super().__init__(workdir, **kw)
         self.hooks = hooks
+        self.app_lines = app  # more settings of the app
 
     def write_config(self) -> Path:
         lines = ["[server]"]
@@ -44,6 +47,7 @@ class HookedServer(ServerProcess):
             f'certificates = ["{CERT_A}"]',
             'lock_admin = "anyone"',
             'stream_join_policy = "login"',
+            self.app_lines,
         ]
         for hook in self.hooks:
             lines.append("[[apps.webhooks]]")
@@ -392,3 +396,40 @@ async def test_a_live_node_emits_the_timeouts_of_a_killed_nodes_users_and_their_
 
 REDIS = "redis://127.0.0.1:6379/0"
 _MORTAL = {"node_timeout": 2.0}  # nodes declare each other dead after 2 s of silence
+
+
+async def test_pull_queues_hand_out_user_and_channel_events_once_oldest_first_and_bounded(
+    tmp_path: Path, hooked: list[HookedServer], clients: Clients
+) -> None:
+    srv = _start(hooked, tmp_path / "n", [], app="event_queue_size = 4")
+    first = await clients.login(srv)
+    room = unique("room")
+    await first.subscribe(room)
+    key = _admin(srv)
+    async with httpx.AsyncClient(base_url=srv.http_url, headers=key) as http:
+        users_url = f"/v1/apps/{APP_A}/events/users"
+        pulled: list[dict[str, Any]] = []
+        deadline = time.monotonic() + 5
+        while not pulled and time.monotonic() < deadline:
+            answer = await http.get(users_url)
+            assert answer.status_code == 200, answer.text
+            pulled = answer.json()["events"]
+        assert [(e["type"], e["data"]["user_id"]) for e in pulled] == [
+            ("user.login", first.config.user_id)
+        ]
+        assert (await http.get(users_url)).json()["events"] == []  # pulled means deleted
+        others = [await clients.login(srv) for _ in range(6)]  # 6 logins, the queue keeps 4
+        await first.logout()
+        await asyncio.sleep(0.5)
+        agora = (await http.get(f"/dev/v2/project/{APP_A}/rtm/vendor/user_events")).json()
+        assert agora["result"] == "success"
+        assert [(e["user_id"], e["type"]) for e in agora["events"]] == [
+            *[(c.config.user_id, "Login") for c in others[3:]],
+            (first.config.user_id, "Logout"),
+        ]
+        channels = (await http.get(f"/dev/v2/project/{APP_A}/rtm/vendor/channel_events")).json()
+        assert [(e["channel_id"], e["user_id"], e["type"]) for e in channels["events"]] == [
+            (room, first.config.user_id, "Join"),
+            (room, first.config.user_id, "Leave"),
+        ]
+        assert (await http.get(f"/v1/apps/{APP_A}/events/channels?limit=0")).status_code == 400

@@ -132,10 +132,15 @@ class AppConfig:
     api_keys: tuple[str, ...] = ()
     # Where the app's events are sent (docs/WEBHOOKS.md); none by default.
     webhooks: tuple[WebhookConfig, ...] = ()
+    # Events kept in each of the app's pull queues (GET .../events/users and .../channels,
+    # docs/WEBHOOKS.md); over it the oldest go. 0: the app has no pull queues.
+    event_queue_size: int = 0
 
     def __post_init__(self) -> None:
         if not _HEX32.match(self.app_id):
             raise ConfigError(f"app id {self.app_id!r} must be 32 hex characters")
+        if not 0 <= self.event_queue_size <= MAX_EVENT_QUEUE:
+            raise ConfigError(f"event_queue_size of app {self.app_id} must be 0..{MAX_EVENT_QUEUE}")
         for cert in self.certificates:
             if not _HEX32.match(cert):
                 raise ConfigError(f"certificate of app {self.app_id} must be 32 hex characters")
@@ -169,6 +174,7 @@ class AppConfig:
             "lock_admin",
             "api_keys",
             "webhooks",
+            "event_queue_size",
         }
         if unknown:
             raise ConfigError(f"unknown app settings: {', '.join(sorted(unknown))}")
@@ -182,9 +188,15 @@ class AppConfig:
                 str(raw.get("lock_admin", "members")),
                 tuple(str(k) for k in raw.get("api_keys", ())),
                 webhooks=_webhooks(raw.get("webhooks", ())),
+                event_queue_size=int(raw.get("event_queue_size", 0)),
             )
-        except (KeyError, TypeError) as exc:
+        except (KeyError, TypeError, ValueError) as exc:
+            if isinstance(exc, ConfigError):
+                raise
             raise ConfigError(f"bad app settings: {exc}") from None
+
+
+MAX_EVENT_QUEUE = 100_000
 
 
 def _webhooks(raw: Any) -> tuple[WebhookConfig, ...]:

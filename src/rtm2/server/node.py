@@ -191,6 +191,9 @@ class _NodeApi:
         found = await self._hub.engine.presence_store.channels(head + prefix)
         return {subj[len(head) :]: users for subj, users in found.items()}
 
+    async def pull_events(self, app: AppConfig, queue: str, limit: int) -> list[dict[str, Any]]:
+        return await self._hub.webhooks.pull(app.app_id, queue, limit)
+
     async def info(self) -> Info:
         hub = self._hub
         online: Counter[str] = Counter()
@@ -272,7 +275,7 @@ class Server:
             # A queue's claim outlives a request to its receiver; a dead node's runs out soon
             # after the node is declared dead.
             lease = self.config.timers.node_timeout + max(
-                h.config.timeout for h in hub.webhooks.all_hooks
+                (h.config.timeout for h in hub.webhooks.all_hooks), default=0.0
             )
             self._delivery = Delivery(hub.webhooks, engine.shared, lease)
             self._delivery.register(hub.metrics.registry)

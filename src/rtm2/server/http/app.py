@@ -32,6 +32,7 @@ from ...protocol.names import is_valid_user_id
 from ...types import MessageType
 from ..config import AppConfig
 from ..engines.base import EngineUnavailable
+from .events import events_routes
 from .keys import Keyring
 from .listing import Info, listing_routes
 from .storage import storage_routes
@@ -127,6 +128,9 @@ class ApiBackend(Protocol):
         """Live channels of the type named with ``prefix``, on every node (``listing.py``)."""
 
     async def info(self) -> Info: ...
+
+    async def pull_events(self, app: AppConfig, queue: str, limit: int) -> list[dict[str, Any]]:
+        """Take events of the app's pull queue ``users`` or ``channels`` (``events.py``)."""
 
 
 # --- bodies and answers -------------------------------------------------------------------
@@ -463,6 +467,7 @@ def make_app(apps: Mapping[str, AppConfig], keyring: Keyring, backend: ApiBacken
 
     storage = storage_routes(authorized, backend, _KEYS, _errors(400, 401, 403, 404))
     listing = listing_routes(authorized, admin, backend, _KEYS, _errors)
+    listing += events_routes(authorized, backend, _KEYS, _errors(400, 401, 403, 404))
     return Litestar(
         [health, ready, openapi, metrics, publish, send, kick, user, presence, *storage, *listing],
         exception_handlers={

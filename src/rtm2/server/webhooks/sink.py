@@ -31,7 +31,7 @@ from ..subjects import parse_subject
 if TYPE_CHECKING:
     from ..config import AppConfig, WebhookConfig
 
-__all__ = ["PARTITIONS", "Hook", "Tap", "Webhooks", "channel_kind"]
+__all__ = ["PARTITIONS", "PULL_QUEUES", "Hook", "PullQueue", "Tap", "Webhooks", "channel_kind"]
 
 log = logging.getLogger("rtm2.server")
 
@@ -82,6 +82,28 @@ class Hook:
         self.types = config.types
 
 
+# The pull queues of an app (GET /v1/apps/{app}/events/...) and the events each keeps.
+PULL_QUEUES = {
+    "users": frozenset(
+        {"user.login", "user.logout", "user.disconnected", "user.timeout", "user.kicked"}
+    ),
+    "channels": frozenset({"channel.join", "channel.leave", "channel.timeout"}),
+}
+
+
+class PullQueue:
+    """One pull queue of an app: its events wait in the outbox (one partition, in order)
+    until a backend pulls them."""
+
+    __slots__ = ("app_id", "bound", "id", "types")
+
+    def __init__(self, app_id: str, name: str, bound: int) -> None:
+        self.app_id = app_id
+        self.id = f"{app_id}/{name}"
+        self.types = PULL_QUEUES[name]
+        self.bound = bound
+
+
 class Webhooks:
     """Turns what happens into envelopes and queues them, durably, for each webhook."""
 
@@ -93,7 +115,12 @@ class Webhooks:
             if app.webhooks:
                 self.hooks[app_id] = [Hook(app_id, i, w) for i, w in enumerate(app.webhooks)]
         self.all_hooks = [h for hooks in self.hooks.values() for h in hooks]
-        self.active = bool(self.all_hooks)
+        self.pulls: dict[str, list[PullQueue]] = {
+            app_id: [PullQueue(app_id, name, app.event_queue_size) for name in PULL_QUEUES]
+            for app_id, app in apps.items()
+            if app.event_queue_size
+        }
+        self.active = bool(self.all_hooks or self.pulls)
         self.wants_messages = any("message.published" in h.types for h in self.all_hooks)
         self._ids = itertools.count(1)
         self._prefix = f"{node}-{os.urandom(4).hex()}-"
@@ -135,10 +162,8 @@ class Webhooks:
     def emit(self, app_id: str, kind: str, key: str, data: dict[str, Any]) -> None:
         """Queue the event for each webhook of the app that wants ``kind``; ``key`` is what
         it is ordered by (a channel's subject, ``user:<app>:<user>``)."""
-        hooks = self.hooks.get(app_id)
-        if not hooks:
-            return
-        wanted = [h for h in hooks if kind in h.types]
+        wanted: list[Hook | PullQueue] = [h for h in self.hooks.get(app_id, ()) if kind in h.types]
+        wanted += [q for q in self.pulls.get(app_id, ()) if kind in q.types]
         if not wanted:
             return
         envelope = {
@@ -152,7 +177,9 @@ class Webhooks:
         body = _encode(envelope)
         part = partition_of(key)
         for hook in wanted:
-            self._pending.setdefault(hook.id, []).append((hook.id, part, body))
+            # A pull queue is one partition: pulled in the order the events happened.
+            entry = (hook.id, part if isinstance(hook, Hook) else 0, body)
+            self._pending.setdefault(hook.id, []).append(entry)
         self.emitted += 1
         self._idle.clear()
         self._wake.set()
@@ -162,6 +189,7 @@ class Webhooks:
 
     async def _write_loop(self) -> None:
         bounds = {h.id: max(1, -(-h.config.queue_bound // PARTITIONS)) for h in self.all_hooks}
+        bounds |= {q.id: q.bound for queues in self.pulls.values() for q in queues}
         while True:
             await self._wake.wait()
             self._wake.clear()
@@ -185,6 +213,24 @@ class Webhooks:
                 if not self._pending:
                     self._idle.set()
 
+    # --- pull queues ----------------------------------------------------------------------
+
+    def has_pull_queues(self, app_id: str) -> bool:
+        return app_id in self.pulls
+
+    async def pull(self, app_id: str, name: str, limit: int) -> list[dict[str, Any]]:
+        """Take up to ``limit`` of the oldest events of the app's pull queue ``name``, in
+        order; they leave the queue (pull and delete)."""
+        queue_id = f"{app_id}/{name}"
+        taken: list[dict[str, Any]] = []
+        while len(taken) < limit:
+            entry = await self.outbox.peek(queue_id, 0, self.node)
+            if entry is None:
+                break
+            await self.outbox.ack(queue_id, 0, entry.id)
+            taken.append(msgspec.json.decode(entry.body))
+        return taken
+
     # --- reading events off the bus --------------------------------------------------------
 
     def tap(self, broker: Broker) -> Broker:
@@ -204,7 +250,7 @@ class Webhooks:
 
     def _on_presence(self, subject: str, event: BusEvent) -> None:
         app, _, _ = parse_subject(subject)
-        if app not in self.hooks:
+        if app not in self.hooks and app not in self.pulls:
             return
         pushed = _presence(event.frame)
         kind = _PRESENCE_TYPES.get(pushed.kind)
@@ -221,7 +267,7 @@ class Webhooks:
 
     def _on_lock(self, subject: str, event: BusEvent) -> None:
         app, _, _ = parse_subject(subject)
-        if app not in self.hooks:
+        if app not in self.hooks and app not in self.pulls:
             return
         pushed = _lock(event.frame)
         kind = _LOCK_TYPES.get(pushed.kind)
@@ -242,7 +288,7 @@ class Webhooks:
 
     def _on_storage(self, subject: str, event: BusEvent) -> None:
         app = subject.split(":", 2)[1]
-        if app not in self.hooks:
+        if app not in self.hooks and app not in self.pulls:
             return
         pushed = _storage(event.frame)
         items = [
@@ -277,7 +323,7 @@ class Webhooks:
 
     def _on_topic(self, subject: str, event: BusEvent) -> None:
         app, _, _ = parse_subject(subject)
-        if app not in self.hooks:
+        if app not in self.hooks and app not in self.pulls:
             return
         pushed = _topic(event.frame)
         kind = {2: "topic.join", 3: "topic.leave"}.get(pushed.kind)
