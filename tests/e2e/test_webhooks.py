@@ -302,18 +302,23 @@ async def test_a_failing_receiver_is_retried_with_backoff_and_one_that_never_rec
         hooked,
         tmp_path / "n",
         [
-            _hook(receiver, events=["channel.join"], name="good"),
+            _hook(receiver, events=["channel.join"], name="good", timeout=0.5),
             _hook(dead, events=["channel.join"], name="dead", queue_bound=8),
         ],
     )
-    receiver.fail_next = 3
+    receiver.slow_next, receiver.fail_next = 1, 3  # a timeout, then three 500s
     alice = await clients.login(srv)
     first = unique("first")
     await alice.subscribe(first)
     await receiver.wait_for(lambda events: len(events) == 1)
-    assert receiver.refusals == 3
+    assert receiver.refusals == 4
+    assert len(receiver.requests) == 5
+    # Backoff from 0.2 s, doubling up to 1 s, each with jitter down to half: the gaps after
+    # the 500s grow (the first gap also holds the 0.5 s timeout).
     gaps = [b - a for a, b in zip(receiver.requests, receiver.requests[1:], strict=False)]
-    assert gaps[1] > gaps[0] * 1.2 or gaps[1] >= 0.3, gaps  # it backs off
+    assert gaps[0] >= 0.5 + 0.1, gaps
+    assert 0.2 <= gaps[1] < 0.6, gaps
+    assert gaps[3] >= 0.4, gaps
     rooms = [unique(f"many{i}-") for i in range(40)]
     for room in rooms:
         await alice.subscribe(room)
@@ -331,6 +336,8 @@ async def test_a_failing_receiver_is_retried_with_backoff_and_one_that_never_rec
     assert _metric(text, 'rtm2_webhook_deliveries_total{webhook="good"}') == 41
     assert _metric(text, 'rtm2_webhook_queue_depth{webhook="dead"}') <= 8
     assert _metric(text, 'rtm2_webhook_failures_total{status="500",webhook="good"}') == 3
+    assert _metric(text, 'rtm2_webhook_failures_total{status="timeout",webhook="good"}') == 1
+    assert _metric(text, 'rtm2_webhook_retries_total{webhook="good"}') == 4
     assert "dropped" in srv.log()
 
 

@@ -30,6 +30,8 @@ class Receiver:
         self.requests: list[float] = []  # when each request came (monotonic)
         self.refusals = 0  # requests answered 500 on purpose
         self.fail_next = 0  # answer 500 to this many requests
+        self.slow_next = 0  # answer this many requests only after ``slow`` seconds
+        self.slow = 2.0
         self.bad_signatures = 0
         self.port = 0
         self._server: uvicorn.Server | None = None
@@ -82,7 +84,11 @@ class Receiver:
             self.bad_signatures += 1
             status = 401
         else:
-            if self.fail_next > 0:
+            if self.slow_next > 0:
+                self.slow_next -= 1
+                self.refusals += 1
+                await asyncio.sleep(self.slow)
+            elif self.fail_next > 0:
                 self.fail_next -= 1
                 self.refusals += 1
                 status = 500
