@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import re
+import tomllib
 from pathlib import Path
 
 import pytest
 
-from rtm2.server.config import ConfigError, WebhookConfig, load_config
+from rtm2.server.config import AppConfig, ConfigError, WebhookConfig, load_config
 
 APP = "a5" * 16
 
@@ -72,3 +74,12 @@ def test_a_bad_webhook_is_a_config_error_that_names_it(
 ) -> None:
     with pytest.raises(ConfigError, match=error):
         _load(tmp_path, f"[[apps.webhooks]]\n{hook}\n")
+
+
+def test_the_documented_examples_load() -> None:
+    docs = Path(__file__).parents[2] / "docs"
+    for name in ("WEBHOOKS.md", "CONFIG.md"):
+        block = re.search(r"```toml\n(.*?)```", (docs / name).read_text(), re.S)
+        assert block is not None
+        apps = [AppConfig.from_toml(a) for a in tomllib.loads(block.group(1))["apps"]]
+        assert apps[0].webhooks
