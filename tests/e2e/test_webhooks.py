@@ -154,6 +154,7 @@ async def test_every_event_type_arrives_signed_as_clients_use_the_server(
     sc = alice.stream_channel(stage)
     await sc.join()
     await sc.join_topic("t")
+    await sc.publish_topic("t", b"\x00\x01")
     await sc.leave_topic("t")
     await sc.leave()
     await bob.unsubscribe(channel)
@@ -184,8 +185,12 @@ async def test_every_event_type_arrives_signed_as_clients_use_the_server(
         "lock.removed",
     ]
     assert got["lock.acquired"]["data"]["owner"] == a
-    assert got["message.published"]["data"]["message"] == "hello"
-    assert got["message.published"]["data"]["publisher"] == a
+    published = [e["data"] for e in receiver.of_type("message.published")]
+    assert {(m["channel"], m["channel_type"], m["topic"], m["message"]) for m in published} == {
+        (channel, "message", "", "hello"),
+        (stage, "stream", "t", "AAE="),  # binary: base64
+    }
+    assert {m["publisher"] for m in published} == {a}
     assert got["topic.join"]["data"] == {"channel": stage, "topic": "t", "user_id": a}
     assert (b, channel) in {
         (e["data"]["user_id"], e["data"]["channel"]) for e in receiver.of_type("channel.leave")
