@@ -202,6 +202,10 @@ class Webhooks:
                         self.lost += len(entries)
                         log.error("webhooks: %d events not queued: %s", len(entries), exc)
                         continue
+                    except Exception:  # the writer must outlive any one bad batch
+                        self.lost += len(entries)
+                        log.exception("webhooks: %d events not queued", len(entries))
+                        continue
                     if dropped:
                         self.dropped[hook_id] = self.dropped.get(hook_id, 0) + dropped
                         log.warning(

@@ -80,13 +80,13 @@ class RedisOutbox:
         return f"{self._prefix}{{wh:{hash_tag(hook)}:{partition}}}:{kind}"
 
     async def put(self, entries: list[tuple[str, int, bytes]], bound: int) -> int:
-        # Sent before any await, in order: events of one queue reach Redis in order.
-        pending = [
-            send(self._client, _PUT, [self._key(hook, part, "q")], [body, bound])
-            for hook, part, body in entries
-        ]
         dropped = 0
         try:
+            # Sent before any await, in order: events of one queue reach Redis in order.
+            pending = [
+                send(self._client, _PUT, [self._key(hook, part, "q")], [body, bound])
+                for hook, part, body in entries
+            ]
             for future in pending:
                 dropped += int(await future)
         except RedisError as exc:
