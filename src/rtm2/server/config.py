@@ -5,6 +5,7 @@ Only the CLI reads the environment and flags; everything below takes explicit va
 
 from __future__ import annotations
 
+import fnmatch
 import json
 import os
 import re
@@ -13,8 +14,10 @@ import tomllib
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from ..protocol.codec import DEFAULT_MAX_FRAME_SIZE
+from ..webhooks import EVENT_TYPES
 
 __all__ = [
     "AppConfig",
@@ -25,6 +28,7 @@ __all__ = [
     "HttpConfig",
     "ServerConfig",
     "Timers",
+    "WebhookConfig",
     "ensure_admin_key",
     "ensure_dev_app",
     "load_config",
@@ -189,10 +193,17 @@ class AppConfig:
     api_keys: tuple[str, ...] = ()
     # Message history (``[apps.history]``): off unless enabled.
     history: HistoryConfig = field(default_factory=HistoryConfig)
+    # Where the app's events are sent (docs/WEBHOOKS.md); none by default.
+    webhooks: tuple[WebhookConfig, ...] = ()
+    # Events kept in each of the app's pull queues (GET .../events/users and .../channels,
+    # docs/WEBHOOKS.md); over it the oldest go. 0: the app has no pull queues.
+    event_queue_size: int = 0
 
     def __post_init__(self) -> None:
         if not _HEX32.match(self.app_id):
             raise ConfigError(f"app id {self.app_id!r} must be 32 hex characters")
+        if not 0 <= self.event_queue_size <= MAX_EVENT_QUEUE:
+            raise ConfigError(f"event_queue_size of app {self.app_id} must be 0..{MAX_EVENT_QUEUE}")
         for cert in self.certificates:
             if not _HEX32.match(cert):
                 raise ConfigError(f"certificate of app {self.app_id} must be 32 hex characters")
@@ -226,6 +237,8 @@ class AppConfig:
             "lock_admin",
             "api_keys",
             "history",
+            "webhooks",
+            "event_queue_size",
         }
         if unknown:
             raise ConfigError(f"unknown app settings: {', '.join(sorted(unknown))}")
@@ -239,9 +252,22 @@ class AppConfig:
                 str(raw.get("lock_admin", "members")),
                 tuple(str(k) for k in raw.get("api_keys", ())),
                 HistoryConfig.from_toml(raw.get("history", {})),
+                webhooks=_webhooks(raw.get("webhooks", ())),
+                event_queue_size=int(raw.get("event_queue_size", 0)),
             )
         except (KeyError, TypeError, ValueError) as exc:
+            if isinstance(exc, ConfigError):
+                raise
             raise ConfigError(f"bad app settings: {exc}") from None
+
+
+MAX_EVENT_QUEUE = 100_000
+
+
+def _webhooks(raw: Any) -> tuple[WebhookConfig, ...]:
+    if not isinstance(raw, list | tuple) or not all(isinstance(w, dict) for w in raw):
+        raise ConfigError("webhooks must be [[apps.webhooks]] tables")
+    return tuple(WebhookConfig.from_toml(w) for w in raw)
 
 
 @dataclass(frozen=True, slots=True)
@@ -465,3 +491,98 @@ def _write_private(path: Path, raw: dict[str, str]) -> dict[str, str]:
         json.dump(raw, f)
     tmp.replace(path)
     return raw
+
+
+# --- webhooks (docs/WEBHOOKS.md) ----------------------------------------------------------
+
+# High volume: sent only to webhooks that name it, never through a wildcard.
+OPT_IN = frozenset({"message.published"})
+_FIELDS = frozenset(
+    {"url", "secret", "events", "name", "timeout", "retry_horizon", "queue_bound"}
+    | {"retry_min", "retry_max"}
+)
+
+
+def matching_types(patterns: tuple[str, ...]) -> frozenset[str]:
+    """The event types ``patterns`` select (``user.*``, ``*``, or exact names)."""
+    chosen: set[str] = set()
+    for pattern in patterns:
+        every = {t for t in EVENT_TYPES if fnmatch.fnmatchcase(t, pattern)}
+        found = every if pattern in OPT_IN else every - OPT_IN
+        if not found and every:
+            raise ConfigError(
+                f"webhook event pattern {pattern!r} selects only {', '.join(sorted(every))}, "
+                "which is sent only to webhooks that name it"
+            )
+        if not found:
+            raise ConfigError(
+                f"webhook event pattern {pattern!r} matches no event type "
+                f"(known: {', '.join(EVENT_TYPES)})"
+            )
+        chosen |= found
+    return frozenset(chosen)
+
+
+@dataclass(frozen=True, slots=True)
+class WebhookConfig:
+    """Where an app's events go, signed with ``secret``; see docs/WEBHOOKS.md."""
+
+    url: str
+    secret: str
+    events: tuple[str, ...] = ("*",)
+    # The metrics label (never the URL, which may carry credentials); default: its index.
+    name: str = ""
+    timeout: float = 10.0  # seconds for the receiver to answer 2xx
+    retry_horizon: float = 24 * 3600.0  # seconds an event is retried before it is dropped
+    # Events kept per webhook (spread over its ordering partitions); over it the oldest go.
+    queue_bound: int = 10_000
+    retry_min: float = 1.0  # first backoff, seconds; doubles per failure, with jitter
+    retry_max: float = 300.0  # longest backoff, seconds
+
+    def __post_init__(self) -> None:
+        parts = urlsplit(self.url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ConfigError(f"webhook url {self.url!r} must be an http:// or https:// URL")
+        if not self.secret:
+            raise ConfigError("a webhook needs a secret (its requests are signed with it)")
+        if not self.events:
+            raise ConfigError("webhook events must name at least one event type or pattern")
+        matching_types(self.events)
+        for name in ("timeout", "retry_horizon", "retry_min", "retry_max"):
+            if getattr(self, name) <= 0:
+                raise ConfigError(f"webhook {name} must be > 0")
+        if self.retry_min > self.retry_max:
+            raise ConfigError("webhook retry_min must be <= retry_max")
+        if self.queue_bound < 1:
+            raise ConfigError("webhook queue_bound must be > 0")
+
+    @property
+    def types(self) -> frozenset[str]:
+        return matching_types(self.events)
+
+    @classmethod
+    def from_toml(cls, raw: dict[str, Any]) -> WebhookConfig:
+        unknown = set(raw) - _FIELDS
+        if unknown:
+            raise ConfigError(f"unknown webhook settings: {', '.join(sorted(unknown))}")
+        try:
+            events = raw.get("events", ("*",))
+            if isinstance(events, str):
+                events = (events,)
+            return cls(
+                str(raw["url"]),
+                str(raw["secret"]),
+                tuple(str(e) for e in events),
+                str(raw.get("name", "")),
+                float(raw.get("timeout", 10.0)),
+                float(raw.get("retry_horizon", 24 * 3600.0)),
+                int(raw.get("queue_bound", 10_000)),
+                float(raw.get("retry_min", 1.0)),
+                float(raw.get("retry_max", 300.0)),
+            )
+        except ConfigError:
+            raise
+        except KeyError as exc:
+            raise ConfigError(f"a webhook needs {exc.args[0]!r}") from None
+        except (TypeError, ValueError) as exc:
+            raise ConfigError(f"bad webhook settings: {exc}") from None

@@ -49,6 +49,7 @@ from .storage import StorageService
 from .stream import StreamService
 from .subjects import SubjectKind, session_subject
 from .table import Routes, SessionState, bind
+from .webhooks.sink import Webhooks
 
 if TYPE_CHECKING:
     from .roles import SessionListener
@@ -97,7 +98,10 @@ class Hub:
         self.bus_gaps_all = 0
         self.bus_gaps_channel = 0
         self.node_id = os.urandom(3).hex()
-        self.broker = self.engine.make_broker(self._on_bus, self._on_bus_gap)
+        # Events for the apps' backends (docs/WEBHOOKS.md); the broker is tapped only when
+        # some app has a webhook.
+        self.webhooks = Webhooks(self.apps, engine.event_outbox, self.node_id)
+        self.broker = self.webhooks.tap(self.engine.make_broker(self._on_bus, self._on_bus_gap))
         self.recovery = Recovery(self._recovery_limits)
         self.replayer = Replay(
             self.recovery, engine.recovery_store, self.broker, self._recovery_limits
@@ -115,6 +119,7 @@ class Hub:
             lambda fields: engine.note(self.node_id, fields),
             lambda fields: engine.unnote(self.node_id, fields),
         )
+        self.webhooks.freeing = self.locks.freeing
         features = Features(self.presence, self.storage, self.locks)
         self.stream = StreamService(
             self.engine.stream_store,
@@ -171,7 +176,7 @@ class Hub:
     def attach(self, session: Session) -> None:
         self.sessions.add(session)
 
-    def connection_lost(self, session: Session) -> None:
+    def connection_lost(self, session: Session, reason: str = "connection lost") -> None:
         """The connection ended. A logged-in session stays (present, holding its channels)
         for its presence timeout, so a user whose network blinks does not leave."""
         if session.state is SessionState.DETACHED:
@@ -181,6 +186,10 @@ class Hub:
             session.detached_at = self.clock()
             self.locks.connection_lost(session)
             self.interest.remove(_session_subject(session))  # peers now find it offline
+            if self.webhooks.active:
+                self.webhooks.user(
+                    session.app_config.app_id, "user.disconnected", session.user_id, reason=reason
+                )
             log.info(
                 "%r connection lost; keeping the session for %d s",
                 session,
@@ -206,6 +215,8 @@ class Hub:
             del self.by_id[session.session_id]
         if was_logged_in:
             log.info("%r session ended%s", session, " (presence timeout)" if timed_out else "")
+            if timed_out and self.webhooks.active:
+                self.webhooks.user(session.app_config.app_id, "user.timeout", session.user_id)
         for listener in self._listeners:
             listener.on_session_end(session, timed_out)
 
@@ -336,6 +347,8 @@ class Hub:
         if session is None:
             return False
         log.info("%r kicked by the app's backend", session)
+        if self.webhooks.active:
+            self.webhooks.user(app, "user.kicked", user, reason=reason)
         attached = session.attached
         self.end(session)
         if attached:
@@ -412,9 +425,15 @@ class Hub:
         except EngineUnavailable as exc:  # other nodes learn of it when the engine is back
             log.warning("%r: cannot tell other nodes about this login: %s", session, exc)
         log.info("%r logged in (%s)", session, session.lifetime())
+        if self.webhooks.active:
+            self.webhooks.user(
+                session.app.app_id, "user.login", session.user_id, session_id=session.session_id
+            )
 
     def logout(self, session: Session) -> None:
         log.info("%r logged out", session)
+        if self.webhooks.active and session.app is not None:
+            self.webhooks.user(session.app.app_id, "user.logout", session.user_id)
         self.end(session)
 
     def resume(self, fresh: Session, f: Resume) -> Session:
@@ -477,7 +496,7 @@ class Hub:
             if mono - session.conn.last_seen > silent_after:
                 log.info("%r silent for %.1f s, dropping", session, mono - session.conn.last_seen)
                 session.conn.cut(CLOSE_POLICY, "keepalive timeout")
-                self.connection_lost(session)
+                self.connection_lost(session, "keepalive timeout")
             elif session.state is not SessionState.LOGGED_IN:
                 if mono - session.opened_at > t.login_timeout:
                     log.info("%r did not log in within %.0f s", session, t.login_timeout)
@@ -486,6 +505,13 @@ class Hub:
             elif session.expires_at:
                 if now >= session.expires_at:
                     log.info("%r token expired, closing", session)
+                    if self.webhooks.active:
+                        self.webhooks.user(
+                            session.app_config.app_id,
+                            "user.logout",
+                            session.user_id,
+                            reason="token expired",
+                        )
                     self.end(session)
                     session.kick(
                         ConnectionChangeReason.TOKEN_EXPIRED,
@@ -539,11 +565,14 @@ class Hub:
     async def _adopt_orphans(self) -> None:
         """Clean up after nodes that died without closing their sessions."""
         entries = await self.engine.orphans(self.node_id, self.config.timers.node_timeout)
+        timed_out: dict[tuple[str, str, str], None] = {}  # (app, user, session): in order
         for orphan in parse_orphans(entries):
             match orphan:
                 case PresenceOrphan(subject, user, member):
+                    timed_out[(subject.split(":", 2)[1], user, member)] = None
                     await self.presence.remove_orphan(subject, user, member)
                 case StreamOrphan(app, channel, user, member):
+                    timed_out[(app, user, member)] = None
                     await self.stream.remove_orphan(app, channel, user, member)
                 case WaitOrphan(scope, name, ticket):
                     await self.locks.withdraw_orphan(scope, name, ticket)
@@ -551,6 +580,9 @@ class Hub:
                     await self.locks.adopt(scope, name, owner)
                 case _:
                     assert_never(orphan)
+        if self.webhooks.active:  # the dead node's users that were in channels timed out
+            for app, user, member in timed_out:
+                self.webhooks.user(app, "user.timeout", user, session_id=member, node_died=True)
 
     def shutdown(self, message: str) -> None:
         """Tell every client the server is going away and close its connection."""

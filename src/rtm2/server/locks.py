@@ -110,6 +110,9 @@ class LockService:
         # Each session's rate of lock calls, every one a durable commit; release and cancel
         # are not counted: refusing them would only keep locks held and queues long.
         self.buckets: dict[Session, RateBucket] = {}
+        # The lock being freed while its event is published: its owner until now, and
+        # whether it was revoked (the webhooks tell lock.revoked apart, and name the owner).
+        self.freeing: dict[LockKey, tuple[str, bool]] = {}
 
     async def start(self) -> None:
         """After a restart nobody is connected: every held lock starts its TTL countdown."""
@@ -171,7 +174,7 @@ class LockService:
         self, app: AppConfig, channel: str, channel_type: int, name: str, owner: str
     ) -> None:
         scope = self._scope(app, channel, channel_type, name)
-        await self._free(scope, name, owner, LockEventType.RELEASED)
+        await self._free(scope, name, owner, LockEventType.RELEASED, revoke=True)
 
     async def locks_of(self, app: AppConfig, channel: str, channel_type: int) -> list[LockDetail]:
         scope = channel_subject(app.app_id, channel, channel_type)
@@ -222,17 +225,23 @@ class LockService:
         self._rate(s)
         scope = self._scope(s.app_config, f.channel, f.channel_type, f.name)
         await self._may_administer(s, scope, f.channel_type)
-        await self._free(scope, f.name, f.owner, LockEventType.RELEASED)
+        await self._free(scope, f.name, f.owner, LockEventType.RELEASED, revoke=True)
         s.reply(f.rid)
 
-    async def _free(self, scope: str, name: str, owner: str, kind: LockEventType) -> None:
+    async def _free(
+        self, scope: str, name: str, owner: str, kind: LockEventType, revoke: bool = False
+    ) -> None:
         outcome = await self.store.revoke(scope, name, owner)
         if outcome.code:
             raise RTMError(outcome.code, outcome.reason)
         assert outcome.lock is not None
         self.countdowns.pop((scope, name), None)
         self._answer_for((scope, name), "")
-        self._event(scope, kind, outcome.lock)
+        self.freeing[(scope, name)] = (owner, revoke)
+        try:
+            self._event(scope, kind, outcome.lock)
+        finally:
+            del self.freeing[(scope, name)]
         await self._grant_next(scope, name)
 
     def _answer_for(self, key: LockKey, owner: str) -> None:

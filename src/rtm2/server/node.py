@@ -31,6 +31,7 @@ from .http.listing import AppInfo, Info, NodeInfo
 from .hub import Hub
 from .messages import MessageService
 from .subjects import channel_subject, parse_subject, subject
+from .webhooks.delivery import Delivery
 
 __all__ = ["Server", "server_ssl_context"]
 
@@ -196,6 +197,9 @@ class _NodeApi:
         found = await self._hub.engine.presence_store.channels(head + prefix)
         return {subj[len(head) :]: users for subj, users in found.items()}
 
+    async def pull_events(self, app: AppConfig, queue: str, limit: int) -> list[dict[str, Any]]:
+        return await self._hub.webhooks.pull(app.app_id, queue, limit)
+
     async def info(self) -> Info:
         hub = self._hub
         online: Counter[str] = Counter()
@@ -236,6 +240,7 @@ class Server:
         self._hub: Hub | None = None
         self._server: asyncio.Server | None = None
         self._sweeper: asyncio.Task[None] | None = None
+        self._delivery: Delivery | None = None
         self.http: HttpListener | None = None
         self.port = config.port
         self._ssl = server_ssl_context(config)
@@ -271,6 +276,16 @@ class Server:
         await engine.heartbeat(hub.node_id)
         if not engine.shared:  # other nodes' locks are theirs: a dead node's are adopted
             await hub.locks.start()
+        if hub.webhooks.active:
+            hub.webhooks.start()
+            # A queue's claim outlives a request to its receiver; a dead node's runs out soon
+            # after the node is declared dead.
+            lease = self.config.timers.node_timeout + max(
+                (h.config.timeout for h in hub.webhooks.all_hooks), default=0.0
+            )
+            self._delivery = Delivery(hub.webhooks, engine.shared, lease)
+            self._delivery.register(hub.metrics.registry)
+            self._delivery.start()
         self._server = await ws_create_server(
             listener_factory(hub.outbox, hub.new_session, hub.admission, self.config.access_key),
             self.config.host,
@@ -316,6 +331,9 @@ class Server:
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(self._server.wait_closed(), 1.0)
         if self._hub is not None:
+            await self._hub.webhooks.stop()  # what was emitted is queued before the engine goes
+            if self._delivery is not None:
+                await self._delivery.stop()
             await self._hub.engine.close()
         log.info("stopped")
 

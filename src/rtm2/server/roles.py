@@ -105,7 +105,7 @@ class SessionRegistry(Protocol):
     def attach(self, session: Session) -> None:
         """A connection opened."""
 
-    def connection_lost(self, session: Session) -> None: ...
+    def connection_lost(self, session: Session, reason: str = "connection lost") -> None: ...
 
     def authenticate(self, app_id: str, user_id: str, token: str) -> tuple[AppConfig, int]:
         """The app and when the login right ends (0 = never), or an RTMError."""

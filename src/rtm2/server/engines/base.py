@@ -54,6 +54,8 @@ __all__ = [
     "bus_routes",
     "Engine",
     "EngineUnavailable",
+    "EventOutbox",
+    "OutboxEntry",
     "PresenceEntry",
     "PresenceStore",
     "RecoveryStore",
@@ -564,6 +566,9 @@ class Engine(Protocol):
     @property
     def history_store(self) -> HistoryStore: ...
 
+    @property
+    def event_outbox(self) -> EventOutbox: ...
+
     def make_broker(self, handler: BusHandler, gap: Callable[[str | None], None]) -> Broker:
         """The node's broker, delivering events on subscribed subjects to ``handler``.
 
@@ -604,3 +609,44 @@ class Engine(Protocol):
         """The ids of the nodes that sent a heartbeat within ``timeout`` s, where the engine
         keeps them (Redis); [] for an engine of one node. Best effort: [] when it does not
         answer (the HTTP API's /v1/info)."""
+
+
+# --- webhook events waiting for delivery (server/webhooks) --------------------------------------
+
+
+class OutboxEntry(msgspec.Struct, frozen=True, gc=False):
+    """A queued webhook event: the engine's id of it, the request body, when it was queued
+    (Unix ms), and how many times a node took it for delivery before (0: never)."""
+
+    id: str
+    body: bytes
+    queued_ms: int
+    attempts: int = 0
+
+
+class EventOutbox(Protocol):
+    """Webhook events waiting for delivery, durable, in queues named (hook, partition).
+
+    A queue is delivered in order by one node at a time: the node that ``claim`` s it. Events
+    of one channel (or one user) always go to the same partition, so they arrive in order.
+    """
+
+    async def put(self, entries: list[tuple[str, int, bytes]], bound: int) -> int:
+        """Append each (hook, partition, body) to its queue, in order; return once they are
+        durable. A queue keeps at most ``bound`` events: the oldest beyond it are dropped.
+        Returns how many were dropped."""
+
+    async def claim(self, hook: str, partition: int, node: str, lease: float) -> bool:
+        """Whether ``node`` delivers the queue for the next ``lease`` seconds (it asks again
+        before they run out). A dead node's claim runs out; another node then takes over
+        the events it had taken, first."""
+
+    async def peek(self, hook: str, partition: int, node: str) -> OutboxEntry | None:
+        """The queue's oldest event not yet acknowledged, or None (``node`` claimed it)."""
+
+    async def ack(self, hook: str, partition: int, entry_id: str) -> None:
+        """The event was delivered (or given up): it leaves the queue for good."""
+
+    async def depth(self, hook: str, partition: int) -> tuple[int, int]:
+        """How many events the queue holds, and when its oldest was queued (Unix ms; 0 if
+        empty)."""

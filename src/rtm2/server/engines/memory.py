@@ -11,6 +11,7 @@ from .bans import SQLiteBanStore
 from .base import BusEvent, BusHandler, PresenceEntry, TopicPublishers, numbered
 from .sqlite import SQLiteStore
 from .sqlite_history import SQLiteHistoryStore
+from .sqlite_outbox import SQLiteOutbox
 
 __all__ = [
     "OFFSETS_IDLE",
@@ -36,6 +37,7 @@ class MemoryEngine:
         self.recovery_store = MemoryRecoveryStore(offsets_idle)
         self.ban_store = SQLiteBanStore(self.metadata_store)
         self.history_store = SQLiteHistoryStore(self.metadata_store)
+        self.event_outbox = SQLiteOutbox(self.metadata_store)
 
     def make_broker(self, handler: BusHandler, gap: Callable[[str | None], None]) -> MemoryBroker:
         return MemoryBroker(handler, self.recovery_store.offsets)
@@ -44,6 +46,7 @@ class MemoryEngine:
         await self.metadata_store.open()
         await self.ban_store.open()
         await self.history_store.open()
+        await self.event_outbox.open()
 
     async def close(self) -> None:
         await self.history_store.close()

@@ -114,6 +114,11 @@ class _Writer(threading.Thread):
         db.close()
 
 
+def _ignore_outcome(future: asyncio.Future[None]) -> None:
+    if not future.cancelled() and future.exception() is not None:
+        log.error("storage: a deferred write failed: %s", future.exception())
+
+
 def _settle(future: asyncio.Future[None], error: BaseException | None) -> None:
     if future.done():
         return
@@ -224,8 +229,13 @@ class SQLiteStore:
         return ""
 
     async def commit(self, statements: list[Statement]) -> str:
-        """``_commit`` for the stores that share this one's database and writer (bans)."""
+        """Commit ``statements`` with the store's writes (group commit: bans, history, outbox)."""
         return await self._commit(statements)
+
+    def commit_later(self, statements: list[Statement]) -> None:
+        """Queue ``statements`` for the writer without waiting for their commit."""
+        if self._writer is not None and not self._broken:
+            self._writer.submit(statements).add_done_callback(_ignore_outcome)
 
     # --- metadata ------------------------------------------------------------------------
 

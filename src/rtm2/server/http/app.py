@@ -31,6 +31,7 @@ from ...protocol.names import is_valid_user_id
 from ...types import MessageType
 from ..config import AppConfig
 from ..engines.base import EngineUnavailable
+from .events import EventsBackend, events_routes
 from .history import HistoryBackend, history_routes
 from .keys import Keyring
 from .listing import ListingBackend, listing_routes
@@ -55,10 +56,10 @@ log = logging.getLogger("rtm2.http")
 _KEYS: list[dict[str, list[str]]] = [{"apiKey": []}, {"bearer": []}]
 
 
-class ApiBackend(StorageBackend, ListingBackend, HistoryBackend, Protocol):
+class ApiBackend(StorageBackend, ListingBackend, HistoryBackend, EventsBackend, Protocol):
     """What the API asks of the node: it publishes, delivers and knows whether it is ready;
     metadata and locks as ``StorageBackend``, listings as ``ListingBackend``, stored messages
-    as ``HistoryBackend``."""
+    as ``HistoryBackend``, pull queues as ``EventsBackend``."""
 
     async def publish_stored_from_server(
         self,
@@ -488,6 +489,7 @@ def make_app(apps: Mapping[str, AppConfig], keyring: Keyring, backend: ApiBacken
     storage = storage_routes(authorized, backend, _KEYS, _errors(400, 401, 403, 404))
     listing = listing_routes(authorized, admin, backend, _KEYS, _errors)
     history = history_routes(authorized, backend, _KEYS, _errors(400, 401, 403, 404), _status_of)
+    listing += events_routes(authorized, backend, _KEYS, _errors(400, 401, 403, 404))
     return Litestar(
         [
             health,

@@ -20,6 +20,7 @@ from .history import RedisHistoryStore
 from .locks import RedisLockStore
 from .metadata import RedisMetadataStore
 from .nodes import RedisNodes
+from .outbox import RedisOutbox
 from .presence import RedisPresenceStore
 from .recovery import RedisRecoveryStore
 from .stream import RedisStreamStore
@@ -66,6 +67,7 @@ class RedisEngine:
         self.ban_store = RedisBanStore(self._client, prefix)
         self.history_store = RedisHistoryStore(self._client, prefix)
         self._nodes = RedisNodes(self._client, prefix)
+        self.event_outbox = RedisOutbox(self._client, prefix)
         self._brokers: list[RedisBroker] = []
 
     def make_broker(self, handler: BusHandler, gap: Callable[[str | None], None]) -> RedisBroker:
