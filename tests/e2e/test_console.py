@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
+import pytest_asyncio
 from playwright.async_api import Browser, Dialog, Page, async_playwright, expect
 
 import rtm2
@@ -18,7 +19,9 @@ from rtm2 import ChannelType
 from ..conftest import API_KEY_A, APP_A, APP_B, ServerProcess
 from .util import Users, next_event, uid, unique
 
-pytestmark = pytest.mark.browser
+# One browser for the module (starting Playwright's driver and Chromium takes seconds), so
+# the tests, and the fixtures they share with it, run in the module's event loop.
+pytestmark = [pytest.mark.browser, pytest.mark.asyncio(loop_scope="module")]
 
 CHROMIUM = "/usr/bin/chromium"
 XSS = "<img src=x onerror=alert(1)>"
@@ -38,7 +41,7 @@ def shots(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
-@pytest.fixture
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
 async def browser() -> AsyncIterator[Browser]:
     async with async_playwright() as p:
         # Root (CI) cannot use Chromium's sandbox; the pages are the test's own.
@@ -71,7 +74,15 @@ class Console:
         await self.page.goto(f"{self.server.http_url}/console/#/{fragment}")
 
 
-@pytest.fixture
+@pytest_asyncio.fixture(loop_scope="module")
+async def users(server: ServerProcess) -> AsyncIterator[Users]:
+    """As tests/e2e/conftest.py's, in the module's loop."""
+    logged = Users(server)
+    yield logged
+    await logged.logout_all()
+
+
+@pytest_asyncio.fixture(loop_scope="module")
 async def console(browser: Browser, server: ServerProcess) -> AsyncIterator[Console]:
     context = await browser.new_context(viewport={"width": 1100, "height": 800})
     c = Console(await context.new_page(), server)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import time
 from collections import Counter
 from typing import TYPE_CHECKING
@@ -21,14 +23,20 @@ class NodeLive:
     def __init__(self, hub: Hub) -> None:
         self._hub = hub
         self.taps = Taps(hub)
-        self._stopping = False
+        self._stopping = asyncio.Event()
 
     def stop(self) -> None:
-        """End every live stream (at their next tick): the node is going away."""
-        self._stopping = True
+        """End every live stream now: the node is going away, and its HTTP listener waits for
+        open responses to end."""
+        self._stopping.set()
+        self.taps.end_all()
 
     def stopping(self) -> bool:
-        return self._stopping
+        return self._stopping.is_set()
+
+    async def pause(self, seconds: float) -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._stopping.wait(), seconds)
 
     def sample(self, app_id: str | None) -> Sample:
         hub = self._hub

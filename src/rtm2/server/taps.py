@@ -47,6 +47,9 @@ class Tap:
             self.frames.append(frame)
         self._wake.set()
 
+    def wake(self) -> None:
+        self._wake.set()
+
     async def wait(self, timeout: float) -> None:
         """Until a frame comes (or the tap ends), at most ``timeout`` seconds."""
         if self.frames or self.closed:
@@ -96,6 +99,13 @@ class Taps:
         if not self._by_subject and self._route is not None:
             self._hub._bus[BusKind.MESSAGE] = self._route
             self._route = None
+
+    def end_all(self) -> None:
+        """End every tap now (the node is stopping): their readers return at once."""
+        for taps in self._by_subject.values():
+            for tap in taps:
+                tap.closed = True
+                tap.wake()
 
     def _on_message(self, subject: str, event: BusEvent) -> None:
         route = self._route

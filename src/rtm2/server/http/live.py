@@ -7,7 +7,6 @@ Kept apart from ``app.py`` as ``listing.py`` is: ``make_app`` passes its key che
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import time
 from collections.abc import AsyncIterator, Callable
@@ -107,6 +106,9 @@ class LiveBackend(Protocol):
     def stopping(self) -> bool:
         """Whether the node is shutting down (streams end then)."""
 
+    async def pause(self, seconds: float) -> None:
+        """Sleep, or less when the node starts shutting down."""
+
 
 def tail_message(frame: bytes) -> TailMessage | None:
     """A tap's frame as the API shows it (None: not a message frame)."""
@@ -179,7 +181,7 @@ def live_routes(
         while not backend.stopping():
             data = msgspec.json.encode(backend.sample(app_id)).decode()
             yield ServerSentEventMessage(data, event="sample")
-            await asyncio.sleep(SAMPLE_EVERY)
+            await backend.pause(SAMPLE_EVERY)
 
     @get(
         "/v1/live",
@@ -236,6 +238,8 @@ def live_routes(
                     await tap.wait(1.0)
                     if tap.overflowed:
                         yield ServerSentEventMessage("too slow", event="dropped")
+                        return
+                    if tap.closed:  # the node is stopping
                         return
                     frames = tap.take()
                     for frame in frames:

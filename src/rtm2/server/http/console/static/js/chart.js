@@ -2,7 +2,7 @@
 
 const NS = "http://www.w3.org/2000/svg";
 const W = 600;
-const H = 140;
+const H = 180;
 const PAD = { left: 44, right: 8, top: 10, bottom: 18 };
 
 function s(tag, attrs = {}, text) {

@@ -203,7 +203,7 @@ function channel(root, [type, name]) {
     h("p", {}, h("a", { href: "#/channels" }, "All channels"), " · ",
       h("a", { href: `#/actions/${type}/${encodeURIComponent(name)}` }, "Actions on this channel")),
     section("Members", {}, members),
-    type === "stream" ? section("Topics", {}, topics) : null,
+    ...(type === "stream" ? [section("Topics", {}, topics)] : []),
     section("Metadata", {}, metadata),
     section("Locks", {}, locks),
     section("Live tail", {},
