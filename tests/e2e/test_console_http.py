@@ -5,6 +5,7 @@ publishers. The browser tests are in test_console.py."""
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 import subprocess
@@ -390,3 +391,40 @@ async def test_a_node_with_a_tail_open_stops_promptly(tmp_path: Path) -> None:
             assert time.monotonic() - started < 2.0
     finally:
         srv.stop()
+
+
+async def test_the_users_waiting_for_a_lock_through_the_node_are_listed_in_order(
+    http: httpx.AsyncClient, server: ServerProcess, users: Users
+) -> None:
+    channel = unique("locked")
+    alice, bob, carol = [await users.login(name) for name in ("alice", "bob", "carol")]
+    for u in (alice, bob, carol):
+        await u.subscribe(channel)
+    headers = {"X-API-Key": API_KEY_A}
+    base = f"/v1/apps/{APP_A}/channels/message/{channel}"
+    assert (await http.put(f"{base}/locks/editor", json={"ttl": 30}, headers=headers)).is_success
+    await alice.lock.acquire(channel, ChannelType.MESSAGE, "editor")
+    waits = []
+    for u in (bob, carol):
+        waits.append(
+            asyncio.create_task(u.lock.acquire(channel, ChannelType.MESSAGE, "editor", retry=True))
+        )
+        expected = [uid(w) for w in (bob, carol)[: len(waits)]]
+        deadline = time.monotonic() + 5
+        while True:
+            found = (await http.get(f"{base}/lock-waiters", headers=headers)).json()
+            if (
+                found["waiters"] == [{"lock": "editor", "users": expected}]
+                or time.monotonic() > deadline
+            ):
+                break
+            await asyncio.sleep(0.05)
+        assert found["waiters"] == [{"lock": "editor", "users": expected}]
+    info = (await http.get("/v1/info", headers={"X-API-Key": server.admin_key})).json()
+    assert found["node"] == info["node"]["id"]
+    await alice.lock.release(channel, ChannelType.MESSAGE, "editor")
+    await waits[0]
+    found = (await http.get(f"{base}/lock-waiters", headers=headers)).json()
+    assert found["waiters"] == [{"lock": "editor", "users": [uid(carol)]}]
+    for task in waits:
+        task.cancel()

@@ -31,6 +31,9 @@ class NodeLive:
         self._stopping.set()
         self.taps.end_all()
 
+    def node_id(self) -> str:
+        return self._hub.node_id
+
     def stopping(self) -> bool:
         return self._stopping.is_set()
 
@@ -61,6 +64,14 @@ class NodeLive:
 
     def close_tail(self, tap: Tap) -> None:
         self.taps.close(tap)
+
+    def lock_waiters(self, app: AppConfig, channel_type: int, channel: str) -> dict[str, list[str]]:
+        subj = channel_subject(app.app_id, channel, channel_type)
+        found: dict[str, list[str]] = {}
+        for (scope, name), queue in self._hub.locks.waiters.items():
+            if scope == subj and queue:
+                found[name] = [w.session.user_id for w in queue]
+        return found
 
     async def publishers(self, app: AppConfig, channel: str, topic: str) -> list[str]:
         return await self._hub.engine.stream_store.publishers(app.app_id, channel, topic)

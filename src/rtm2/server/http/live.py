@@ -31,9 +31,11 @@ __all__ = [
     "AppSample",
     "AppSettings",
     "LiveBackend",
+    "LockWaiters",
     "Publishers",
     "Sample",
     "TailMessage",
+    "Waiters",
     "live_routes",
     "tail_message",
 ]
@@ -91,6 +93,16 @@ class Publishers(msgspec.Struct):
     publishers: list[str]
 
 
+class LockWaiters(msgspec.Struct):
+    lock: str
+    users: list[str]  # in queue order
+
+
+class Waiters(msgspec.Struct):
+    node: str  # the node answering: each node queues the requests of its own sessions
+    waiters: list[LockWaiters]
+
+
 class LiveBackend(Protocol):
     def sample(self, app_id: str | None) -> Sample:
         """The node's counters; ``apps`` of ``app_id`` only, or every app's when None."""
@@ -102,6 +114,11 @@ class LiveBackend(Protocol):
 
     async def publishers(self, app: AppConfig, channel: str, topic: str) -> list[str]:
         """The users publishing in ``topic`` of the stream channel, on every node."""
+
+    def lock_waiters(self, app: AppConfig, channel_type: int, channel: str) -> dict[str, list[str]]:
+        """Users of this node's sessions waiting for each lock of the channel, in order."""
+
+    def node_id(self) -> str: ...
 
     def stopping(self) -> bool:
         """Whether the node is shutting down (streams end then)."""
@@ -287,4 +304,22 @@ def live_routes(
         found = await backend.publishers(app, _channel(channel), topic)
         return Publishers(topic, sorted(u for u in found if is_valid_user_id(u)))
 
-    return [live, app_live, tail, settings, publishers]
+    @get(
+        "/v1/apps/{app_id:str}/channels/{channel_type:str}/{channel:str}/lock-waiters",
+        summary="Users waiting for the channel's locks through this node",
+        description="Each node queues its own sessions' waiting acquires (the engine's queue "
+        "holds tickets, not users): on several nodes, ask each one.",
+        tags=["locks"],
+        security=security,
+        responses=errors(400, 401, 403, 404),
+    )
+    async def lock_waiters(
+        request: Request[Any, Any, Any], app_id: str, channel_type: str, channel: str
+    ) -> Waiters:
+        app = authorized(request, app_id)
+        found = backend.lock_waiters(app, _channel_type(channel_type), _channel(channel))
+        return Waiters(
+            backend.node_id(), [LockWaiters(name, users) for name, users in sorted(found.items())]
+        )
+
+    return [live, app_live, tail, settings, publishers, lock_waiters]

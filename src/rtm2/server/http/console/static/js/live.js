@@ -32,14 +32,16 @@ export function latest() {
   return samples.length ? samples[samples.length - 1] : null;
 }
 
-/** Per second between consecutive samples: [[t, value], ...] for each counter. */
+const WINDOW = 5; // samples a rate is averaged over: a count every few seconds is not a comb
+
+/** Rates per second over the last WINDOW samples, and the connections: [[t, value], ...]. */
 export function series() {
   const out = { connections: [], in: [], out: [], errors: [] };
   for (let i = 0; i < samples.length; i++) {
     const s = samples[i];
     out.connections.push([s.time, s.connections]);
     if (i === 0) continue;
-    const p = samples[i - 1];
+    const p = samples[Math.max(0, i - WINDOW)];
     const dt = Math.max(s.time - p.time, 1e-3);
     // A restarted node starts its counters again: never a negative rate.
     out.in.push([s.time, Math.max(0, (s.published - p.published) / dt)]);

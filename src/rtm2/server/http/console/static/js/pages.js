@@ -63,7 +63,7 @@ function overview(root) {
     h("h2", {}, "Overview"),
     section("Nodes", {}, nodes),
     section("Apps", {}, apps),
-    section("Last 10 minutes (this node)", { class: "charts" },
+    section("Last 10 minutes (this node; rates over 5 s)", { class: "charts" },
       h("figure", {}, h("figcaption", {}, "Connections"), charts.connections),
       h("figure", {}, h("figcaption", {}, "Messages/s ", h("span", { class: "key in" }, "in"), " ", h("span", { class: "key out" }, "out")), charts.messages),
       h("figure", {}, h("figcaption", {}, "Errors/s"), charts.errors)),
@@ -230,8 +230,10 @@ function channel(root, [type, name]) {
     fill(metadata, table(`major revision ${md.major_revision}`, ["Key", "Value", "Revision", "Author", "Updated"],
       md.items.map((i) => [i.key, h("span", { class: "value" }, i.value), String(i.revision), i.author, i.update_ts ? when(i.update_ts / 1000) : ""]), "no item"));
     const lk = await get(`${base}/locks`);
-    fill(locks, table("", ["Lock", "Owner", "TTL (s)"], lk.locks.map((l) => [l.name, l.owner || "(free)", String(l.ttl)]), "no lock"),
-      h("p", { class: "hint" }, "Waiters are not shown: the API does not list them."));
+    const w = await get(`${base}/lock-waiters`);
+    const waiting = Object.fromEntries(w.waiters.map((x) => [x.lock, x.users]));
+    fill(locks, table("", ["Lock", "Owner", "TTL (s)", "Waiters"], lk.locks.map((l) => [l.name, l.owner || "(free)", String(l.ttl), (waiting[l.name] || []).join(", ")]), "no lock"),
+      h("p", { class: "hint" }, `Waiters: those waiting through node ${w.node} (each node queues its own sessions' requests).`));
   }
 
   // Topics: those seen in the tail, and any looked up, with their publishers from the API.
