@@ -4,6 +4,7 @@ the other side. Screenshots of each page go to a pytest temp dir (printed), not 
 
 from __future__ import annotations
 
+import asyncio
 import re
 import time
 from collections.abc import AsyncIterator, Iterator
@@ -163,6 +164,36 @@ async def test_a_new_channel_appears_within_two_seconds_and_its_page_shows_membe
     await page.get_by_role("button", name="Resume").click()
     await expect(tail.locator("li").first).to_contain_text("sent while paused")
     await page.screenshot(path=shots / "channel.png", full_page=True)
+
+
+async def test_a_thousand_channels_are_paged_and_the_page_stays_responsive(
+    console: Console, users: Users
+) -> None:
+    prefix = unique("many-") + "-"
+    clients = await users.login_many(20, "many")
+    names = [f"{prefix}{i:04d}" for i in range(1000)]
+    await asyncio.gather(
+        *(clients[i // 50].subscribe(name) for i, name in enumerate(names))  # 50 a client
+    )
+    page = await logged_in(console)
+    await console.go("channels")
+    await page.get_by_label("Name starts with").fill(prefix)
+    await expect(page.get_by_role("link", name=names[0], exact=True)).to_be_visible()
+    rows = page.locator("main tbody tr")
+    await expect(rows).to_have_count(50)  # one page, not 1,000 rows
+    await page.get_by_role("button", name="Next page").click()
+    await expect(page.get_by_role("link", name=names[50], exact=True)).to_be_visible()
+    await expect(rows).to_have_count(50)
+    # The page answers while the list refreshes every second: a click is handled at once.
+    started = time.monotonic()
+    await page.get_by_role("button", name="Previous page").click()
+    await expect(page.get_by_role("link", name=names[0], exact=True)).to_be_visible()
+    assert time.monotonic() - started < 1.5
+    longest = await page.evaluate(
+        "Math.max(0, ...performance.getEntriesByType('resource')"
+        ".filter(e => e.name.includes('/channels?')).map(e => e.duration))"
+    )
+    assert longest < 1000  # ms for one page of the listing, 1,000 channels live
 
 
 async def test_a_message_published_from_the_console_reaches_the_sdk_client(
