@@ -106,6 +106,21 @@ async def test_a_wrong_key_cannot_log_in(console: Console) -> None:
     assert [c for c in cookies if c["name"] == "rtm2_console"] == []
 
 
+async def test_a_session_ended_elsewhere_brings_the_login_back(console: Console) -> None:
+    page = await logged_in(console)
+    csrf = await page.evaluate("fetch('/console/session').then(r => r.json()).then(me => me.csrf)")
+    # Log out outside the page (as another tab would): the page's next call gets a 401.
+    status = await page.evaluate(
+        "csrf => fetch('/console/logout', {method: 'POST', headers: {'X-CSRF-Token': csrf}})"
+        ".then(r => r.status)",
+        csrf,
+    )
+    assert status == 200
+    await console.go("channels")  # its list refreshes every second
+    await expect(page.get_by_label("Admin key or an app's API key")).to_be_visible()
+    await expect(page.locator("#status")).to_contain_text("log in again")
+
+
 async def test_the_overview_shows_the_node_its_apps_and_a_live_chart(
     console: Console, users: Users, shots: Path
 ) -> None:

@@ -428,3 +428,32 @@ async def test_the_users_waiting_for_a_lock_through_the_node_are_listed_in_order
     assert found["waiters"] == [{"lock": "editor", "users": [uid(carol)]}]
     for task in waits:
         task.cancel()
+
+
+async def test_the_tail_of_a_stream_channel_gives_each_messages_topic(
+    http: httpx.AsyncClient, server: ServerProcess
+) -> None:
+    channel = unique("show")
+    client = client_for(server, unique("host"), app_id=APP_SMALL)
+    await client.login(rtm2.build_rtm_token(APP_SMALL, CERT_SMALL, uid(client)))
+    try:
+        stream = client.stream_channel(channel)
+        await stream.join()
+        await stream.join_topic("scores")
+        path = f"/v1/apps/{APP_SMALL}/channels/stream/{channel}/tail"
+        headers = {"X-API-Key": server.admin_key}
+        async with http.stream("GET", path, headers=headers, timeout=10) as response:
+            async for kind, data in events(response):
+                if kind == "ready":
+                    await stream.publish_topic("scores", "2-1")
+                elif kind == "message":
+                    message = json.loads(data)
+                    assert (message["channel"], message["topic"], message["text"]) == (
+                        channel,
+                        "scores",
+                        "2-1",
+                    )
+                    assert message["publisher"] == uid(client)
+                    break
+    finally:
+        await client.logout()

@@ -91,6 +91,12 @@ $("app-select").addEventListener("change", (e) => {
 });
 
 window.addEventListener("hashchange", route);
+window.addEventListener("rtm2-logged-out", () => {
+  if (cleanup) cleanup();
+  cleanup = null;
+  showLogin();
+  status("The session ended: log in again.", "error");
+});
 
 (async () => {
   try {

@@ -15,5 +15,10 @@ export function status(text, kind = "info") {
 }
 
 export function report(err) {
+  if (err instanceof ApiError && err.status === 401 && ctx.me !== null) {
+    // The session ended (expired, logged out elsewhere, the node restarted): log in again.
+    window.dispatchEvent(new Event("rtm2-logged-out"));
+    return;
+  }
   status(err instanceof ApiError ? err.message : String(err), "error");
 }
