@@ -26,9 +26,11 @@ from .engines.memory import MemoryEngine
 from .gateway import listener_factory
 from .http import HttpListener, make_app
 from .http.app import ChannelRef, Presence, PresentUser, UserInfo
+from .http.console import Console
 from .http.keys import Keyring
 from .http.listing import AppInfo, Info, NodeInfo
 from .hub import Hub
+from .livefeed import NodeLive
 from .messages import MessageService
 from .subjects import channel_subject, parse_subject, subject
 from .webhooks.delivery import Delivery
@@ -242,6 +244,7 @@ class Server:
         self._sweeper: asyncio.Task[None] | None = None
         self._delivery: Delivery | None = None
         self.http: HttpListener | None = None
+        self.live: NodeLive | None = None  # the console's live streams (issue 18)
         self.port = config.port
         self._ssl = server_ssl_context(config)
 
@@ -304,8 +307,9 @@ class Server:
         http = self.config.http
         if http.enabled:
             keyring = Keyring(self.config.apps, http.admin_key)
+            self.live = NodeLive(hub)
             self.http = HttpListener(
-                make_app(hub.apps, keyring, _NodeApi(hub, self.url)),
+                make_app(hub.apps, keyring, _NodeApi(hub, self.url), Console(self.live)),
                 http.host,
                 http.port,
                 hub.counts.observe_http,
@@ -314,6 +318,8 @@ class Server:
 
     async def stop(self, message: str = "server shutting down") -> None:
         """Stop accepting, tell every client why, and close all connections."""
+        if self.live is not None:
+            self.live.stop()  # its streams end, so the HTTP listener need not wait for them
         if self.http is not None:
             await self.http.stop()
         if self._server is not None:

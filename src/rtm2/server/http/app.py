@@ -8,7 +8,7 @@ import base64
 import binascii
 import logging
 from collections.abc import Iterator, Mapping
-from typing import Annotated, Any, Protocol
+from typing import TYPE_CHECKING, Annotated, Any, Protocol
 
 import msgspec
 from litestar import Litestar, Request, Response, delete, get, post
@@ -35,7 +35,11 @@ from .events import EventsBackend, events_routes
 from .history import HistoryBackend, history_routes
 from .keys import Keyring
 from .listing import ListingBackend, listing_routes
+from .live import live_routes
 from .storage import StorageBackend, storage_routes
+
+if TYPE_CHECKING:
+    from .console import Console
 
 __all__ = [
     "ApiBackend",
@@ -303,16 +307,36 @@ def _strict_bodies(document: dict[str, Any]) -> dict[str, Any]:
     return document
 
 
-def make_app(apps: Mapping[str, AppConfig], keyring: Keyring, backend: ApiBackend) -> Litestar:
+def make_app(
+    apps: Mapping[str, AppConfig],
+    keyring: Keyring,
+    backend: ApiBackend,
+    console: "Console | None" = None,  # the web console and its live routes (issue 18)
+) -> Litestar:
+    def owner_of(request: Request[Any, Any, Any]) -> str | None:
+        """What the request's key opens ('*': all), or its console session cookie; None for
+        neither. A key given wins over a cookie."""
+        key = _presented_key(request)
+        if key:
+            return keyring.app_of(key)
+        if console is None:
+            return None
+        owner, csrf_ok = console.owner(request)
+        if owner is not None and not csrf_ok:
+            raise ApiError(
+                HTTP_403_FORBIDDEN, ErrorCode.LOGIN_NOT_AUTHORIZED, "CSRF token missing or wrong"
+            )
+        return owner
+
     def authorized(request: Request[Any, Any, Any], app_id: str) -> AppConfig:
         key = _presented_key(request)
-        if not key:
+        owner = owner_of(request)
+        if not key and owner is None:
             raise ApiError(
                 HTTP_401_UNAUTHORIZED,
                 ErrorCode.INVALID_TOKEN,
                 f"no key: give {API_KEY_HEADER} or Authorization: Bearer",
             )
-        owner = keyring.app_of(key)
         if owner is None:
             raise ApiError(HTTP_401_UNAUTHORIZED, ErrorCode.INVALID_TOKEN, "unknown API key")
         if owner not in ("*", app_id):
@@ -325,8 +349,7 @@ def make_app(apps: Mapping[str, AppConfig], keyring: Keyring, backend: ApiBacken
         return app
 
     def admin(request: Request[Any, Any, Any]) -> None:
-        key = _presented_key(request)
-        owner = keyring.app_of(key) if key else None
+        owner = owner_of(request)
         if owner is None:
             raise ApiError(HTTP_401_UNAUTHORIZED, ErrorCode.INVALID_TOKEN, "admin key needed")
         if owner != "*":
@@ -490,7 +513,7 @@ def make_app(apps: Mapping[str, AppConfig], keyring: Keyring, backend: ApiBacken
     listing = listing_routes(authorized, admin, backend, _KEYS, _errors)
     history = history_routes(authorized, backend, _KEYS, _errors(400, 401, 403, 404), _status_of)
     listing += events_routes(authorized, backend, _KEYS, _errors(400, 401, 403, 404))
-    return Litestar(
+    app = Litestar(
         [
             health,
             ready,
@@ -534,3 +557,10 @@ def make_app(apps: Mapping[str, AppConfig], keyring: Keyring, backend: ApiBacken
         logging_config=None,
         debug=False,
     )
+    if console is not None:
+        for handler in [
+            *live_routes(authorized, admin, console.live, _KEYS, _errors),
+            *console.routes(apps, keyring),
+        ]:
+            app.register(handler)
+    return app
