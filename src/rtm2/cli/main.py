@@ -29,6 +29,7 @@ from ..server.engines.base import EngineUnavailable
 from .api import api
 from .bench import bench
 from .demo import demo
+from .sidecar import sidecar
 
 __all__ = ["main"]
 
@@ -350,6 +351,7 @@ def token_stream(
 cli.add_command(api)
 cli.add_command(bench)
 cli.add_command(demo)
+cli.add_command(sidecar)
 
 
 def main() -> None:
