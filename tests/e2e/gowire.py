@@ -57,6 +57,20 @@ def frame(header: bytes) -> bytes:
     return flex(total) + body
 
 
+async def eventually(check: Callable[[], Any], timeout: float = 5.0) -> None:
+    """Poll a (possibly async) check until it is truthy."""
+    deadline = time.monotonic() + timeout
+    while True:
+        result = check()
+        if asyncio.iscoroutine(result):
+            result = await result
+        if result:
+            return
+        if time.monotonic() > deadline:
+            raise TimeoutError("condition not met in time")
+        await asyncio.sleep(0.05)
+
+
 class Reply:
     def __init__(self, header: pb.Header) -> None:
         self.header = header
@@ -77,6 +91,7 @@ class GoWire:
         self.seq = itertools.count(1)
         self.pending: dict[int, asyncio.Future[Reply]] = {}
         self.replies: dict[int, int] = {}  # seqId -> how many replies came for it
+        self.events_before: dict[int, int] = {}  # seqId -> events received before its reply
         self.events: list[tuple[int, Any]] = []  # every event, in arrival order
         self.unclaimed: list[tuple[int, Any]] = []  # events no wait_event took yet
         self.arrived = asyncio.Condition()
@@ -95,6 +110,18 @@ class GoWire:
         self._task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await self._task
+
+    async def pause(self) -> None:
+        """Stop reading, like a Go client whose event loop is stuck: once the socket buffers
+        fill, the sidecar cannot write to this connection any more."""
+        self._task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._task
+        self.writer.transport.pause_reading()
+
+    def resume(self) -> None:
+        self.writer.transport.resume_reading()
+        self._task = asyncio.get_running_loop().create_task(self._read())
 
     async def _read(self) -> None:
         try:
@@ -119,6 +146,7 @@ class GoWire:
                         self.arrived.notify_all()
                 else:
                     self.replies[header.seqId] = self.replies.get(header.seqId, 0) + 1
+                    self.events_before.setdefault(header.seqId, len(self.events))
                     future = self.pending.pop(header.seqId, None)
                     if future is not None and not future.done():
                         future.set_result(Reply(header))
