@@ -13,8 +13,9 @@ import pytest
 import rtm2
 from rtm2 import ChannelType, ErrorCode
 from rtm2.sidecar.proto import gosdk_pb2 as pb
+from rtm2.tokens import build_stream_token
 
-from ..conftest import APP_A, APP_OPEN, ServerProcess, free_port
+from ..conftest import APP_A, APP_OPEN, CERT_A, ServerProcess, free_port
 from .gowire import GoWire, SidecarProcess
 from .util import Users, token_for, unique
 
@@ -578,6 +579,17 @@ async def test_token_will_expire_then_renew_token(sidecar: SidecarProcess) -> No
         warned = await go.wait_event(pb.TokenPrivilegeExpire)
         assert warned.channel == ""
         await go.ok(104, pb.RenewTokenReq(token=token(user)))
+        # A stream channel's own token: its notice names the channel; renewed on the channel.
+        channel = unique("tc")
+        join_token = build_stream_token(APP_A, CERT_A, channel, user, 4)
+        TOKENS.append(join_token)
+        await go.ok(4, pb.StreamJoinReq(channel=channel, token=join_token))
+        await go.wait_event(pb.StreamTopicEvent)
+        stream_warned = await go.wait_event(pb.TokenPrivilegeExpire)
+        assert stream_warned.channel == channel
+        fresh = build_stream_token(APP_A, CERT_A, channel, user, 3600)
+        TOKENS.append(fresh)
+        await go.ok(104, pb.RenewTokenReq(token=fresh, channel=channel))
         bad = await go.call(104, pb.RenewTokenReq(token="007garbage"))
         assert bad.code == ErrorCode.INVALID_TOKEN
         other = await go.call(104, pb.RenewTokenReq(token=token("someone-else")))
@@ -589,6 +601,9 @@ async def test_token_will_expire_then_renew_token(sidecar: SidecarProcess) -> No
         # Still logged in well past the first token's expiry.
         await asyncio.sleep(3)
         await go.ok(36, pb.PresenceWhereNowReq(userId=user))
-        assert [e.state for e in go.of(pb.ConnectionStateChangeEvent)] == [CONNECTING, CONNECTED]
+        refused = await go.call(8, pb.StreamMessageReq(channel=channel, topic="t"))
+        assert refused.code == ErrorCode.CHANNEL_TOPIC_NOT_JOINED
+        states = [(e.state, e.channel) for e in go.of(pb.ConnectionStateChangeEvent)]
+        assert states == [(CONNECTING, ""), (CONNECTED, ""), (CONNECTED, channel)]
     finally:
         await go.close()
