@@ -16,7 +16,7 @@ COMPILE     := --quiet --generate-hashes --allow-unsafe --strip-extras --no-emit
 LOCK_VENV   := .venv-lock
 PYTEST_ARGS ?=
 
-.PHONY: run test test-fast test-latest lint lock bench clean
+.PHONY: run test test-fast test-latest lint lock bench clean proto
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -76,6 +76,10 @@ bench: $(VENV)/.dev-installed
 	$(BIN)/rtm2 bench fanout --engine redis://127.0.0.1:6379/0 --nodes 2
 	$(BIN)/rtm2 bench connections
 	$(BIN)/python bench/ws_libraries.py
+
+## proto: regenerate rtm2.sidecar's protobuf code (committed; a unit test checks it is current)
+proto: $(VENV)/.dev-installed
+	$(BIN)/python -m rtm2.sidecar.proto.generate
 
 clean:
 	rm -rf $(VENV) $(LOCK_VENV) .mypy_cache .pytest_cache .ruff_cache

@@ -163,3 +163,17 @@ def test_the_sync_facade_uses_only_the_public_async_api(path: Path) -> None:
 
 def test_rtm2_sync_is_the_facade_and_nothing_else() -> None:
     assert imported(SRC / "sync.py") == {"rtm2.client.sync"}
+
+
+@pytest.mark.parametrize("path", modules("sidecar"), ids=lambda p: p.name)
+def test_the_go_sidecar_is_a_client_of_the_server_through_the_public_sdk(path: Path) -> None:
+    names = {n for n in imported(path) if n.startswith("rtm2")}
+    assert not any(n.split(".")[:2] in (["rtm2", "server"], ["rtm2", "cli"]) for n in names)
+    assert not any(n.startswith("rtm2.client.") for n in names), "only rtm2.client's public names"
+
+
+@pytest.mark.parametrize("name", ["framing", "dialect", "convert"])
+def test_the_go_sidecar_codec_does_no_io(name: str) -> None:
+    names = imported(SRC / "sidecar" / f"{name}.py")
+    assert not names & {"asyncio", "socket", "ssl", "selectors"}
+    assert not any(n.startswith(("rtm2.client", "rtm2.server", "rtm2.cli")) for n in names)

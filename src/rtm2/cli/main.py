@@ -31,6 +31,7 @@ from .api_history import history as _api_history  # noqa: F401 (registers `rtm2 
 from .bench import bench
 from .bench_history import history as _bench_history  # noqa: F401 (`rtm2 bench history`)
 from .demo import demo
+from .sidecar import sidecar
 
 __all__ = ["main"]
 
@@ -352,6 +353,7 @@ def token_stream(
 cli.add_command(api)
 cli.add_command(bench)
 cli.add_command(demo)
+cli.add_command(sidecar)
 
 
 def main() -> None:
