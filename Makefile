@@ -16,7 +16,7 @@ COMPILE     := --quiet --generate-hashes --allow-unsafe --strip-extras --no-emit
 LOCK_VENV   := .venv-lock
 PYTEST_ARGS ?=
 
-.PHONY: run test test-fast test-latest lint lock bench clean proto
+.PHONY: run test test-fast test-latest lint lock bench bench-check clean proto
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -76,6 +76,12 @@ bench: $(VENV)/.dev-installed
 	$(BIN)/rtm2 bench fanout --engine redis://127.0.0.1:6379/0 --nodes 2
 	$(BIN)/rtm2 bench connections
 	$(BIN)/python bench/ws_libraries.py
+	$(BIN)/rtm2 bench peers --runs 3
+
+## bench-check: instructions per publish under callgrind against bench/callgrind_baseline.json
+## (fails on > 5 % more; refresh with `$(BIN)/python bench/callgrind_publish.py --update`)
+bench-check: $(VENV)/.dev-installed
+	$(BIN)/python bench/callgrind_publish.py --check
 
 ## proto: regenerate rtm2.sidecar's protobuf code (committed; a unit test checks it is current)
 proto: $(VENV)/.dev-installed

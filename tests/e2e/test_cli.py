@@ -192,3 +192,22 @@ def test_bench_fanout_runs_across_two_nodes_on_redis_and_cleans_up() -> None:
         ["redis-cli", "--scan", "--pattern", "rtm2bench:*"], capture_output=True, text=True
     )
     assert left.stdout.strip() == ""
+
+
+@pytest.mark.redis
+def test_bench_peers_compares_rtm2_with_a_redis_server_it_starts_and_loses_nothing() -> None:
+    out = rtm2_cmd(
+        "bench",
+        "peers",
+        *("--systems", "rtm2,redis", "--n", "2", "--seconds", "0.3"),
+        *("--latency-subscribers", "3", "--latency-rate", "200"),
+    )
+    assert out.returncode == 0, out.stderr
+    row = next(line for line in out.stdout.splitlines() if line.startswith("| 2 |"))
+    cells = [c.strip() for c in row.strip("|").split("|")]
+    # rtm2 and Redis each measured (deliveries/s in brackets), then their ratio.
+    assert float(cells[1].split()[0]) > 0, row
+    assert all(re.fullmatch(r"\d+\.\d{3} \([\d,]+\)", c) for c in cells[1:3]), row
+    assert re.fullmatch(r"\d+\.\d\d|n/a", cells[3]), row
+    assert "| rtm2 / redis |" in out.stdout
+    assert out.stdout.rstrip().endswith("nothing lost or reordered"), out.stdout

@@ -16,6 +16,7 @@ import time
 from collections.abc import Coroutine
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import click
 import psutil
@@ -24,6 +25,9 @@ from ..client import PARAM_ENDPOINT, EventStream, RTMClient, RTMConfig
 from ..errors import RTMError
 from ..types import Message
 from .local import local_server
+
+if TYPE_CHECKING:
+    from .peers import PeerResult
 
 __all__ = ["bench"]
 
@@ -420,3 +424,154 @@ def connections(count: int) -> None:
     click.echo(f"{count} connections; {pinning}; server RSS at start {base / 1024:.1f} MiB")
     click.echo(f"  idle, logged in:                  {idle:.1f} KiB per connection")
     click.echo(f"  + joined a channel and subscribed: {joined:.1f} KiB per connection")
+
+
+@bench.command()
+@click.option("--runs", type=int, default=1, show_default=True, help="Runs, one table each.")
+@click.option("--n", "counts", multiple=True, type=int, help="Subscriber counts [1 10 100].")
+@click.option(
+    "--seconds",
+    type=float,
+    default=3.0,
+    show_default=True,
+    help="Length of each measurement (throughput per N and system, and the latency run).",
+)
+@click.option(
+    "--systems",
+    default="rtm2,redis,nats",
+    show_default=True,
+    help="Which servers to compare, in the order they alternate.",
+)
+@click.option(
+    "--latency-rate", type=float, default=1000.0, show_default=True, help="Messages/s paced."
+)
+@click.option(
+    "--latency-subscribers",
+    type=int,
+    default=100,
+    show_default=True,
+    help="Subscribers in the latency run (0: no latency run).",
+)
+def peers(
+    runs: int,
+    counts: tuple[int, ...],
+    seconds: float,
+    systems: str,
+    latency_rate: float,
+    latency_subscribers: int,
+) -> None:
+    """rtm2 (message channel) next to redis-server and nats-server, started here on free ports:
+    server CPU per delivery, deliveries/s and the rtm2/Redis ratio at each fan-out, then p50/p99
+    publish-to-receive latency at --latency-rate x --latency-subscribers."""
+    from . import peers as p
+
+    chosen = tuple(s.strip() for s in systems.split(",") if s.strip())
+    unknown = set(chosen) - set(p.SYSTEMS)
+    if unknown or not chosen:
+        raise click.UsageError(f"--systems takes some of {', '.join(p.SYSTEMS)}")
+    counts = counts or (1, 10, 100)
+    server_cpu, pinning = _pin_self()
+    with contextlib.suppress(ValueError, OSError):
+        import resource
+
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        need = (max(counts) + latency_subscribers) * 2 + 100
+        resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, max(soft, need)), hard))
+    cpu_model = _cpu_model()
+    click.echo(
+        f"rtm2 vs peers: {p.SIZE} B messages, one publisher; {pinning}; "
+        f"{os.cpu_count()} CPUs ({cpu_model}); {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}"
+    )
+    try:
+        with p.servers(chosen, server_cpu) as started:
+            for run in range(1, runs + 1):
+                out: list[tuple[list[p.PeerResult], list[p.PeerResult]]] = []
+
+                async def main(run: int = run, out: list[Any] = out) -> None:
+                    out.append(
+                        await p.run_peers(
+                            started,
+                            counts,
+                            seconds,
+                            latency_rate,
+                            latency_subscribers,
+                            run,
+                            BENCH_APP,
+                        )
+                    )
+
+                _run(main())
+                _peer_tables(run, chosen, counts, *out[0], latency_rate, latency_subscribers)
+    except RuntimeError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+def _cpu_model() -> str:
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    return "unknown CPU"
+
+
+def _peer_tables(
+    run: int,
+    systems: tuple[str, ...],
+    counts: tuple[int, ...],
+    tp: list[PeerResult],
+    lat: list[PeerResult],
+    rate: float,
+    subscribers: int,
+) -> None:
+    by = {(r.system, r.subscribers): r for r in tp}
+    ratio = "rtm2" in systems and "redis" in systems
+    click.echo("")
+    click.echo(f"run {run}: server CPU µs per delivery (deliveries/s)")
+    click.echo("")
+    head = "| N | " + " | ".join(systems) + (" | rtm2 / redis |" if ratio else " |")
+    click.echo(head)
+    click.echo("|---:|" + "---:|" * (len(systems) + ratio))
+    bad = []
+    for n in counts:
+        cells = []
+        for system in systems:
+            r = by[(system, n)]
+            cells.append(f"{r.cpu_us_per_delivery:.3f} ({r.deliveries_per_s:,.0f})")
+            if r.lost or r.reordered or r.errors:
+                bad.append(
+                    f"{system} N={n}: {r.lost} lost, {r.reordered} reordered, {r.errors} errors"
+                )
+        row = f"| {n} | " + " | ".join(cells)
+        if ratio:
+            rtm2, redis = by[("rtm2", n)], by[("redis", n)]
+            row += f" | {_ratio(rtm2.cpu_us_per_delivery, redis.cpu_us_per_delivery)}"
+        click.echo(row + " |")
+    if lat:
+        click.echo("")
+        click.echo(f"run {run}: latency at {rate:g} msg/s x {subscribers} subscribers")
+        click.echo("")
+        click.echo("| system | p50 ms | p99 ms | CPU µs/delivery | deliveries |")
+        click.echo("|---|---:|---:|---:|---:|")
+        lats = {r.system: r for r in lat}
+        for system in systems:
+            r = lats[system]
+            click.echo(
+                f"| {system} | {r.p50_ms:.2f} | {r.p99_ms:.2f} | {r.cpu_us_per_delivery:.3f} "
+                f"| {r.messages * subscribers:,} |"
+            )
+            if r.lost or r.reordered or r.errors:
+                bad.append(f"{system} latency: {r.lost} lost, {r.reordered} reordered")
+        if ratio:
+            mine, theirs = lats["rtm2"], lats["redis"]
+            click.echo(
+                f"| rtm2 / redis | {_ratio(mine.p50_ms, theirs.p50_ms)} "
+                f"| {_ratio(mine.p99_ms, theirs.p99_ms)} "
+                f"| {_ratio(mine.cpu_us_per_delivery, theirs.cpu_us_per_delivery)} | |"
+            )
+    click.echo("")
+    click.echo("nothing lost or reordered" if not bad else "PROBLEMS: " + "; ".join(bad))
+
+
+def _ratio(a: float, b: float) -> str:
+    """``a / b``; a window too short for the kernel's 10 ms CPU accounting may measure 0."""
+    return f"{a / b:.2f}" if b else "n/a"

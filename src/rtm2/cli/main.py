@@ -4,6 +4,7 @@ environment (every option can also be given as ``RTM2_<COMMAND>_<OPTION>``)."""
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import sys
 from collections.abc import Callable
@@ -216,7 +217,15 @@ def serve(
 
 
 async def _serve(server: Server, dev_app: AppConfig | None, new_admin_key: str) -> None:
-    await server.serve_forever(lambda s: _print_banner(s, dev_app, new_admin_key))
+    def ready(s: Server) -> None:
+        _print_banner(s, dev_app, new_admin_key)
+        # What start-up made (modules, config, tables) lives as long as the process: frozen,
+        # the collector never walks it again, so a full collection is not a latency spike
+        # proportional to everything imported (docs/PERFORMANCE.md).
+        gc.collect()
+        gc.freeze()
+
+    await server.serve_forever(ready)
 
 
 def _print_banner(server: Server, dev_app: AppConfig | None, new_admin_key: str) -> None:

@@ -44,14 +44,14 @@ def is_valid_user_id(user_id: str) -> bool:
         0 < len(user_id) <= MAX_USER_ID_LENGTH
         and not user_id.startswith("_")
         and user_id.strip(" ") == user_id
-        and all(c in _USER_ID_CHARS for c in user_id)
+        and _USER_ID_CHARS.issuperset(user_id)
     )
 
 
 def _is_valid_name(name: str, limit: int) -> bool:
-    return (
-        0 < len(name) <= limit and not name.startswith("_") and all(c in _NAME_CHARS for c in name)
-    )
+    # ``issuperset`` walks the characters in C: a generator in ``all()`` cost ~2,700
+    # instructions per publish for a 5-character name (callgrind), more for longer ones.
+    return 0 < len(name) <= limit and not name.startswith("_") and _NAME_CHARS.issuperset(name)
 
 
 def is_valid_channel_name(name: str) -> bool:
@@ -64,4 +64,4 @@ def is_valid_topic_name(name: str) -> bool:
 
 def is_valid_custom_type(custom_type: str) -> bool:
     """Printable ASCII only; the length limit has its own error code and is checked apart."""
-    return all(c in _PRINTABLE for c in custom_type)
+    return _PRINTABLE.issuperset(custom_type)

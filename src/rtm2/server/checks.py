@@ -8,6 +8,11 @@ from ..types import MessageType
 
 __all__ = ["check_message"]
 
+# Module globals, not ``MessageType.STRING``: on Python 3.11 an enum member read through its
+# class goes through the class's ``__getattr__`` hook, and this runs once per message.
+_STRING = MessageType.STRING
+_BINARY = MessageType.BINARY
+
 
 def check_message(payload: bytes, message_type: int, custom_type: str, max_size: int) -> None:
     """Raise the RTM error for a message the server must refuse; return if it may go."""
@@ -24,10 +29,10 @@ def check_message(payload: bytes, message_type: int, custom_type: str, max_size:
             ErrorCode.CHANNEL_MESSAGE_LENGTH_EXCEED_LIMITATION,
             f"message over {max_size} bytes (payload + custom_type)",
         )
-    if message_type == MessageType.STRING:
+    if message_type == _STRING:
         try:
             payload.decode()
         except UnicodeDecodeError:
             raise RTMError(ErrorCode.CHANNEL_INVALID_MESSAGE, "text is not UTF-8") from None
-    elif message_type != MessageType.BINARY:
+    elif message_type != _BINARY:
         raise RTMError(ErrorCode.CHANNEL_UNSUPPORTED_MESSAGE_TYPE, "unknown message type")

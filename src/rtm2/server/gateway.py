@@ -37,6 +37,13 @@ __all__ = ["Connection", "Outbox", "SessionFactory"]
 
 log = logging.getLogger("rtm2.server")
 
+# Enum members as module globals: on Python 3.11 reading ``WSMsgType.BINARY`` goes through the
+# enum class's ``__getattr__`` hook (~850 instructions under callgrind), once per frame.
+_BINARY = WSMsgType.BINARY
+_CLOSE = WSMsgType.CLOSE
+_PING = WSMsgType.PING
+_PONG = WSMsgType.PONG
+
 
 class SessionFactory(Protocol):
     def __call__(self, conn: Connection) -> Session: ...
@@ -175,14 +182,14 @@ class Connection(WSListener):
         if size > outbox.max_frame:
             # picows reports the oversize but may still hand the frame over: never run it.
             self.close(CLOSE_TOO_BIG, "frame too large", flush=False)
-        elif msg_type is WSMsgType.BINARY and frame.fin:
+        elif msg_type is _BINARY and frame.fin:
             self.session.on_data(frame.get_payload_as_bytes())
-        elif msg_type is WSMsgType.CLOSE:
+        elif msg_type is _CLOSE:
             transport.send_close(frame.get_close_code())
             transport.disconnect()
-        elif msg_type is WSMsgType.PING:
+        elif msg_type is _PING:
             transport.send_pong(frame.get_payload_as_bytes())
-        elif msg_type is not WSMsgType.PONG:
+        elif msg_type is not _PONG:
             self.close(CLOSE_PROTOCOL_ERROR, "only whole binary frames are accepted")
 
     def on_ws_disconnected(self, transport: WSTransport) -> None:

@@ -61,6 +61,10 @@ LAG_SUBJECT = "nodes:lag"
 
 log = logging.getLogger("rtm2.server")
 
+# Read per message: an enum member through its class costs a ``__getattr__`` hook call (3.11).
+_STREAM = SubjectKind.STREAM
+_MESSAGE = SubjectKind.MESSAGE
+
 
 class Hub:
     def __init__(
@@ -238,9 +242,9 @@ class Hub:
 
     def on_message(self, subject: str, event: BusEvent) -> None:
         kind = self._subject_kinds.get(subject)
-        if kind is SubjectKind.STREAM:
+        if kind is _STREAM:
             self.stream.on_message(subject, event)
-        elif kind is SubjectKind.MESSAGE:
+        elif kind is _MESSAGE:
             self.messages.on_message(subject, event)
 
     def on_topic_event(self, subject: str, event: BusEvent) -> None:

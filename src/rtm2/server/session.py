@@ -61,6 +61,9 @@ _OWN_RATE = (Publish, PublishTopic)
 # rtm2_messages_published_total); every other request is timed.
 _PUBLISH_SAMPLE = 63
 _publishes = itertools.count()
+# Read once per request: an enum member through its class costs a ``__getattr__`` hook call.
+_CLOSED = SessionState.CLOSED
+_LOGGED_IN = SessionState.LOGGED_IN
 
 
 class Session:
@@ -202,14 +205,14 @@ class Session:
         backlog.append(frame)
 
     def _handle(self, frame: ClientFrame) -> None:
-        if self.state is SessionState.CLOSED:
+        if self.state is _CLOSED:
             return  # a session that ended answers nothing, and nothing brings it back
         states, handler = self._routes[type(frame)]
         if self.state not in states:
             self._refuse(frame)
             return
         if (
-            self.state is SessionState.LOGGED_IN
+            self.state is _LOGGED_IN
             and not isinstance(frame, _OWN_RATE)
             and not self._within_budget(frame)
         ):
