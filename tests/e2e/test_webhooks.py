@@ -321,9 +321,9 @@ async def test_a_failing_receiver_is_retried_with_backoff_and_one_that_never_rec
     # Backoff from 0.2 s, doubling up to 1 s, each with jitter down to half: the gaps after
     # the 500s grow (the first gap also holds the 0.5 s timeout).
     gaps = [b - a for a, b in zip(receiver.requests, receiver.requests[1:], strict=False)]
-    assert gaps[0] >= 0.5 + 0.1, gaps
-    assert 0.2 <= gaps[1] < 0.6, gaps
-    assert gaps[3] >= 0.4, gaps
+    assert gaps[0] >= 0.5 + 0.1, gaps  # the timeout, then at least 0.1 s
+    assert gaps[1] >= 0.2, gaps  # at least half of 0.4 s
+    assert gaps[3] >= 0.5, gaps  # at least half of 1 s (0.2 s doubled thrice, at most 1 s)
     rooms = [unique(f"many{i}-") for i in range(40)]
     for room in rooms:
         await alice.subscribe(room)

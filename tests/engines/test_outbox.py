@@ -165,3 +165,12 @@ async def test_one_node_delivers_a_queue_and_another_takes_over_what_a_dead_one_
     await asyncio.sleep(0.7)
     assert await b.claim("h", 4, "nb", 5.0)
     assert await drain(b, "h", 4, "nb") == [b"1", b"2"]
+
+
+async def test_a_node_that_stops_releases_its_queue_to_the_next_at_once(box: Harness) -> None:
+    other = await box.node() if box.shared else box.outbox
+    assert await box.outbox.claim("h", 5, "na", 60.0)
+    await box.outbox.release("h", 5, "nb")  # not its claim: nothing changes
+    assert await other.claim("h", 5, "nb", 60.0) is not box.shared
+    await box.outbox.release("h", 5, "na")
+    assert await other.claim("h", 5, "nb", 60.0)

@@ -641,6 +641,9 @@ class EventOutbox(Protocol):
         before they run out). A dead node's claim runs out; another node then takes over
         the events it had taken, first."""
 
+    async def release(self, hook: str, partition: int, node: str) -> None:
+        """``node`` stops delivering the queue (it shuts down): another may claim it now."""
+
     async def peek(self, hook: str, partition: int, node: str) -> OutboxEntry | None:
         """The queue's oldest event not yet acknowledged, or None (``node`` claimed it)."""
 

@@ -75,6 +75,9 @@ class SQLiteOutbox:
     async def claim(self, hook: str, partition: int, node: str, lease: float) -> bool:
         return True
 
+    async def release(self, hook: str, partition: int, node: str) -> None:
+        return None
+
     async def peek(self, hook: str, partition: int, node: str) -> OutboxEntry | None:
         queue = self._queues.get((hook, partition))
         return queue[0] if queue else None

@@ -90,6 +90,11 @@ class Delivery:
         self._tasks.clear()
         for client in self._clients.values():
             await client.aclose()
+        # Another node may go on with these queues at once, not once the leases run out.
+        for hook in self.webhooks.all_hooks:
+            for part in range(PARTITIONS):
+                with contextlib.suppress(EngineUnavailable):
+                    await self.outbox.release(hook.id, part, self.node)
 
     def _queued(self, hook: str, part: int) -> None:
         wake = self._wakes.get((hook, part))

@@ -121,6 +121,13 @@ class Webhooks:
             if app.event_queue_size
         }
         self.active = bool(self.all_hooks or self.pulls)
+        # Events kept per queue in the outbox, and per webhook while waiting to be written.
+        self._bounds = {
+            h.id: max(1, -(-h.config.queue_bound // PARTITIONS)) for h in self.all_hooks
+        }
+        self._bounds |= {q.id: q.bound for queues in self.pulls.values() for q in queues}
+        self._waiting = {h.id: h.config.queue_bound for h in self.all_hooks}
+        self._waiting |= {q.id: q.bound for queues in self.pulls.values() for q in queues}
         self.wants_messages = any("message.published" in h.types for h in self.all_hooks)
         self._ids = itertools.count(1)
         self._prefix = f"{node}-{os.urandom(4).hex()}-"
@@ -179,7 +186,11 @@ class Webhooks:
         for hook in wanted:
             # A pull queue is one partition: pulled in the order the events happened.
             entry = (hook.id, part if isinstance(hook, Hook) else 0, body)
-            self._pending.setdefault(hook.id, []).append(entry)
+            waiting = self._pending.setdefault(hook.id, [])
+            waiting.append(entry)
+            if len(waiting) > self._waiting[hook.id]:  # the engine is slower than the events
+                del waiting[0]
+                self.dropped[hook.id] = self.dropped.get(hook.id, 0) + 1
         self.emitted += 1
         self._idle.clear()
         self._wake.set()
@@ -188,8 +199,7 @@ class Webhooks:
         self.emit(app_id, kind, f"user:{app_id}:{user}", {"user_id": user, **data})
 
     async def _write_loop(self) -> None:
-        bounds = {h.id: max(1, -(-h.config.queue_bound // PARTITIONS)) for h in self.all_hooks}
-        bounds |= {q.id: q.bound for queues in self.pulls.values() for q in queues}
+        bounds = self._bounds
         while True:
             await self._wake.wait()
             self._wake.clear()

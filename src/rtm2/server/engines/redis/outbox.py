@@ -48,6 +48,14 @@ return 0
 """,
 )
 
+_RELEASE = Script(
+    "outbox_release",
+    """
+if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('DEL', KEYS[1]) end
+return 0
+""",
+)
+
 # The oldest pending event (another node's, once its lease ran out, or this node's own,
 # taken before and not yet acknowledged), else the next new one.
 _PEEK = Script(
@@ -68,7 +76,7 @@ return false
 class RedisOutbox:
     """Implements ``EventOutbox`` on Redis Streams, shared by every node."""
 
-    scripts = (_PUT, _CLAIM, _PEEK)
+    scripts = (_PUT, _CLAIM, _RELEASE, _PEEK)
 
     def __init__(self, client: Commands, prefix: str) -> None:
         self._client = client
@@ -104,6 +112,12 @@ class RedisOutbox:
         except RedisError as exc:
             raise EngineUnavailable(f"redis: {exc}") from None
         return bool(got)
+
+    async def release(self, hook: str, partition: int, node: str) -> None:
+        try:
+            await run(self._client, _RELEASE, [self._key(hook, partition, "lease")], [node])
+        except RedisError as exc:
+            raise EngineUnavailable(f"redis: {exc}") from None
 
     async def peek(self, hook: str, partition: int, node: str) -> OutboxEntry | None:
         try:
