@@ -12,7 +12,9 @@ it, see docs/GO.md). They do what the SDK does on the wire: a ``StreamMessageReq
 ``PublishTopic``, waiting for its reply; ``window`` publishes in flight stand for that many
 goroutines publishing at once (the SDK has no pipelining of its own). Payloads are 128 bytes.
 Throughput counts messages received by the subscriber over the time from the first publish to
-the last arrival; latency is publish-to-receive, paced at half that rate.
+the last arrival; latency is publish-to-receive, paced at half that rate. The CPU time each
+sidecar and the server spend per message is printed too: unlike rates, it holds up on a busy
+machine.
 """
 
 from __future__ import annotations
@@ -29,6 +31,8 @@ import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
+
+import psutil
 
 from rtm2.cli.bench import BENCH_APP, _config
 from rtm2.cli.local import local_server
@@ -88,7 +92,18 @@ def sidecar(url: str) -> tuple[subprocess.Popen[str], int]:
     raise RuntimeError("the sidecar did not start")
 
 
-async def run(url: str, ports: tuple[int, int], messages: int, window: int) -> None:
+def cpu(pids: list[int]) -> list[float]:
+    """CPU seconds (user + system) each process has used so far."""
+    out = []
+    for pid in pids:
+        times = psutil.Process(pid).cpu_times()
+        out.append(times.user + times.system)
+    return out
+
+
+async def run(
+    url: str, ports: tuple[int, int], pids: list[int], messages: int, window: int
+) -> None:
     pub = Wire(*await asyncio.open_connection("127.0.0.1", ports[0]))
     sub = Wire(*await asyncio.open_connection("127.0.0.1", ports[1]))
     await pub.ok(100, pb.LoginReq(appId=BENCH_APP, userId="go-pub"))
@@ -133,8 +148,14 @@ async def run(url: str, ports: tuple[int, int], messages: int, window: int) -> N
 
     await publish(min(2000, messages), window)  # warm-up
     for width in (1, window):
-        rate = await publish(messages if width > 1 else messages // 4, width)
-        print(f"window {width:3d}: {rate:9,.0f} messages/s through two sidecars")
+        count = messages if width > 1 else messages // 4
+        before = cpu(pids)
+        rate = await publish(count, width)
+        used = [(b - a) / count * 1e6 for a, b in zip(before, cpu(pids), strict=True)]
+        print(
+            f"window {width:3d}: {rate:9,.0f} messages/s through two sidecars; CPU per message:"
+            f" sidecar A {used[0]:.0f} µs, server {used[1]:.0f} µs, sidecar B {used[2]:.0f} µs"
+        )
     peak = rate
 
     # Latency at half the peak rate, paced in 1 ms ticks, for about 2 seconds.
@@ -168,7 +189,8 @@ def main() -> None:
             sidecars = [sidecar(server.url), sidecar(server.url)]
             try:
                 ports = (sidecars[0][1], sidecars[1][1])
-                asyncio.run(run(server.url, ports, args.messages, args.window))
+                pids = [sidecars[0][0].pid, server.pid, sidecars[1][0].pid]
+                asyncio.run(run(server.url, ports, pids, args.messages, args.window))
             finally:
                 for proc, _ in sidecars:
                     proc.terminate()

@@ -89,6 +89,8 @@ class GoWire:
         self.reader = reader
         self.writer = writer
         self.seq = itertools.count(1)
+        self.sent = 0
+        self.login_user = ""
         self.pending: dict[int, asyncio.Future[Reply]] = {}
         self.replies: dict[int, int] = {}  # seqId -> how many replies came for it
         self.events_before: dict[int, int] = {}  # seqId -> events received before its reply
@@ -160,6 +162,7 @@ class GoWire:
 
     def send(self, uri: int, message: ProtoMessage | bytes | None) -> int:
         seq = next(self.seq)
+        self.sent = seq
         raw = message.SerializeToString() if isinstance(message, ProtoMessage) else message
         body = raw or b""
         self.writer.write(frame(pb.Header(seqId=seq, uri=uri, message=body).SerializeToString()))

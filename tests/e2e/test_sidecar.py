@@ -46,6 +46,7 @@ async def login(
     """A Go client logged in; the app without a certificate by default (tokens "": stream
     channels need no stream token there)."""
     go = await GoWire.connect(port)
+    go.login_user = user
     await go.ok(
         100,
         pb.LoginReq(
@@ -64,10 +65,6 @@ async def go(sidecar: SidecarProcess) -> AsyncIterator[GoWire]:
     wire = await login(sidecar.port, unique("go"))
     yield wire
     await wire.close()
-
-
-def user_of(go: GoWire) -> str:
-    return go.login_user  # type: ignore[attr-defined, no-any-return]
 
 
 async def test_every_request_before_login_is_refused_with_not_login(
@@ -221,6 +218,39 @@ async def test_stream_channel_topics_and_messages_flow_between_go_and_python(
         again = await go.call(5, pb.StreamLeaveReq(channel=channel))
         assert again.code == ErrorCode.CHANNEL_NOT_JOINED
         assert all(n == 1 for n in go.replies.values())
+    finally:
+        await go.close()
+
+
+async def test_pipelined_requests_each_get_their_own_reply(
+    sidecar: SidecarProcess, users: Users
+) -> None:
+    """Go goroutines send requests without waiting for each other: every seqId gets exactly
+    one reply, with its own URI and outcome, and the messages arrive in order."""
+    go = await login(sidecar.port, unique("go"))
+    py = await users.login("py", app_id=APP_OPEN)
+    channel = unique("pl")
+    try:
+        await go.ok(4, pb.StreamJoinReq(channel=channel))
+        await go.ok(6, pb.StreamJoinTopicReq(channel=channel, topic="t"))
+        py_channel = py.stream_channel(channel)
+        await py_channel.join()
+        stream = await py_channel.subscribe_topic("t", [go.login_user])
+        calls = []
+        for i in range(100):
+            topic = "t" if i % 10 else "not-joined"
+            calls.append(
+                go.call(8, pb.StreamMessageReq(channel=channel, topic=topic, message=b"%d" % i))
+            )
+        replies = await asyncio.gather(*calls)
+        assert [r.code for r in replies] == [
+            0 if i % 10 else ErrorCode.CHANNEL_TOPIC_NOT_JOINED for i in range(100)
+        ]
+        assert all(r.header.uri == 8 for r in replies)
+        assert sorted(go.replies) == list(range(1, go.sent + 1))
+        assert set(go.replies.values()) == {1}
+        got = [(await stream.get(timeout=5)).message for _ in range(90)]
+        assert got == [b"%d" % i for i in range(100) if i % 10]
     finally:
         await go.close()
 

@@ -86,6 +86,7 @@ class GoSession:
         self._tasks: set[asyncio.Task[None]] = set()
         self._inflight = asyncio.Semaphore(limits.max_inflight)
         self._events: deque[bytes] = deque()
+        self._replies: list[bytes] = []
         self._event_bytes = 0
         self._wake = asyncio.Event()
         self._closing = False
@@ -146,7 +147,18 @@ class GoSession:
         header = pb.Header(seqId=seq_id, uri=uri, message=body, errCode=code)
         if self._closing:
             return
-        self._writer.write(encode_frame(header.SerializeToString()))
+        # Straight to the socket, past any queued events; the replies of one loop pass leave
+        # in one write.
+        if not self._replies:
+            asyncio.get_running_loop().call_soon(self._flush_replies)
+        self._replies.append(encode_frame(header.SerializeToString()))
+
+    def _flush_replies(self) -> None:
+        replies = b"".join(self._replies)
+        self._replies.clear()
+        if self._closing:
+            return
+        self._writer.write(replies)
         if self._writer.transport.get_write_buffer_size() > self._limits.max_unread_replies:
             self._close("the Go side does not read its replies")
 
