@@ -497,7 +497,9 @@ def make_app(apps: Mapping[str, AppConfig], keyring: Keyring, backend: ApiBacken
 
     storage = storage_routes(authorized, backend, _KEYS, _errors(400, 401, 403, 404))
     listing = listing_routes(authorized, admin, backend, _KEYS, _errors)
-    history = history_routes(authorized, backend, _KEYS, _errors(400, 401, 403, 404), _status_of)
+    history = history_routes(
+        authorized, backend, _KEYS, _errors(400, 401, 403, 404), _status_of, apps
+    )
     return Litestar(
         [
             *[health, ready, openapi, metrics, publish, send, kick, user, presence, *storage],
