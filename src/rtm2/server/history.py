@@ -88,14 +88,8 @@ class HistoryService:
     def store(self, app: AppConfig, key: str, entry: HistoryEntry, ts: int) -> asyncio.Future[int]:
         """Hand the message to the store now; the future is done once it is durable."""
         history = self.config(app)
-        return asyncio.ensure_future(
-            self.engine.append(
-                key,
-                entry,
-                ts,
-                history.max_messages_per_channel,
-                int(history.retention * 1000),
-            )
+        return self.engine.append(
+            key, entry, ts, history.max_messages_per_channel, int(history.retention * 1000)
         )
 
     # --- reading -----------------------------------------------------------------------------
