@@ -75,6 +75,7 @@ bench: $(VENV)/.dev-installed
 	$(BIN)/rtm2 bench fanout --channel message
 	$(BIN)/rtm2 bench fanout --engine redis://127.0.0.1:6379/0 --nodes 2
 	$(BIN)/rtm2 bench connections
+	$(BIN)/rtm2 bench history
 	$(BIN)/python bench/ws_libraries.py
 	$(BIN)/rtm2 bench peers --runs 3
 

@@ -69,9 +69,9 @@ async def _client(url: str, user: str) -> RTMClient:
 
 
 async def _stored_publishes(
-    url: str, pid: int, clients: int, window: int, messages: int, size: int
+    url: str, pid: int, clients: int, window: int, messages: int, size: int, store: bool = True
 ) -> tuple[float, float]:
-    """(stored messages/s, server CPU µs per stored message)."""
+    """(messages/s, server CPU µs per message), stored (or, as a baseline, not)."""
     made = [await _client(url, f"writer{i}") for i in range(clients)]
     payload = b"x" * size
     per_client = messages // clients
@@ -84,7 +84,7 @@ async def _stored_publishes(
             nonlocal left
             while left > 0:
                 left -= 1
-                await client.publish(channel, payload, store_in_history=True)
+                await client.publish(channel, payload, store_in_history=store)
 
         await asyncio.gather(*(one() for _ in range(window)))
 
@@ -189,17 +189,23 @@ def history(clients: int, window: int, messages: int, size: int, depth: int, rea
             out: list[tuple[float, float]] = []
 
             async def publish() -> None:
-                out.append(
-                    await _stored_publishes(srv.url, srv.pid, clients, window, messages, size)
-                )
+                # The same load without storing first: what the load side and a plain
+                # publish allow on this machine now, to read the stored figures against.
+                for store in (False, True):
+                    out.append(
+                        await _stored_publishes(
+                            srv.url, srv.pid, clients, window, messages, size, store
+                        )
+                    )
 
             _run(publish())
-        rate, cpu = out[0]
+        (plain, plain_cpu), (rate, cpu) = out
         rows = _rows(Path(tmp) / "data" / "rtm2.db")
+        click.echo(f"{clients} clients x {window} publishes in flight, {size} B, {messages:,}:")
+        click.echo(f"  not stored: {plain:,.0f} messages/s, {plain_cpu:.1f} µs server CPU each")
         click.echo(
-            f"stored publishes: {clients} clients x {window} in flight, {size} B: "
-            f"{rate:,.0f} messages/s acknowledged durable, {cpu:.1f} µs server CPU each "
-            f"({rows:,} rows in the database)"
+            f"  stored:     {rate:,.0f} messages/s acknowledged durable, {cpu:.1f} µs server "
+            f"CPU each ({rows:,} rows in the database)"
         )
     if not depth:
         return

@@ -1,7 +1,8 @@
 """Message history: storing published messages, paging back through them, removing old ones.
 
-A publish with ``store_in_history`` goes to the subscribers as any other, and its reply waits
-until the ``HistoryStore`` has the message durably (``MessageService._publish_stored``). A
+A publish with ``store_in_history`` takes one branch off ``MessageService.publish`` to
+``HistoryService.publish``: it goes to the subscribers as any other (through the message
+service's broker), and its reply waits until the ``HistoryStore`` has the message durably. A
 message channel's history is keyed by its subject; a peer conversation's by its two users
 (``conversation_key``), so both users read the same one. Each app says whether it keeps
 history, how long and how much (``HistoryConfig``); the hub's sweep calls ``sweep`` and the
@@ -17,15 +18,27 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from ..errors import ErrorCode, RTMError
-from ..protocol.codec import encode_result
-from ..protocol.frames import GetHistory, HistoryMessage, HistoryResult
+from ..protocol.codec import encode, encode_result
+from ..protocol.frames import ChannelMessage, GetHistory, HistoryMessage, HistoryResult, Publish
 from ..protocol.names import is_valid_channel_name, is_valid_user_id
 from ..types import ChannelType
-from .engines.base import HISTORY_IDS_PER_MS, HistoryEntry, HistoryStore, subject_app
+from .checks import check_message
+from .engines.base import (
+    HISTORY_IDS_PER_MS,
+    UNNUMBERED,
+    BusEvent,
+    BusKind,
+    HistoryEntry,
+    HistoryStore,
+    subject_app,
+)
 from .subjects import subject as make_subject
 
 if TYPE_CHECKING:
+    from collections.abc import Coroutine
+
     from .config import AppConfig, HistoryConfig
+    from .messages import MessageService
     from .session import Session
 
 __all__ = [
@@ -88,15 +101,196 @@ class HistoryService:
     def store(self, app: AppConfig, key: str, entry: HistoryEntry, ts: int) -> asyncio.Future[int]:
         """Hand the message to the store now; the future is done once it is durable."""
         history = self.config(app)
-        return asyncio.ensure_future(
-            self.engine.append(
-                key,
-                entry,
-                ts,
-                history.max_messages_per_channel,
-                int(history.retention * 1000),
+        return self.engine.append(
+            key, entry, ts, history.max_messages_per_channel, int(history.retention * 1000)
+        )
+
+    # --- stored publishes (one branch off MessageService.publish) ---------------------------
+
+    def publish(
+        self, messages: MessageService, s: Session, f: Publish, timestamp: int
+    ) -> Coroutine[None, None, None] | None:
+        """Deliver as usual, and reply once the history store has the message durably; the
+        reply does not hold the session's later requests (many stored publishes of one
+        client share a commit)."""
+        app = s.app_config
+        entry = HistoryEntry(s.user_id, f.payload, f.message_type, f.custom_type)
+        if f.channel_type == ChannelType.USER:
+            self.config(app)
+            return self._to_peer(messages, s, f, timestamp, entry)
+        subj = make_subject(app.app_id, ChannelType.MESSAGE, f.channel)
+        stored = self.store(app, subj, entry, timestamp)
+        frame = encode(
+            ChannelMessage(
+                f.channel,
+                ChannelType.MESSAGE,
+                s.user_id,
+                f.payload,
+                f.message_type,
+                f.custom_type,
+                timestamp,
+                UNNUMBERED,
             )
         )
+        messages.broker.publish_message(
+            subj,
+            BusEvent(BusKind.MESSAGE, "", s.user_id, frame),
+            app.limits.recovery_messages,
+            app.limits.recovery_seconds,
+        )
+        messages.counts.published_message += 1
+        rid = f.rid
+
+        def answer(done: asyncio.Future[int]) -> None:
+            error = done.exception()
+            if error is None:
+                s.reply(rid)
+            else:
+                log.error("%r: storing a message in history failed: %s", s, error)
+                s.reply(
+                    rid,
+                    ErrorCode.CHANNEL_MESSAGE_DELIVERED_BUT_STORE_FAILED,
+                    f"delivered, but storing it failed: {error}",
+                )
+
+        stored.add_done_callback(answer)
+        return None
+
+    async def _to_peer(
+        self, messages: MessageService, s: Session, f: Publish, timestamp: int, entry: HistoryEntry
+    ) -> None:
+        app = s.app_config
+        stored = self.store(
+            app, conversation_key(app.app_id, s.user_id, f.channel), entry, timestamp
+        )
+        frame = encode(
+            ChannelMessage(
+                s.user_id,
+                ChannelType.USER,
+                s.user_id,
+                f.payload,
+                f.message_type,
+                f.custom_type,
+                timestamp,
+            )
+        )
+        await self._settle_peer(
+            stored, messages._deliver(app.app_id, f.channel, s.user_id, frame), f.channel
+        )
+        s.reply(f.rid)
+
+    async def _settle_peer(
+        self, stored: asyncio.Future[int], delivery: Coroutine[None, None, None], user: str
+    ) -> None:
+        """Deliver and store a peer message; RTM 2's codes when one of them fails."""
+        offline = False
+        try:
+            await delivery
+        except RTMError as exc:
+            if exc.code != ErrorCode.CHANNEL_RECEIVER_OFFLINE:
+                stored.add_done_callback(lambda d: d.exception())
+                raise
+            offline = True
+        try:
+            await stored
+        except Exception as exc:
+            log.error("storing a peer message in history failed: %s", exc)
+            if offline:
+                raise RTMError(
+                    ErrorCode.CHANNEL_RECEIVER_OFFLINE_AND_STORE_FAILED,
+                    f"{user!r} is not online, and storing the message failed",
+                ) from None
+            raise RTMError(
+                ErrorCode.CHANNEL_MESSAGE_DELIVERED_BUT_STORE_FAILED,
+                f"delivered, but storing it failed: {exc}",
+            ) from None
+        if offline:
+            raise RTMError(
+                ErrorCode.CHANNEL_RECEIVER_OFFLINE_BUT_STORE_SUCCEEDED,
+                f"{user!r} is not online; the message is stored in history",
+            )
+
+    async def publish_from_server(
+        self,
+        messages: MessageService,
+        app: AppConfig,
+        channel: str,
+        payload: bytes,
+        message_type: int,
+        custom_type: str,
+        publisher: str,
+    ) -> None:
+        """``publish_from_server``, stored in history; returns once durable."""
+        check_message(payload, message_type, custom_type, app.limits.message_size)
+        if not is_valid_channel_name(channel):
+            raise RTMError(ErrorCode.INVALID_CHANNEL_NAME, f"invalid channel name {channel!r}")
+        subj = make_subject(app.app_id, ChannelType.MESSAGE, channel)
+        timestamp = int(time.time() * 1000)
+        stored = self.store(
+            app, subj, HistoryEntry(publisher, payload, message_type, custom_type), timestamp
+        )
+        frame = encode(
+            ChannelMessage(
+                channel,
+                ChannelType.MESSAGE,
+                publisher,
+                payload,
+                message_type,
+                custom_type,
+                timestamp,
+                UNNUMBERED,
+            )
+        )
+        messages.broker.publish_message(
+            subj,
+            BusEvent(BusKind.MESSAGE, "", publisher, frame),
+            app.limits.recovery_messages,
+            app.limits.recovery_seconds,
+        )
+        messages.counts.published_message += 1
+        try:
+            await stored
+        except Exception as exc:
+            raise RTMError(
+                ErrorCode.CHANNEL_MESSAGE_DELIVERED_BUT_STORE_FAILED,
+                f"delivered, but storing it failed: {exc}",
+            ) from None
+
+    async def send_from_server(
+        self,
+        messages: MessageService,
+        app: AppConfig,
+        user: str,
+        payload: bytes,
+        message_type: int,
+        custom_type: str,
+        publisher: str,
+    ) -> None:
+        """``send_from_server``, stored in the conversation's history (kept also when the
+        user is offline: CHANNEL_RECEIVER_OFFLINE_BUT_STORE_SUCCEEDED)."""
+        check_message(payload, message_type, custom_type, app.limits.message_size)
+        for name in (user, publisher):
+            if not is_valid_user_id(name):
+                raise RTMError(ErrorCode.INVALID_USER_ID, f"invalid user id {name!r}")
+        timestamp = int(time.time() * 1000)
+        stored = self.store(
+            app,
+            conversation_key(app.app_id, publisher, user),
+            HistoryEntry(publisher, payload, message_type, custom_type),
+            timestamp,
+        )
+        frame = encode(
+            ChannelMessage(
+                publisher,
+                ChannelType.USER,
+                publisher,
+                payload,
+                message_type,
+                custom_type,
+                timestamp,
+            )
+        )
+        await self._settle_peer(stored, messages._deliver(app.app_id, user, publisher, frame), user)
 
     # --- reading -----------------------------------------------------------------------------
 

@@ -8,8 +8,6 @@ that session has it; an offline recipient is an error the sender sees.
 
 from __future__ import annotations
 
-import asyncio
-import logging
 import time
 from typing import TYPE_CHECKING
 
@@ -29,8 +27,7 @@ from ..protocol.names import (
 )
 from ..types import ChannelType
 from .checks import check_message
-from .engines.base import UNNUMBERED, Broker, BusEvent, BusKind, HistoryEntry, frame_offset
-from .history import conversation_key
+from .engines.base import UNNUMBERED, Broker, BusEvent, BusKind, frame_offset
 from .interest import Interest
 from .metrics import Counts
 from .ratelimit import RateBucket
@@ -48,7 +45,6 @@ if TYPE_CHECKING:
 
 __all__ = ["MessageService", "Subscription"]
 
-log = logging.getLogger("rtm2.server")
 
 # Read per publish: on Python 3.11 an enum member read through its class costs a call of the
 # class's ``__getattr__`` hook (~850 instructions), so the hot path reads module globals.
@@ -199,7 +195,7 @@ class MessageService:
             )
         timestamp = int(time.time() * 1000)
         if f.store_in_history:
-            return self._publish_stored(s, f, timestamp)
+            return self.history.publish(self, s, f, timestamp)
         if f.channel_type == _USER:
             return self._to_peer(s, f, timestamp)
         subj = make_subject(s.app_config.app_id, _MESSAGE, f.channel)
@@ -224,191 +220,6 @@ class MessageService:
         self.counts.published_message += 1
         s.reply(f.rid)
         return None
-
-    # --- stored in history (server/history.py): off the plain publish path -----------------
-
-    def _publish_stored(
-        self, s: Session, f: Publish, timestamp: int
-    ) -> Coroutine[None, None, None] | None:
-        """Deliver as usual, and reply once the history store has the message durably; the
-        reply does not hold the session's later requests (many stored publishes of one
-        client share a commit)."""
-        app = s.app_config
-        entry = HistoryEntry(s.user_id, f.payload, f.message_type, f.custom_type)
-        if f.channel_type == ChannelType.USER:
-            self.history.config(app)
-            return self._to_peer_stored(s, f, timestamp, entry)
-        subj = make_subject(app.app_id, ChannelType.MESSAGE, f.channel)
-        stored = self.history.store(app, subj, entry, timestamp)
-        frame = encode(
-            ChannelMessage(
-                f.channel,
-                ChannelType.MESSAGE,
-                s.user_id,
-                f.payload,
-                f.message_type,
-                f.custom_type,
-                timestamp,
-                UNNUMBERED,
-            )
-        )
-        self.broker.publish_message(
-            subj,
-            BusEvent(BusKind.MESSAGE, "", s.user_id, frame),
-            app.limits.recovery_messages,
-            app.limits.recovery_seconds,
-        )
-        self.counts.published_message += 1
-        rid = f.rid
-
-        def answer(done: asyncio.Future[int]) -> None:
-            error = done.exception()
-            if error is None:
-                s.reply(rid)
-            else:
-                log.error("%r: storing a message in history failed: %s", s, error)
-                s.reply(
-                    rid,
-                    ErrorCode.CHANNEL_MESSAGE_DELIVERED_BUT_STORE_FAILED,
-                    f"delivered, but storing it failed: {error}",
-                )
-
-        stored.add_done_callback(answer)
-        return None
-
-    async def _to_peer_stored(
-        self, s: Session, f: Publish, timestamp: int, entry: HistoryEntry
-    ) -> None:
-        app = s.app_config
-        stored = self.history.store(
-            app, conversation_key(app.app_id, s.user_id, f.channel), entry, timestamp
-        )
-        frame = encode(
-            ChannelMessage(
-                s.user_id,
-                ChannelType.USER,
-                s.user_id,
-                f.payload,
-                f.message_type,
-                f.custom_type,
-                timestamp,
-            )
-        )
-        await self._settle_peer(
-            stored, self._deliver(app.app_id, f.channel, s.user_id, frame), f.channel
-        )
-        s.reply(f.rid)
-
-    async def _settle_peer(
-        self, stored: asyncio.Future[int], delivery: Coroutine[None, None, None], user: str
-    ) -> None:
-        """Deliver and store a peer message; RTM 2's codes when one of them fails."""
-        offline = False
-        try:
-            await delivery
-        except RTMError as exc:
-            if exc.code != ErrorCode.CHANNEL_RECEIVER_OFFLINE:
-                stored.add_done_callback(lambda d: d.exception())
-                raise
-            offline = True
-        try:
-            await stored
-        except Exception as exc:
-            log.error("storing a peer message in history failed: %s", exc)
-            if offline:
-                raise RTMError(
-                    ErrorCode.CHANNEL_RECEIVER_OFFLINE_AND_STORE_FAILED,
-                    f"{user!r} is not online, and storing the message failed",
-                ) from None
-            raise RTMError(
-                ErrorCode.CHANNEL_MESSAGE_DELIVERED_BUT_STORE_FAILED,
-                f"delivered, but storing it failed: {exc}",
-            ) from None
-        if offline:
-            raise RTMError(
-                ErrorCode.CHANNEL_RECEIVER_OFFLINE_BUT_STORE_SUCCEEDED,
-                f"{user!r} is not online; the message is stored in history",
-            )
-
-    async def publish_stored_from_server(
-        self,
-        app: AppConfig,
-        channel: str,
-        payload: bytes,
-        message_type: int,
-        custom_type: str,
-        publisher: str,
-    ) -> None:
-        """``publish_from_server``, stored in history; returns once durable."""
-        check_message(payload, message_type, custom_type, app.limits.message_size)
-        if not is_valid_channel_name(channel):
-            raise RTMError(ErrorCode.INVALID_CHANNEL_NAME, f"invalid channel name {channel!r}")
-        subj = make_subject(app.app_id, ChannelType.MESSAGE, channel)
-        timestamp = int(time.time() * 1000)
-        stored = self.history.store(
-            app, subj, HistoryEntry(publisher, payload, message_type, custom_type), timestamp
-        )
-        frame = encode(
-            ChannelMessage(
-                channel,
-                ChannelType.MESSAGE,
-                publisher,
-                payload,
-                message_type,
-                custom_type,
-                timestamp,
-                UNNUMBERED,
-            )
-        )
-        self.broker.publish_message(
-            subj,
-            BusEvent(BusKind.MESSAGE, "", publisher, frame),
-            app.limits.recovery_messages,
-            app.limits.recovery_seconds,
-        )
-        self.counts.published_message += 1
-        try:
-            await stored
-        except Exception as exc:
-            raise RTMError(
-                ErrorCode.CHANNEL_MESSAGE_DELIVERED_BUT_STORE_FAILED,
-                f"delivered, but storing it failed: {exc}",
-            ) from None
-
-    async def send_stored_from_server(
-        self,
-        app: AppConfig,
-        user: str,
-        payload: bytes,
-        message_type: int,
-        custom_type: str,
-        publisher: str,
-    ) -> None:
-        """``send_from_server``, stored in the conversation's history (kept also when the
-        user is offline: CHANNEL_RECEIVER_OFFLINE_BUT_STORE_SUCCEEDED)."""
-        check_message(payload, message_type, custom_type, app.limits.message_size)
-        for name in (user, publisher):
-            if not is_valid_user_id(name):
-                raise RTMError(ErrorCode.INVALID_USER_ID, f"invalid user id {name!r}")
-        timestamp = int(time.time() * 1000)
-        stored = self.history.store(
-            app,
-            conversation_key(app.app_id, publisher, user),
-            HistoryEntry(publisher, payload, message_type, custom_type),
-            timestamp,
-        )
-        frame = encode(
-            ChannelMessage(
-                publisher,
-                ChannelType.USER,
-                publisher,
-                payload,
-                message_type,
-                custom_type,
-                timestamp,
-            )
-        )
-        await self._settle_peer(stored, self._deliver(app.app_id, user, publisher, frame), user)
 
     async def _to_peer(self, s: Session, f: Publish, timestamp: int) -> None:
         app = s.app_config.app_id

@@ -106,11 +106,35 @@ class _NodeApi:
         messages: MessageService = hub.messages
         self.publish_from_server = messages.publish_from_server
         self.send_from_server = messages.send_from_server
-        self.publish_stored_from_server = messages.publish_stored_from_server
-        self.send_stored_from_server = messages.send_stored_from_server
         self.history_page = hub.history.page
         self._started = time.time()
         self._sample = (self._started, 0)  # (when, messages published by then): for info()
+
+    async def publish_stored_from_server(
+        self,
+        app: AppConfig,
+        channel: str,
+        payload: bytes,
+        message_type: int,
+        custom_type: str,
+        publisher: str,
+    ) -> None:
+        await self._hub.history.publish_from_server(
+            self._hub.messages, app, channel, payload, message_type, custom_type, publisher
+        )
+
+    async def send_stored_from_server(
+        self,
+        app: AppConfig,
+        user: str,
+        payload: bytes,
+        message_type: int,
+        custom_type: str,
+        publisher: str,
+    ) -> None:
+        await self._hub.history.send_from_server(
+            self._hub.messages, app, user, payload, message_type, custom_type, publisher
+        )
 
     async def ready(self) -> bool:
         try:

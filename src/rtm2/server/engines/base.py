@@ -16,11 +16,14 @@ RTM error codes; the service layer picks the code by the request that failed
 from __future__ import annotations
 
 import struct
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from enum import IntEnum
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import msgspec
+
+if TYPE_CHECKING:
+    import asyncio
 
 __all__ = [
     "BUS_MESSAGE",
@@ -522,7 +525,7 @@ class HistoryStore(Protocol):
 
     def append(
         self, key: str, entry: HistoryEntry, ts: int, keep: int, retention_ms: int
-    ) -> Awaitable[int]:
+    ) -> asyncio.Future[int]:
         """Store ``entry`` (published at ``ts`` ms) and resolve with its id once durable.
 
         Called, not awaited, in publish order: the store takes the message at the call, so

@@ -63,6 +63,7 @@ class SQLiteHistoryStore:
         db.executescript(_SCHEMA)
         self._last = {key: last for key, last in db.execute(_KEYS)}
         self._reader = db
+        self._loop = asyncio.get_running_loop()
 
     async def close(self) -> None:
         if self._reader is not None:
@@ -75,7 +76,7 @@ class SQLiteHistoryStore:
         last = self._last.get(key, 0)
         ident = max(last + 1, ts * HISTORY_IDS_PER_MS)
         self._last[key] = ident
-        loop = asyncio.get_running_loop()
+        loop = self._loop
         done: asyncio.Future[int] = loop.create_future()
         if not self._pending:
             loop.call_soon(self._flush)

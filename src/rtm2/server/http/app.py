@@ -511,7 +511,9 @@ def make_app(
 
     storage = storage_routes(authorized, backend, _KEYS, _errors(400, 401, 403, 404))
     listing = listing_routes(authorized, admin, backend, _KEYS, _errors)
-    history = history_routes(authorized, backend, _KEYS, _errors(400, 401, 403, 404), _status_of)
+    history = history_routes(
+        authorized, backend, _KEYS, _errors(400, 401, 403, 404), _status_of, apps
+    )
     listing += events_routes(authorized, backend, _KEYS, _errors(400, 401, 403, 404))
     app = Litestar(
         [

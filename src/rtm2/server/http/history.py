@@ -16,8 +16,8 @@ from __future__ import annotations
 import base64
 import time
 import uuid
-from collections.abc import Callable
-from typing import Annotated, Any, Protocol
+from collections.abc import Callable, Mapping
+from typing import Annotated, Any, Protocol, cast
 
 import msgspec
 from litestar import Request, Response, get
@@ -28,6 +28,7 @@ from litestar.params import Parameter
 from ...errors import ErrorCode, RTMError
 from ...protocol.frames import HistoryMessage, HistoryResult
 from ...types import ChannelType, MessageType
+from ..auth import check_login_token
 from ..config import AppConfig
 
 __all__ = ["HistoryBackend", "history_routes"]
@@ -94,6 +95,13 @@ class AgoraHistory(msgspec.Struct):
     data: AgoraData | None = None
 
 
+class _Refused(msgspec.Struct):
+    """The API's error body (``app.Error``)."""
+
+    code: int
+    reason: str
+
+
 def _text(m: HistoryMessage) -> bool:
     return m.message_type == MessageType.STRING
 
@@ -146,9 +154,23 @@ def history_routes(
     security: list[dict[str, list[str]]],
     responses: dict[int, ResponseSpec],
     status_of: StatusOf,
+    apps: Mapping[str, AppConfig],
 ) -> list[HTTPRouteHandler]:
     """The routes; ``security`` and ``responses`` as the other routes'; ``status_of`` maps an
-    RTM code to the HTTP status the API answers it with."""
+    RTM code to the HTTP status the API answers it with; ``apps`` by id (Agora's token)."""
+
+    def as_user(request: Request[Any, Any, Any], app_id: str, user_id: str) -> AppConfig | None:
+        """The app, when the request presents Agora's ``Authorization: agora token=<token>``
+        with a valid RTM token of ``user_id`` (None: no such header)."""
+        scheme, _, rest = request.headers.get("Authorization", "").partition(" ")
+        name, _, token = rest.strip().partition("=")
+        if scheme.lower() != "agora" or name != "token":
+            return None
+        app = apps.get(app_id)
+        if app is None:
+            raise RTMError(ErrorCode.INVALID_APP_ID, "unknown app id")
+        check_login_token(app, token, user_id, int(time.time()))
+        return app
 
     @get(
         "/v1/apps/{app_id:str}/channels/{channel_type:str}/{channel:str}/history",
@@ -183,7 +205,8 @@ def history_routes(
         summary="Agora RTM 2's history REST call (same path, parameters and answer)",
         description="As Agora documents it: `data.messageList` newest first and "
         "`data.newStart` (0: no more). A user channel is the conversation between `userId` "
-        "and the user `channel`. Authenticated with this API's keys. Errors come as "
+        "and the user `channel`. Authenticated with this API's keys, or as Agora does with "
+        "`Authorization: agora token=<RTM token of userId>`. Errors come as "
         "`{errorCode, error: true, reason}`.",
         tags=["history"],
         security=security,
@@ -205,13 +228,28 @@ def history_routes(
         end: str = "0",
         messageCount: str = "100",
     ) -> Response[AgoraHistory]:
-        app = authorized(request, app_id)
+        try:
+            user_app = as_user(request, app_id, user_id)
+        except RTMError as exc:  # as a wrong API key is answered
+            status = 404 if exc.code == ErrorCode.INVALID_APP_ID else 401
+            refused = Response(_Refused(exc.code, exc.reason), status_code=status)
+            return cast("Response[AgoraHistory]", refused)  # the 401/404 body, as documented
+        app = user_app or authorized(request, app_id)
         request_id = uuid.uuid4().hex
         now = int(time.time() * 1000)
         try:
             ctype = _channel_type(channel_type)
             if ctype == ChannelType.STREAM:
                 raise RTMError(ErrorCode.INVALID_PARAMETER, "stream channels keep no history")
+            if (
+                user_app is not None
+                and ctype == ChannelType.MESSAGE
+                and app.history.history_read == "subscribers"
+            ):
+                raise RTMError(
+                    ErrorCode.HISTORY_OPERATION_NOT_PERMITTED,
+                    "this app lets only subscribers read a channel's history: use an API key",
+                )
             page = await backend.history_page(
                 app,
                 ctype,
