@@ -298,8 +298,12 @@ def live_routes(
         return settings_of(authorized(request, app_id))
 
     @get(
-        "/v1/apps/{app_id:str}/channels/stream/{channel:str}/topics/{topic:str}/publishers",
+        # {channel_type}, not "stream": a static segment there would take every path of a
+        # stream channel away from the routes with {channel_type} (Litestar does not backtrack).
+        "/v1/apps/{app_id:str}/channels/{channel_type:str}/{channel:str}/topics/{topic:str}"
+        "/publishers",
         summary="Who publishes in a topic of a stream channel, on every node",
+        description="`channel_type` is `stream`: message channels have no topics.",
         tags=["presence"],
         security=security,
         responses=errors(400, 401, 403, 404),
@@ -307,10 +311,13 @@ def live_routes(
     async def publishers(
         request: Request[Any, Any, Any],
         app_id: str,
+        channel_type: str,
         channel: str,
         topic: str,
     ) -> Publishers:
         app = authorized(request, app_id)
+        if _channel_type(channel_type) != ChannelType.STREAM:
+            raise RTMError(ErrorCode.INVALID_CHANNEL_TYPE, "topics are a stream channel's")
         if not is_valid_topic_name(topic):
             raise RTMError(ErrorCode.CHANNEL_INVALID_TOPIC_NAME, f"invalid topic name {topic!r}")
         found = await backend.publishers(app, _channel(channel), topic)
