@@ -17,7 +17,7 @@ from playwright.async_api import Browser, Dialog, Page, async_playwright, expect
 import rtm2
 from rtm2 import ChannelType
 
-from ..conftest import API_KEY_A, APP_A, APP_B, ServerProcess
+from ..conftest import API_KEY_A, APP_A, APP_B, APP_SMALL, ServerProcess
 from .util import Users, next_event, uid, unique
 
 # One browser for the module (starting Playwright's driver and Chromium takes seconds), so
@@ -228,6 +228,59 @@ async def test_a_message_published_from_the_console_reaches_the_sdk_client(
     await page.screenshot(path=shots / "actions.png", full_page=True)
 
 
+async def test_metadata_writes_check_revisions_and_a_lock_is_revoked_from_the_console(
+    console: Console, users: Users
+) -> None:
+    erin = await users.login("erin")
+    channel = unique("console-edit-")
+    await erin.subscribe(channel)
+    page = await logged_in(console)
+    await console.go(f"actions/message/{channel}")
+    meta = page.get_by_role("region", name="Metadata")
+    await meta.get_by_label("Key").fill("topic")
+    await meta.get_by_label("Value").fill("launch")
+    await meta.get_by_label("Item revision").fill("0")  # only if new
+    await meta.get_by_role("button", name="Write").click()
+    await expect(meta.get_by_role("cell", name="launch")).to_be_visible()
+    got = await erin.storage.get_channel_metadata(channel, ChannelType.MESSAGE)
+    assert [(i.key, i.value, i.author) for i in got.items.values()] == [
+        ("topic", "launch", "server")
+    ]
+    await meta.get_by_label("Value").fill("again")
+    await meta.get_by_role("button", name="Write").click()  # revision 0: it exists now
+    await expect(page.locator("#status")).to_contain_text("12014")
+    got = await erin.storage.get_channel_metadata(channel, ChannelType.MESSAGE)
+    assert [i.value for i in got.items.values()] == ["launch"]
+
+    await erin.lock.set(channel, ChannelType.MESSAGE, "editor", ttl=30)
+    await erin.lock.acquire(channel, ChannelType.MESSAGE, "editor")
+    locks = page.get_by_role("region", name="Locks")
+    await locks.get_by_label("Lock", exact=True).fill("editor")
+    await locks.get_by_label("Owner (revoke)").fill(uid(erin))
+    await locks.get_by_role("button", name="Apply").click()
+    await expect(page.locator("#status")).to_contain_text("revoke done")
+    assert (await erin.lock.get(channel, ChannelType.MESSAGE))["editor"].owner == ""
+
+
+async def test_a_stream_channel_page_shows_its_topics_and_their_publishers(
+    console: Console, users: Users
+) -> None:
+    channel = unique("console-stage-")
+    singer = await users.login("singer", app_id=APP_SMALL)
+    stream = singer.stream_channel(channel)
+    await stream.join()
+    await stream.join_topic("song")
+    page = await logged_in(console)
+    await page.get_by_label("App", exact=True).select_option(APP_SMALL)
+    await console.go(f"channel/stream/{channel}")
+    await expect(page.get_by_text("tailing")).to_be_visible()
+    await stream.publish_topic("song", "la la")
+    topics = page.get_by_role("region", name="Topics")
+    await expect(topics.get_by_role("cell", name="song", exact=True)).to_be_visible()
+    await expect(topics.get_by_role("cell", name=uid(singer))).to_be_visible()
+    await expect(page.locator("ol.tail li").first).to_contain_text("[song]")
+
+
 async def test_kicking_a_user_from_the_console_fails_its_client_with_banned_by_server(
     console: Console, users: Users, shots: Path
 ) -> None:
@@ -278,7 +331,7 @@ async def test_an_app_key_limits_the_console_to_its_app(console: Console, shots:
     await console.login(API_KEY_A)
     page = console.page
     await expect(page.get_by_role("heading", name="Overview")).to_be_visible()
-    options = await page.get_by_label("App").locator("option").all_text_contents()
+    options = await page.get_by_label("App", exact=True).locator("option").all_text_contents()
     assert options == [APP_A]
     await console.go("apps")
     await expect(page.get_by_role("heading", name=APP_A)).to_be_visible()
@@ -296,7 +349,8 @@ async def test_the_console_fits_a_narrow_window_and_works_by_keyboard(
     page = await context.new_page()
     try:
         await page.goto(f"{server.http_url}/console/")
-        await page.keyboard.type(server.admin_key)  # the key field has the focus
+        await expect(page.get_by_label("Admin key or an app's API key")).to_be_focused()
+        await page.keyboard.type(server.admin_key)
         await page.keyboard.press("Enter")
         await expect(page.get_by_role("heading", name="Overview")).to_be_visible()
         width = await page.evaluate("document.documentElement.scrollWidth")

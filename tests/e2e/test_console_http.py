@@ -457,3 +457,18 @@ async def test_the_tail_of_a_stream_channel_gives_each_messages_topic(
                     break
     finally:
         await client.logout()
+
+
+async def test_every_route_of_a_stream_channel_answers_beside_the_topic_routes(
+    http: httpx.AsyncClient,
+) -> None:
+    """A route with a static "stream" segment would hide the {channel_type} routes from every
+    stream channel: Litestar's router does not backtrack."""
+    headers = {"X-API-Key": API_KEY_A}
+    base = f"/v1/apps/{APP_A}/channels/stream/{unique('stage')}"
+    for path in ("presence", "metadata", "locks", "lock-waiters", "topics/t/publishers"):
+        response = await http.get(f"{base}/{path}", headers=headers)
+        assert response.status_code == 200, (path, response.text)
+    message = base.replace("/stream/", "/message/")
+    response = await http.get(f"{message}/topics/t/publishers", headers=headers)
+    assert (response.status_code, response.json()["code"]) == (400, 10019)

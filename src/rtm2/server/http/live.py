@@ -187,6 +187,18 @@ _SSE_DOC = (
 )
 
 
+def _events(data: type[msgspec.Struct], what: str) -> dict[int, ResponseSpec]:
+    """The 200 of a stream: the document names the JSON each event carries."""
+    return {
+        200: ResponseSpec(
+            data,
+            media_type="text/event-stream",
+            description=f"Server-Sent Events; the data of each {what} is this, as JSON",
+            generate_examples=False,
+        )
+    }
+
+
 def live_routes(
     authorized: Callable[[Request[Any, Any, Any], str], AppConfig],
     admin: Callable[[Request[Any, Any, Any]], None],
@@ -207,7 +219,7 @@ def live_routes(
         "difference of two samples.",
         tags=["live"],
         security=security,
-        responses=errors(401, 403),
+        responses=errors(401, 403) | _events(Sample, "`sample` event"),
         media_type="text/event-stream",
     )
     async def live(request: Request[Any, Any, Any]) -> ServerSentEvent:
@@ -220,7 +232,7 @@ def live_routes(
         description=f"{_SSE_DOC} As `/v1/live`, with `apps` holding this app only.",
         tags=["live"],
         security=security,
-        responses=errors(401, 403, 404),
+        responses=errors(401, 403, 404) | _events(Sample, "`sample` event"),
         media_type="text/event-stream",
     )
     async def app_live(request: Request[Any, Any, Any], app_id: str) -> ServerSentEvent:
@@ -237,7 +249,7 @@ def live_routes(
         "to go on).",
         tags=["live"],
         security=security,
-        responses=errors(400, 401, 403, 404),
+        responses=errors(400, 401, 403, 404) | _events(TailMessage, "`message` event"),
         media_type="text/event-stream",
     )
     async def tail(
@@ -286,8 +298,12 @@ def live_routes(
         return settings_of(authorized(request, app_id))
 
     @get(
-        "/v1/apps/{app_id:str}/channels/stream/{channel:str}/topics/{topic:str}/publishers",
+        # {channel_type}, not "stream": a static segment there would take every path of a
+        # stream channel away from the routes with {channel_type} (Litestar does not backtrack).
+        "/v1/apps/{app_id:str}/channels/{channel_type:str}/{channel:str}/topics/{topic:str}"
+        "/publishers",
         summary="Who publishes in a topic of a stream channel, on every node",
+        description="`channel_type` is `stream`: message channels have no topics.",
         tags=["presence"],
         security=security,
         responses=errors(400, 401, 403, 404),
@@ -295,10 +311,13 @@ def live_routes(
     async def publishers(
         request: Request[Any, Any, Any],
         app_id: str,
+        channel_type: str,
         channel: str,
         topic: str,
     ) -> Publishers:
         app = authorized(request, app_id)
+        if _channel_type(channel_type) != ChannelType.STREAM:
+            raise RTMError(ErrorCode.INVALID_CHANNEL_TYPE, "topics are a stream channel's")
         if not is_valid_topic_name(topic):
             raise RTMError(ErrorCode.CHANNEL_INVALID_TOPIC_NAME, f"invalid topic name {topic!r}")
         found = await backend.publishers(app, _channel(channel), topic)
