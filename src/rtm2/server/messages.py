@@ -186,7 +186,8 @@ class MessageService:
         timestamp = int(time.time() * 1000)
         if f.channel_type == ChannelType.USER:
             return self._to_peer(s, f, timestamp)
-        subj = make_subject(s.app_config.app_id, ChannelType.MESSAGE, f.channel)
+        app_id = s.app_config.app_id
+        subj = make_subject(app_id, ChannelType.MESSAGE, f.channel)
         frame = encode(
             ChannelMessage(
                 f.channel,
@@ -206,6 +207,7 @@ class MessageService:
             limits.recovery_seconds,
         )
         self.counts.published_message += 1
+        self.counts.published_by_app[app_id] += 1
         s.reply(f.rid)
         return None
 
@@ -260,6 +262,7 @@ class MessageService:
             app.limits.recovery_seconds,
         )
         self.counts.published_message += 1
+        self.counts.published_by_app[app.app_id] += 1
 
     async def send_from_server(
         self,
@@ -298,6 +301,7 @@ class MessageService:
         ):
             raise RTMError(ErrorCode.CHANNEL_RECEIVER_OFFLINE, f"{user!r} is not online")
         self.counts.published_user += 1
+        self.counts.published_by_app[app] += 1
 
     def on_message(self, subj: str, event: BusEvent) -> None:
         self.recovery.receive(subj, "", frame_offset(event.frame), event.user, event.frame)
