@@ -131,6 +131,8 @@ async def test_unban_lets_a_banned_user_log_in_again(server: ServerProcess, user
     with pytest.raises(rtm2.RTMError) as refused:
         await users.login(user=user)
     assert refused.value.code == ErrorCode.LOGIN_REJECTED
+    listed = await rtm2_api(server, "bans")
+    assert any(line.split()[:1] == [user] for line in listed.stdout.splitlines()[1:])
     out = await rtm2_api(server, "unban", user)
     assert (out.returncode, out.stdout.strip()) == (0, f"unbanned {user}")
     await users.login(user=user)

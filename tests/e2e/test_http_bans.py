@@ -93,6 +93,12 @@ async def test_a_ban_outlives_a_restart_of_the_embedded_server(tmp_path: Path) -
         await refused(server, user)
         await ban(server, brief, 2)
         await refused(server, brief)
+        async with api_of(server) as api:
+            listed = (await api.get("/bans")).json()["bans"]
+            assert [b["user_id"] for b in listed] == [brief, user]  # soonest end first
+            assert 595 < listed[1]["until"] - time.time() <= 600
+            one = (await api.get("/bans", params={"limit": 1})).json()["bans"]
+            assert [b["user_id"] for b in one] == [brief]
         await logs_in_within(server, brief, 10)
 
         async with api_of(server) as api:

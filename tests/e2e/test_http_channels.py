@@ -13,7 +13,7 @@ import pytest
 import rtm2
 from rtm2 import ChannelType, ErrorCode
 
-from ..conftest import API_KEY_A, APP_A, APP_SMALL, CERT_SMALL, ServerProcess
+from ..conftest import API_KEY_A, APP_A, APP_B, APP_SMALL, CERT_SMALL, ServerProcess
 from .util import Users, client_for, enter, unique
 
 LIST = f"/v1/apps/{APP_A}/channels"
@@ -134,6 +134,8 @@ async def test_info_needs_the_admin_key_and_tells_the_node_and_each_app(
     assert apps[APP_A]["users_online"] >= 1
     assert apps[APP_A]["channels"] >= 1
     assert info["messages_per_second"] > 0
+    assert apps[APP_A]["messages_per_second"] > 0  # alice's message, counted for her app
+    assert apps[APP_B]["messages_per_second"] == 0  # nobody published in app B
 
 
 # --- two nodes sharing a Redis -----------------------------------------------------------------

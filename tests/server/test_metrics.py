@@ -56,7 +56,9 @@ def test_a_fresh_node_exposes_every_metric_at_zero_under_the_rtm2_prefix(hub: Hu
         "rtm2_errors",
         "rtm2_rate_limited",
         "rtm2_bus_gaps",
-    }
+        "rtm2_bus_lag_seconds",
+        "rtm2_http_request_duration_seconds",
+    }  # and, on the Redis engine only, rtm2_redis_command_duration_seconds, rtm2_redis_reconnects
     assert value(families["rtm2_connections"], "rtm2_connections") == 0
     assert value(families["rtm2_sent_bytes"], "rtm2_sent_bytes_total") == 0
     published = families["rtm2_messages_published"]

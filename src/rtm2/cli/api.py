@@ -255,6 +255,17 @@ def unban(a: _Api, user: str) -> None:
 
 
 @api.command()
+@click.option("--limit", type=click.IntRange(1, 1000), default=100, show_default=True)
+@click.pass_obj
+def bans(a: _Api, limit: int) -> None:
+    """The app's banned users, soonest end first."""
+    body = a.call("GET", a.app_path("bans"), params={"limit": limit})
+    rows = [("USER", "UNTIL", "REASON")]
+    rows += [(b["user_id"], _when(b["until"]), b["reason"]) for b in body["bans"]]
+    a.show(body, _table(rows) if body["bans"] else "no bans")
+
+
+@api.command()
 @click.pass_obj
 def info(a: _Api) -> None:
     """The node, the other live nodes and each app's figures (admin key)."""
@@ -270,8 +281,11 @@ def info(a: _Api) -> None:
         f"other nodes: {', '.join(body['nodes']) or 'none known'}",
         f"messages/s: {body['messages_per_second']:g}",
     ]
-    rows = [("APP", "USERS ONLINE", "CHANNELS")]
-    rows += [(x["app_id"], str(x["users_online"]), str(x["channels"])) for x in body["apps"]]
+    rows = [("APP", "USERS ONLINE", "CHANNELS", "MESSAGES/S")]
+    rows += [
+        (x["app_id"], str(x["users_online"]), str(x["channels"]), f"{x['messages_per_second']:g}")
+        for x in body["apps"]
+    ]
     click.echo("\n".join(lines) + "\n" + _table(rows))
 
 

@@ -198,7 +198,8 @@ class MessageService:
             return self.history.publish(self, s, f, timestamp)
         if f.channel_type == _USER:
             return self._to_peer(s, f, timestamp)
-        subj = make_subject(s.app_config.app_id, _MESSAGE, f.channel)
+        app_id = s.app_config.app_id
+        subj = make_subject(app_id, _MESSAGE, f.channel)
         frame = encode(
             ChannelMessage(
                 f.channel,
@@ -218,6 +219,7 @@ class MessageService:
             limits.recovery_seconds,
         )
         self.counts.published_message += 1
+        self.counts.published_by_app[app_id] += 1
         s.reply(f.rid)
         return None
 
@@ -272,6 +274,7 @@ class MessageService:
             app.limits.recovery_seconds,
         )
         self.counts.published_message += 1
+        self.counts.published_by_app[app.app_id] += 1
 
     async def send_from_server(
         self,
@@ -310,6 +313,7 @@ class MessageService:
         ):
             raise RTMError(ErrorCode.CHANNEL_RECEIVER_OFFLINE, f"{user!r} is not online")
         self.counts.published_user += 1
+        self.counts.published_by_app[app] += 1
 
     def on_message(self, subj: str, event: BusEvent) -> None:
         self.recovery.receive(subj, "", frame_offset(event.frame), event.user, event.frame)

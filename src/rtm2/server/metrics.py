@@ -75,6 +75,7 @@ class Counts:
         "dropped_pings",
         "errors",
         "http",
+        "published_by_app",
         "published_message",
         "published_stream",
         "published_user",
@@ -85,6 +86,8 @@ class Counts:
         self.published_stream = 0
         self.published_message = 0
         self.published_user = 0
+        # The same three together, by app id (for /v1/info's rate per app).
+        self.published_by_app: defaultdict[str, int] = defaultdict(int)
         # Frames queued for local recipients (a fan-out to N sessions counts N).
         self.delivered_stream = 0
         self.delivered_message = 0

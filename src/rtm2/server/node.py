@@ -25,7 +25,7 @@ from .engines.base import Engine, EngineUnavailable
 from .engines.memory import MemoryEngine
 from .gateway import listener_factory
 from .http import HttpListener, make_app
-from .http.app import ChannelRef, Presence, PresentUser, UserInfo
+from .http.app import BanInfo, Bans, ChannelRef, Presence, PresentUser, UserInfo
 from .http.console import Console
 from .http.keys import Keyring
 from .http.listing import AppInfo, Info, NodeInfo
@@ -109,6 +109,7 @@ class _NodeApi:
         self.history_page = hub.history.page
         self._started = time.time()
         self._sample = (self._started, 0)  # (when, messages published by then): for info()
+        self._app_samples: dict[str, int] = {}  # the same per app, at the same time
 
     async def publish_stored_from_server(
         self,
@@ -148,6 +149,10 @@ class _NodeApi:
 
     async def unban(self, app: AppConfig, user: str) -> bool:
         return await self._hub.unban(app.app_id, user)
+
+    async def bans(self, app: AppConfig, limit: int) -> Bans:
+        found = await self._hub.engine.ban_store.bans(app.app_id, limit)
+        return Bans([BanInfo(b.user, b.until_ms / 1000, b.reason) for b in found])
 
     def metrics(self) -> tuple[bytes, str]:
         return self._hub.metrics.render()
@@ -232,17 +237,21 @@ class _NodeApi:
         for (app_id, _), session in hub.users.items():
             if session.attached:
                 online[app_id] += 1
+        # Rates over the interval since the previous call: the counters only count.
+        n = hub.counts
+        now, total = time.time(), n.published_message + n.published_stream + n.published_user
+        then, before = self._sample
+        self._sample = (now, total)
+        by_app, earlier = dict(n.published_by_app), self._app_samples
+        self._app_samples = by_app
+        elapsed = max(now - then, 1e-3)
         apps = []
         for app_id in hub.apps:
             live = 0
             for ctype in (ChannelType.MESSAGE, ChannelType.STREAM):
                 live += len(await hub.engine.presence_store.channels(subject(app_id, ctype, "")))
-            apps.append(AppInfo(app_id, online[app_id], live))
-        # A rate over the interval since the previous call: the counters only count.
-        n = hub.counts
-        now, total = time.time(), n.published_message + n.published_stream + n.published_user
-        then, before = self._sample
-        self._sample = (now, total)
+            rate = (by_app.get(app_id, 0) - earlier.get(app_id, 0)) / elapsed
+            apps.append(AppInfo(app_id, online[app_id], live, round(rate, 3)))
         timeout = hub.config.timers.node_timeout  # as the sweeper: silent longer = dead
         return Info(
             __version__,
@@ -254,7 +263,7 @@ class _NodeApi:
             ),
             [node for node in await hub.engine.live_nodes(timeout) if node != hub.node_id],
             apps,
-            round((total - before) / max(now - then, 1e-3), 3),
+            round((total - before) / elapsed, 3),
         )
 
 

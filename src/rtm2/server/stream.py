@@ -308,7 +308,8 @@ class StreamService:
         role = member.topics.get(f.topic)
         if role is None:
             raise RTMError(ErrorCode.CHANNEL_TOPIC_NOT_JOINED, f"not in topic {f.topic!r}")
-        limits = s.app_config.limits
+        app = s.app_config
+        limits = app.limits
         payload = f.payload
         custom_type = f.custom_type
         check_message(payload, f.message_type, custom_type, limits.topic_message_size)
@@ -337,6 +338,7 @@ class StreamService:
             limits.recovery_seconds,
         )
         self.counts.published_stream += 1
+        self.counts.published_by_app[app.app_id] += 1
         s.reply(f.rid)
 
     def on_message(self, subject: str, event: BusEvent) -> None:

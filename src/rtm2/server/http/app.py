@@ -16,6 +16,7 @@ from litestar.exceptions import HTTPException, ValidationException
 from litestar.openapi import OpenAPIConfig, ResponseSpec
 from litestar.openapi.plugins import JsonRenderPlugin
 from litestar.openapi.spec import Components, SecurityScheme
+from litestar.params import Parameter
 from litestar.status_codes import (
     HTTP_400_BAD_REQUEST,
     HTTP_401_UNAUTHORIZED,
@@ -44,6 +45,8 @@ if TYPE_CHECKING:
 __all__ = [
     "ApiBackend",
     "ApiError",
+    "BanInfo",
+    "Bans",
     "ChannelRef",
     "Presence",
     "PresentUser",
@@ -114,6 +117,9 @@ class ApiBackend(StorageBackend, ListingBackend, HistoryBackend, EventsBackend, 
     async def unban(self, app: AppConfig, user: str) -> bool:
         """Lift the user's ban on every node; whether there was one."""
 
+    async def bans(self, app: AppConfig, limit: int) -> "Bans":
+        """The app's current bans, soonest end first, at most ``limit``."""
+
     async def user_info(self, app: AppConfig, user: str) -> "UserInfo": ...
 
     async def who_now(
@@ -164,6 +170,16 @@ class Kicked(msgspec.Struct):
 
 class Unbanned(msgspec.Struct):
     unbanned: bool  # whether the user was banned
+
+
+class BanInfo(msgspec.Struct):
+    user_id: str
+    until: float  # Unix time the ban ends
+    reason: str
+
+
+class Bans(msgspec.Struct):
+    bans: list[BanInfo]  # soonest end first
 
 
 class ChannelRef(msgspec.Struct):
@@ -477,6 +493,23 @@ def make_app(
         return Unbanned(await backend.unban(app, user_id))
 
     @get(
+        "/v1/apps/{app_id:str}/bans",
+        summary="The app's banned users",
+        description="Soonest end first, at most `limit` (1-1000). On Redis a SCAN of the "
+        "app's ban keys: for operators, not for a hot path.",
+        tags=["users"],
+        security=_KEYS,
+        responses=_errors(400, 401, 403, 404, 503),
+    )
+    async def bans(
+        request: Request[Any, Any, Any],
+        app_id: str,
+        limit: Annotated[int, Parameter(ge=1, le=1000)] = 100,
+    ) -> Bans:
+        app = authorized(request, app_id)
+        return await backend.bans(app, limit)
+
+    @get(
         "/v1/apps/{app_id:str}/users/{user_id:str}",
         summary="Whether a user is online, and where it is present",
         tags=["users"],
@@ -525,6 +558,7 @@ def make_app(
             send,
             kick,
             unban,
+            bans,
             user,
             presence,
             *storage,

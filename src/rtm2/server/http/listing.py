@@ -58,6 +58,8 @@ class AppInfo(msgspec.Struct):
     app_id: str
     users_online: int  # attached sessions of the app on this node
     channels: int  # live channels of the app, on every node
+    # Messages of the app published on this node per second, as ``Info.messages_per_second``.
+    messages_per_second: float = 0.0
 
 
 class Info(msgspec.Struct):
@@ -67,7 +69,7 @@ class Info(msgspec.Struct):
     nodes: list[str]
     apps: list[AppInfo]
     # Messages published on this node (channels and peers) per second, since the previous
-    # /v1/info call (or the start): the counters are node-wide, not per app.
+    # /v1/info call (or the start); each app's share is in ``apps``.
     messages_per_second: float
 
 
