@@ -550,14 +550,14 @@ def _peer_tables(
         click.echo("")
         click.echo(f"run {run}: latency at {rate:g} msg/s x {subscribers} subscribers")
         click.echo("")
-        click.echo("| system | p50 ms | p99 ms | CPU µs/delivery | deliveries |")
-        click.echo("|---|---:|---:|---:|---:|")
+        click.echo("| system | p50 ms | p99 ms | CPU µs/delivery | deliveries | load CPU |")
+        click.echo("|---|---:|---:|---:|---:|---:|")
         lats = {r.system: r for r in lat}
         for system in systems:
             r = lats[system]
             click.echo(
                 f"| {system} | {r.p50_ms:.2f} | {r.p99_ms:.2f} | {r.cpu_us_per_delivery:.3f} "
-                f"| {r.messages * subscribers:,} |"
+                f"| {r.messages * subscribers:,} | {r.extra.get('load_cpu', 0.0):.0%} |"
             )
             if r.lost or r.reordered or r.errors:
                 bad.append(f"{system} latency: {r.lost} lost, {r.reordered} reordered")
@@ -566,7 +566,7 @@ def _peer_tables(
             click.echo(
                 f"| rtm2 / redis | {_ratio(mine.p50_ms, theirs.p50_ms)} "
                 f"| {_ratio(mine.p99_ms, theirs.p99_ms)} "
-                f"| {_ratio(mine.cpu_us_per_delivery, theirs.cpu_us_per_delivery)} | |"
+                f"| {_ratio(mine.cpu_us_per_delivery, theirs.cpu_us_per_delivery)} | | |"
             )
     click.echo("")
     click.echo("nothing lost or reordered" if not bad else "PROBLEMS: " + "; ".join(bad))

@@ -64,6 +64,9 @@ log = logging.getLogger("rtm2.server")
 # Read per message: an enum member through its class costs a ``__getattr__`` hook call (3.11).
 _STREAM = SubjectKind.STREAM
 _MESSAGE = SubjectKind.MESSAGE
+# ... and per session in every sweep (each second, over all sessions).
+_DETACHED = SessionState.DETACHED
+_LOGGED_IN = SessionState.LOGGED_IN
 
 
 class Hub:
@@ -491,7 +494,7 @@ class Hub:
         now = time.time()
         silent_after = t.heartbeat_interval + t.heartbeat_grace
         for session in list(self.sessions):
-            if session.state is SessionState.DETACHED:
+            if session.state is _DETACHED:
                 # A session nobody can renew the token of ends with its token, too.
                 expired = bool(session.expires_at) and now >= session.expires_at
                 if expired or mono - session.detached_at > session.presence_timeout:
@@ -501,7 +504,7 @@ class Hub:
                 log.info("%r silent for %.1f s, dropping", session, mono - session.conn.last_seen)
                 session.conn.cut(CLOSE_POLICY, "keepalive timeout")
                 self.connection_lost(session, "keepalive timeout")
-            elif session.state is not SessionState.LOGGED_IN:
+            elif session.state is not _LOGGED_IN:
                 if mono - session.opened_at > t.login_timeout:
                     log.info("%r did not log in within %.0f s", session, t.login_timeout)
                     self.end(session)
@@ -525,7 +528,7 @@ class Hub:
                 elif not session.warned and now >= session.expires_at - t.token_warning:
                     session.warned = True
                     session.send(TokenWillExpire("", session.expires_at))
-            if session.stream and session.state is SessionState.LOGGED_IN:
+            if session.stream and session.state is _LOGGED_IN:
                 self._sweep_stream_tokens(session, now)
         self.presence.sweep()
         self.locks.sweep()

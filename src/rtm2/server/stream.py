@@ -71,6 +71,9 @@ TOPIC_REMOTE_LEAVE = 3
 
 _QOS = frozenset(int(q) for q in StreamQos)
 _PRIORITIES = frozenset(int(p) for p in StreamPriority)
+# Read per publish: through its class, an enum member costs an ``EnumType.__getattr__`` hook
+# call on Python 3.11 (docs/PERFORMANCE.md).
+_BUS_MESSAGE = BusKind.MESSAGE
 
 
 class TopicRole:
@@ -333,7 +336,7 @@ class StreamService:
         )
         self.broker.publish_message(
             member.subject,
-            BusEvent(BusKind.MESSAGE, f.topic, s.user_id, frame),
+            BusEvent(_BUS_MESSAGE, f.topic, s.user_id, frame),
             limits.recovery_messages,
             limits.recovery_seconds,
         )
