@@ -24,9 +24,13 @@ class RedisNodes:
         self.prefix = f"rtm2test:{uuid.uuid4().hex[:12]}:"
         self.started: list[ServerProcess] = []
 
-    def start(self, name: str, http: bool = False) -> ServerProcess:
+    def start(
+        self, name: str, http: bool = False, timers: dict[str, float] | None = None
+    ) -> ServerProcess:
         engine = f'"{REDIS}?prefix={self.prefix}"'
-        node = ServerProcess(self.tmp_path / name, server={"engine": engine}, http=http)
+        node = ServerProcess(
+            self.tmp_path / name, timers=timers, server={"engine": engine}, http=http
+        )
         node.workdir.mkdir()
         self.started.append(node)
         return node.start()

@@ -150,7 +150,10 @@ async def test_info_needs_the_admin_key(server: ServerProcess, users: Users) -> 
     lines = out.stdout.splitlines()
     assert lines[0] == f"rtm2 {rtm2.__version__}"
     assert f"at {server.url}, up since " in lines[1]
-    assert lines[2] == "other nodes: none known"
+    assert lines[2] == "live nodes: 1"
+    node_row = next(line for line in lines if line.startswith(body_id := lines[1].split()[1]))
+    assert node_row.split()[:3] == [body_id, server.url, server.http_url]
+    assert rtm2.__version__ in node_row.split()
     assert any(line.split()[:1] == [APP_A] for line in lines)
     body = json.loads((await rtm2_api(server, "--json", "info", key=server.admin_key)).stdout)
     assert body["node"]["address"] == server.url

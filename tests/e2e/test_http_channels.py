@@ -4,7 +4,9 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -14,6 +16,7 @@ import rtm2
 from rtm2 import ChannelType, ErrorCode
 
 from ..conftest import API_KEY_A, APP_A, APP_B, APP_SMALL, CERT_SMALL, ServerProcess
+from .nodes import redis_nodes
 from .util import Users, client_for, enter, unique
 
 LIST = f"/v1/apps/{APP_A}/channels"
@@ -129,7 +132,9 @@ async def test_info_needs_the_admin_key_and_tells_the_node_and_each_app(
     assert info["version"]
     assert info["node"]["address"] == server.url
     assert info["node"]["connections"] >= 1
-    assert info["nodes"] == []  # the memory engine knows only this node
+    assert info["nodes"] == [info["node"]]  # the memory engine knows only this node
+    assert info["node"]["version"] == rtm2.__version__
+    assert info["node"]["http_address"] == server.http_url
     apps = {a["app_id"]: a for a in info["apps"]}
     assert apps[APP_A]["users_online"] >= 1
     assert apps[APP_A]["channels"] >= 1
@@ -163,7 +168,66 @@ async def test_the_listing_on_one_node_shows_the_channels_of_every_node(
             ]
             info = (await api.get("/v1/info")).json()
             assert {x["app_id"]: x["channels"] for x in info["apps"]}[APP_SMALL] == 2
-            assert len(info["nodes"]) == 1  # node b, known from its heartbeats in Redis
-            assert info["nodes"][0] != info["node"]["id"]
+            assert len(info["nodes"]) == 2  # node b too, known from its heartbeats in Redis
+            assert info["node"] in info["nodes"]
     finally:
         await asyncio.gather(on_a.logout(), on_b.logout())
+
+
+async def info_of(api: httpx.AsyncClient) -> dict[str, Any]:
+    response = await api.get("/v1/info")
+    assert response.status_code == 200, response.text
+    body: dict[str, Any] = response.json()
+    return body
+
+
+async def until(check: Any, api: httpx.AsyncClient, seconds: float = 10.0) -> dict[str, Any]:
+    """Poll node ``api``'s /v1/info until ``check(info)`` holds; the last info."""
+    deadline = time.monotonic() + seconds
+    while not check(info := await info_of(api)):
+        assert time.monotonic() < deadline, f"not in {seconds} s: {info}"
+        await asyncio.sleep(0.05)
+    return info
+
+
+@pytest.mark.redis
+async def test_info_on_one_node_tells_every_live_node_until_it_stops(tmp_path: Path) -> None:
+    mortal = {"node_timeout": 2.0}  # silent for 2 s: dead
+    with redis_nodes(tmp_path) as started:
+        a = started.start("a", http=True, timers=mortal)
+        b = started.start("b", http=True, timers=mortal)
+        here = client_for(a, "here", app_id=APP_SMALL)
+        there = [client_for(b, f"there{i}", app_id=APP_SMALL) for i in range(2)]
+        for client in (here, *there):
+            await client.login(rtm2.build_rtm_token(APP_SMALL, CERT_SMALL, client.config.user_id))
+        async with (
+            httpx.AsyncClient(base_url=a.http_url, headers={"X-API-Key": a.admin_key}) as on_a,
+            httpx.AsyncClient(base_url=b.http_url, headers={"X-API-Key": b.admin_key}) as on_b,
+        ):
+            b_itself = (await info_of(on_b))["node"]
+
+            def b_with_two(info: dict[str, Any]) -> bool:
+                return {"id": b_itself["id"], "connections": 2} in [
+                    {"id": n["id"], "connections": n["connections"]} for n in info["nodes"]
+                ]
+
+            try:
+                info = await until(b_with_two, on_a)
+                by_id = {n["id"]: n for n in info["nodes"]}
+                assert sorted(by_id) == sorted([info["node"]["id"], b_itself["id"]])
+                seen = by_id[b_itself["id"]]
+                assert seen["address"] == b.url
+                assert seen["http_address"] == b.http_url
+                assert seen["started"] == b_itself["started"]
+                assert seen["version"] == rtm2.__version__
+                assert {x["app_id"]: x["users_online"] for x in seen["apps"]} == {APP_SMALL: 2}
+                apps = {x["app_id"]: x for x in info["apps"]}
+                assert apps[APP_SMALL]["users_online"] == 3  # one on a, two on b
+            finally:
+                await asyncio.gather(*(c.logout() for c in (here, *there)))
+
+            b.stop()
+            stopped = time.monotonic()
+            info = await until(lambda i: b_itself["id"] not in [n["id"] for n in i["nodes"]], on_a)
+            assert time.monotonic() - stopped < 6  # node_timeout 2 s (+ 1 s)
+            assert [n["id"] for n in info["nodes"]] == [info["node"]["id"]]

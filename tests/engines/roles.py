@@ -34,6 +34,7 @@ __all__ = [
     "BrokerContract",
     "CrossNodeContract",
     "Node",
+    "NodesContract",
     "PresenceStoreContract",
     "RolesHarness",
     "StreamStoreContract",
@@ -300,8 +301,34 @@ class BrokerContract:
         assert [e.frame[:2].decode() for _, e in got] == ["m1", "e1", "m2"]
 
 
+class NodesContract:
+    """Every engine: a node's descriptor, given with its heartbeat, is handed out."""
+
+    async def test_a_node_descriptor_given_with_its_heartbeat_is_handed_out(self, roles):
+        node = await roles.node()
+        assert await node.engine.node_descriptors(5) == {}
+        await node.engine.heartbeat("n1", b"first", 5)
+        assert await node.engine.node_descriptors(5) == {"n1": b"first"}
+        await node.engine.heartbeat("n1")  # a heartbeat without one keeps the last
+        await node.engine.heartbeat("n1", b"second", 5)
+        await node.engine.heartbeat("n1")
+        assert await node.engine.node_descriptors(5) == {"n1": b"second"}
+
+
 class CrossNodeContract:
     """For engines that many nodes share: what one node does, another sees."""
+
+    async def test_every_live_node_descriptor_is_seen_from_any_node_until_it_falls_silent(
+        self, roles
+    ):
+        a, b, c = await roles.node(), await roles.node(), await roles.node()
+        await a.engine.heartbeat("n1", b"one", 5)
+        await b.engine.heartbeat("n2", b"two", 5)
+        await b.engine.heartbeat("n3")  # alive, but has told nothing yet: not listed
+        assert await c.engine.node_descriptors(5) == {"n1": b"one", "n2": b"two"}
+        await asyncio.sleep(2.1)  # Redis's clock, in whole seconds: n1 is 2 s silent
+        await b.engine.heartbeat("n2", b"two again", 5)
+        assert await c.engine.node_descriptors(1) == {"n2": b"two again"}
 
     async def test_an_event_published_on_one_node_reaches_every_subscribed_node(self, roles):
         a, b, c = await roles.node(), await roles.node(), await roles.node()

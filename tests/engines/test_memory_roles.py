@@ -9,7 +9,13 @@ import pytest
 
 from rtm2.server.engines.memory import MemoryEngine
 
-from .roles import BrokerContract, Node, PresenceStoreContract, StreamStoreContract
+from .roles import (
+    BrokerContract,
+    Node,
+    NodesContract,
+    PresenceStoreContract,
+    StreamStoreContract,
+)
 
 
 class MemoryRoles:
@@ -35,5 +41,5 @@ async def roles(tmp_path: Path) -> AsyncIterator[MemoryRoles]:
         await harness.engine.close()
 
 
-class TestMemoryRoles(StreamStoreContract, PresenceStoreContract, BrokerContract):
+class TestMemoryRoles(StreamStoreContract, PresenceStoreContract, BrokerContract, NodesContract):
     pass

@@ -37,6 +37,7 @@ from .roles import (
     BrokerContract,
     CrossNodeContract,
     Node,
+    NodesContract,
     PresenceStoreContract,
     StreamStoreContract,
 )
@@ -290,7 +291,9 @@ async def roles() -> AsyncIterator[RedisRoles]:
             await cleaner.close()
 
 
-class TestRedisRoles(StreamStoreContract, PresenceStoreContract, BrokerContract, CrossNodeContract):
+class TestRedisRoles(
+    StreamStoreContract, PresenceStoreContract, BrokerContract, CrossNodeContract, NodesContract
+):
     pass
 
 

@@ -23,6 +23,7 @@ from .contract import ConcurrencyContract, LockContract, LockQueueContract, Meta
 from .roles import (
     BrokerContract,
     CrossNodeContract,
+    NodesContract,
     PresenceStoreContract,
     StreamStoreContract,
 )
@@ -70,7 +71,7 @@ async def roles(cluster: LocalCluster) -> AsyncIterator[RedisRoles]:
 
 
 class TestRedisClusterRoles(
-    StreamStoreContract, PresenceStoreContract, BrokerContract, CrossNodeContract
+    StreamStoreContract, PresenceStoreContract, BrokerContract, CrossNodeContract, NodesContract
 ):
     pass
 

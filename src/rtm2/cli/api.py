@@ -268,7 +268,7 @@ def bans(a: _Api, limit: int) -> None:
 @api.command()
 @click.pass_obj
 def info(a: _Api) -> None:
-    """The node, the other live nodes and each app's figures (admin key)."""
+    """Every live node and each app's figures, on every node (admin key)."""
     body = a.call("GET", "/v1/info")
     if a.as_json:
         a.show(body, "")
@@ -278,15 +278,28 @@ def info(a: _Api) -> None:
         f"rtm2 {body['version']}",
         f"node {node['id']} at {node['address']}, up since {_when(node['started'])}, "
         f"{node['connections']} connection(s)",
-        f"other nodes: {', '.join(body['nodes']) or 'none known'}",
+        f"live nodes: {len(body['nodes'])}",
         f"messages/s: {body['messages_per_second']:g}",
+    ]
+    nodes = [("NODE", "ADDRESS", "HTTP", "UP SINCE", "VERSION", "CONNECTIONS", "MESSAGES/S")]
+    nodes += [
+        (
+            n["id"],
+            n["address"],
+            n.get("http_address") or "-",
+            _when(n["started"]),
+            n.get("version") or "?",
+            str(n["connections"]),
+            f"{n.get('messages_per_second', 0):g}",
+        )
+        for n in body["nodes"]
     ]
     rows = [("APP", "USERS ONLINE", "CHANNELS", "MESSAGES/S")]
     rows += [
         (x["app_id"], str(x["users_online"]), str(x["channels"]), f"{x['messages_per_second']:g}")
         for x in body["apps"]
     ]
-    click.echo("\n".join(lines) + "\n" + _table(rows))
+    click.echo("\n".join(lines) + "\n\n" + _table(nodes) + "\n\n" + _table(rows))
 
 
 # --- metadata and locks ---------------------------------------------------------------------

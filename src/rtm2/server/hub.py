@@ -19,7 +19,7 @@ import logging
 import os
 import secrets
 import time
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, assert_never
 
 from ..errors import ErrorCode, RTMError
@@ -105,6 +105,9 @@ class Hub:
         self.bus_gaps_all = 0
         self.bus_gaps_channel = 0
         self.node_id = os.urandom(3).hex()
+        # This node's descriptor for its heartbeat (``nodeinfo``); the server sets it once
+        # it knows its addresses.
+        self.describe: Callable[[], bytes] = bytes
         # Events for the apps' backends (docs/WEBHOOKS.md); the broker is tapped only when
         # some app has a webhook.
         self.webhooks = Webhooks(self.apps, engine.event_outbox, self.node_id)
@@ -557,7 +560,8 @@ class Hub:
             await asyncio.sleep(interval)
             try:
                 self.sweep()
-                await self.engine.heartbeat(self.node_id)
+                keep = timers.node_timeout + 2 * interval  # a bit longer than it is alive
+                await self.engine.heartbeat(self.node_id, self.describe(), keep)
                 if shared:
                     stamp = repr(time.time()).encode()
                     self.broker.publish(

@@ -28,10 +28,11 @@ from .http import HttpListener, make_app
 from .http.app import BanInfo, Bans, ChannelRef, Presence, PresentUser, UserInfo
 from .http.console import Console
 from .http.keys import Keyring
-from .http.listing import AppInfo, Info, NodeInfo
+from .http.listing import AppInfo, Info
 from .hub import Hub
 from .livefeed import NodeLive
 from .messages import MessageService
+from .nodeinfo import NodeDescriber, Rates, decode_descriptor
 from .subjects import channel_subject, parse_subject, subject
 from .webhooks.delivery import Delivery
 
@@ -100,16 +101,14 @@ def server_ssl_context(config: ServerConfig) -> ssl.SSLContext | None:
 class _NodeApi:
     """The HTTP API's view of the node: the message service, and the engine's health."""
 
-    def __init__(self, hub: Hub, address: str = "") -> None:
+    def __init__(self, hub: Hub, describer: NodeDescriber) -> None:
         self._hub = hub
-        self._address = address  # the WebSocket URL, with the port chosen
+        self._describer = describer
+        self._rates = Rates(hub, describer.started)  # for info(): since the previous call
         messages: MessageService = hub.messages
         self.publish_from_server = messages.publish_from_server
         self.send_from_server = messages.send_from_server
         self.history_page = hub.history.page
-        self._started = time.time()
-        self._sample = (self._started, 0)  # (when, messages published by then): for info()
-        self._app_samples: dict[str, int] = {}  # the same per app, at the same time
 
     async def publish_stored_from_server(
         self,
@@ -233,37 +232,32 @@ class _NodeApi:
 
     async def info(self) -> Info:
         hub = self._hub
-        online: Counter[str] = Counter()
-        for (app_id, _), session in hub.users.items():
-            if session.attached:
-                online[app_id] += 1
-        # Rates over the interval since the previous call: the counters only count.
-        n = hub.counts
-        now, total = time.time(), n.published_message + n.published_stream + n.published_user
-        then, before = self._sample
-        self._sample = (now, total)
-        by_app, earlier = dict(n.published_by_app), self._app_samples
-        self._app_samples = by_app
-        elapsed = max(now - then, 1e-3)
+        # This node as it is now; the others as they told at their last sweep.
+        node = self._describer.describe(self._rates)
+        timeout = hub.config.timers.node_timeout  # as the sweeper: silent longer = dead
+        nodes = {node.id: node}
+        for node_id, raw in (await hub.engine.node_descriptors(timeout)).items():
+            other = decode_descriptor(raw)
+            if node_id != node.id and other is not None:
+                nodes[node_id] = other
+        users: Counter[str] = Counter()
+        rates: dict[str, float] = {}
+        for each in nodes.values():
+            for a in each.apps:
+                users[a.app_id] += a.users_online
+                rates[a.app_id] = rates.get(a.app_id, 0.0) + a.messages_per_second
         apps = []
         for app_id in hub.apps:
             live = 0
             for ctype in (ChannelType.MESSAGE, ChannelType.STREAM):
                 live += len(await hub.engine.presence_store.channels(subject(app_id, ctype, "")))
-            rate = (by_app.get(app_id, 0) - earlier.get(app_id, 0)) / elapsed
-            apps.append(AppInfo(app_id, online[app_id], live, round(rate, 3)))
-        timeout = hub.config.timers.node_timeout  # as the sweeper: silent longer = dead
+            apps.append(AppInfo(app_id, users[app_id], live, round(rates.get(app_id, 0.0), 3)))
         return Info(
             __version__,
-            NodeInfo(
-                hub.node_id,
-                self._address,
-                self._started,
-                sum(1 for s in hub.sessions if s.attached),
-            ),
-            [node for node in await hub.engine.live_nodes(timeout) if node != hub.node_id],
+            node,
+            [nodes[n] for n in sorted(nodes)],
             apps,
-            round((total - before) / elapsed, 3),
+            round(sum(n.messages_per_second for n in nodes.values()), 3),
         )
 
 
@@ -293,6 +287,7 @@ class Server:
 
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
+        started = time.time()
         _return_large_buffers_to_the_system()
         engine: Engine
         if self.config.engine.startswith(REDIS_SCHEMES):
@@ -336,18 +331,25 @@ class Server:
         )
         self.port = self._server.sockets[0].getsockname()[1]
         self._sweeper = loop.create_task(hub.run_sweeper(), name="rtm2-sweeper")
+        describer = NodeDescriber(hub, self.url, "", started)
+        hub.describe = describer.descriptor  # the HTTP address joins it once known
         log.info("listening on %s", self.url)
         http = self.config.http
         if http.enabled:
             keyring = Keyring(self.config.apps, http.admin_key)
             self.live = NodeLive(hub)
             self.http = HttpListener(
-                make_app(hub.apps, keyring, _NodeApi(hub, self.url), Console(self.live)),
+                make_app(hub.apps, keyring, _NodeApi(hub, describer), Console(self.live)),
                 http.host,
                 http.port,
                 hub.counts.observe_http,
             )
             await self.http.start()
+            describer.http_address = self.http.url
+        # Described from the start, not from the first sweep on.
+        timers = self.config.timers
+        keep = timers.node_timeout + 2 * timers.sweep_interval  # as the sweeper's
+        await engine.heartbeat(hub.node_id, describer.descriptor(), keep)
 
     async def stop(self, message: str = "server shutting down") -> None:
         """Stop accepting, tell every client why, and close all connections."""

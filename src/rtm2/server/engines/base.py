@@ -596,8 +596,9 @@ class Engine(Protocol):
     def unnote(self, node: str, fields: list[str]) -> None:
         """Forget a ``note``."""
 
-    async def heartbeat(self, node: str) -> None:
-        """Mark ``node`` alive (called every sweep)."""
+    async def heartbeat(self, node: str, descriptor: bytes = b"", ttl: float = 0.0) -> None:
+        """Mark ``node`` alive (called every sweep) and, when given, keep its ``descriptor``
+        (opaque bytes: what ``node_descriptors`` hands out) for ``ttl`` s at least."""
 
     async def ping(self) -> None:
         """Return once the engine answers; raise when it does not (the HTTP API's /ready)."""
@@ -612,6 +613,11 @@ class Engine(Protocol):
         """The ids of the nodes that sent a heartbeat within ``timeout`` s, where the engine
         keeps them (Redis); [] for an engine of one node. Best effort: [] when it does not
         answer (the HTTP API's /v1/info)."""
+
+    async def node_descriptors(self, timeout: float) -> dict[str, bytes]:
+        """The last descriptor of each node alive as in ``live_nodes`` (a live node that gave
+        none yet is missing); on an engine of one node, its own. Best effort: {} when the
+        engine does not answer."""
 
 
 # --- webhook events waiting for delivery (server/webhooks) --------------------------------------

@@ -38,6 +38,7 @@ class MemoryEngine:
         self.ban_store = SQLiteBanStore(self.metadata_store)
         self.history_store = SQLiteHistoryStore(self.metadata_store)
         self.event_outbox = SQLiteOutbox(self.metadata_store)
+        self._descriptors: dict[str, bytes] = {}
 
     def make_broker(self, handler: BusHandler, gap: Callable[[str | None], None]) -> MemoryBroker:
         return MemoryBroker(handler, self.recovery_store.offsets)
@@ -60,8 +61,10 @@ class MemoryEngine:
     def unnote(self, node: str, fields: list[str]) -> None:
         """One node: nothing was noted."""
 
-    async def heartbeat(self, node: str) -> None:
-        """One node: nobody to tell."""
+    async def heartbeat(self, node: str, descriptor: bytes = b"", ttl: float = 0.0) -> None:
+        """One node: nobody to tell; its descriptor is kept for ``node_descriptors``."""
+        if descriptor:
+            self._descriptors = {node: descriptor}
 
     async def ping(self) -> None:
         """In this process: it answers while the process does."""
@@ -71,6 +74,9 @@ class MemoryEngine:
 
     async def live_nodes(self, timeout: float) -> list[str]:
         return []  # one node: it knows no other
+
+    async def node_descriptors(self, timeout: float) -> dict[str, bytes]:
+        return dict(self._descriptors)  # one node: alive while the process runs
 
 
 class Offsets:

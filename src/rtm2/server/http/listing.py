@@ -27,6 +27,7 @@ __all__ = [
     "ChannelPage",
     "Info",
     "ListingBackend",
+    "NodeAppInfo",
     "NodeInfo",
     "listing_routes",
     "page_of",
@@ -47,29 +48,45 @@ class ChannelPage(msgspec.Struct):
     next_cursor: str  # pass as ?cursor= for the next page; "" on the last page
 
 
+class NodeAppInfo(msgspec.Struct):
+    app_id: str
+    users_online: int  # attached sessions of the app on the node
+    messages_per_second: float = 0.0  # messages of the app published on the node
+
+
 class NodeInfo(msgspec.Struct):
+    """A node, as it describes itself (every sweep, into the engine: the defaults let a node
+    read what an older or newer node wrote)."""
+
     id: str
     address: str  # the WebSocket URL clients connect to
     started: float  # Unix time
     connections: int  # attached sessions
+    http_address: str = ""  # the HTTP API's URL; "" when the node serves none
+    version: str = ""
+    # Messages published on the node (channels and peers) per second.
+    messages_per_second: float = 0.0
+    apps: list[NodeAppInfo] = msgspec.field(default_factory=list)  # apps with users or traffic
+    # Messages queued for the node's recipients per second (a fan-out to N counts N).
+    delivered_per_second: float = 0.0
 
 
 class AppInfo(msgspec.Struct):
     app_id: str
-    users_online: int  # attached sessions of the app on this node
+    users_online: int  # attached sessions of the app, on every live node
     channels: int  # live channels of the app, on every node
-    # Messages of the app published on this node per second, as ``Info.messages_per_second``.
+    # Messages of the app published per second, on every live node (``NodeInfo``'s rates).
     messages_per_second: float = 0.0
 
 
 class Info(msgspec.Struct):
     version: str
-    node: NodeInfo
-    # Other nodes alive in the engine (ids), where the engine knows them (Redis); [] otherwise.
-    nodes: list[str]
+    node: NodeInfo  # the node that answers (also in ``nodes``)
+    # Every live node, this one included, by id. Other nodes' figures are as of their last
+    # sweep; this node's rates are since the previous /v1/info call (or the start).
+    nodes: list[NodeInfo]
     apps: list[AppInfo]
-    # Messages published on this node (channels and peers) per second, since the previous
-    # /v1/info call (or the start); each app's share is in ``apps``.
+    # Messages published per second (channels and peers), on every live node.
     messages_per_second: float
 
 
@@ -146,7 +163,7 @@ def listing_routes(
 
     @get(
         "/v1/info",
-        summary="The node, the other live nodes and each app's figures (admin key)",
+        summary="Every live node and each app's figures, on every node (admin key)",
         tags=["health"],
         security=security,
         responses=errors(401, 403),

@@ -93,8 +93,8 @@ class RedisEngine:
     def unnote(self, node: str, fields: list[str]) -> None:
         self._nodes.unnote(node, fields)
 
-    async def heartbeat(self, node: str) -> None:
-        await self._nodes.heartbeat(node)
+    async def heartbeat(self, node: str, descriptor: bytes = b"", ttl: float = 0.0) -> None:
+        await self._nodes.heartbeat(node, descriptor, ttl)
 
     async def ping(self) -> None:
         await self._client.call("PING")
@@ -104,3 +104,6 @@ class RedisEngine:
 
     async def live_nodes(self, timeout: float) -> list[str]:
         return await self._nodes.live(timeout)
+
+    async def node_descriptors(self, timeout: float) -> dict[str, bytes]:
+        return await self._nodes.descriptors(timeout)
