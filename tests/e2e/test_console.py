@@ -17,8 +17,9 @@ from playwright.async_api import Browser, Dialog, Page, async_playwright, expect
 import rtm2
 from rtm2 import ChannelType
 
-from ..conftest import API_KEY_A, APP_A, APP_B, APP_SMALL, ServerProcess
-from .util import Users, next_event, uid, unique
+from ..conftest import API_KEY_A, APP_A, APP_B, APP_SMALL, CERT_SMALL, ServerProcess
+from .nodes import redis_nodes
+from .util import Users, client_for, next_event, uid, unique
 
 # One browser for the module (starting Playwright's driver and Chromium takes seconds), so
 # the tests, and the fixtures they share with it, run in the module's event loop.
@@ -127,10 +128,13 @@ async def test_the_overview_shows_the_node_its_apps_and_a_live_chart(
     await users.login("watched")
     page = await logged_in(console)
     nodes = page.get_by_role("region", name="Nodes")
-    await expect(nodes.locator("tbody tr").first).to_contain_text(console.server.url)
-    await expect(nodes).to_contain_text("0.")  # the version
+    row = nodes.locator("tbody tr").first
+    await expect(row).to_contain_text(console.server.url)
+    await expect(row.get_by_role("cell", name=rtm2.__version__, exact=True)).to_be_visible()
+    await expect(row).to_contain_text("(this node)")
     apps = page.get_by_role("region", name="Apps")
     await expect(apps.get_by_role("cell", name=APP_A)).to_be_visible()
+    await expect(apps.get_by_role("columnheader", name="Users online (all nodes)")).to_be_visible()
     # The live feed fills the charts: two samples make a line of each series.
     await expect(page.locator("svg polyline.in")).to_have_count(1, timeout=5000)
     await expect(page.locator("svg polyline.c1")).to_have_count(1)
@@ -333,6 +337,10 @@ async def test_an_app_key_limits_the_console_to_its_app(console: Console, shots:
     await expect(page.get_by_role("heading", name="Overview")).to_be_visible()
     options = await page.get_by_label("App", exact=True).locator("option").all_text_contents()
     assert options == [APP_A]
+    # No /v1/info for an app's key: the overview shows this node and its app, from the feed.
+    apps = page.get_by_role("region", name="Apps")
+    await expect(apps.get_by_role("columnheader", name="Users online (this node)")).to_be_visible()
+    await expect(apps.get_by_role("cell", name=APP_B)).to_have_count(0)
     await console.go("apps")
     await expect(page.get_by_role("heading", name=APP_A)).to_be_visible()
     await expect(page.get_by_role("cell", name="message_size", exact=True)).to_be_visible()
@@ -361,3 +369,31 @@ async def test_the_console_fits_a_narrow_window_and_works_by_keyboard(
         await page.screenshot(path=shots / "narrow.png", full_page=True)
     finally:
         await context.close()
+
+
+@pytest.mark.redis
+async def test_the_overview_on_one_node_lists_the_other_node_with_its_address_and_version(
+    browser: Browser, tmp_path: Path
+) -> None:
+    with redis_nodes(tmp_path) as started:
+        a = started.start("a", http=True)
+        b = started.start("b")
+        on_b = client_for(b, "far", app_id=APP_SMALL)
+        await on_b.login(rtm2.build_rtm_token(APP_SMALL, CERT_SMALL, on_b.config.user_id))
+        context = await browser.new_context(viewport={"width": 1100, "height": 800})
+        try:
+            console = Console(await context.new_page(), a)
+            page = await logged_in(console)
+            nodes = page.get_by_role("region", name="Nodes")
+            other = nodes.locator("tbody tr", has_text=b.url)
+            version = other.get_by_role("cell", name=rtm2.__version__, exact=True)
+            await expect(version).to_be_visible()
+            await expect(other.get_by_role("cell", name="1", exact=True)).to_be_visible()
+            await expect(nodes.locator("tbody tr", has_text=a.url)).to_contain_text("(this node)")
+            apps = page.get_by_role("region", name="Apps")
+            small = apps.locator("tbody tr", has_text=APP_SMALL)
+            await expect(small.get_by_role("cell").nth(1)).to_have_text("1")  # on b, not on a
+            assert console.errors == []
+        finally:
+            await context.close()
+            await on_b.logout()

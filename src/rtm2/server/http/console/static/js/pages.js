@@ -83,16 +83,27 @@ function overview(root) {
     const now = sample ? sample.time : Date.now() / 1000;
     const rows = [];
     if (info) {
-      const n = info.node;
-      rows.push([n.id, n.address, ago(now - n.started), info.version, String(sample ? sample.connections : n.connections), rate(r.in), rate(r.out)]);
-      for (const other of info.nodes) rows.push([other, "", "", "", "", "", ""]);
+      // Every live node as it told at its last sweep; this one from the live feed.
+      for (const n of info.nodes) {
+        const here = n.id === info.node.id;
+        rows.push([
+          here ? `${n.id} (this node)` : n.id, n.address, ago(now - n.started), n.version || "?",
+          String(here && sample ? sample.connections : n.connections),
+          here ? rate(r.in) : rate(n.messages_per_second), here ? rate(r.out) : rate(n.delivered_per_second ?? 0),
+        ]);
+      }
     } else if (sample) {
       rows.push([sample.node, "", "", "", String(sample.connections), rate(r.in), rate(r.out)]);
     }
     fill(nodes, table("", ["Node", "Address", "Uptime", "Version", "Connections", "Messages/s in", "Messages/s out"], rows, "waiting for the live feed…"));
-    const appRows = (sample ? sample.apps : []).map((a) => [a.app_id, String(a.users_online), String(channelCounts[a.app_id] ?? "")]);
-    fill(apps, table("", ["App", "Users online (this node)", "Live channels (all nodes)"], appRows, "waiting for the live feed…"),
-      h("p", { class: "hint" }, "Messages/s are counted per node, not per app: see the node table."));
+    if (info) {  // admin: every app, on every node
+      const appRows = info.apps.map((a) => [a.app_id, String(a.users_online), String(a.channels), rate(a.messages_per_second)]);
+      fill(apps, table("", ["App", "Users online (all nodes)", "Live channels (all nodes)", "Messages/s in (all nodes)"], appRows, "no apps"));
+    } else {
+      const appRows = (sample ? sample.apps : []).map((a) => [a.app_id, String(a.users_online), String(channelCounts[a.app_id] ?? "")]);
+      fill(apps, table("", ["App", "Users online (this node)", "Live channels (all nodes)"], appRows, "waiting for the live feed…"),
+        h("p", { class: "hint" }, "Messages/s are counted per node, not per app: see the node table."));
+    }
     draw(svg.connections, "Connections", [{ name: "connections", class: "c1", points: r.s.connections }], now, live.SPAN);
     draw(svg.messages, "Messages per second", [
       { name: "in", class: "in", points: r.s.in },
