@@ -104,7 +104,7 @@ class _NodeApi:
     def __init__(self, hub: Hub, describer: NodeDescriber) -> None:
         self._hub = hub
         self._describer = describer
-        self._rates = Rates(hub, describer.started)  # for info(): since the previous call
+        self._rates = Rates(hub.counts, describer.started)  # for info(): since the previous call
         messages: MessageService = hub.messages
         self.publish_from_server = messages.publish_from_server
         self.send_from_server = messages.send_from_server

@@ -19,6 +19,7 @@ from .http.listing import NodeAppInfo, NodeInfo
 
 if TYPE_CHECKING:
     from .hub import Hub
+    from .metrics import Counts
 
 __all__ = ["NodeDescriber", "Rates", "decode_descriptor"]
 
@@ -38,8 +39,8 @@ class Rates:
     """Messages published per second (in all, and per app) and delivered per second, each
     between two calls of ``sample``: the counters only count."""
 
-    def __init__(self, hub: Hub, since: float) -> None:
-        self._counts = hub.counts
+    def __init__(self, counts: Counts, since: float) -> None:
+        self._counts = counts
         self._then = since
         self._published = self._delivered = 0
         self._by_app: dict[str, int] = {}
@@ -78,7 +79,7 @@ class NodeDescriber:
         self.address = address
         self.http_address = http_address
         self.started = started
-        self._sweep_rates = Rates(hub, started)
+        self._sweep_rates = Rates(hub.counts, started)
 
     def describe(self, rates: Rates) -> NodeInfo:
         """The node now, with rates since ``rates``' previous sample."""
