@@ -195,7 +195,8 @@ async def test_info_on_one_node_tells_every_live_node_until_it_stops(tmp_path: P
     mortal = {"node_timeout": 2.0}  # silent for 2 s: dead
     with redis_nodes(tmp_path) as started:
         a = started.start("a", http=True, timers=mortal)
-        b = started.start("b", http=True, timers=mortal)
+        # b's rates are over its sweep: half a second, for a poll to catch them
+        b = started.start("b", http=True, timers=mortal | {"sweep_interval": 0.5})
         here = client_for(a, "here", app_id=APP_SMALL)
         there = [client_for(b, f"there{i}", app_id=APP_SMALL) for i in range(2)]
         for client in (here, *there):
@@ -223,6 +224,23 @@ async def test_info_on_one_node_tells_every_live_node_until_it_stops(tmp_path: P
                 assert {x["app_id"]: x["users_online"] for x in seen["apps"]} == {APP_SMALL: 2}
                 apps = {x["app_id"]: x for x in info["apps"]}
                 assert apps[APP_SMALL]["users_online"] == 3  # one on a, two on b
+
+                for i in range(20):  # on b: a's figures per app add b's rate to a's own
+                    await there[0].publish("rates", f"m{i}")
+                info = await until(
+                    lambda i: any(
+                        n["id"] == b_itself["id"] and n["messages_per_second"] > 0
+                        for n in i["nodes"]
+                    ),
+                    on_a,
+                )
+                rates = [a["messages_per_second"] for n in info["nodes"] for a in n["apps"]]
+                apps = {x["app_id"]: x for x in info["apps"]}
+                assert apps[APP_SMALL]["messages_per_second"] == pytest.approx(sum(rates), abs=1e-3)
+                assert apps[APP_SMALL]["messages_per_second"] > 0
+                assert info["messages_per_second"] == pytest.approx(
+                    sum(n["messages_per_second"] for n in info["nodes"]), abs=1e-3
+                )
             finally:
                 await asyncio.gather(*(c.logout() for c in (here, *there)))
 
