@@ -15,6 +15,7 @@ COMPILE     := --quiet --generate-hashes --allow-unsafe --strip-extras --no-emit
                --build-deps-for=editable
 LOCK_VENV   := .venv-lock
 PYTEST_ARGS ?=
+PYTEST_WORKERS ?= 2
 
 .PHONY: run test test-fast test-latest lint lock bench bench-check clean proto
 
@@ -42,9 +43,11 @@ lint: $(VENV)/.dev-installed
 	$(BIN)/ruff format --check src tests bench examples
 	$(BIN)/mypy src
 
-## test: lint, then every test layer (unit, e2e, redis, cluster) against real servers
+## test: lint, then every test layer (unit, e2e, redis, cluster, browser) against real servers,
+## spread over PYTEST_WORKERS processes (pytest-xdist; a test file stays in one process, so its
+## shared servers do too). PYTEST_WORKERS=0 runs everything in this process.
 test: lint
-	$(BIN)/pytest --durations=15 $(PYTEST_ARGS)
+	$(BIN)/pytest --durations=15 -n $(PYTEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
 
 ## test-fast: the unit layer only (no sockets, no subprocesses): seconds, not minutes
 test-fast: $(VENV)/.dev-installed
