@@ -105,8 +105,24 @@ class Outbox:
     def flush(self) -> None:
         self._scheduled = False
         dirty, self._dirty = self._dirty, []
+        max_buffer = self.max_buffer
+        # ``Connection.flush`` inlined (keep the two alike): one Python call less per
+        # connection and pass, which at fan-out is one per delivery.
         for conn in dirty:
-            conn.flush()
+            out = conn._out
+            raw = conn.raw
+            if not out or raw is None:
+                continue
+            data = out[0] if len(out) == 1 else b"".join(out)
+            out.clear()
+            sent, conn._out_bytes = conn._out_bytes, 0
+            if raw.is_closing():
+                continue
+            self.bytes_out += sent
+            raw.write(data)
+            conn._room = room = max_buffer - raw.get_write_buffer_size()
+            if room < 0:
+                conn._slow_consumer()
 
 
 class Connection(WSListener):
