@@ -112,23 +112,27 @@ class Outbox:
         self._scheduled = False
         dirty, self._dirty = self._dirty, []
         max_buffer = self.max_buffer
-        # ``Connection.flush`` inlined (keep the two alike): one Python call less per
-        # connection and pass, which at fan-out is one per delivery.
-        for conn in dirty:
-            out = conn._out
-            raw = conn.raw
-            if not out or raw is None:
-                continue
-            data = out[0] if len(out) == 1 else b"".join(out)
-            out.clear()
-            sent, conn._out_bytes = conn._out_bytes, 0
-            if raw.is_closing():
-                continue
-            self.bytes_out += sent
-            raw.write(data)
-            conn._room = room = max_buffer - raw.get_write_buffer_size()
-            if room < 0:
-                conn._slow_consumer()
+        total = 0  # bytes written: added to the counter once per pass
+        try:
+            # ``Connection.flush`` inlined (keep the two alike): one Python call less per
+            # connection and pass, which at fan-out is one per delivery.
+            for conn in dirty:
+                out = conn._out
+                raw = conn.raw
+                if not out or raw is None:
+                    continue
+                data = out[0] if len(out) == 1 else b"".join(out)
+                out.clear()
+                sent, conn._out_bytes = conn._out_bytes, 0
+                if raw.is_closing():
+                    continue
+                total += sent
+                raw.write(data)
+                conn._room = room = max_buffer - raw.get_write_buffer_size()
+                if room < 0:
+                    conn._slow_consumer()
+        finally:
+            self.bytes_out += total
 
     def send_all(self, sessions: Iterable[Session], frame: bytes) -> None:
         """``session.conn.send(frame)`` for each session: the fan-out loop of a delivery.
@@ -152,8 +156,8 @@ class Outbox:
                 dirty.append(conn)
                 queued = True
             out.append(frame)
-            conn._out_bytes += size
-            if conn._out_bytes > conn._room:
+            conn._out_bytes = pending = conn._out_bytes + size
+            if pending > conn._room:
                 conn._slow_consumer()
         if queued and not self._scheduled:
             self._scheduled = True
