@@ -13,7 +13,7 @@ import asyncio
 import hmac
 import logging
 import socket
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Protocol
 
 from picows import (
@@ -33,7 +33,7 @@ if TYPE_CHECKING:
     from .admission import Admission
     from .session import Session
 
-__all__ = ["Connection", "Outbox", "SessionFactory"]
+__all__ = ["Connection", "Outbox", "SessionFactory", "send_each"]
 
 log = logging.getLogger("rtm2.server")
 
@@ -43,6 +43,12 @@ _BINARY = WSMsgType.BINARY
 _CLOSE = WSMsgType.CLOSE
 _PING = WSMsgType.PING
 _PONG = WSMsgType.PONG
+
+
+def send_each(sessions: Iterable[Session], frame: bytes) -> None:
+    """``session.conn.send(frame)`` for each session (what ``Outbox.send_all`` does faster)."""
+    for s in sessions:
+        s.conn.send(frame)
 
 
 class SessionFactory(Protocol):
@@ -105,8 +111,57 @@ class Outbox:
     def flush(self) -> None:
         self._scheduled = False
         dirty, self._dirty = self._dirty, []
-        for conn in dirty:
-            conn.flush()
+        max_buffer = self.max_buffer
+        total = 0  # bytes written: added to the counter once per pass
+        try:
+            # ``Connection.flush`` inlined (keep the two alike): one Python call less per
+            # connection and pass, which at fan-out is one per delivery.
+            for conn in dirty:
+                out = conn._out
+                raw = conn.raw
+                if not out or raw is None:
+                    continue
+                data = out[0] if len(out) == 1 else b"".join(out)
+                out.clear()
+                sent, conn._out_bytes = conn._out_bytes, 0
+                if raw.is_closing():
+                    continue
+                total += sent
+                raw.write(data)
+                conn._room = room = max_buffer - raw.get_write_buffer_size()
+                if room < 0:
+                    conn._slow_consumer()
+        finally:
+            self.bytes_out += total
+
+    def send_all(self, sessions: Iterable[Session], frame: bytes) -> None:
+        """``session.conn.send(frame)`` for each session: the fan-out loop of a delivery.
+
+        ``Connection.send`` is inlined (keep the two alike) for a connection that is open and
+        not held, one Python call less per delivery; any other goes through ``send``.
+        """
+        size = len(frame)
+        dirty = self._dirty
+        queued = False
+        for s in sessions:
+            conn = s.conn
+            raw = conn.raw
+            if raw is None or conn._held is not None:
+                conn.send(frame)
+                continue
+            if raw.is_closing():
+                continue
+            out = conn._out
+            if not out:
+                dirty.append(conn)
+                queued = True
+            out.append(frame)
+            conn._out_bytes = pending = conn._out_bytes + size
+            if pending > conn._room:
+                conn._slow_consumer()
+        if queued and not self._scheduled:
+            self._scheduled = True
+            self._loop.call_soon(self.flush)
 
 
 class Connection(WSListener):

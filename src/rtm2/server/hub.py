@@ -151,6 +151,8 @@ class Hub:
         )
         self.history = HistoryService(engine.history_store, self.apps.get)
         self.messages.history = self.history
+        # Deliveries are queued by the outbox's fan-out loop (one Python call less each).
+        self.messages.fan_out = self.stream.fan_out = self.outbox.send_all
         self._listeners: list[SessionListener] = []
         # Told of a session's end in this order: locks count down before the channels are
         # left, and the presence leave comes last, announced as a timeout when it was one.

@@ -28,6 +28,7 @@ from ..protocol.names import (
 from ..types import ChannelType
 from .checks import check_message
 from .engines.base import UNNUMBERED, Broker, BusEvent, BusKind, frame_offset
+from .gateway import send_each
 from .interest import Interest
 from .metrics import Counts
 from .ratelimit import RateBucket
@@ -35,7 +36,7 @@ from .subjects import session_subject
 from .subjects import subject as make_subject
 
 if TYPE_CHECKING:
-    from collections.abc import Coroutine
+    from collections.abc import Callable, Coroutine, Iterable
 
     from .config import AppConfig
     from .history import HistoryService
@@ -99,6 +100,8 @@ class MessageService:
         self._clock = time.monotonic
         # Set by the hub: stored publishes (server/history.py).
         self.history: HistoryService
+        # Sends one frame to each session's connection; the hub sets its outbox's ``send_all``.
+        self.fan_out: Callable[[Iterable[Session], bytes], None] = send_each
 
     async def subscribe(self, s: Session, f: Subscribe) -> None:
         limits = s.app_config.limits
@@ -319,7 +322,5 @@ class MessageService:
         self.recovery.receive(subj, "", frame_offset(event.frame), event.user, event.frame)
         receivers = self.receivers.get(subj)
         if receivers:
-            data = ws_binary_frame(event.frame)
-            for s in receivers:
-                s.conn.send(data)
+            self.fan_out(receivers, ws_binary_frame(event.frame))
             self.counts.delivered_message += len(receivers)  # once per fan-out

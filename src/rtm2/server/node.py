@@ -55,6 +55,11 @@ class _PeerFaultsAsWarnings(logging.LoggerAdapter[logging.Logger]):
 # picows reads into a buffer of this size per connection; its 16 KiB default doubles the memory
 # of an idle connection, and the buffer grows by itself for larger frames.
 _READ_BUFFER = 2048
+# picows runs over aiofastnet's transports when that package is installed (a picows dependency);
+# the event loop's own transport (uvloop's) holds ~5 KiB less per idle connection (tracemalloc:
+# what aiofastnet's transport makes at accept) for the same instructions per publish under
+# callgrind (`bench/callgrind_publish.py`), so connections use the loop's.
+_USE_AIOFASTNET = False
 
 # glibc's mallopt parameter, and the size from which allocations get pages of their own.
 _M_MMAP_THRESHOLD = -3
@@ -323,6 +328,7 @@ class Server:
             self.config.port,
             max_frame_size=self.config.max_frame_size,
             read_buffer_init_size=_READ_BUFFER,
+            use_aiofastnet=_USE_AIOFASTNET,
             websocket_handshake_timeout=self.config.timers.login_timeout,
             enable_auto_pong=False,
             ssl=self._ssl,

@@ -50,13 +50,14 @@ from .engines.base import (
     StreamStore,
     frame_offset,
 )
+from .gateway import send_each
 from .interest import Interest
 from .metrics import Counts
 from .ratelimit import RateBucket
 from .subjects import subject as make_subject
 
 if TYPE_CHECKING:
-    from collections.abc import Coroutine
+    from collections.abc import Callable, Coroutine, Iterable
 
     from .recovery import Recovery
     from .roles import ChannelFeatures, Replayer
@@ -141,6 +142,8 @@ class StreamService:
         # subject -> local sessions in that channel
         self.local: dict[str, set[Session]] = {}
         self._clock = time.monotonic
+        # Sends one frame to each session's connection; the hub sets its outbox's ``send_all``.
+        self.fan_out: Callable[[Iterable[Session], bytes], None] = send_each
         self._tasks: set[asyncio.Task[None]] = set()
 
     # --- joining and leaving ---------------------------------------------------------------
@@ -351,9 +354,7 @@ class StreamService:
         )
         recipients = self.routes.get((subject, event.topic, event.user))
         if recipients:
-            data = ws_binary_frame(event.frame)
-            for s in recipients:
-                s.conn.send(data)
+            self.fan_out(recipients, ws_binary_frame(event.frame))
             self.counts.delivered_stream += len(recipients)  # once per fan-out
 
     def on_topic_event(self, subject: str, event: BusEvent) -> None:
