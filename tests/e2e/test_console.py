@@ -135,6 +135,9 @@ async def test_the_overview_shows_the_node_its_apps_and_a_live_chart(
     apps = page.get_by_role("region", name="Apps")
     await expect(apps.get_by_role("cell", name=APP_A)).to_be_visible()
     await expect(apps.get_by_role("columnheader", name="Users online (all nodes)")).to_be_visible()
+    await expect(
+        apps.get_by_role("columnheader", name="Messages/s out (all nodes)")
+    ).to_be_visible()
     # The live feed fills the charts: two samples make a line of each series.
     await expect(page.locator("svg polyline.in")).to_have_count(1, timeout=5000)
     await expect(page.locator("svg polyline.c1")).to_have_count(1)

@@ -125,9 +125,12 @@ async def test_info_needs_the_admin_key_and_tells_the_node_and_each_app(
 ) -> None:
     assert (await api.get("/v1/info")).status_code == 403
     assert (await api.get("/v1/info", headers={"X-API-Key": ""})).status_code == 401
-    alice = await users.login("alice")
-    await alice.subscribe(unique("info"))
-    await alice.publish(unique("info"), "hello")
+    alice, bob = await users.login("alice"), await users.login("bob")
+    channel = unique("info")
+    await alice.subscribe(channel)
+    heard = await bob.subscribe(channel)
+    await alice.publish(channel, "hello")
+    await heard.get(timeout=5)
     info = (await api.get("/v1/info", headers={"X-API-Key": server.admin_key})).json()
     assert info["version"]
     assert info["node"]["address"] == server.url
@@ -141,6 +144,8 @@ async def test_info_needs_the_admin_key_and_tells_the_node_and_each_app(
     assert info["messages_per_second"] > 0
     assert apps[APP_A]["messages_per_second"] > 0  # alice's message, counted for her app
     assert apps[APP_B]["messages_per_second"] == 0  # nobody published in app B
+    assert apps[APP_A]["delivered_per_second"] > 0  # to alice and bob, counted for their app
+    assert apps[APP_B]["delivered_per_second"] == 0
 
 
 # --- two nodes sharing a Redis -----------------------------------------------------------------
@@ -238,6 +243,8 @@ async def test_info_on_one_node_tells_every_live_node_until_it_stops(tmp_path: P
                 apps = {x["app_id"]: x for x in info["apps"]}
                 assert apps[APP_SMALL]["messages_per_second"] == pytest.approx(sum(rates), abs=1e-3)
                 assert apps[APP_SMALL]["messages_per_second"] > 0
+                out = [a["delivered_per_second"] for n in info["nodes"] for a in n["apps"]]
+                assert apps[APP_SMALL]["delivered_per_second"] == pytest.approx(sum(out), abs=1e-3)
                 assert info["messages_per_second"] == pytest.approx(
                     sum(n["messages_per_second"] for n in info["nodes"]), abs=1e-3
                 )

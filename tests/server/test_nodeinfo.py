@@ -18,13 +18,16 @@ def test_rates_are_per_second_since_the_previous_sample_in_all_and_per_app() -> 
     counts.published_by_app["a"] += 4
     counts.published_by_app["b"] += 2
     counts.delivered_message += 20
-    published, delivered, by_app = rates.sample()
+    counts.delivered_by_app["a"] += 20
+    published, delivered, by_app, out_by_app = rates.sample()
     assert 2.9 < published <= 3.0
     assert 9.9 < delivered <= 10.0
     assert by_app.keys() == {"a", "b"}
     assert 1.9 < by_app["a"] <= 2.0
-    published, delivered, by_app = rates.sample()  # nothing since
-    assert (published, delivered, by_app) == (0.0, 0.0, {})
+    assert out_by_app.keys() == {"a"}
+    assert 9.9 < out_by_app["a"] <= 10.0
+    published, delivered, by_app, out_by_app = rates.sample()  # nothing since
+    assert (published, delivered, by_app, out_by_app) == (0.0, 0.0, {}, {})
 
 
 def test_a_descriptor_round_trips_and_an_older_node_one_reads_with_defaults() -> None:

@@ -276,6 +276,7 @@ class Hub:
         if session is not None and session.attached:
             session.conn.send(ws_binary_frame(event.frame))
             self.counts.delivered_user += 1
+            self.counts.delivered_by_app[session.app_config.app_id] += 1
 
     def on_login(self, subject: str, event: BusEvent) -> None:
         """The user logged in on another node: its session here (if any, and older) goes."""

@@ -311,6 +311,7 @@ class MessageService:
         if recipient is not None and recipient.attached:  # on this node: no broker trip
             recipient.conn.send(ws_binary_frame(frame))
             self.counts.delivered_user += 1
+            self.counts.delivered_by_app[app] += 1
         elif recipient is not None or not await self.broker.publish_counted(
             session_subject(app, user), BusEvent(BusKind.PEER, "", sender, frame)
         ):
@@ -323,4 +324,6 @@ class MessageService:
         receivers = self.receivers.get(subj)
         if receivers:
             self.fan_out(receivers, ws_binary_frame(event.frame))
-            self.counts.delivered_message += len(receivers)  # once per fan-out
+            n = len(receivers)  # counted once per fan-out, never per delivery
+            self.counts.delivered_message += n
+            self.counts.delivered_by_app[next(iter(receivers)).app_config.app_id] += n

@@ -69,6 +69,7 @@ class Counts:
 
     __slots__ = (
         "bus_lag",
+        "delivered_by_app",
         "delivered_message",
         "delivered_stream",
         "delivered_user",
@@ -88,6 +89,8 @@ class Counts:
         self.published_user = 0
         # The same three together, by app id (for /v1/info's rate per app).
         self.published_by_app: defaultdict[str, int] = defaultdict(int)
+        # Deliveries per app, counted once per fan-out (for /v1/info and the console).
+        self.delivered_by_app: defaultdict[str, int] = defaultdict(int)
         # Frames queued for local recipients (a fan-out to N sessions counts N).
         self.delivered_stream = 0
         self.delivered_message = 0

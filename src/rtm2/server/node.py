@@ -247,16 +247,26 @@ class _NodeApi:
                 nodes[node_id] = other
         users: Counter[str] = Counter()
         rates: dict[str, float] = {}
+        out: dict[str, float] = {}
         for each in nodes.values():
             for a in each.apps:
                 users[a.app_id] += a.users_online
                 rates[a.app_id] = rates.get(a.app_id, 0.0) + a.messages_per_second
+                out[a.app_id] = out.get(a.app_id, 0.0) + a.delivered_per_second
         apps = []
         for app_id in hub.apps:
             live = 0
             for ctype in (ChannelType.MESSAGE, ChannelType.STREAM):
                 live += len(await hub.engine.presence_store.channels(subject(app_id, ctype, "")))
-            apps.append(AppInfo(app_id, users[app_id], live, round(rates.get(app_id, 0.0), 3)))
+            apps.append(
+                AppInfo(
+                    app_id,
+                    users[app_id],
+                    live,
+                    round(rates.get(app_id, 0.0), 3),
+                    round(out.get(app_id, 0.0), 3),
+                )
+            )
         return Info(
             __version__,
             node,

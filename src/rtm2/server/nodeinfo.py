@@ -44,31 +44,34 @@ class Rates:
         self._then = since
         self._published = self._delivered = 0
         self._by_app: dict[str, int] = {}
+        self._out_by_app: dict[str, int] = {}
 
-    def sample(self) -> tuple[float, float, dict[str, float]]:
-        """(published/s, delivered/s, published/s by app id) since the previous call."""
+    def sample(self) -> tuple[float, float, dict[str, float], dict[str, float]]:
+        """(published/s, delivered/s, published/s by app id, delivered/s by app id) since the
+        previous call."""
         n = self._counts
         now = time.time()
         published = n.published_message + n.published_stream + n.published_user
         delivered = n.delivered_message + n.delivered_stream + n.delivered_user
-        by_app, earlier = dict(n.published_by_app), self._by_app
+        by_app, out_by_app = dict(n.published_by_app), dict(n.delivered_by_app)
         elapsed = max(now - self._then, 1e-3)
         rates = (
             round((published - self._published) / elapsed, 3),
             round((delivered - self._delivered) / elapsed, 3),
-            {
-                app: round((count - earlier.get(app, 0)) / elapsed, 3)
-                for app, count in by_app.items()
-                if count != earlier.get(app, 0)
-            },
+            _per_second(by_app, self._by_app, elapsed),
+            _per_second(out_by_app, self._out_by_app, elapsed),
         )
-        self._then, self._published, self._delivered, self._by_app = (
-            now,
-            published,
-            delivered,
-            by_app,
-        )
+        self._then, self._published, self._delivered = now, published, delivered
+        self._by_app, self._out_by_app = by_app, out_by_app
         return rates
+
+
+def _per_second(now: dict[str, int], then: dict[str, int], elapsed: float) -> dict[str, float]:
+    return {
+        app: round((count - then.get(app, 0)) / elapsed, 3)
+        for app, count in now.items()
+        if count != then.get(app, 0)
+    }
 
 
 class NodeDescriber:
@@ -88,10 +91,12 @@ class NodeDescriber:
         for (app_id, _), session in hub.users.items():
             if session.attached:
                 online[app_id] += 1
-        published, delivered, by_app = rates.sample()
+        published, delivered, by_app, out_by_app = rates.sample()
         apps = [
-            NodeAppInfo(app_id, online[app_id], by_app.get(app_id, 0.0))
-            for app_id in sorted(online.keys() | by_app.keys())
+            NodeAppInfo(
+                app_id, online[app_id], by_app.get(app_id, 0.0), out_by_app.get(app_id, 0.0)
+            )
+            for app_id in sorted(online.keys() | by_app.keys() | out_by_app.keys())
         ]
         return NodeInfo(
             hub.node_id,

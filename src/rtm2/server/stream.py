@@ -355,7 +355,9 @@ class StreamService:
         recipients = self.routes.get((subject, event.topic, event.user))
         if recipients:
             self.fan_out(recipients, ws_binary_frame(event.frame))
-            self.counts.delivered_stream += len(recipients)  # once per fan-out
+            n = len(recipients)  # counted once per fan-out, never per delivery
+            self.counts.delivered_stream += n
+            self.counts.delivered_by_app[next(iter(recipients)).app_config.app_id] += n
 
     def on_topic_event(self, subject: str, event: BusEvent) -> None:
         """Tell this node's members of the channel, but the publisher it is about."""

@@ -52,6 +52,7 @@ class NodeAppInfo(msgspec.Struct):
     app_id: str
     users_online: int  # attached sessions of the app on the node
     messages_per_second: float = 0.0  # messages of the app published on the node
+    delivered_per_second: float = 0.0  # the app's messages queued for the node's recipients
 
 
 class NodeInfo(msgspec.Struct):
@@ -77,6 +78,8 @@ class AppInfo(msgspec.Struct):
     channels: int  # live channels of the app, on every node
     # Messages of the app published per second, on every live node (``NodeInfo``'s rates).
     messages_per_second: float = 0.0
+    # The app's messages delivered per second, on every live node (a fan-out to N counts N).
+    delivered_per_second: float = 0.0
 
 
 class Info(msgspec.Struct):

@@ -97,8 +97,8 @@ function overview(root) {
     }
     fill(nodes, table("", ["Node", "Address", "Uptime", "Version", "Connections", "Messages/s in", "Messages/s out"], rows, "waiting for the live feed…"));
     if (info) {  // admin: every app, on every node
-      const appRows = info.apps.map((a) => [a.app_id, String(a.users_online), String(a.channels), rate(a.messages_per_second)]);
-      fill(apps, table("", ["App", "Users online (all nodes)", "Live channels (all nodes)", "Messages/s in (all nodes)"], appRows, "no apps"));
+      const appRows = info.apps.map((a) => [a.app_id, String(a.users_online), String(a.channels), rate(a.messages_per_second), rate(a.delivered_per_second ?? 0)]);
+      fill(apps, table("", ["App", "Users online (all nodes)", "Live channels (all nodes)", "Messages/s in (all nodes)", "Messages/s out (all nodes)"], appRows, "no apps"));
     } else {
       const appRows = (sample ? sample.apps : []).map((a) => [a.app_id, String(a.users_online), String(channelCounts[a.app_id] ?? "")]);
       fill(apps, table("", ["App", "Users online (this node)", "Live channels (all nodes)"], appRows, "waiting for the live feed…"),
