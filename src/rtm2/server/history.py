@@ -22,7 +22,7 @@ from ..protocol.codec import encode, encode_result
 from ..protocol.frames import ChannelMessage, GetHistory, HistoryMessage, HistoryResult, Publish
 from ..protocol.names import is_valid_channel_name, is_valid_user_id
 from ..types import ChannelType
-from .checks import check_message
+from .checks import check_message, check_server_publish
 from .engines.base import (
     HISTORY_IDS_PER_MS,
     UNNUMBERED,
@@ -221,10 +221,7 @@ class HistoryService:
         publisher: str,
     ) -> None:
         """``publish_from_server``, stored in history; returns once durable."""
-        check_message(payload, message_type, custom_type, app.limits.message_size)
-        if not is_valid_channel_name(channel):
-            raise RTMError(ErrorCode.INVALID_CHANNEL_NAME, f"invalid channel name {channel!r}")
-        subj = make_subject(app.app_id, ChannelType.MESSAGE, channel)
+        subj = check_server_publish(app, channel, payload, message_type, custom_type)
         timestamp = int(time.time() * 1000)
         stored = self.store(
             app, subj, HistoryEntry(publisher, payload, message_type, custom_type), timestamp

@@ -26,7 +26,7 @@ from ..protocol.names import (
     is_valid_user_id,
 )
 from ..types import ChannelType
-from .checks import check_message
+from .checks import check_message, check_server_publish
 from .engines.base import UNNUMBERED, Broker, BusEvent, BusKind, frame_offset
 from .gateway import send_each
 from .interest import Interest
@@ -254,9 +254,7 @@ class MessageService:
         publisher: str,
     ) -> None:
         """Publish to a message channel as ``publisher``; the same checks as a client's."""
-        check_message(payload, message_type, custom_type, app.limits.message_size)
-        if not is_valid_channel_name(channel):
-            raise RTMError(ErrorCode.INVALID_CHANNEL_NAME, f"invalid channel name {channel!r}")
+        subj = check_server_publish(app, channel, payload, message_type, custom_type)
         frame = encode(
             ChannelMessage(
                 channel,
@@ -271,7 +269,7 @@ class MessageService:
         )
         # Through the broker like a client's publish: subscribers on every node get it.
         self.broker.publish_message(
-            make_subject(app.app_id, ChannelType.MESSAGE, channel),
+            subj,
             BusEvent(BusKind.MESSAGE, "", publisher, frame),
             app.limits.recovery_messages,
             app.limits.recovery_seconds,
