@@ -16,6 +16,8 @@ from pathlib import Path
 
 import pytest
 
+from .redis_cluster import LocalCluster, local_cluster
+
 E2E_DIR = Path(__file__).parent / "e2e"
 
 # Every `rtm2 serve` the tests start has no HTTP API unless it asks for one (ServerProcess's
@@ -251,3 +253,14 @@ def own_server(tmp_path: Path) -> Iterator[ServerProcess]:
     srv = ServerProcess(tmp_path).start()
     yield srv
     srv.stop()
+
+
+@pytest.fixture(scope="session")
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]:
+    """A local 3-master Redis Cluster (tests/redis_cluster.py) for every test that asks for one,
+    started once per pytest process (with pytest-xdist, once per worker): starting one costs
+    seconds. Tests share it the way they share the Redis on port 6379, each under a key prefix
+    of its own. A test may move a slot to another master, as a resharding does, but must leave
+    every slot served; a module that needs a cluster to itself defines its own ``cluster``."""
+    with local_cluster(tmp_path_factory.mktemp("cluster")) as running:
+        yield running

@@ -8,9 +8,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
-import subprocess
 import time
-import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -326,26 +324,6 @@ async def test_a_tail_of_a_bad_channel_is_refused(
     assert (response.status_code, response.json()["code"]) == (status, code)
     no_key = await http.get(f"/v1/apps/{APP_A}/channels/message/news/tail")
     assert no_key.status_code == 401
-
-
-@pytest.fixture
-def nodes(tmp_path: Path) -> Iterator[tuple[ServerProcess, ServerProcess]]:
-    """Two nodes sharing a Redis: a serves the HTTP API, b the clients."""
-    prefix = f"rtm2test:{uuid.uuid4().hex[:12]}:"
-    engine = f'"{REDIS}?prefix={prefix}"'
-    a = ServerProcess(tmp_path / "a", server={"engine": engine}, http=True)
-    b = ServerProcess(tmp_path / "b", server={"engine": engine})
-    for node in (a, b):
-        node.workdir.mkdir()
-        node.start()
-    yield a, b
-    for node in (a, b):
-        node.stop()
-    keys = subprocess.run(
-        ["redis-cli", "--scan", "--pattern", f"{prefix}*"], capture_output=True, text=True
-    ).stdout.split()
-    if keys:
-        subprocess.run(["redis-cli", "DEL", *keys], capture_output=True)
 
 
 @pytest.mark.redis

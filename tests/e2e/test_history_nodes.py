@@ -4,8 +4,6 @@ it: what is stored through one node is read through the other, paged the same wa
 from __future__ import annotations
 
 import asyncio
-import subprocess
-import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -15,42 +13,21 @@ import rtm2
 from rtm2 import ChannelType
 
 from ..conftest import ServerProcess
-from ..redis_cluster import LocalCluster, local_cluster
+from .nodes import REDIS, redis_nodes
 from .test_history import APP_H, HistoryServer
 from .util import client_for, unique
 
-REDIS = "redis://127.0.0.1:6379/0"
-
 pytestmark = pytest.mark.redis
-
-
-@pytest.fixture(scope="module")
-def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]:
-    with local_cluster(tmp_path_factory.mktemp("history-cluster")) as running:
-        yield running
 
 
 @pytest.fixture(params=["redis", pytest.param("cluster", marks=pytest.mark.cluster)])
 def nodes(
     request: pytest.FixtureRequest, tmp_path: Path
 ) -> Iterator[tuple[ServerProcess, ServerProcess]]:
-    prefix = f"rtm2test:{uuid.uuid4().hex[:12]}:"
+    """Two nodes keeping history, on the Redis or on the session's Redis Cluster."""
     url = request.getfixturevalue("cluster").url if request.param == "cluster" else REDIS
-    engine = f'"{url}?prefix={prefix}"'
-    a = HistoryServer(tmp_path / "a", server={"engine": engine})
-    b = HistoryServer(tmp_path / "b", server={"engine": engine})
-    for node in (a, b):
-        node.workdir.mkdir()
-        node.start()
-    yield a, b
-    for node in (a, b):
-        node.stop()
-    if request.param == "redis":
-        keys = subprocess.run(
-            ["redis-cli", "--scan", "--pattern", f"{prefix}*"], capture_output=True, text=True
-        ).stdout.split()
-        if keys:
-            subprocess.run(["redis-cli", "DEL", *keys], capture_output=True, check=False)
+    with redis_nodes(tmp_path, url, HistoryServer) as started:
+        yield started.start("a"), started.start("b")
 
 
 @pytest.fixture

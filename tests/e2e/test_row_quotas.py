@@ -3,7 +3,6 @@ hold across a restart, and that removals free."""
 
 from __future__ import annotations
 
-import subprocess
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -14,11 +13,10 @@ import rtm2
 from rtm2 import ChannelType, ErrorCode, MetadataItem
 
 from ..conftest import ServerProcess
-from ..redis_cluster import LocalCluster, local_cluster
+from .nodes import REDIS, forget
 from .util import client_for, fails, unique
 
 MESSAGE = ChannelType.MESSAGE
-REDIS = "redis://127.0.0.1:6379/0"
 APP_ROWS = "a8" * 16  # 3 locks and 4 metadata rows in all
 
 
@@ -35,12 +33,6 @@ class RowQuotaServer(ServerProcess):
         ]
         path.write_text(path.read_text() + "\n".join(extra) + "\n")
         return path
-
-
-@pytest.fixture(scope="module")
-def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]:
-    with local_cluster(tmp_path_factory.mktemp("cluster")) as running:
-        yield running
 
 
 @pytest.fixture(
@@ -64,14 +56,6 @@ def servers(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[list[Ser
         srv.stop()
     if request.param == "redis":
         forget(prefix)
-
-
-def forget(prefix: str) -> None:
-    keys = subprocess.run(
-        ["redis-cli", "--scan", "--pattern", f"{prefix}*"], capture_output=True, text=True
-    ).stdout.split()
-    if keys:
-        subprocess.run(["redis-cli", "DEL", *keys], capture_output=True)
 
 
 async def login(server: ServerProcess) -> rtm2.RTMClient:

@@ -6,21 +6,17 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
-from uuid import uuid4
 
 import pytest
 
 from rtm2.server.engines.base import HistoryEntry
-from rtm2.server.engines.redis.history import RedisHistoryStore
 from rtm2.server.engines.sqlite import SQLiteStore
 from rtm2.server.engines.sqlite_history import SQLiteHistoryStore
-from rtm2.server.redisio import Commands, RedisClient, RedisClusterClient
 
-from ..redis_cluster import LocalCluster, local_cluster
+from .conftest import RedisHistory
 from .history import HistoryContract
-from .test_redis import REDIS_URL, keys_of
 
 
 class SQLiteHistory:
@@ -91,52 +87,6 @@ async def test_the_sqlite_sweep_deletes_expired_rows_within_its_budget(
 # --- Redis ---------------------------------------------------------------------------------
 
 
-class RedisHistory:
-    def __init__(self, prefix: str, make_client: type[Commands] | None, url: str) -> None:
-        self.prefix = prefix
-        self.url = url
-        self.make = make_client or RedisClient
-        self.client: Commands | None = None
-        self.redis: RedisHistoryStore | None = None
-
-    @property
-    def history(self) -> RedisHistoryStore:
-        assert self.redis is not None
-        return self.redis
-
-    async def start(self) -> None:
-        self.client = self.make(self.url)  # type: ignore[call-arg]
-        self.redis = RedisHistoryStore(self.client, self.prefix)  # preloads before connecting
-        await self.client.connect()
-
-    async def close(self) -> None:
-        if self.client is not None:
-            await self.client.close()
-        self.client = self.redis = None
-
-    async def restart(self) -> None:
-        await self.close()
-        await self.start()
-
-
-@pytest.fixture
-async def redis_history() -> AsyncIterator[RedisHistory]:
-    harness = RedisHistory(f"rtm2test:{uuid4().hex}:", None, REDIS_URL)
-    await harness.start()
-    try:
-        yield harness
-    finally:
-        await harness.close()
-        cleaner = RedisClient(REDIS_URL)
-        await cleaner.connect()
-        try:
-            keys = await keys_of(cleaner, harness.prefix)
-            if keys:
-                await cleaner.call("DEL", *keys)
-        finally:
-            await cleaner.close()
-
-
 @pytest.mark.redis
 class TestRedisHistory(HistoryContract):
     @pytest.fixture
@@ -165,22 +115,6 @@ async def test_a_redis_history_is_a_stream_in_the_channels_slot_that_expires_wit
 
 
 # --- Redis Cluster -------------------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]:
-    with local_cluster(tmp_path_factory.mktemp("history-cluster")) as running:
-        yield running
-
-
-@pytest.fixture
-async def cluster_history(cluster: LocalCluster) -> AsyncIterator[RedisHistory]:
-    harness = RedisHistory(f"rtm2test:{uuid4().hex}:", RedisClusterClient, cluster.url)
-    await harness.start()
-    try:
-        yield harness
-    finally:
-        await harness.close()
 
 
 class TestRedisClusterHistory(HistoryContract):

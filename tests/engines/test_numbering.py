@@ -10,10 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 from collections.abc import AsyncIterator
 from pathlib import Path
-from uuid import uuid4
 
 import msgspec
 import pytest
@@ -32,9 +30,8 @@ from rtm2.server.engines.base import (
 from rtm2.server.engines.memory import MemoryEngine
 from rtm2.server.engines.redis.engine import RedisEngine
 
-from .test_redis import keys_of
+from .conftest import REDIS_URL, delete_keys, keys_of, new_prefix
 
-REDIS_URL = os.environ.get("RTM2_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 SUBJECT = "stream:app1:room {x}"  # braces: the channel's hash tag must survive them
 TOPIC = "t"
 
@@ -68,7 +65,7 @@ class Rig:
 async def running(kind: str, tmp_path: Path) -> AsyncIterator[Rig]:
     """A started engine ("memory" or "redis", in a key prefix of its own) subscribed to
     SUBJECT; closed and its Redis keys deleted afterwards."""
-    prefix = f"rtm2test:{uuid4().hex[:12]}:"
+    prefix = new_prefix()
     engine: Engine
     if kind == "memory":
         engine = MemoryEngine(tmp_path)
@@ -83,26 +80,13 @@ async def running(kind: str, tmp_path: Path) -> AsyncIterator[Rig]:
     finally:
         await engine.close()
         if kind == "redis":
-            await _delete(prefix)
+            await delete_keys(prefix)
 
 
 @pytest.fixture(params=["memory", pytest.param("redis", marks=pytest.mark.redis)])
 async def rig(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Rig]:
     async with running(request.param, tmp_path) as started:
         yield started
-
-
-async def _delete(prefix: str) -> None:
-    from rtm2.server.redisio import RedisClient
-
-    cleaner = RedisClient(REDIS_URL)
-    await cleaner.connect()
-    try:
-        keys = await keys_of(cleaner, prefix)
-        if keys:
-            await cleaner.call("DEL", *keys)
-    finally:
-        await cleaner.close()
 
 
 def decoded(event: BusEvent) -> StreamMessage:

@@ -9,20 +9,17 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
-from uuid import uuid4
 
 import pytest
 
 from rtm2.server.engines.base import EventOutbox
 from rtm2.server.engines.memory import MemoryEngine
 from rtm2.server.engines.redis.engine import RedisEngine
-from rtm2.server.redisio import RedisClient
 
-from ..redis_cluster import LocalCluster, local_cluster
-from .test_redis import REDIS_URL, keys_of
+from .conftest import REDIS_URL, delete_keys, new_prefix, started
 
 
 class Harness:
@@ -58,12 +55,6 @@ class Harness:
             await engine.close()
 
 
-@pytest.fixture(scope="module")
-def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]:
-    with local_cluster(tmp_path_factory.mktemp("outbox-cluster")) as running:
-        yield running
-
-
 @pytest.fixture(
     params=[
         "sqlite",
@@ -72,28 +63,18 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]:
     ]
 )
 async def box(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Harness]:
-    prefix = f"rtm2test:{uuid4().hex}:"
+    prefix = new_prefix()
     if request.param == "sqlite":
         harness = Harness(lambda: MemoryEngine(tmp_path), shared=False)
-    elif request.param == "redis":
-        harness = Harness(lambda: RedisEngine(f"{REDIS_URL}?prefix={prefix}"), shared=True)
     else:
-        url = request.getfixturevalue("cluster").url
+        url = REDIS_URL if request.param == "redis" else request.getfixturevalue("cluster").url
         harness = Harness(lambda: RedisEngine(f"{url}?prefix={prefix}"), shared=True)
-    await harness.start()
     try:
-        yield harness
+        async with started(harness):
+            yield harness
     finally:
-        await harness.close()
-        if request.param == "redis":
-            cleaner = RedisClient(REDIS_URL)
-            await cleaner.connect()
-            try:
-                keys = await keys_of(cleaner, prefix)
-                if keys:
-                    await cleaner.call("DEL", *keys)
-            finally:
-                await cleaner.close()
+        if request.param == "redis":  # an async fixture cannot ask for ``redis_prefix`` here
+            await delete_keys(prefix)
 
 
 async def drain(outbox: EventOutbox, hook: str, part: int, node: str = "n1") -> list[bytes]:

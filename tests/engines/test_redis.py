@@ -1,5 +1,6 @@
 """The engine contract suites run against the Redis engine: ``contract.py`` on its RedisStore,
-``roles.py`` on its stream and presence stores and brokers (each node an engine of its own).
+``roles.py`` on its stream and presence stores and brokers (each node an engine of its own);
+the harnesses and fixtures are in ``conftest.py``, shared with the Redis Cluster suites.
 
 Needs a real Redis (``RTM2_TEST_REDIS_URL``, default redis://127.0.0.1:6379/0); without one
 these tests fail rather than skip, since CI starts Redis for them. Each test uses its own key
@@ -10,8 +11,6 @@ running: "durable" here means acknowledged by Redis, see ``storage``).
 
 from __future__ import annotations
 
-import os
-from collections.abc import AsyncIterator, Callable
 from uuid import uuid4
 
 import pytest
@@ -27,97 +26,26 @@ from rtm2.server.engines.base import (
     LockInfo,
     Metadata,
 )
-from rtm2.server.engines.redis.bans import RedisBanStore
 from rtm2.server.engines.redis.engine import RedisEngine, RedisStore
-from rtm2.server.redisio import Commands, RedisClient, Script, hash_tag, run, unescape_tag
+from rtm2.server.redisio import RedisClient, Script, hash_tag, run, unescape_tag
 
 from .bans import BanStoreContract
+from .conftest import REDIS_URL, RedisHarness, RedisRoles, keys_of
 from .contract import ConcurrencyContract, LockContract, LockQueueContract, MetadataContract
 from .roles import (
     BrokerContract,
     CrossNodeContract,
-    Node,
     NodesContract,
     PresenceStoreContract,
     StreamStoreContract,
 )
 
-REDIS_URL = os.environ.get("RTM2_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
-
 pytestmark = pytest.mark.redis
 
 
-class RedisHarness:
-    """An ``EngineHarness`` over one key prefix of a real Redis (or, given ``make_client``
-    making a cluster client, of a Redis Cluster)."""
-
-    def __init__(
-        self, prefix: str, make_client: Callable[[], Commands] | None = None, cluster: bool = False
-    ) -> None:
-        self.prefix = prefix
-        self.make_client = make_client or (lambda: RedisClient(REDIS_URL))
-        self.cluster = cluster
-        self.client: Commands | None = None
-        self.store: RedisStore | None = None
-
-    @property
-    def metadata(self) -> RedisStore:
-        assert self.store is not None
-        return self.store
-
-    @property
-    def locks(self) -> RedisStore:
-        return self.metadata
-
-    @property
-    def bans(self) -> RedisBanStore:
-        """A ``BanHarness`` too: a restart is a new connection, as a node started later."""
-        assert self.client is not None
-        return RedisBanStore(self.client, self.prefix)
-
-    async def start(self) -> None:
-        self.client = self.make_client()
-        await self.client.connect()
-        self.store = RedisStore(self.client, self.prefix, self.cluster)
-        await self.store.open()
-
-    async def close(self) -> None:
-        if self.client is not None:
-            await self.client.close()
-        self.client = self.store = None
-
-    async def restart(self) -> None:
-        await self.close()
-        await self.start()
-
-
-async def keys_of(client: RedisClient, prefix: str) -> list[bytes]:
-    """Every key under ``prefix`` (which must hold no glob characters)."""
-    keys: list[bytes] = []
-    cursor: bytes | int = 0
-    while True:
-        cursor, found = await client.call("SCAN", cursor, "MATCH", f"{prefix}*", "COUNT", 1000)
-        keys += found
-        if cursor in (b"0", 0):
-            return keys
-
-
 @pytest.fixture
-async def engine() -> AsyncIterator[RedisHarness]:
-    harness = RedisHarness(f"rtm2test:{uuid4().hex}:")
-    await harness.start()
-    try:
-        yield harness
-    finally:
-        await harness.close()
-        cleaner = RedisClient(REDIS_URL)
-        await cleaner.connect()
-        try:
-            keys = await keys_of(cleaner, harness.prefix)
-            if keys:
-                await cleaner.call("DEL", *keys)
-        finally:
-            await cleaner.close()
+def engine(redis_engine: RedisHarness) -> RedisHarness:
+    return redis_engine
 
 
 class TestRedisStore(MetadataContract, LockContract, LockQueueContract, ConcurrencyContract):
@@ -248,47 +176,9 @@ async def test_without_redis_every_store_and_the_broker_raise_engine_unavailable
 # --- the shared roles: stream, presence, broker (``roles.py``) ------------------------------
 
 
-class RedisRoles:
-    """A ``RolesHarness`` over one key prefix: each ``node()`` is an engine of its own, as
-    each server node has."""
-
-    def __init__(self, url: str) -> None:
-        self.url = url
-        self.base = RedisEngine(url)
-        self.stream = self.base.stream_store
-        self.presence = self.base.presence_store
-        self.recovery = self.base.recovery_store
-        self.engines = [self.base]
-
-    async def node(self) -> Node:
-        engine = RedisEngine(self.url)
-        node = Node(engine)
-        await engine.start()
-        self.engines.append(engine)
-        return node
-
-    async def close(self) -> None:
-        for engine in self.engines:
-            await engine.close()
-
-
 @pytest.fixture
-async def roles() -> AsyncIterator[RedisRoles]:
-    prefix = f"rtm2test:{uuid4().hex}:"
-    harness = RedisRoles(f"{REDIS_URL}?prefix={prefix}")
-    await harness.base.start()
-    try:
-        yield harness
-    finally:
-        await harness.close()
-        cleaner = RedisClient(REDIS_URL)
-        await cleaner.connect()
-        try:
-            keys = await keys_of(cleaner, prefix)
-            if keys:
-                await cleaner.call("DEL", *keys)
-        finally:
-            await cleaner.close()
+def roles(redis_roles: RedisRoles) -> RedisRoles:
+    return redis_roles
 
 
 class TestRedisRoles(

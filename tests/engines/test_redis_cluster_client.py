@@ -1,18 +1,17 @@
 """RedisClusterClient / RedisClusterSubscriber against a real local 3-master Redis Cluster.
 
-The cluster (``tests/redis_cluster.py``) is started once per module on free ports and killed
-afterwards. If the cluster does not come up (``.ci/run`` installs redis-server), the tests fail
-with the commands' output: they are never skipped.
+The cluster (``tests/redis_cluster.py``) is the session's (``cluster`` in tests/conftest.py),
+started once on free ports and killed at the end. If it does not come up (``.ci/run`` installs
+redis-server), the tests fail with the commands' output: they are never skipped.
 """
 
 from __future__ import annotations
 
 import asyncio
 import random
-import shutil
 import string
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from uuid import uuid4
 
 import pytest
@@ -27,21 +26,7 @@ from rtm2.server.redisio import (
     parse_cluster_url,
 )
 
-from ..redis_cluster import ClusterUnavailable, LocalCluster
-
-
-@pytest.fixture(scope="module")
-def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]:
-    assert shutil.which("redis-server"), "redis-server is not installed (.ci/run installs it)"
-    local = LocalCluster(tmp_path_factory.mktemp("redis-cluster"))
-    try:
-        local.start()
-    except ClusterUnavailable as exc:
-        pytest.fail(f"cannot start a local Redis Cluster: {exc}")
-    try:
-        yield local
-    finally:
-        local.stop()
+from ..redis_cluster import LocalCluster
 
 
 @pytest.fixture

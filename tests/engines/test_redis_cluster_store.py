@@ -8,17 +8,14 @@ must hold whichever master a set or lock lands on.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
-from uuid import uuid4
-
 import pytest
 
 from rtm2.server.engines import base
 from rtm2.server.engines.base import LockInfo
 from rtm2.server.redisio import RedisClusterClient
 
-from ..redis_cluster import LocalCluster, local_cluster
 from .bans import BanStoreContract
+from .conftest import RedisHarness, RedisRoles
 from .contract import ConcurrencyContract, LockContract, LockQueueContract, MetadataContract
 from .roles import (
     BrokerContract,
@@ -27,24 +24,11 @@ from .roles import (
     PresenceStoreContract,
     StreamStoreContract,
 )
-from .test_redis import RedisHarness, RedisRoles
-
-
-@pytest.fixture(scope="module")
-def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]:
-    with local_cluster(tmp_path_factory.mktemp("store-cluster")) as running:
-        yield running
 
 
 @pytest.fixture
-async def engine(cluster: LocalCluster) -> AsyncIterator[RedisHarness]:
-    prefix = f"rtm2test:{uuid4().hex}:"
-    harness = RedisHarness(prefix, lambda: RedisClusterClient(cluster.url), cluster=True)
-    await harness.start()
-    try:
-        yield harness
-    finally:
-        await harness.close()
+def engine(cluster_engine: RedisHarness) -> RedisHarness:
+    return cluster_engine
 
 
 class TestRedisClusterStore(MetadataContract, LockContract, LockQueueContract, ConcurrencyContract):
@@ -61,13 +45,8 @@ class TestRedisClusterBans(BanStoreContract):
 
 
 @pytest.fixture
-async def roles(cluster: LocalCluster) -> AsyncIterator[RedisRoles]:
-    harness = RedisRoles(f"{cluster.url}?prefix=rtm2test:{uuid4().hex}:")
-    await harness.base.start()
-    try:
-        yield harness
-    finally:
-        await harness.close()
+def roles(cluster_roles: RedisRoles) -> RedisRoles:
+    return cluster_roles
 
 
 class TestRedisClusterRoles(
