@@ -16,7 +16,7 @@ from litestar.exceptions import HTTPException, ValidationException
 from litestar.openapi import OpenAPIConfig, ResponseSpec
 from litestar.openapi.plugins import JsonRenderPlugin
 from litestar.openapi.spec import Components, SecurityScheme
-from litestar.params import Parameter
+from litestar.params import FromPath, FromQuery, JSONBody, QueryParameter
 from litestar.status_codes import (
     HTTP_400_BAD_REQUEST,
     HTTP_401_UNAUTHORIZED,
@@ -419,7 +419,10 @@ def make_app(
         responses=_errors(400, 401, 403, 404),
     )
     async def publish(
-        request: Request[Any, Any, Any], app_id: str, channel: str, data: MessageBody
+        request: Request[Any, Any, Any],
+        app_id: FromPath[str],
+        channel: FromPath[str],
+        data: JSONBody[MessageBody],
     ) -> Sent:
         app = authorized(request, app_id)
         payload, message_type = _payload(data)
@@ -444,7 +447,10 @@ def make_app(
         responses=_errors(400, 401, 403, 404),
     )
     async def send(
-        request: Request[Any, Any, Any], app_id: str, user_id: str, data: MessageBody
+        request: Request[Any, Any, Any],
+        app_id: FromPath[str],
+        user_id: FromPath[str],
+        data: JSONBody[MessageBody],
     ) -> Sent:
         app = authorized(request, app_id)
         payload, message_type = _payload(data)
@@ -471,7 +477,10 @@ def make_app(
         responses=_errors(400, 401, 403, 404, 503),
     )
     async def kick(
-        request: Request[Any, Any, Any], app_id: str, user_id: str, data: KickBody
+        request: Request[Any, Any, Any],
+        app_id: FromPath[str],
+        user_id: FromPath[str],
+        data: JSONBody[KickBody],
     ) -> Kicked:
         app = authorized(request, app_id)
         _user(user_id)
@@ -487,7 +496,9 @@ def make_app(
         security=_KEYS,
         responses=_errors(400, 401, 403, 404, 503),
     )
-    async def unban(request: Request[Any, Any, Any], app_id: str, user_id: str) -> Unbanned:
+    async def unban(
+        request: Request[Any, Any, Any], app_id: FromPath[str], user_id: FromPath[str]
+    ) -> Unbanned:
         app = authorized(request, app_id)
         _user(user_id)
         return Unbanned(await backend.unban(app, user_id))
@@ -503,8 +514,8 @@ def make_app(
     )
     async def bans(
         request: Request[Any, Any, Any],
-        app_id: str,
-        limit: Annotated[int, Parameter(ge=1, le=1000)] = 100,
+        app_id: FromPath[str],
+        limit: Annotated[int, QueryParameter(ge=1, le=1000)] = 100,
     ) -> Bans:
         app = authorized(request, app_id)
         return await backend.bans(app, limit)
@@ -516,7 +527,9 @@ def make_app(
         security=_KEYS,
         responses=_errors(400, 401, 403, 404),
     )
-    async def user(request: Request[Any, Any, Any], app_id: str, user_id: str) -> UserInfo:
+    async def user(
+        request: Request[Any, Any, Any], app_id: FromPath[str], user_id: FromPath[str]
+    ) -> UserInfo:
         app = authorized(request, app_id)
         _user(user_id)
         return await backend.user_info(app, user_id)
@@ -531,11 +544,11 @@ def make_app(
     )
     async def presence(
         request: Request[Any, Any, Any],
-        app_id: str,
-        channel_type: str,
-        channel: str,
-        include_state: bool = False,
-        page: str = "",
+        app_id: FromPath[str],
+        channel_type: FromPath[str],
+        channel: FromPath[str],
+        include_state: FromQuery[bool] = False,
+        page: FromQuery[str] = "",
     ) -> Presence:
         app = authorized(request, app_id)
         if channel_type not in ("message", "stream"):

@@ -15,7 +15,7 @@ import msgspec
 from litestar import Request, get
 from litestar.handlers import HTTPRouteHandler
 from litestar.openapi import ResponseSpec
-from litestar.params import Parameter
+from litestar.params import FromPath, QueryParameter
 
 from ...errors import ErrorCode, RTMError
 from ..config import AppConfig
@@ -79,7 +79,7 @@ _LOGIN_TYPES["user.kicked"] = "Logout"
 _JOIN_TYPES = {"channel.join": "Join", "channel.leave": "Leave", "channel.timeout": "Leave"}
 
 Limit = Annotated[
-    int, Parameter(ge=1, le=PULL_LIMIT, description=f"At most this many (1..{PULL_LIMIT})")
+    int, QueryParameter(ge=1, le=PULL_LIMIT, description=f"At most this many (1..{PULL_LIMIT})")
 ]
 
 
@@ -113,7 +113,7 @@ def events_routes(
         responses=errors,
     )
     async def user_events(
-        request: Request[Any, Any, Any], app_id: str, limit: Limit = PULL_LIMIT
+        request: Request[Any, Any, Any], app_id: FromPath[str], limit: Limit = PULL_LIMIT
     ) -> Events:
         return msgspec.convert({"events": await pull(request, app_id, "users", limit)}, Events)
 
@@ -126,7 +126,7 @@ def events_routes(
         responses=errors,
     )
     async def channel_events(
-        request: Request[Any, Any, Any], app_id: str, limit: Limit = PULL_LIMIT
+        request: Request[Any, Any, Any], app_id: FromPath[str], limit: Limit = PULL_LIMIT
     ) -> Events:
         return msgspec.convert({"events": await pull(request, app_id, "channels", limit)}, Events)
 
@@ -140,7 +140,9 @@ def events_routes(
         security=security,
         responses=errors,
     )
-    async def agora_user_events(request: Request[Any, Any, Any], app_id: str) -> AgoraUserEvents:
+    async def agora_user_events(
+        request: Request[Any, Any, Any], app_id: FromPath[str]
+    ) -> AgoraUserEvents:
         events = await pull(request, app_id, "users", PULL_LIMIT)
         return AgoraUserEvents(
             "success",
@@ -162,7 +164,7 @@ def events_routes(
         responses=errors,
     )
     async def agora_channel_events(
-        request: Request[Any, Any, Any], app_id: str
+        request: Request[Any, Any, Any], app_id: FromPath[str]
     ) -> AgoraChannelEvents:
         events = await pull(request, app_id, "channels", PULL_LIMIT)
         return AgoraChannelEvents(

@@ -23,7 +23,7 @@ import msgspec
 from litestar import Request, Response, get
 from litestar.handlers import HTTPRouteHandler
 from litestar.openapi import ResponseSpec
-from litestar.params import Parameter
+from litestar.params import FromPath, FromQuery, QueryParameter
 
 from ...errors import ErrorCode, RTMError
 from ...protocol.frames import HistoryMessage, HistoryResult
@@ -37,7 +37,7 @@ Authorize = Callable[[Request[Any, Any, Any], str], AppConfig]
 StatusOf = Callable[[int], int]
 
 _TYPES = {"message": ChannelType.MESSAGE, "user": ChannelType.USER, "stream": ChannelType.STREAM}
-_BOUND = Parameter(ge=0, le=2**53 - 1)
+_BOUND = QueryParameter(ge=0, le=2**53 - 1)
 
 
 class HistoryBackend(Protocol):
@@ -184,13 +184,13 @@ def history_routes(
     )
     async def channel_history(
         request: Request[Any, Any, Any],
-        app_id: str,
-        channel_type: str,
-        channel: str,
+        app_id: FromPath[str],
+        channel_type: FromPath[str],
+        channel: FromPath[str],
         start: Annotated[int, _BOUND] = 0,
         end: Annotated[int, _BOUND] = 0,
-        count: Annotated[int, Parameter(ge=1, le=100)] = 100,
-        user: str = "",
+        count: Annotated[int, QueryParameter(ge=1, le=100)] = 100,
+        user: FromQuery[str] = "",
     ) -> HistoryPage:
         app = authorized(request, app_id)
         ctype = _channel_type(channel_type)
@@ -219,14 +219,14 @@ def history_routes(
     )
     async def agora_history(
         request: Request[Any, Any, Any],
-        app_id: str,
-        user_id: str,
-        channel_type: str,
-        channel: str,
+        app_id: FromPath[str],
+        user_id: FromPath[str],
+        channel_type: FromPath[str],
+        channel: FromPath[str],
         # Integers, read by hand so that a bad one is answered in Agora's shape too.
-        start: str = "0",
-        end: str = "0",
-        messageCount: str = "100",
+        start: FromQuery[str] = "0",
+        end: FromQuery[str] = "0",
+        messageCount: FromQuery[str] = "100",
     ) -> Response[AgoraHistory]:
         try:
             user_app = as_user(request, app_id, user_id)

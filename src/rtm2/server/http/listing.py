@@ -16,7 +16,7 @@ import msgspec
 from litestar import Request, get
 from litestar.handlers import HTTPRouteHandler
 from litestar.openapi import ResponseSpec
-from litestar.params import Parameter
+from litestar.params import FromPath, FromQuery, QueryParameter
 
 from ...errors import ErrorCode, RTMError
 from ..config import AppConfig
@@ -149,11 +149,11 @@ def listing_routes(
     )
     async def channels(
         request: Request[Any, Any, Any],
-        app_id: str,
-        type: str = "",
-        prefix: str = "",
-        limit: Annotated[int, Parameter(ge=1, le=MAX_LIMIT)] = 100,
-        cursor: str = "",
+        app_id: FromPath[str],
+        type: FromQuery[str] = "",
+        prefix: FromQuery[str] = "",
+        limit: Annotated[int, QueryParameter(ge=1, le=MAX_LIMIT)] = 100,
+        cursor: FromQuery[str] = "",
     ) -> ChannelPage:
         app = authorized(request, app_id)
         if type and type not in CHANNEL_TYPES:

@@ -17,6 +17,7 @@ import msgspec
 from litestar import Request, get
 from litestar.handlers import HTTPRouteHandler
 from litestar.openapi import ResponseSpec
+from litestar.params import FromPath
 from litestar.response import ServerSentEvent, ServerSentEventMessage
 
 from ...errors import ErrorCode, RTMError
@@ -235,7 +236,7 @@ def live_routes(
         responses=errors(401, 403, 404) | _events(Sample, "`sample` event"),
         media_type="text/event-stream",
     )
-    async def app_live(request: Request[Any, Any, Any], app_id: str) -> ServerSentEvent:
+    async def app_live(request: Request[Any, Any, Any], app_id: FromPath[str]) -> ServerSentEvent:
         app = authorized(request, app_id)
         return ServerSentEvent(samples(app.app_id))
 
@@ -253,7 +254,10 @@ def live_routes(
         media_type="text/event-stream",
     )
     async def tail(
-        request: Request[Any, Any, Any], app_id: str, channel_type: str, channel: str
+        request: Request[Any, Any, Any],
+        app_id: FromPath[str],
+        channel_type: FromPath[str],
+        channel: FromPath[str],
     ) -> ServerSentEvent:
         app = authorized(request, app_id)
         ctype = _channel_type(channel_type)
@@ -294,7 +298,7 @@ def live_routes(
         security=security,
         responses=errors(401, 403, 404),
     )
-    async def settings(request: Request[Any, Any, Any], app_id: str) -> AppSettings:
+    async def settings(request: Request[Any, Any, Any], app_id: FromPath[str]) -> AppSettings:
         return settings_of(authorized(request, app_id))
 
     @get(
@@ -310,10 +314,10 @@ def live_routes(
     )
     async def publishers(
         request: Request[Any, Any, Any],
-        app_id: str,
-        channel_type: str,
-        channel: str,
-        topic: str,
+        app_id: FromPath[str],
+        channel_type: FromPath[str],
+        channel: FromPath[str],
+        topic: FromPath[str],
     ) -> Publishers:
         app = authorized(request, app_id)
         if _channel_type(channel_type) != ChannelType.STREAM:
@@ -333,7 +337,10 @@ def live_routes(
         responses=errors(400, 401, 403, 404),
     )
     async def lock_waiters(
-        request: Request[Any, Any, Any], app_id: str, channel_type: str, channel: str
+        request: Request[Any, Any, Any],
+        app_id: FromPath[str],
+        channel_type: FromPath[str],
+        channel: FromPath[str],
     ) -> Waiters:
         app = authorized(request, app_id)
         found = backend.lock_waiters(app, _channel_type(channel_type), _channel(channel))

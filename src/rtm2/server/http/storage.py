@@ -10,9 +10,10 @@ from typing import Annotated, Any, Protocol
 
 import msgspec
 from litestar import Request, delete, get, patch, post, put
-from litestar.di import Provide
+from litestar.di import NamedDependency, Provide
 from litestar.handlers import HTTPRouteHandler
 from litestar.openapi import ResponseSpec
+from litestar.params import FromPath, JSONBody
 
 from ...errors import ErrorCode, RTMError
 from ...protocol.frames import LockDetail, MetadataItem, MetadataResult
@@ -196,7 +197,7 @@ def storage_routes(
             return _metadata(result)
 
         @get(path, summary=f"A {noun}'s metadata", **common_md)
-        async def read(target: Target) -> Metadata:
+        async def read(target: NamedDependency[Target]) -> Metadata:
             app, name, _ = target
             return _metadata(await backend.metadata_read(app, name))
 
@@ -206,7 +207,7 @@ def storage_routes(
             description=f"As the SDK's set_{noun}_metadata; answers the set after the write.",
             **common_md,
         )
-        async def set_(target: Target, data: MetadataWrite) -> Metadata:
+        async def set_(target: NamedDependency[Target], data: JSONBody[MetadataWrite]) -> Metadata:
             return await write(target, OP_SET, data)
 
         @patch(
@@ -215,7 +216,9 @@ def storage_routes(
             description=f"As update_{noun}_metadata: a missing key fails the whole write.",
             **common_md,
         )
-        async def update(target: Target, data: MetadataWrite) -> Metadata:
+        async def update(
+            target: NamedDependency[Target], data: JSONBody[MetadataWrite]
+        ) -> Metadata:
             return await write(target, OP_UPDATE, data)
 
         @delete(
@@ -224,18 +227,25 @@ def storage_routes(
             summary=f"Remove items of a {noun}'s metadata (no items: all of them)",
             **common_md,
         )
-        async def remove(target: Target, data: MetadataWrite | None = None) -> Metadata:
+        async def remove(
+            target: NamedDependency[Target], data: JSONBody[MetadataWrite | None] = None
+        ) -> Metadata:
             return await write(target, OP_REMOVE, data or MetadataWrite())
 
         return [read, set_, update, remove]
 
     def channel_target(
-        request: Request[Any, Any, Any], app_id: str, channel_type: str, channel: str
+        request: Request[Any, Any, Any],
+        app_id: FromPath[str],
+        channel_type: FromPath[str],
+        channel: FromPath[str],
     ) -> Target:
         app = authorized(request, app_id)
         return app, channel_subject(app.app_id, channel, _channel_type(channel_type)), _lock
 
-    def user_target(request: Request[Any, Any, Any], app_id: str, user_id: str) -> Target:
+    def user_target(
+        request: Request[Any, Any, Any], app_id: FromPath[str], user_id: FromPath[str]
+    ) -> Target:
         app = authorized(request, app_id)
         return app, _user_target(app, user_id), _no_lock
 
@@ -243,7 +253,10 @@ def storage_routes(
 
     @get(_CHANNEL + "/locks", summary="A channel's locks", tags=["locks"], **common)
     async def list_locks(
-        request: Request[Any, Any, Any], app_id: str, channel_type: str, channel: str
+        request: Request[Any, Any, Any],
+        app_id: FromPath[str],
+        channel_type: FromPath[str],
+        channel: FromPath[str],
     ) -> Locks:
         app = authorized(request, app_id)
         found = await backend.locks_of(app, channel, _channel_type(channel_type))
@@ -252,11 +265,11 @@ def storage_routes(
     @put(_LOCK, summary="Set (create) a lock, free; members get SET", tags=["locks"], **common)
     async def set_lock(
         request: Request[Any, Any, Any],
-        app_id: str,
-        channel_type: str,
-        channel: str,
-        name: str,
-        data: SetLockBody,
+        app_id: FromPath[str],
+        channel_type: FromPath[str],
+        channel: FromPath[str],
+        name: FromPath[str],
+        data: JSONBody[SetLockBody],
     ) -> Done:
         app = authorized(request, app_id)
         await backend.set_lock(app, channel, _channel_type(channel_type), name, data.ttl)
@@ -270,7 +283,11 @@ def storage_routes(
         **common,
     )
     async def remove_lock(
-        request: Request[Any, Any, Any], app_id: str, channel_type: str, channel: str, name: str
+        request: Request[Any, Any, Any],
+        app_id: FromPath[str],
+        channel_type: FromPath[str],
+        channel: FromPath[str],
+        name: FromPath[str],
     ) -> Done:
         app = authorized(request, app_id)
         await backend.remove_lock(app, channel, _channel_type(channel_type), name)
@@ -285,11 +302,11 @@ def storage_routes(
     )
     async def revoke_lock(
         request: Request[Any, Any, Any],
-        app_id: str,
-        channel_type: str,
-        channel: str,
-        name: str,
-        data: RevokeBody,
+        app_id: FromPath[str],
+        channel_type: FromPath[str],
+        channel: FromPath[str],
+        name: FromPath[str],
+        data: JSONBody[RevokeBody],
     ) -> Done:
         app = authorized(request, app_id)
         await backend.revoke_lock(app, channel, _channel_type(channel_type), name, data.owner)

@@ -16,6 +16,7 @@ import msgspec
 from litestar import Request, Response, get, post
 from litestar.datastructures import CacheControlHeader, Cookie
 from litestar.handlers import HTTPRouteHandler
+from litestar.params import JSONBody
 from litestar.response import File
 from litestar.static_files import create_static_files_router
 from litestar.status_codes import HTTP_401_UNAUTHORIZED
@@ -94,7 +95,9 @@ class Console:
             )
 
         @post("/console/login", status_code=200, include_in_schema=False)
-        async def login(request: Request[Any, Any, Any], data: LoginBody) -> Response[Any]:
+        async def login(
+            request: Request[Any, Any, Any], data: JSONBody[LoginBody]
+        ) -> Response[Any]:
             owner = keyring.app_of(data.key) if data.key else None
             if owner is None or (owner != "*" and owner not in apps):
                 return refused("unknown key")
