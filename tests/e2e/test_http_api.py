@@ -240,7 +240,7 @@ def test_the_dev_app_gets_an_api_key_kept_private_and_printed(tmp_path: Path) ->
     )
     try:
         assert proc.stdout is not None
-        banner = "".join(proc.stdout.readline() for _ in range(8))
+        banner = "".join(proc.stdout.readline() for _ in range(9))
     finally:
         proc.terminate()
         proc.wait(10)
@@ -249,6 +249,17 @@ def test_the_dev_app_gets_an_api_key_kept_private_and_printed(tmp_path: Path) ->
     assert (tmp_path / "d" / "dev-app.json").stat().st_mode & 0o777 == 0o600
     admin = (tmp_path / "d" / "admin-key").read_text().strip()
     assert f"admin key    {admin}" in banner
+
+
+def test_the_banner_prints_the_web_consoles_url_next_to_the_http_apis(tmp_path: Path) -> None:
+    srv = ServerProcess(tmp_path, http=True).start()
+    try:
+        assert srv.proc is not None
+        assert srv.proc.stdout is not None
+        line = srv.proc.stdout.readline()  # the line after "HTTP API on ..."
+    finally:
+        srv.stop()
+    assert line == f"Web console on {srv.http_url}/console/\n"
 
 
 # --- kicks, users and presence --------------------------------------------------------------

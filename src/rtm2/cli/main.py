@@ -239,6 +239,7 @@ def _print_banner(server: Server, dev_app: AppConfig | None, new_admin_key: str)
     lines = [f"rtm2 {_version.__version__} serving on {server.url} ({engine})"]
     if server.http is not None:
         lines.append(f"HTTP API on {server.http.url} (port {server.http.port})")
+        lines.append(f"Web console on {server.http.url}/console/")
         if new_admin_key:  # shown this once; it stays in the data dir
             lines.append(f"  admin key    {new_admin_key} (kept in {cfg.data_dir / 'admin-key'})")
     lines.append("")
