@@ -83,6 +83,26 @@ async def test_a_ban_set_through_one_node_refuses_logins_on_a_node_started_after
         await client.logout()
 
 
+@pytest.mark.redis
+async def test_a_ban_lifted_through_one_node_lets_the_user_in_on_another_at_once(
+    tmp_path: Path,
+) -> None:
+    with redis_nodes(tmp_path) as nodes:
+        a = await asyncio.to_thread(nodes.start, "a", True)
+        b = await asyncio.to_thread(nodes.start, "b")
+        user = unique("troll")
+        client = await login(b, user)
+        await client.logout()
+        await ban(a, user, 600)
+        await refused(b, user)  # b knew the user as never banned: the ban's notice reached it
+        async with api_of(a) as api:
+            assert (await api.delete(f"/users/{user}/ban")).json() == {"unbanned": True}
+        client = await login(b, user)  # no wait: b asks Redis about a user it heard of
+        await client.logout()
+        await ban(a, user, 600)
+        await refused(b, user)
+
+
 async def test_a_ban_outlives_a_restart_of_the_embedded_server(tmp_path: Path) -> None:
     server = await asyncio.to_thread(ServerProcess(tmp_path, http=True).start)
     try:

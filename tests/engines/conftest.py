@@ -64,7 +64,7 @@ class RedisHarness:
     def bans(self) -> RedisBanStore:
         """A ``BanHarness`` too: a restart is a new connection, as a node started later."""
         assert self.client is not None
-        return RedisBanStore(self.client, self.prefix)
+        return RedisBanStore(self.client, self.prefix, cluster=self.cluster)
 
     async def start(self) -> None:
         self.client = self.make_client()

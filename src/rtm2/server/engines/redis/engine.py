@@ -64,7 +64,7 @@ class RedisEngine:
         self.presence_store = RedisPresenceStore(self._client, prefix)
         self.metadata_store = self.lock_store = RedisStore(self._client, prefix, self.cluster)
         self.recovery_store = RedisRecoveryStore(self._client, prefix)
-        self.ban_store = RedisBanStore(self._client, prefix)
+        self.ban_store = RedisBanStore(self._client, prefix, self.url, self.cluster)
         self.history_store = RedisHistoryStore(self._client, prefix)
         self._nodes = RedisNodes(self._client, prefix)
         self.event_outbox = RedisOutbox(self._client, prefix)
@@ -80,11 +80,13 @@ class RedisEngine:
         await self.metadata_store.open()
         for broker in self._brokers:
             await broker.start()
+        await self.ban_store.start()
         log.info("engine: redis at %s (key prefix %r)", redact_url(self.url), self.prefix)
 
     async def close(self) -> None:
         for broker in self._brokers:
             await broker.close()
+        await self.ban_store.close()
         await self._client.close()
 
     def note(self, node: str, fields: list[str]) -> None:
