@@ -91,6 +91,11 @@ type Result struct {
 	GOMAXPROCS      int              `json:"gomaxprocs"`
 	PerSubscriber   map[string]int64 `json:"deliveries_min_max"`
 	LatePublishesMs float64          `json:"publisher_late_max_ms"`
+	// Time the server's and this process's threads spent ready to run but waiting for a CPU
+	// (/proc/<pid>/task/*/schedstat) during the measurement: on a machine shared with other
+	// work, the part of the latency that neither process caused.
+	ServerWaitMs float64 `json:"server_runqueue_wait_ms"`
+	LoadWaitMs   float64 `json:"load_runqueue_wait_ms"`
 }
 
 // Bucket counts the samples at or below UpToMs (and above the previous bucket's bound).
@@ -389,6 +394,7 @@ func run(spec *Spec) (*Result, error) {
 	if measure {
 		total := int64(spec.Rate * spec.Seconds)
 		cpu0, mine0 := serverSeconds(spec), ownSeconds()
+		wait0, ownWait0 := runqueueWait(spec.ServerPID), runqueueWait(os.Getpid())
 		start := mono()
 		var late int64
 		for seq := int64(0); seq < total; seq++ {
@@ -408,6 +414,8 @@ func run(spec *Spec) (*Result, error) {
 		elapsed = time.Duration(mono() - start)
 		serverCPU = serverSeconds(spec) - cpu0
 		loadCPU = ownSeconds() - mine0
+		res.ServerWaitMs = float64(runqueueWait(spec.ServerPID)-wait0) / 1e6
+		res.LoadWaitMs = float64(runqueueWait(os.Getpid())-ownWait0) / 1e6
 		counted = total
 		res.LatePublishesMs = float64(late) / 1e6
 	} else {
@@ -426,6 +434,7 @@ func run(spec *Spec) (*Result, error) {
 		}
 		from := seq
 		cpu0, mine0 := serverSeconds(spec), ownSeconds()
+		wait0, ownWait0 := runqueueWait(spec.ServerPID), runqueueWait(os.Getpid())
 		start := mono()
 		if err := send(); err != nil {
 			return nil, err
@@ -445,6 +454,8 @@ func run(spec *Spec) (*Result, error) {
 		elapsed = time.Duration(mono() - start)
 		serverCPU = serverSeconds(spec) - cpu0
 		loadCPU = ownSeconds() - mine0
+		res.ServerWaitMs = float64(runqueueWait(spec.ServerPID)-wait0) / 1e6
+		res.LoadWaitMs = float64(runqueueWait(os.Getpid())-ownWait0) / 1e6
 		published = int64(seq)
 		counted = int64(seq - from)
 		res.PublishedPerS = float64(counted) / elapsed.Seconds()
@@ -604,6 +615,31 @@ func splitFields(b []byte) []string {
 		out = append(out, string(b[start:]))
 	}
 	return out
+}
+
+// runqueueWait is the nanoseconds the threads of process pid spent waiting for a CPU, summed
+// over its threads alive now (the second field of each /proc/<pid>/task/<tid>/schedstat).
+func runqueueWait(pid int) int64 {
+	if pid <= 0 {
+		return 0
+	}
+	dir := "/proc/" + strconv.Itoa(pid) + "/task"
+	tasks, err := os.ReadDir(dir)
+	if err != nil {
+		return 0
+	}
+	var total int64
+	for _, task := range tasks {
+		data, err := os.ReadFile(dir + "/" + task.Name() + "/schedstat")
+		if err != nil {
+			continue
+		}
+		if fields := splitFields(data); len(fields) >= 2 {
+			v, _ := strconv.ParseInt(fields[1], 10, 64)
+			total += v
+		}
+	}
+	return total
 }
 
 // ownSeconds is this process's user+system CPU time.

@@ -566,9 +566,9 @@ def _peer_tables(
         click.echo("")
         click.echo(
             "| system | p50 ms | p99 ms | p99.9 ms | max ms | CPU µs/delivery | deliveries "
-            "| load CPU |"
+            "| load CPU | server waited | load waited |"
         )
-        click.echo("|---|---:|---:|---:|---:|---:|---:|---:|")
+        click.echo("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
         lats = {r.system: r for r in lat}
         for system in systems:
             r = lats[system]
@@ -576,7 +576,8 @@ def _peer_tables(
                 f"| {system} | {r.p50_ms:.2f} | {r.p99_ms:.2f} "
                 f"| {r.extra.get('p999_ms', 0.0):.2f} | {r.extra.get('max_ms', 0.0):.2f} "
                 f"| {r.cpu_us_per_delivery:.3f} "
-                f"| {r.messages * subscribers:,} | {r.extra.get('load_cpu', 0.0):.0%} |"
+                f"| {r.messages * subscribers:,} | {r.extra.get('load_cpu', 0.0):.0%} "
+                f"| {r.extra.get('server_wait', 0.0):.0%} | {r.extra.get('load_wait', 0.0):.0%} |"
             )
             if r.lost or r.reordered or r.errors:
                 bad.append(f"{system} latency: {r.lost} lost, {r.reordered} reordered")
@@ -587,8 +588,14 @@ def _peer_tables(
                 f"| {_ratio(mine.p99_ms, theirs.p99_ms)} "
                 f"| {_ratio(mine.extra.get('p999_ms', 0.0), theirs.extra.get('p999_ms', 0.0))} "
                 f"| {_ratio(mine.extra.get('max_ms', 0.0), theirs.extra.get('max_ms', 0.0))} "
-                f"| {_ratio(mine.cpu_us_per_delivery, theirs.cpu_us_per_delivery)} | | |"
+                f"| {_ratio(mine.cpu_us_per_delivery, theirs.cpu_us_per_delivery)} | | | | |"
             )
+        click.echo("")
+        click.echo(
+            "load CPU: the load process's CPU time over the run (near 100 %, it delays "
+            "deliveries itself); server/load waited: time their threads were ready to run but "
+            "waited for a CPU (other work on the machine)."
+        )
     click.echo("")
     click.echo("nothing lost or reordered" if not bad else "PROBLEMS: " + "; ".join(bad))
 

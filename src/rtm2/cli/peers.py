@@ -583,6 +583,9 @@ async def go_measure(
         k: float(r[k])
         for k in ("load_cpu", "p999_ms", "max_ms", "samples", "published_per_s", "gcs")
     }
+    elapsed = float(r["elapsed_s"]) or 1.0
+    extra["server_wait"] = float(r["server_runqueue_wait_ms"]) / 1e3 / elapsed
+    extra["load_wait"] = float(r["load_runqueue_wait_ms"]) / 1e3 / elapsed
     return PeerResult(
         server.system,
         n,
@@ -632,6 +635,18 @@ class Server:
 def _cpu(proc: psutil.Process) -> float:
     times = proc.cpu_times()
     return times.user + times.system
+
+
+def runqueue_wait(pid: int) -> int:
+    """Nanoseconds the threads of ``pid`` spent ready to run but waiting for a CPU (the second
+    field of /proc/<pid>/task/<tid>/schedstat, summed; 0 where the kernel does not say). On a
+    machine shared with other work, this is latency neither the server nor the load caused."""
+    total = 0
+    with contextlib.suppress(OSError):
+        for task in os.scandir(f"/proc/{pid}/task"):
+            with contextlib.suppress(OSError, ValueError, IndexError):
+                total += int(Path(task.path, "schedstat").read_text().split()[1])
+    return total
 
 
 async def _open_all(
@@ -734,6 +749,7 @@ async def latency(
         tally.measure = True
         me = psutil.Process()
         cpu0, mine0 = _cpu(proc), _cpu(me)
+        wait0, my_wait0 = runqueue_wait(proc.pid), runqueue_wait(me.pid)
         start = time.perf_counter()
         for seq in range(total):
             delay = start + seq / rate - time.perf_counter()
@@ -746,6 +762,8 @@ async def latency(
         # Near 100 %, the load process itself is what delays deliveries (this one core parses
         # every delivery of every subscriber), and p50/p99 no longer measure the server.
         load = (_cpu(me) - mine0) / elapsed
+        waited = (runqueue_wait(proc.pid) - wait0) / 1e9 / elapsed
+        i_waited = (runqueue_wait(me.pid) - my_wait0) / 1e9 / elapsed
         await _settle_acks(pub, total)
         lat = sorted(tally.latencies)
         q = statistics.quantiles(lat, n=100) if len(lat) >= 2 else [0.0] * 99
@@ -766,6 +784,8 @@ async def latency(
                 "p999_ms": q999 / 1e6,
                 "max_ms": (lat[-1] if lat else 0) / 1e6,
                 "samples": len(lat),
+                "server_wait": waited,
+                "load_wait": i_waited,
             },
         )
     finally:
