@@ -216,55 +216,55 @@ type subscriber struct {
 }
 
 func (s *subscriber) run(p proto, t *tally, measure bool, size int, done *atomic.Bool) {
+	err := s.c.stream(func(now int64) bool { return s.take(p, t, measure, size, now) })
+	if s.err == nil && err != nil && !done.Load() {
+		s.err = err
+	}
+}
+
+// take handles every complete item in the buffer, read at now; false on an error (s.err).
+func (s *subscriber) take(p proto, t *tally, measure bool, size int, now int64) bool {
 	c := s.c
+	var batch int64
 	for {
-		now, err := c.fill()
+		k, payload, n, err := p.parse(c.buf[c.r:c.w])
 		if err != nil {
-			if !done.Load() {
-				s.err = err
-			}
-			return
+			s.err = err
+			return false
 		}
-		var batch int64
-		for {
-			k, payload, n, err := p.parse(c.buf[c.r:c.w])
-			if err != nil {
-				s.err = err
-				return
-			}
-			if n == 0 {
-				break
-			}
-			c.r += n
-			switch k {
-			case kDelivery:
-				if len(payload) != size {
-					s.err = fmt.Errorf("a delivery of %d bytes, not %d", len(payload), size)
-					return
-				}
-				seq := binary.BigEndian.Uint64(payload)
-				if seq != s.next {
-					s.reordered++
-				}
-				s.next = seq + 1
-				if measure {
-					sent := int64(binary.BigEndian.Uint64(payload[8:]))
-					s.lat = append(s.lat, now-sent)
-					s.sent = append(s.sent, sent)
-				}
-				batch++
-			case kPing:
-				if err := c.write([]byte("PONG\r\n")); err != nil {
-					s.err = err
-					return
-				}
-			}
+		if n == 0 {
+			break
 		}
-		if batch > 0 {
-			s.got += batch
-			t.add(batch)
+		c.r += n
+		switch k {
+		case kDelivery:
+			if len(payload) != size {
+				s.err = fmt.Errorf("a delivery of %d bytes, not %d", len(payload), size)
+				return false
+			}
+			seq := binary.BigEndian.Uint64(payload)
+			if seq != s.next {
+				s.reordered++
+			}
+			s.next = seq + 1
+			if measure {
+				sent := int64(binary.BigEndian.Uint64(payload[8:]))
+				s.lat = append(s.lat, now-sent)
+				s.sent = append(s.sent, sent)
+			}
+			batch++
+		case kPing:
+			if err := c.write([]byte("PONG\r\n")); err != nil {
+				s.err = err
+				return false
+			}
 		}
 	}
+	if batch > 0 {
+		s.got += batch
+		t.add(batch)
+	}
+	return true
 }
 
 // publisher counts the acknowledgements of its publishes (rtm2 replies, Redis' integer
@@ -278,39 +278,38 @@ type publisher struct {
 }
 
 func (pb *publisher) run(p proto, done *atomic.Bool) {
+	err := pb.c.stream(func(int64) bool { return pb.take(p) })
+	if pb.err == nil && err != nil && !done.Load() {
+		pb.err = err
+	}
+}
+
+func (pb *publisher) take(p proto) bool {
 	c := pb.c
 	for {
-		if _, err := c.fill(); err != nil {
-			if !done.Load() {
-				pb.err = err
-			}
-			return
+		k, _, n, err := p.parse(c.buf[c.r:c.w])
+		if err != nil {
+			pb.err = err
+			return false
 		}
-		for {
-			k, _, n, err := p.parse(c.buf[c.r:c.w])
-			if err != nil {
+		if n == 0 {
+			return true
+		}
+		c.r += n
+		switch k {
+		case kAck:
+			pb.acks.Add(1)
+		case kRefused:
+			pb.refused.Add(1)
+		case kPong:
+			select {
+			case pb.pongs <- struct{}{}:
+			default:
+			}
+		case kPing:
+			if err := c.write([]byte("PONG\r\n")); err != nil {
 				pb.err = err
-				return
-			}
-			if n == 0 {
-				break
-			}
-			c.r += n
-			switch k {
-			case kAck:
-				pb.acks.Add(1)
-			case kRefused:
-				pb.refused.Add(1)
-			case kPong:
-				select {
-				case pb.pongs <- struct{}{}:
-				default:
-				}
-			case kPing:
-				if err := c.write([]byte("PONG\r\n")); err != nil {
-					pb.err = err
-					return
-				}
+				return false
 			}
 		}
 	}
@@ -667,6 +666,61 @@ func dial(addr string) (*conn, error) {
 	}
 	// Go sets TCP_NODELAY on TCP connections by default, as the Python clients do by hand.
 	return &conn{c: c, buf: make([]byte, 64<<10)}, nil
+}
+
+// stream reads the socket for as long as handle returns true, calling it after each read with
+// the time the read returned. It makes one read() per wake-up where conn.Read makes two (the
+// second to find the socket drained): Go's poller is edge-triggered, so a read that did not
+// fill the buffer can wait for the next edge, which any data arriving after the wake-up
+// raises. This halves the system calls per delivery at 1,000 msg/s.
+func (c *conn) stream(handle func(now int64) bool) error {
+	raw, err := c.c.(*net.TCPConn).SyscallConn()
+	if err != nil {
+		return err
+	}
+	var ioErr error
+	err = raw.Read(func(fd uintptr) bool {
+		for {
+			if c.r > 0 {
+				c.w = copy(c.buf, c.buf[c.r:c.w])
+				c.r = 0
+			}
+			if c.w == len(c.buf) {
+				grown := make([]byte, 2*len(c.buf))
+				copy(grown, c.buf[:c.w])
+				c.buf = grown
+			}
+			n, err := syscall.Read(int(fd), c.buf[c.w:])
+			now := mono()
+			switch {
+			case err == syscall.EAGAIN:
+				return false // wait until readable
+			case err == syscall.EINTR:
+				continue
+			case err != nil:
+				ioErr = err
+				return true
+			case n == 0:
+				ioErr = io.EOF
+				return true
+			}
+			full := c.w+n == len(c.buf)
+			c.w += n
+			if !handle(now) {
+				return true
+			}
+			if !full {
+				return false
+			}
+		}
+	})
+	if ioErr != nil {
+		return ioErr
+	}
+	if err == nil {
+		err = io.ErrUnexpectedEOF // handle refused what it read: its error says why
+	}
+	return err
 }
 
 // fill reads what the socket has (at least one byte) after the unparsed bytes, and returns the
