@@ -577,6 +577,7 @@ def _peer_tables(
                 f"| {r.extra.get('p999_ms', 0.0):.2f} | {r.extra.get('max_ms', 0.0):.2f} "
                 f"| {r.cpu_us_per_delivery:.3f} "
                 f"| {r.messages * subscribers:,} | {r.extra.get('load_cpu', 0.0):.0%} "
+                f"(sys {r.extra.get('load_cpu_kernel', 0.0):.0%}) "
                 f"| {r.extra.get('server_wait', 0.0):.0%} | {r.extra.get('load_wait', 0.0):.0%} |"
             )
             if r.lost or r.reordered or r.errors:
@@ -592,9 +593,10 @@ def _peer_tables(
             )
         click.echo("")
         click.echo(
-            "load CPU: the load process's CPU time over the run (near 100 %, it delays "
-            "deliveries itself); server/load waited: time their threads were ready to run but "
-            "waited for a CPU (other work on the machine)."
+            "load CPU: the load process's CPU time over the run (sys: the part in the kernel, "
+            "mostly TCP receive under read()); near 100 % the load delays deliveries itself. "
+            "server/load waited: time their threads were ready to run but waited for a CPU "
+            "(other work on the machine)."
         )
     click.echo("")
     click.echo("nothing lost or reordered" if not bad else "PROBLEMS: " + "; ".join(bad))

@@ -584,6 +584,7 @@ async def go_measure(
         for k in ("load_cpu", "p999_ms", "max_ms", "samples", "published_per_s", "gcs")
     }
     elapsed = float(r["elapsed_s"]) or 1.0
+    extra["load_cpu_kernel"] = float(r["load_cpu_kernel"])
     extra["server_wait"] = float(r["server_runqueue_wait_ms"]) / 1e3 / elapsed
     extra["load_wait"] = float(r["load_runqueue_wait_ms"]) / 1e3 / elapsed
     return PeerResult(
@@ -748,7 +749,7 @@ async def latency(
         total = int(rate * seconds)
         tally.measure = True
         me = psutil.Process()
-        cpu0, mine0 = _cpu(proc), _cpu(me)
+        cpu0, mine0, kernel0 = _cpu(proc), _cpu(me), me.cpu_times().system
         wait0, my_wait0 = runqueue_wait(proc.pid), runqueue_wait(me.pid)
         start = time.perf_counter()
         for seq in range(total):
@@ -762,6 +763,7 @@ async def latency(
         # Near 100 %, the load process itself is what delays deliveries (this one core parses
         # every delivery of every subscriber), and p50/p99 no longer measure the server.
         load = (_cpu(me) - mine0) / elapsed
+        kernel = (me.cpu_times().system - kernel0) / elapsed
         waited = (runqueue_wait(proc.pid) - wait0) / 1e9 / elapsed
         i_waited = (runqueue_wait(me.pid) - my_wait0) / 1e9 / elapsed
         await _settle_acks(pub, total)
@@ -781,6 +783,7 @@ async def latency(
             errors=_errors(pub),
             extra={
                 "load_cpu": load,
+                "load_cpu_kernel": kernel,
                 "p999_ms": q999 / 1e6,
                 "max_ms": (lat[-1] if lat else 0) / 1e6,
                 "samples": len(lat),
