@@ -19,7 +19,7 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
-__all__ = ["LOADS", "GoLoad", "build", "choose", "find_go", "run", "sources"]
+__all__ = ["LOADS", "GoLoad", "build", "choose", "env", "find_go", "run", "sources"]
 
 LOADS = ("go", "python")
 
@@ -39,7 +39,7 @@ def find_go() -> str | None:
     return found
 
 
-def _env() -> dict[str, str]:
+def env() -> dict[str, str]:
     # Standard library only: nothing to download, and no toolchain switch behind our back.
     return {**os.environ, "GOTOOLCHAIN": "local", "GOPROXY": "off", "CGO_ENABLED": "0"}
 
@@ -62,13 +62,14 @@ def build(go: str, src: Path, cache: Path | None = None) -> GoLoad:
     the sources and the Go version, so changing either rebuilds, and nothing else does."""
     try:
         version = subprocess.run(
-            [go, "env", "GOVERSION"], capture_output=True, text=True, check=True, env=_env()
+            [go, "env", "GOVERSION"], capture_output=True, text=True, check=True, env=env()
         ).stdout.strip()
     except (OSError, subprocess.CalledProcessError) as exc:
         raise RuntimeError(f"{go} does not run: {exc}") from None
     digest = hashlib.sha256(version.encode())
     for path in sorted(src.iterdir()):
-        if path.suffix == ".go" or path.name in ("go.mod", "go.sum"):
+        built = path.suffix == ".go" and not path.name.endswith("_test.go")
+        if built or path.name in ("go.mod", "go.sum"):
             digest.update(path.name.encode() + b"\0" + path.read_bytes() + b"\0")
     directory = cache or _cache_dir()
     binary = directory / f"loadgen-{digest.hexdigest()[:16]}"
@@ -80,7 +81,7 @@ def build(go: str, src: Path, cache: Path | None = None) -> GoLoad:
             cwd=src,
             capture_output=True,
             text=True,
-            env=_env(),
+            env=env(),
         )
         if out.returncode != 0:
             partial.unlink(missing_ok=True)
