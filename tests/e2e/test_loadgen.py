@@ -45,14 +45,16 @@ def test_the_generator_is_rebuilt_when_its_sources_change_and_only_then(tmp_path
     copy = tmp_path / "loadgen"
     shutil.copytree(src, copy)
     cache = tmp_path / "cache"
-    first = loadgen.build(go, copy, cache)
+    builds: list[int] = []
+    first = loadgen.build(go, copy, cache, on_build=lambda: builds.append(1))
     built_at = first.binary.stat().st_mtime_ns
-    again = loadgen.build(go, copy, cache)
+    again = loadgen.build(go, copy, cache, on_build=lambda: builds.append(2))
     assert again.binary == first.binary
     assert again.binary.stat().st_mtime_ns == built_at
     with (copy / "main.go").open("a") as f:
         f.write("\n// changed\n")
-    changed = loadgen.build(go, copy, cache)
+    changed = loadgen.build(go, copy, cache, on_build=lambda: builds.append(3))
+    assert builds == [1, 3]
     assert changed.binary != first.binary
     assert changed.binary.exists()
     assert sorted(x.name for x in cache.iterdir()) == sorted(

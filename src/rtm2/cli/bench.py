@@ -496,7 +496,9 @@ def peers(
         f"{os.cpu_count()} CPUs ({cpu_model}); {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}"
     )
     try:
-        generator, line = loadgen.choose(load)
+        generator, line = loadgen.choose(
+            load, lambda: click.echo("building bench/loadgen with go (the first time: ~1 min)")
+        )
         click.echo(line)
         with p.servers(chosen, server_cpu) as started:
             for run in range(1, runs + 1):

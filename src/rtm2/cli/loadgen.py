@@ -16,6 +16,7 @@ import json
 import os
 import shutil
 import subprocess
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -57,9 +58,12 @@ class GoLoad:
         self.version = version
 
 
-def build(go: str, src: Path, cache: Path | None = None) -> GoLoad:
+def build(
+    go: str, src: Path, cache: Path | None = None, on_build: Callable[[], None] | None = None
+) -> GoLoad:
     """Build ``src`` into ``<cache>/loadgen-<hash>`` unless that binary exists: the hash covers
-    the sources and the Go version, so changing either rebuilds, and nothing else does."""
+    the sources and the Go version, so changing either rebuilds, and nothing else does.
+    ``on_build`` is called before a build (the first one on a machine takes up to a minute)."""
     try:
         version = subprocess.run(
             [go, "env", "GOVERSION"], capture_output=True, text=True, check=True, env=env()
@@ -74,6 +78,8 @@ def build(go: str, src: Path, cache: Path | None = None) -> GoLoad:
     directory = cache or _cache_dir()
     binary = directory / f"loadgen-{digest.hexdigest()[:16]}"
     if not binary.exists():
+        if on_build is not None:
+            on_build()
         directory.mkdir(parents=True, exist_ok=True)
         partial = directory / f".{binary.name}.{os.getpid()}"
         out = subprocess.run(
@@ -90,7 +96,9 @@ def build(go: str, src: Path, cache: Path | None = None) -> GoLoad:
     return GoLoad(binary, version)
 
 
-def choose(requested: str | None) -> tuple[GoLoad | None, str]:
+def choose(
+    requested: str | None, on_build: Callable[[], None] | None = None
+) -> tuple[GoLoad | None, str]:
     """The load to use (None: this Python process) and a line saying which and why.
 
     ``requested`` None picks Go when both Go and the sources are there, Python otherwise."""
@@ -102,7 +110,7 @@ def choose(requested: str | None) -> tuple[GoLoad | None, str]:
         if requested == "go":
             raise RuntimeError(f"--load go: {missing}")
         return None, f"load: python (this process, asyncio + uvloop): {missing}"
-    load = build(go, src)
+    load = build(go, src, on_build=on_build)
     return load, f"load: go (bench/loadgen, {load.version}, one goroutine per connection)"
 
 
