@@ -55,6 +55,10 @@ type Spec struct {
 	ClockTicks  int      `json:"clock_ticks"` // of /proc/<pid>/stat, os.sysconf("SC_CLK_TCK")
 	Publish     Template `json:"publish"`
 	StartRid    uint64   `json:"start_rid"`
+	// rtm2 only: a Logout frame written to every connection at the end. A connection that just
+	// closes leaves its session present and subscribed for its presence timeout, and the next
+	// measurements' publishes would go to it too.
+	Goodbye []byte `json:"goodbye"`
 	// rtm2 only: per connection, the WebSocket frames (masked, ready to write) sent one by one
 	// once upgraded, each answered by a Reply that must carry code 0.
 	SubscriberHandshakes [][][]byte `json:"subscriber_handshakes"`
@@ -230,7 +234,9 @@ type subscriber struct {
 
 func (s *subscriber) run(p proto, t *tally, measure bool, size int, done *atomic.Bool) {
 	err := s.c.stream(func(now int64) bool { return s.take(p, t, measure, size, now) })
-	if s.err == nil && err != nil && !done.Load() {
+	if done.Load() {
+		s.err = nil // the end: the server closing (after a logout) is no error
+	} else if s.err == nil {
 		s.err = err
 	}
 }
@@ -292,7 +298,9 @@ type publisher struct {
 
 func (pb *publisher) run(p proto, done *atomic.Bool) {
 	err := pb.c.stream(func(int64) bool { return pb.take(p) })
-	if pb.err == nil && err != nil && !done.Load() {
+	if done.Load() {
+		pb.err = nil
+	} else if pb.err == nil {
 		pb.err = err
 	}
 }
@@ -486,6 +494,22 @@ func run(spec *Spec) (*Result, error) {
 	res.Acks = pub.acks.Load()
 	res.Errors = pub.refused.Load()
 	done.Store(true)
+	if len(spec.Goodbye) > 0 {
+		for _, s := range subs {
+			_ = s.c.write(spec.Goodbye)
+		}
+		_ = pub.c.write(spec.Goodbye)
+		// The server answers and closes each connection; its goroutine then ends.
+		ended := make(chan struct{})
+		go func() {
+			wg.Wait()
+			close(ended)
+		}()
+		select {
+		case <-ended:
+		case <-time.After(10 * time.Second):
+		}
+	}
 	for _, s := range subs {
 		s.c.close()
 	}

@@ -49,11 +49,12 @@ func summarize(res *Result, subs []*subscriber) {
 	}
 	slices.Sort(all)
 	ms := func(ns float64) float64 { return ns / 1e6 }
-	res.P50 = ms(quantile(all, 50, 100))
-	res.P90 = ms(quantile(all, 90, 100))
-	res.P99 = ms(quantile(all, 99, 100))
-	res.P999 = ms(quantile(all, 999, 1000))
-	res.Max = ms(float64(all[len(all)-1]))
+	top := float64(all[len(all)-1])
+	// With few samples Python's method extrapolates past the largest: a percentile is at most
+	// the maximum.
+	q := func(i, n int) float64 { return ms(min(quantile(all, i, n), top)) }
+	res.P50, res.P90, res.P99, res.P999 = q(50, 100), q(90, 100), q(99, 100), q(999, 1000)
+	res.Max = ms(top)
 
 	at := 0
 	for _, bound := range bucketsMs {

@@ -4,6 +4,7 @@ delivery counted, nothing lost and percentiles that make sense."""
 
 from __future__ import annotations
 
+import asyncio
 import re
 import shutil
 import subprocess
@@ -11,11 +12,13 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
+import msgspec
 import pytest
 
 from rtm2.cli import loadgen
 from rtm2.cli import peers as p
 from rtm2.cli.bench import BENCH_APP
+from rtm2.protocol.frames import WhoNow, WhoNowResult
 
 from .util import unique
 
@@ -94,6 +97,39 @@ def test_a_broken_source_is_a_clear_build_error(tmp_path: Path) -> None:
     with pytest.raises(RuntimeError, match=r"(?s)go build of .* failed:.*undefined"):
         loadgen.build(go, copy, tmp_path / "cache")
     assert list((tmp_path / "cache").iterdir()) == []
+
+
+async def _present(server: p.Server) -> int:
+    """How many users are in the bench channel, as a newcomer asks rtm2."""
+    client = await p.RTM2Client.open(server.port, unique("who"), BENCH_APP)
+    try:
+        reply = await client.request(WhoNow(4, p.CHANNEL, 1))
+        result = msgspec.convert(reply[4], WhoNowResult)
+        return int(result.total)
+    finally:
+        await p._close(client, [])
+
+
+async def _present_after_debounce(server: p.Server) -> int:
+    """Users in the bench channel once those who left are gone (the debounce is 2 s)."""
+    for _ in range(75):  # up to 15 s
+        present = await _present(server)
+        if present == 0:
+            break
+        await asyncio.sleep(0.2)
+    return present
+
+
+async def test_both_loads_log_their_rtm2_clients_out_so_no_session_outlives_its_step(
+    load: loadgen.GoLoad, rtm2_server: p.Server
+) -> None:
+    assert await _present(rtm2_server) == 0  # first in this file: a fresh server
+    r = await p.go_measure(load, rtm2_server, "throughput", 5, 0.2, BENCH_APP, unique("bye"))
+    assert r.lost == 0
+    r = await p.throughput(rtm2_server, 5, 0.2, BENCH_APP, unique("bye"))
+    assert r.lost == 0
+    # Closed without a logout, the ten would stay present (and subscribed) for 300 s.
+    assert await _present_after_debounce(rtm2_server) == 0
 
 
 async def test_a_paced_run_against_rtm2_counts_every_delivery_with_nothing_lost(

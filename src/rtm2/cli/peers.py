@@ -43,7 +43,7 @@ from typing import Any
 import msgspec
 import psutil
 
-from ..protocol.frames import Hello, Login, Publish, Subscribe
+from ..protocol.frames import Hello, Login, Logout, Publish, Subscribe
 from .loadgen import GoLoad
 from .loadgen import run as run_go
 from .local import local_server
@@ -556,6 +556,7 @@ def go_spec(
             "rid_offset": tpl.rid_offset,
         },
         "start_rid": 10,
+        "goodbye": _b64(GOODBYE) if server.system == "rtm2" else "",
     }
     if server.system == "rtm2":
 
@@ -734,7 +735,7 @@ async def throughput(server: Server, n: int, seconds: float, app: str, tag: str)
             errors=_errors(pub),
         )
     finally:
-        _close(pub, subs)
+        await _close(pub, subs)
 
 
 async def latency(
@@ -768,8 +769,11 @@ async def latency(
         i_waited = (runqueue_wait(me.pid) - my_wait0) / 1e9 / elapsed
         await _settle_acks(pub, total)
         lat = sorted(tally.latencies)
-        q = statistics.quantiles(lat, n=100) if len(lat) >= 2 else [0.0] * 99
-        q999 = statistics.quantiles(lat, n=1000)[998] if len(lat) >= 2 else 0.0
+        # statistics.quantiles extrapolates past the largest sample when there are few: a
+        # percentile is at most the maximum.
+        top = lat[-1] if lat else 0
+        q = [min(x, top) for x in statistics.quantiles(lat, n=100)] if len(lat) >= 2 else [0] * 99
+        q999 = min(statistics.quantiles(lat, n=1000)[998], top) if len(lat) >= 2 else 0.0
         return PeerResult(
             server.system,
             n,
@@ -792,7 +796,7 @@ async def latency(
             },
         )
     finally:
-        _close(pub, subs)
+        await _close(pub, subs)
 
 
 async def _settle_acks(pub: _Stream, published: int) -> None:
@@ -811,9 +815,21 @@ def _errors(pub: _Stream) -> int:
     return pub.errors if isinstance(pub, RTM2Client) else 0
 
 
-def _close(pub: _Stream, subs: list[_Stream]) -> None:
-    for client in (pub, *subs):
-        client.close()
+# Logged out at the end of each step: a connection that just closes leaves its rtm2 session
+# present, and subscribed, for its presence timeout (300 s), and every later step's publishes
+# would go to those sessions too; Redis and NATS drop a subscriber with its connection.
+GOODBYE = _masked(_encode(Logout(4)))
+
+
+async def _close(pub: _Stream, subs: list[_Stream]) -> None:
+    """Close every client; rtm2's log out first, and the server ends their sessions."""
+    rtm2 = [c for c in (pub, *subs) if isinstance(c, RTM2Client) and c.upgraded]
+    for client in rtm2:
+        client.write(GOODBYE)
+    with contextlib.suppress(TimeoutError):  # the server closes each once it has logged out
+        await asyncio.wait_for(asyncio.gather(*(c.lost for c in rtm2)), 10)
+    for stream in (pub, *subs):
+        stream.close()
 
 
 # --- the whole comparison --------------------------------------------------------------------
