@@ -199,7 +199,7 @@ def test_bench_peers_compares_rtm2_with_a_redis_server_it_starts_and_loses_nothi
     out = rtm2_cmd(
         "bench",
         "peers",
-        *("--systems", "rtm2,redis", "--n", "2", "--seconds", "0.3"),
+        *("--systems", "rtm2,redis", "--n", "2", "--seconds", "0.3", "--load", "python"),
         *("--latency-subscribers", "3", "--latency-rate", "200"),
     )
     assert out.returncode == 0, out.stderr

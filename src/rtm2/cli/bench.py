@@ -452,6 +452,15 @@ def connections(count: int) -> None:
     show_default=True,
     help="Subscribers in the latency run (0: no latency run).",
 )
+@click.option(
+    "--load",
+    type=click.Choice(["go", "python"]),
+    default=None,
+    help="Where the clients run: go = the Go generator of bench/loadgen (built with `go build` "
+    "into ~/.cache/rtm2 on first use and when its sources change), python = this process "
+    "(asyncio + uvloop; at 100k deliveries/s its decoding sets the latency).  "
+    "[default: go if go is installed, else python]",
+)
 def peers(
     runs: int,
     counts: tuple[int, ...],
@@ -459,10 +468,14 @@ def peers(
     systems: str,
     latency_rate: float,
     latency_subscribers: int,
+    load: str | None,
 ) -> None:
     """rtm2 (message channel) next to redis-server and nats-server, started here on free ports:
-    server CPU per delivery, deliveries/s and the rtm2/Redis ratio at each fan-out, then p50/p99
-    publish-to-receive latency at --latency-rate x --latency-subscribers."""
+    server CPU per delivery, deliveries/s and the rtm2/Redis ratio at each fan-out, then
+    publish-to-receive latency (p50, p99, p99.9, max) at --latency-rate x
+    --latency-subscribers. Servers run on CPU 0, the load on CPU 1; the latency table shows the
+    load's CPU and how long the servers and the load waited for a CPU (a busy machine)."""
+    from . import loadgen
     from . import peers as p
 
     chosen = tuple(s.strip() for s in systems.split(",") if s.strip())
@@ -483,6 +496,10 @@ def peers(
         f"{os.cpu_count()} CPUs ({cpu_model}); {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}"
     )
     try:
+        generator, line = loadgen.choose(
+            load, lambda: click.echo("building bench/loadgen with go (the first time: ~1 min)")
+        )
+        click.echo(line)
         with p.servers(chosen, server_cpu) as started:
             for run in range(1, runs + 1):
                 out: list[tuple[list[p.PeerResult], list[p.PeerResult]]] = []
@@ -497,6 +514,7 @@ def peers(
                             latency_subscribers,
                             run,
                             BENCH_APP,
+                            generator,
                         )
                     )
 
@@ -550,14 +568,21 @@ def _peer_tables(
         click.echo("")
         click.echo(f"run {run}: latency at {rate:g} msg/s x {subscribers} subscribers")
         click.echo("")
-        click.echo("| system | p50 ms | p99 ms | CPU µs/delivery | deliveries | load CPU |")
-        click.echo("|---|---:|---:|---:|---:|---:|")
+        click.echo(
+            "| system | p50 ms | p99 ms | p99.9 ms | max ms | CPU µs/delivery | deliveries "
+            "| load CPU | server waited | load waited |"
+        )
+        click.echo("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
         lats = {r.system: r for r in lat}
         for system in systems:
             r = lats[system]
             click.echo(
-                f"| {system} | {r.p50_ms:.2f} | {r.p99_ms:.2f} | {r.cpu_us_per_delivery:.3f} "
-                f"| {r.messages * subscribers:,} | {r.extra.get('load_cpu', 0.0):.0%} |"
+                f"| {system} | {r.p50_ms:.2f} | {r.p99_ms:.2f} "
+                f"| {r.extra.get('p999_ms', 0.0):.2f} | {r.extra.get('max_ms', 0.0):.2f} "
+                f"| {r.cpu_us_per_delivery:.3f} "
+                f"| {r.messages * subscribers:,} | {r.extra.get('load_cpu', 0.0):.0%} "
+                f"(sys {r.extra.get('load_cpu_kernel', 0.0):.0%}) "
+                f"| {r.extra.get('server_wait', 0.0):.0%} | {r.extra.get('load_wait', 0.0):.0%} |"
             )
             if r.lost or r.reordered or r.errors:
                 bad.append(f"{system} latency: {r.lost} lost, {r.reordered} reordered")
@@ -566,8 +591,17 @@ def _peer_tables(
             click.echo(
                 f"| rtm2 / redis | {_ratio(mine.p50_ms, theirs.p50_ms)} "
                 f"| {_ratio(mine.p99_ms, theirs.p99_ms)} "
-                f"| {_ratio(mine.cpu_us_per_delivery, theirs.cpu_us_per_delivery)} | | |"
+                f"| {_ratio(mine.extra.get('p999_ms', 0.0), theirs.extra.get('p999_ms', 0.0))} "
+                f"| {_ratio(mine.extra.get('max_ms', 0.0), theirs.extra.get('max_ms', 0.0))} "
+                f"| {_ratio(mine.cpu_us_per_delivery, theirs.cpu_us_per_delivery)} | | | | |"
             )
+        click.echo("")
+        click.echo(
+            "load CPU: the load process's CPU time over the run (sys: the part in the kernel, "
+            "mostly TCP receive under read()); near 100 % the load delays deliveries itself. "
+            "server/load waited: time their threads were ready to run but waited for a CPU "
+            "(other work on the machine)."
+        )
     click.echo("")
     click.echo("nothing lost or reordered" if not bad else "PROBLEMS: " + "; ".join(bad))
 

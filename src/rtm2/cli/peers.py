@@ -15,11 +15,18 @@ ratios are measured under the same machine load.
 Figures: server CPU per delivery (the server process's user+sys time over the measured window
 divided by deliveries), deliveries/s, p50/p99 publish-to-receive latency, and whether anything
 was lost or reordered.
+
+The load runs either here (asyncio, the clients below) or in the Go generator of
+``bench/loadgen`` (``loadgen.py``), which takes the same steps with the same clients written in
+Go, and is what the latency figures need: one Python core decoding 100k deliveries/s is itself
+the bottleneck. For it, this module encodes rtm2's requests from ``protocol/frames.py`` and a
+publish frame of each system with its payload (and request id) at known offsets.
 """
 
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import os
 import shutil
@@ -31,18 +38,24 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import msgspec
 import psutil
 
-from ..protocol.frames import Hello, Login, Publish, Subscribe
+from ..protocol.frames import Hello, Login, Logout, Publish, Subscribe
+from .loadgen import GoLoad
+from .loadgen import run as run_go
 from .local import local_server
 
-__all__ = ["PeerResult", "run_peers"]
+__all__ = ["PeerResult", "Template", "go_spec", "publish_template", "run_peers"]
 
 SIZE = 128
 CHANNEL = "bench"
 SYSTEMS = ("rtm2", "redis", "nats")
+WINDOW = 100  # throughput: messages per write, at most two windows in flight
+WARMUP_WINDOWS = 5
+SETTLE = 0.2  # seconds between opening the clients and the first publish
 
 _encode = msgspec.msgpack.Encoder().encode
 _decode_any = msgspec.msgpack.Decoder().decode
@@ -302,14 +315,21 @@ class RTM2Client(_Stream):
                 "Sec-WebSocket-Version: 13\r\n\r\n"
             ).encode()
         )
-        await client.request(Hello(1))
-        await client.request(Login(2, app, user))
-        if on_message is not None:
-            await client.request(Subscribe(3, CHANNEL, with_presence=False))
+        for frame in rtm2_requests(app, user, subscribe=on_message is not None):
+            await client.request(frame)
         return client
 
-    def publish_frame(self, rid: int, data: bytes) -> bytes:
+    @staticmethod
+    def publish_frame(rid: int, data: bytes) -> bytes:
         return _masked(_encode(Publish(rid, CHANNEL, data)))
+
+
+def rtm2_requests(app: str, user: str, subscribe: bool) -> list[Hello | Login | Subscribe]:
+    """What an rtm2 client of the bench sends once upgraded, each answered before the next."""
+    frames: list[Hello | Login | Subscribe] = [Hello(1), Login(2, app, user)]
+    if subscribe:
+        frames.append(Subscribe(3, CHANNEL, with_presence=False))
+    return frames
 
 
 class RedisClient(_Stream):
@@ -355,7 +375,8 @@ class RedisClient(_Stream):
             await asyncio.wait_for(client.subscribed, 10)
         return client
 
-    def publish_frame(self, rid: int, data: bytes) -> bytes:
+    @staticmethod
+    def publish_frame(rid: int, data: bytes) -> bytes:
         return _resp(b"PUBLISH", CHANNEL.encode(), data)
 
 
@@ -447,8 +468,140 @@ class NATSClient(_Stream):
         await client.ping()
         return client
 
-    def publish_frame(self, rid: int, data: bytes) -> bytes:
+    @staticmethod
+    def publish_frame(rid: int, data: bytes) -> bytes:
         return b"PUB %s %d\r\n%s\r\n" % (CHANNEL.encode(), len(data), data)
+
+
+# --- what the Go load generator is given -----------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Template:
+    """A publish frame of one system that the Go generator copies and patches per message: its
+    ``SIZE``-byte payload at ``payload_offset`` (all zeros here; the generator writes the
+    sequence number and send time into the first 16 bytes, as :func:`payload` does) and, for
+    rtm2, the request id as a big-endian uint64 at ``rid_offset`` (-1: no request id)."""
+
+    frame: bytes
+    payload_offset: int
+    rid_offset: int = -1
+
+    def patch(self, rid: int, data: bytes) -> bytes:
+        """The frame the generator writes for request ``rid`` with payload ``data``."""
+        out = bytearray(self.frame)
+        out[self.payload_offset : self.payload_offset + len(data)] = data
+        if self.rid_offset >= 0:
+            out[self.rid_offset : self.rid_offset + 8] = rid.to_bytes(8, "big")
+        return bytes(out)
+
+
+# A payload whose bytes occur nowhere else in a frame, to find where the payload lands; and a
+# request id that MessagePack writes in its widest form (0xcf + 8 bytes), so that every id
+# fits the same place.
+_MARK = bytes(range(0x80, 0x80 + SIZE))
+_RID_MARK = 2**64 - 1
+
+
+def publish_template(system: str) -> Template:
+    """The publish frame of ``system`` with the payload and request id located."""
+    rid_offset = -1
+    if system == "rtm2":
+        frame = RTM2Client.publish_frame(_RID_MARK, _MARK)
+        rid_at = b"\xcf" + _RID_MARK.to_bytes(8, "big")
+        if frame.count(rid_at) != 1:
+            raise RuntimeError("the publish frame's request id is not where expected")
+        rid_offset = frame.index(rid_at) + 1
+    elif system == "redis":
+        frame = RedisClient.publish_frame(0, _MARK)
+    elif system == "nats":
+        frame = NATSClient.publish_frame(0, _MARK)
+    else:
+        raise ValueError(f"unknown system {system!r}")
+    if frame.count(_MARK) != 1:
+        raise RuntimeError(f"the {system} publish frame does not carry its payload as is")
+    at = frame.index(_MARK)
+    return Template(frame[:at] + bytes(SIZE) + frame[at + SIZE :], at, rid_offset)
+
+
+def _b64(data: bytes) -> str:
+    return base64.b64encode(data).decode()
+
+
+def go_spec(
+    server: Server, mode: str, n: int, seconds: float, app: str, tag: str, rate: float = 0.0
+) -> dict[str, Any]:
+    """The JSON spec of one measurement by the Go generator (bench/loadgen/main.go's ``Spec``):
+    the same steps as :func:`throughput` and :func:`latency`."""
+    tpl = publish_template(server.system)
+    spec: dict[str, Any] = {
+        "system": server.system,
+        "host": "127.0.0.1",
+        "port": server.port,
+        "mode": mode,
+        "subscribers": n,
+        "seconds": seconds,
+        "rate": rate,
+        "window": WINDOW,
+        "warmup_windows": WARMUP_WINDOWS,
+        "settle_seconds": SETTLE,
+        "timeout_seconds": 30.0,
+        "channel": CHANNEL,
+        "size": SIZE,
+        "server_pid": server.pid,
+        "clock_ticks": os.sysconf("SC_CLK_TCK"),
+        "publish": {
+            "frame": _b64(tpl.frame),
+            "payload_offset": tpl.payload_offset,
+            "rid_offset": tpl.rid_offset,
+        },
+        "start_rid": 10,
+        "goodbye": _b64(GOODBYE) if server.system == "rtm2" else "",
+    }
+    if server.system == "rtm2":
+
+        def handshake(user: str, subscribe: bool) -> list[str]:
+            return [_b64(_masked(_encode(f))) for f in rtm2_requests(app, user, subscribe)]
+
+        spec["subscriber_handshakes"] = [handshake(f"{tag}s{i}", True) for i in range(n)]
+        spec["publisher_handshake"] = handshake(f"{tag}p", False)
+    return spec
+
+
+async def go_measure(
+    load: GoLoad,
+    server: Server,
+    mode: str,
+    n: int,
+    seconds: float,
+    app: str,
+    tag: str,
+    rate: float = 0.0,
+) -> PeerResult:
+    """One throughput or latency measurement by the Go generator."""
+    r = await run_go(load, go_spec(server, mode, n, seconds, app, tag, rate))
+    extra = {
+        k: float(r[k])
+        for k in ("load_cpu", "p999_ms", "max_ms", "samples", "published_per_s", "gcs")
+    }
+    elapsed = float(r["elapsed_s"]) or 1.0
+    extra["load_cpu_kernel"] = float(r["load_cpu_kernel"])
+    extra["server_wait"] = float(r["server_runqueue_wait_ms"]) / 1e3 / elapsed
+    extra["load_wait"] = float(r["load_runqueue_wait_ms"]) / 1e3 / elapsed
+    return PeerResult(
+        server.system,
+        n,
+        int(r["messages"]),
+        float(r["deliveries_per_s"]),
+        float(r["cpu_us_per_delivery"]),
+        float(r["p50_ms"]),
+        float(r["p99_ms"]),
+        lost=int(r["lost"]),
+        reordered=int(r["reordered"]),
+        errors=int(r["errors"]),
+        extra=extra,
+        detail=r,
+    )
 
 
 # --- one measurement -------------------------------------------------------------------------
@@ -467,6 +620,7 @@ class PeerResult:
     reordered: int = 0
     errors: int = 0
     extra: dict[str, float] = field(default_factory=dict)
+    detail: dict[str, Any] = field(default_factory=dict)  # the Go generator's whole result
 
 
 @dataclass
@@ -483,6 +637,18 @@ class Server:
 def _cpu(proc: psutil.Process) -> float:
     times = proc.cpu_times()
     return times.user + times.system
+
+
+def runqueue_wait(pid: int) -> int:
+    """Nanoseconds the threads of ``pid`` spent ready to run but waiting for a CPU (the second
+    field of /proc/<pid>/task/<tid>/schedstat, summed; 0 where the kernel does not say). On a
+    machine shared with other work, this is latency neither the server nor the load caused."""
+    total = 0
+    with contextlib.suppress(OSError):
+        for task in os.scandir(f"/proc/{pid}/task"):
+            with contextlib.suppress(OSError, ValueError, IndexError):
+                total += int(Path(task.path, "schedstat").read_text().split()[1])
+    return total
 
 
 async def _open_all(
@@ -514,12 +680,12 @@ async def _quiesce(subs: list[_Stream], pub: _Stream) -> None:
         for sub in subs:  # the SUBs are in place before the first PUB
             assert isinstance(sub, NATSClient)
             await sub.ping()
-    await asyncio.sleep(0.2)
+    await asyncio.sleep(SETTLE)
 
 
 async def throughput(server: Server, n: int, seconds: float, app: str, tag: str) -> PeerResult:
     """As fast as the subscribers take it: windows of 100 messages, at most two in flight."""
-    window = 100
+    window = WINDOW
     tally = Tally(n)
     pub, subs = await _open_all(server, n, tally, app, tag)
     proc = server.process
@@ -538,7 +704,7 @@ async def throughput(server: Server, n: int, seconds: float, app: str, tag: str)
             pub.write(b"".join(frames))
 
         # Warm-up: a few windows, not measured.
-        for _ in range(5):
+        for _ in range(WARMUP_WINDOWS):
             send_window()
             await tally.expect(seq * n).wait()
         counted_from = seq
@@ -569,7 +735,7 @@ async def throughput(server: Server, n: int, seconds: float, app: str, tag: str)
             errors=_errors(pub),
         )
     finally:
-        _close(pub, subs)
+        await _close(pub, subs)
 
 
 async def latency(
@@ -584,7 +750,8 @@ async def latency(
         total = int(rate * seconds)
         tally.measure = True
         me = psutil.Process()
-        cpu0, mine0 = _cpu(proc), _cpu(me)
+        cpu0, mine0, kernel0 = _cpu(proc), _cpu(me), me.cpu_times().system
+        wait0, my_wait0 = runqueue_wait(proc.pid), runqueue_wait(me.pid)
         start = time.perf_counter()
         for seq in range(total):
             delay = start + seq / rate - time.perf_counter()
@@ -597,9 +764,16 @@ async def latency(
         # Near 100 %, the load process itself is what delays deliveries (this one core parses
         # every delivery of every subscriber), and p50/p99 no longer measure the server.
         load = (_cpu(me) - mine0) / elapsed
+        kernel = (me.cpu_times().system - kernel0) / elapsed
+        waited = (runqueue_wait(proc.pid) - wait0) / 1e9 / elapsed
+        i_waited = (runqueue_wait(me.pid) - my_wait0) / 1e9 / elapsed
         await _settle_acks(pub, total)
         lat = sorted(tally.latencies)
-        q = statistics.quantiles(lat, n=100) if len(lat) >= 2 else [0.0] * 99
+        # statistics.quantiles extrapolates past the largest sample when there are few: a
+        # percentile is at most the maximum.
+        top = lat[-1] if lat else 0
+        q = [min(x, top) for x in statistics.quantiles(lat, n=100)] if len(lat) >= 2 else [0] * 99
+        q999 = min(statistics.quantiles(lat, n=1000)[998], top) if len(lat) >= 2 else 0.0
         return PeerResult(
             server.system,
             n,
@@ -611,10 +785,18 @@ async def latency(
             lost=sum(total - s for s in tally.next_seq),
             reordered=tally.reordered,
             errors=_errors(pub),
-            extra={"load_cpu": load},
+            extra={
+                "load_cpu": load,
+                "load_cpu_kernel": kernel,
+                "p999_ms": q999 / 1e6,
+                "max_ms": (lat[-1] if lat else 0) / 1e6,
+                "samples": len(lat),
+                "server_wait": waited,
+                "load_wait": i_waited,
+            },
         )
     finally:
-        _close(pub, subs)
+        await _close(pub, subs)
 
 
 async def _settle_acks(pub: _Stream, published: int) -> None:
@@ -633,9 +815,21 @@ def _errors(pub: _Stream) -> int:
     return pub.errors if isinstance(pub, RTM2Client) else 0
 
 
-def _close(pub: _Stream, subs: list[_Stream]) -> None:
-    for client in (pub, *subs):
-        client.close()
+# Logged out at the end of each step: a connection that just closes leaves its rtm2 session
+# present, and subscribed, for its presence timeout (300 s), and every later step's publishes
+# would go to those sessions too; Redis and NATS drop a subscriber with its connection.
+GOODBYE = _masked(_encode(Logout(4)))
+
+
+async def _close(pub: _Stream, subs: list[_Stream]) -> None:
+    """Close every client; rtm2's log out first, and the server ends their sessions."""
+    rtm2 = [c for c in (pub, *subs) if isinstance(c, RTM2Client) and c.upgraded]
+    for client in rtm2:
+        client.write(GOODBYE)
+    with contextlib.suppress(TimeoutError):  # the server closes each once it has logged out
+        await asyncio.wait_for(asyncio.gather(*(c.lost for c in rtm2)), 10)
+    for stream in (pub, *subs):
+        stream.close()
 
 
 # --- the whole comparison --------------------------------------------------------------------
@@ -682,19 +876,31 @@ async def run_peers(
     latency_subscribers: int,
     run: int,
     app: str,
+    load: GoLoad | None = None,
 ) -> tuple[list[PeerResult], list[PeerResult]]:
-    """One run: throughput at each N, then the latency run, systems alternating at each step."""
+    """One run: throughput at each N, then the latency run, systems alternating at each step;
+    the load in this process, or in the Go generator ``load``."""
     order = list(started)
     tp: list[PeerResult] = []
     for n in counts:
         for system in order:
-            tp.append(await throughput(started[system], n, seconds, app, f"r{run}n{n}"))
+            tag = f"r{run}n{n}"
+            if load is None:
+                tp.append(await throughput(started[system], n, seconds, app, tag))
+            else:
+                tp.append(
+                    await go_measure(load, started[system], "throughput", n, seconds, app, tag)
+                )
     lat: list[PeerResult] = []
     if latency_subscribers:
         for system in order:
-            lat.append(
-                await latency(
-                    started[system], latency_subscribers, latency_rate, seconds, app, f"r{run}l"
+            server, n = started[system], latency_subscribers
+            if load is None:
+                lat.append(await latency(server, n, latency_rate, seconds, app, f"r{run}l"))
+            else:
+                lat.append(
+                    await go_measure(
+                        load, server, "latency", n, seconds, app, f"r{run}l", latency_rate
+                    )
                 )
-            )
     return tp, lat

@@ -1,0 +1,3 @@
+module rtm2bench/loadgen
+
+go 1.26.8
