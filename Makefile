@@ -17,7 +17,8 @@ LOCK_VENV   := .venv-lock
 PYTEST_ARGS ?=
 PYTEST_WORKERS ?= 0
 
-.PHONY: run test test-fast test-latest lint lock bench bench-check clean proto
+.PHONY: run test test-fast test-latest lint lock bench bench-check clean proto compile \
+        clean-compiled compile-test
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -88,6 +89,23 @@ bench: $(VENV)/.dev-installed
 ## (fails on > 5 % more; refresh with `$(BIN)/python bench/callgrind_publish.py --update`)
 bench-check: $(VENV)/.dev-installed
 	$(BIN)/python bench/callgrind_publish.py --check
+
+## compile: the optional mypyc build of the hot modules, into build/mypyc (needs gcc and the
+## Python headers). `rtm2 serve` loads it while no source file has changed since, pure Python
+## otherwise (RTM2_COMPILED=0: pure Python anyway; =1: the build or an error).
+compile: $(VENV)/.dev-installed
+	$(BIN)/python -c 'import sys, rtm2._compiled as c; sys.exit(c.main(sys.argv[1:]))' build
+
+## clean-compiled: remove the mypyc build (back to pure Python)
+clean-compiled:
+	rm -rf build/mypyc build/mypyc.work
+
+## compile-test: build, then the unit layer and the publish path's e2e tests on the build
+COMPILE_TESTS ?= tests/e2e/test_message_channels.py tests/e2e/test_reliability.py \
+                 tests/e2e/test_compiled.py tests/server/test_fan_out.py
+compile-test: compile
+	RTM2_COMPILED=1 $(BIN)/pytest -q -m unit $(PYTEST_ARGS)
+	RTM2_COMPILED=1 $(BIN)/pytest -q $(COMPILE_TESTS) $(PYTEST_ARGS)
 
 ## proto: regenerate rtm2.sidecar's protobuf code (committed; a unit test checks it is current)
 proto: $(VENV)/.dev-installed

@@ -14,7 +14,7 @@ import hmac
 import logging
 import socket
 from collections.abc import Callable, Iterable
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Protocol, TypeVar
 
 from picows import (
     WSCloseCode,
@@ -164,6 +164,17 @@ class Outbox:
             self._loop.call_soon(self.flush)
 
 
+_C = TypeVar("_C")
+
+
+def _python_class(cls: type[_C]) -> type[_C]:
+    """Nothing at run time. For mypyc (the optional build, ``make compile``) a class with a
+    decorator it does not know stays a Python class whose methods it compiles: a native class
+    would lay its attributes over those of a Cython base (``WSListener``'s method table)."""
+    return cls
+
+
+@_python_class
 class Connection(WSListener):
     """One client connection. Holds only what I/O needs; the protocol lives in ``session``."""
 
