@@ -231,7 +231,10 @@ def build(
         setup(
             name="rtm2-compiled",
             ext_modules=extensions,
-            script_args=["--quiet", "build_ext", "--build-lib", str(out)],
+            script_args=[
+                *("--quiet", "build_ext", "--build-lib", str(out)),
+                *("--build-temp", str(work / "temp")),
+            ],
             script_name="rtm2-compile",
         )
     finally:

@@ -14,18 +14,20 @@ import hmac
 import logging
 import socket
 from collections.abc import Callable, Iterable
-from typing import TYPE_CHECKING, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar, cast
 
 from picows import (
     WSCloseCode,
     WSFrame,
-    WSListener,
     WSMsgType,
     WSTransport,
     WSUpgradeRequest,
     WSUpgradeResponse,
     WSUpgradeResponseWithListener,
 )
+
+# From its defining module: mypyc's build refers to a base class's module by that name.
+from picows.picows import WSListener
 
 from ..protocol.codes import ACCESS_KEY_HEADER, CLOSE_POLICY, CLOSE_PROTOCOL_ERROR, CLOSE_TOO_BIG
 
@@ -248,7 +250,8 @@ class Connection(WSListener):
         if size > outbox.max_frame:
             # picows reports the oversize but may still hand the frame over: never run it.
             self.close(CLOSE_TOO_BIG, "frame too large", flush=False)
-        elif msg_type is _BINARY and frame.fin:
+        # ``fin`` is typed bool but is an int: read untyped, mypyc's build would insist on bool.
+        elif msg_type is _BINARY and cast(Any, frame).fin:
             self.session.on_data(frame.get_payload_as_bytes())
         elif msg_type is _CLOSE:
             transport.send_close(frame.get_close_code())
