@@ -56,16 +56,18 @@ MANIFEST = "manifest.json"
 
 # What a publish runs through, by the callgrind profile (docs/PERFORMANCE.md): receive and
 # route (gateway, session), the publish (messages, checks, rate limit, subject names), the
-# engine's numbering and the recovery buffer, the bus dispatch and the fan-out.
+# engine's numbering and the recovery buffer, the bus dispatch and the fan-out, the counters.
 MODULES = (
     "rtm2.protocol.codec",
     "rtm2.protocol.names",
     "rtm2.server.checks",
+    "rtm2.server.engines.base",
     "rtm2.server.engines.memory",
     "rtm2.server.gateway",
     "rtm2.server.hub",
     "rtm2.server.interest",
     "rtm2.server.messages",
+    "rtm2.server.metrics",
     "rtm2.server.ratelimit",
     "rtm2.server.recovery",
     "rtm2.server.session",

@@ -14,7 +14,7 @@ import hmac
 import logging
 import socket
 from collections.abc import Callable, Iterable
-from typing import TYPE_CHECKING, Any, Protocol, TypeVar, cast
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from picows import (
     WSCloseCode,
@@ -244,14 +244,15 @@ class Connection(WSListener):
         if not self._admitted:
             return  # refused, and closing: what it sends reaches no session
         msg_type = frame.msg_type
+        # ``fin`` is typed bool but is an int: read untyped, or mypyc's build insists on bool.
+        untyped: Any = frame
         size = frame.payload_size
         outbox = self._outbox
         outbox.bytes_in += size
         if size > outbox.max_frame:
             # picows reports the oversize but may still hand the frame over: never run it.
             self.close(CLOSE_TOO_BIG, "frame too large", flush=False)
-        # ``fin`` is typed bool but is an int: read untyped, mypyc's build would insist on bool.
-        elif msg_type is _BINARY and cast(Any, frame).fin:
+        elif msg_type is _BINARY and untyped.fin:
             self.session.on_data(frame.get_payload_as_bytes())
         elif msg_type is _CLOSE:
             transport.send_close(frame.get_close_code())
