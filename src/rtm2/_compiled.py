@@ -131,7 +131,7 @@ def inspect(build_dir: Path = BUILD_DIR, package_dir: Path = PACKAGE_DIR) -> Sta
         return State(
             (),
             f"the build in {build_dir} is stale ({', '.join(changed[:3])}{more} changed since): "
-            f"running pure Python; {rebuild}",
+            f"{rebuild}",
         )
     missing = [f for f in files.values() if not (build_dir / f).is_file()]
     if missing:
@@ -173,10 +173,8 @@ def activate(
     found = inspect(build_dir, package_dir)
     if not found.modules:
         if mode in ("1", "on", "yes", "true", "require"):
-            raise ImportError(
-                f"{ENV}={mode} but {found.problem or f'there is no build in {build_dir}'}"
-                " (`make compile` builds it)"
-            )
+            missing = f"there is no build in {build_dir}: `make compile` builds it"
+            raise ImportError(f"{ENV}={mode} but {found.problem or missing}")
         if install:
             state = found
         return found

@@ -241,7 +241,7 @@ def _print_banner(server: Server, dev_app: AppConfig | None, new_admin_key: str)
     if compiled:  # the optional build (`make compile`); pure Python says nothing
         lines.append(f"{len(compiled)} hot modules compiled (mypyc, {_compiled.BUILD_DIR})")
     elif _compiled.state.problem:
-        lines.append(f"warning: {_compiled.state.problem}")
+        lines.append(f"warning: {_compiled.state.problem}; running pure Python")
     if server.http is not None:
         lines.append(f"HTTP API on {server.http.url} (port {server.http.port})")
         if new_admin_key:  # shown this once; it stays in the data dir
