@@ -17,7 +17,8 @@ LOCK_VENV   := .venv-lock
 PYTEST_ARGS ?=
 PYTEST_WORKERS ?= 0
 
-.PHONY: run test test-fast test-latest lint lock bench bench-check clean proto
+.PHONY: run test test-fast test-latest lint lock bench bench-check clean proto compile \
+        clean-compiled compile-test
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -88,6 +89,29 @@ bench: $(VENV)/.dev-installed
 ## (fails on > 5 % more; refresh with `$(BIN)/python bench/callgrind_publish.py --update`)
 bench-check: $(VENV)/.dev-installed
 	$(BIN)/python bench/callgrind_publish.py --check
+
+## compile: the optional mypyc build of the hot modules, into build/mypyc (needs gcc and the
+## Python headers). `rtm2 serve` loads it while no source file has changed since, pure Python
+## otherwise (RTM2_COMPILED=0: pure Python anyway; =1: the build or an error).
+compile: $(VENV)/.dev-installed
+	$(BIN)/python -c 'import sys, rtm2._compiled as c; sys.exit(c.main(sys.argv[1:]))' build
+
+## clean-compiled: remove the mypyc build (back to pure Python)
+clean-compiled:
+	rm -rf build/mypyc build/mypyc.work
+
+## compile-test: build, then the unit layer and the publish path's e2e tests on the build.
+## Left out: unit tests that hand the compiled classes stand-ins (a fake connection, a
+## SimpleNamespace hub) or replace their methods; the build checks the declared types.
+COMPILE_TESTS ?= tests/e2e/test_message_channels.py tests/e2e/test_reliability.py \
+                 tests/e2e/test_compiled.py tests/server/test_fan_out.py
+COMPILE_UNIT_SKIP := --ignore tests/server/test_session_backlog.py \
+    --ignore tests/server/test_session_lifecycle.py --ignore tests/server/test_session_table.py \
+    --deselect tests/server/test_bus.py::test_a_node_routes_messages_by_the_kind_of_their_subject \
+    --deselect tests/server/test_orphans.py::test_the_node_hands_each_orphan_to_the_service_that_cleans_it_up
+compile-test: compile
+	RTM2_COMPILED=1 $(BIN)/pytest -q -m unit $(COMPILE_UNIT_SKIP) $(PYTEST_ARGS)
+	RTM2_COMPILED=1 $(BIN)/pytest -q $(COMPILE_TESTS) $(PYTEST_ARGS)
 
 ## proto: regenerate rtm2.sidecar's protobuf code (committed; a unit test checks it is current)
 proto: $(VENV)/.dev-installed

@@ -23,6 +23,10 @@ E2E_DIR = Path(__file__).parent / "e2e"
 # Every `rtm2 serve` the tests start has no HTTP API unless it asks for one (ServerProcess's
 # http=True): otherwise each would take the default port 7002, and two at once would clash.
 os.environ.setdefault("RTM2_SERVE_HTTP", "false")
+# The tests run the pure-Python modules (and so do the servers they start), even with a
+# `make compile` build in the checkout: `make compile-test` sets RTM2_COMPILED=1 to run some
+# of them on the build.
+os.environ.setdefault("RTM2_COMPILED", "0")
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

@@ -7,6 +7,8 @@ and checked with ``rtm2.tokens``.
 
 import logging as _logging
 
+# First: with a current ``make compile`` build, this makes the hot modules load compiled.
+from . import _compiled as _compiled
 from ._version import __version__
 from .client import (
     PARAM_ENDPOINT,

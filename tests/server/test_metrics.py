@@ -23,7 +23,7 @@ APP = "ab" * 16
 @pytest.fixture
 def hub(tmp_path: Path) -> Iterator[Hub]:
     loop = asyncio.new_event_loop()
-    config = ServerConfig(data_dir=tmp_path, apps=[AppConfig(APP)])
+    config = ServerConfig(data_dir=tmp_path, apps=(AppConfig(APP),))
     yield Hub(config, loop, MemoryEngine(tmp_path))
     loop.close()
 

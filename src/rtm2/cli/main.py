@@ -14,7 +14,7 @@ from typing import Any, TypeVar
 
 import click
 
-from .. import _version, tokens
+from .. import _compiled, _version, tokens
 from ..errors import RTMError
 from ..server import (
     AppConfig,
@@ -237,6 +237,11 @@ def _print_banner(server: Server, dev_app: AppConfig | None, new_admin_key: str)
 
         engine = f"engine {redact_url(cfg.engine)}"
     lines = [f"rtm2 {_version.__version__} serving on {server.url} ({engine})"]
+    compiled = _compiled.compiled_modules()
+    if compiled:  # the optional build (`make compile`); pure Python says nothing
+        lines.append(f"{len(compiled)} hot modules compiled (mypyc, {_compiled.BUILD_DIR})")
+    elif _compiled.state.problem:
+        lines.append(f"warning: {_compiled.state.problem}; running pure Python")
     if server.http is not None:
         lines.append(f"HTTP API on {server.http.url} (port {server.http.port})")
         lines.append(f"Web console on {server.http.url}/console/")

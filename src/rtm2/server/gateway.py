@@ -14,18 +14,20 @@ import hmac
 import logging
 import socket
 from collections.abc import Callable, Iterable
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from picows import (
     WSCloseCode,
     WSFrame,
-    WSListener,
     WSMsgType,
     WSTransport,
     WSUpgradeRequest,
     WSUpgradeResponse,
     WSUpgradeResponseWithListener,
 )
+
+# From its defining module: mypyc's build refers to a base class's module by that name.
+from picows.picows import WSListener
 
 from ..protocol.codes import ACCESS_KEY_HEADER, CLOSE_POLICY, CLOSE_PROTOCOL_ERROR, CLOSE_TOO_BIG
 
@@ -164,6 +166,17 @@ class Outbox:
             self._loop.call_soon(self.flush)
 
 
+_C = TypeVar("_C")
+
+
+def _python_class(cls: type[_C]) -> type[_C]:
+    """Nothing at run time. For mypyc (the optional build, ``make compile``) a class with a
+    decorator it does not know stays a Python class whose methods it compiles: a native class
+    would lay its attributes over those of a Cython base (``WSListener``'s method table)."""
+    return cls
+
+
+@_python_class
 class Connection(WSListener):
     """One client connection. Holds only what I/O needs; the protocol lives in ``session``."""
 
@@ -231,13 +244,15 @@ class Connection(WSListener):
         if not self._admitted:
             return  # refused, and closing: what it sends reaches no session
         msg_type = frame.msg_type
+        # ``fin`` is typed bool but is an int: read untyped, or mypyc's build insists on bool.
+        untyped: Any = frame
         size = frame.payload_size
         outbox = self._outbox
         outbox.bytes_in += size
         if size > outbox.max_frame:
             # picows reports the oversize but may still hand the frame over: never run it.
             self.close(CLOSE_TOO_BIG, "frame too large", flush=False)
-        elif msg_type is _BINARY and frame.fin:
+        elif msg_type is _BINARY and untyped.fin:
             self.session.on_data(frame.get_payload_as_bytes())
         elif msg_type is _CLOSE:
             transport.send_close(frame.get_close_code())

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 
 import msgspec
 
+from .._compiled import compiled_modules
 from .._version import __version__
 from .http.listing import NodeAppInfo, NodeInfo
 
@@ -108,6 +109,7 @@ class NodeDescriber:
             published,
             apps,
             delivered,
+            compiled_modules(),
         )
 
     def descriptor(self) -> bytes:

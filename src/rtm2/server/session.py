@@ -271,12 +271,18 @@ class Session:
             return
         while backlog:
             self._handle(backlog.popleft())
-            if self._backlog is not None:
+            # Asked through a call: mypy keeps ``self._backlog`` narrowed to None across
+            # ``_handle``, and mypyc's build (``make compile``) would enforce that.
+            if self._waiting():
                 # Another request is waiting now: the rest stays where it is, in the same
                 # queue (copying it each time made a long backlog quadratic to drain).
                 self._backlog = backlog
                 return
         self.conn.resume_reading()
+
+    def _waiting(self) -> bool:
+        """A request is running and the frames behind it wait in ``_backlog``."""
+        return self._backlog is not None
 
     def _failed(self, frame: ClientFrame, exc: Exception) -> None:
         """The one place where a request's failure becomes its reply."""

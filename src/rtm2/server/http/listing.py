@@ -70,6 +70,8 @@ class NodeInfo(msgspec.Struct):
     apps: list[NodeAppInfo] = msgspec.field(default_factory=list)  # apps with users or traffic
     # Messages queued for the node's recipients per second (a fan-out to N counts N).
     delivered_per_second: float = 0.0
+    # The hot modules the node runs compiled by the optional mypyc build (`make compile`).
+    compiled: list[str] = msgspec.field(default_factory=list)
 
 
 class AppInfo(msgspec.Struct):
