@@ -15,7 +15,7 @@ COMPILE     := --quiet --generate-hashes --allow-unsafe --strip-extras --no-emit
                --build-deps-for=editable
 LOCK_VENV   := .venv-lock
 PYTEST_ARGS ?=
-PYTEST_WORKERS ?= 0
+PYTEST_WORKERS ?= 2
 
 .PHONY: run test test-fast test-latest lint lock bench bench-check clean proto compile \
         clean-compiled compile-test
@@ -44,11 +44,9 @@ lint: $(VENV)/.dev-installed
 	$(BIN)/ruff format --check src tests bench examples
 	$(BIN)/mypy src
 
-## test: lint, then every test layer (unit, e2e, redis, cluster, browser) against real servers.
-## PYTEST_WORKERS=2 spreads the test files over 2 processes (pytest-xdist; a file stays in one
-## process, so its shared servers do too): ~7 min instead of ~12. It stays 0 (one process) by
-## default until a message-loss race during a Redis Cluster resharding is fixed: the load of a
-## second process exposes it in test_scaling (docs/SCALING.md, "Known issue").
+## test: lint, then every test layer (unit, e2e, redis, cluster, browser) against real servers,
+## spread over PYTEST_WORKERS processes (pytest-xdist; a test file stays in one process, so its
+## shared servers do too): ~7 min with 2 instead of ~13 with PYTEST_WORKERS=0 (this process).
 test: lint
 	$(BIN)/pytest --durations=15 -n $(PYTEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
 

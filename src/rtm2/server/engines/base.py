@@ -217,7 +217,8 @@ class Broker(Protocol):
 
     def release(self, subject: str, missed: list[BusEvent]) -> None:
         """After ``gap(subject)`` the broker holds that subject's events: deliver ``missed``
-        (what the node read from the RecoveryStore), then the held events that are new."""
+        (what the node read from the RecoveryStore), then the held events that are new. If
+        the subject moved again meanwhile, it calls ``gap(subject)`` once more and holds on."""
 
     def subscribe(self, subject: str) -> None:
         """Start receiving ``subject`` on this node. Idempotent."""

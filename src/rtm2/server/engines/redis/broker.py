@@ -70,8 +70,11 @@ class RedisBroker:
         self._gap = gap
         self._subjects: set[str] = set()
         # Subjects whose channel moved to another master, with what arrived since: held until
-        # the node caught up on what it missed meanwhile (``release``).
+        # the node caught up on what it missed meanwhile (``release``). Those of them whose
+        # channel moved once more during that catch-up: it may have read the recovery buffer
+        # before the second move, so it must be done again (see ``release``).
         self._held: dict[str, list[bytes]] = {}
+        self._moved_again: set[str] = set()
         self._publish = "SPUBLISH" if cluster else "PUBLISH"
         self._numbered = publish_numbered(cluster)
         client.preload(self._numbered.source)
@@ -185,14 +188,25 @@ class RedisBroker:
     def _moved(self, channel: str) -> None:
         """The channel's slot moved (Redis Cluster): messages may have passed us by."""
         subject = self._subject(channel)
-        if subject in self._subjects and subject not in self._held:
-            self._held[subject] = []
-            self._gap(subject)
+        if subject not in self._subjects:
+            return
+        if subject in self._held:
+            # A catch-up is under way, and may already have read the recovery buffer (a
+            # master drops a channel's subscribers even when the slot ends up on it, so a
+            # move can follow the confirmed subscription that catch-up waited for).
+            self._moved_again.add(subject)
+            return
+        self._held[subject] = []
+        self._gap(subject)
 
     def release(self, subject: str, missed: list[BusEvent]) -> None:
         """Deliver what the node missed of ``subject``, then what was held meanwhile (less
-        the messages ``missed`` already had)."""
+        the messages ``missed`` already had). If the channel moved again during the
+        catch-up, what was published between its reading and the new subscription is in
+        neither: keep holding and catch up once more, from what was just delivered."""
         held = self._held.pop(subject, None)
+        again = subject in self._moved_again
+        self._moved_again.discard(subject)
         if subject not in self._subjects:
             return
         seen: dict[str, int] = {}
@@ -206,6 +220,9 @@ class RedisBroker:
                 ):
                     continue
                 self._handler(subject, event)
+        if again and subject not in self._held:
+            self._held[subject] = []
+            self._gap(subject)
 
 
 def _events(subject: str, data: bytes) -> list[BusEvent]:
