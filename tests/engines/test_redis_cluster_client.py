@@ -297,7 +297,9 @@ async def test_a_subscriber_follows_a_channel_whose_slot_moves_to_another_master
         target = next(p for p in cluster.ports if p != source)
         await asyncio.to_thread(cluster.migrate_slot, slot, target)
         await sub.ready(channel)  # followed to the new master
-        assert moved == [channel]
+        # Redis drops a slot's subscribers on every master told the slot's new owner, the
+        # new owner too, so the move may be reported once or twice, never for another channel.
+        assert moved and set(moved) == {channel}
         assert cluster.owner_of(slot) == target
         await client.refresh()
         assert await client.call("SPUBLISH", channel, b"after") == 1
