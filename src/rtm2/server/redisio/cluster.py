@@ -94,6 +94,8 @@ class RedisClusterClient:
         # redirections of each slot are under way.
         self._held: dict[int, list[tuple[Sequence[Arg], asyncio.Future[Any]]]] = {}
         self._redirecting: dict[int | None, int] = {}
+        # Per slot, the end of the latest redirection: the next one waits for it (see _redirect).
+        self._last_redirect: dict[int, asyncio.Future[None]] = {}
 
     @property
     def connected(self) -> bool:
@@ -249,7 +251,11 @@ class RedisClusterClient:
             if slot is not None and not error.startswith("ASK "):
                 self._hold(slot, node)
             self._redirecting[slot] = self._redirecting.get(slot, 0) + 1
-            self._spawn(self._redirect(error, result, args, slot))
+            previous = self._last_redirect.get(slot) if slot is not None else None
+            mine: asyncio.Future[None] | None = None
+            if slot is not None:
+                mine = self._last_redirect[slot] = asyncio.get_running_loop().create_future()
+            self._spawn(self._redirect(error, result, args, slot, previous, mine))
         else:
             result.set_exception(exc)
 
@@ -276,9 +282,22 @@ class RedisClusterClient:
                 result.set_exception(exc)
 
     async def _redirect(
-        self, error: str, result: asyncio.Future[Any], args: Sequence[Arg], slot: int | None
+        self,
+        error: str,
+        result: asyncio.Future[Any],
+        args: Sequence[Arg],
+        slot: int | None,
+        previous: asyncio.Future[None] | None,
+        mine: asyncio.Future[None] | None,
     ) -> None:
+        """Redirect ``args`` once the slot's previous redirection is over: the commands of a
+        slot are redirected one at a time, in the order their refusals came. Otherwise a
+        command answered TRYAGAIN (retried a moment later) would be overtaken by one sent
+        after it and answered ASK (its keys all moved already), and a publisher's messages
+        would be numbered out of order during a resharding."""
         try:
+            if previous is not None:
+                await asyncio.shield(previous)
             await self._redirect_once(error, result, args)
         finally:
             left = self._redirecting.get(slot, 1) - 1
@@ -286,6 +305,11 @@ class RedisClusterClient:
                 self._redirecting[slot] = left
             else:
                 self._redirecting.pop(slot, None)
+            if mine is not None:
+                if not mine.done():
+                    mine.set_result(None)
+                if slot is not None and self._last_redirect.get(slot) is mine:
+                    del self._last_redirect[slot]
 
     async def _redirect_once(
         self, error: str, result: asyncio.Future[Any], args: Sequence[Arg]
