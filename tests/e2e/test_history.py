@@ -29,6 +29,8 @@ from .util import Users, fails, unique
 APP_H = "a5" * 16  # history on, anyone reads
 APP_SUBS = "a6" * 16  # history on, only subscribers read
 APP_SHORT = "a7" * 16  # history kept 2 s
+APP_RATE_SDK = "a8" * 16  # history on: only stored publishes from the SDK, for /v1/info
+APP_RATE_HTTP = "a9" * 16  # history on: only stored publishes through the HTTP API
 KEY_H = "key-of-history"
 RETENTION = 4.0
 
@@ -43,6 +45,8 @@ class HistoryServer(ServerProcess):
             (APP_H, ""),
             (APP_SUBS, 'history_read = "subscribers"'),
             (APP_SHORT, f'retention = "{RETENTION}s"'),
+            (APP_RATE_SDK, ""),
+            (APP_RATE_HTTP, ""),
         ):
             lines += [
                 "[[apps]]",
@@ -502,3 +506,21 @@ async def test_the_agora_route_also_takes_agoras_token_header_for_its_user(
     mine = agora(bob.config.user_id, "message", channel)
     data = (await api.get(mine, headers={"Authorization": "agora token=", "X-API-Key": ""})).json()
     assert [m["message"] for m in data["data"]["messageList"]] == ["hi"]
+
+
+async def test_stored_publishes_count_in_their_apps_messages_per_second(
+    users: Users, server: ServerProcess
+) -> None:
+    alice = await login(users, APP_RATE_SDK)
+    await alice.publish(unique("rate"), "kept", store_in_history=True)
+    async with httpx.AsyncClient(base_url=server.http_url, timeout=10) as http:
+        sent = await http.post(
+            f"/v1/apps/{APP_RATE_HTTP}/channels/{unique('rate')}/messages",
+            json={"message": "kept", "store_in_history": True},
+            headers={"X-API-Key": f"{KEY_H}-{APP_RATE_HTTP}"},
+        )
+        assert sent.status_code == 200, sent.text
+        info = (await http.get("/v1/info", headers={"X-API-Key": server.admin_key})).json()
+    rates = {a["app_id"]: a["messages_per_second"] for a in info["apps"]}
+    assert rates[APP_RATE_SDK] > 0
+    assert rates[APP_RATE_HTTP] > 0

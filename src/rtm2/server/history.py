@@ -139,6 +139,7 @@ class HistoryService:
             app.limits.recovery_seconds,
         )
         messages.counts.published_message += 1
+        messages.counts.published_by_app[app.app_id] += 1
         rid = f.rid
 
         def answer(done: asyncio.Future[int]) -> None:
@@ -245,6 +246,7 @@ class HistoryService:
             app.limits.recovery_seconds,
         )
         messages.counts.published_message += 1
+        messages.counts.published_by_app[app.app_id] += 1
         try:
             await stored
         except Exception as exc:
