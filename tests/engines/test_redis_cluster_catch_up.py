@@ -1,7 +1,7 @@
 """A node's catch-up on a channel whose slot moves between Redis Cluster masters.
 
 The Redis engine's broker, the node's ``Recovery`` buffers and ``Replay`` together, on a
-local 3-master cluster started for this module: when a master drops the node's subscription
+local 3-master cluster (the session's): when a master drops the node's subscription
 to a channel (its slot moved), the node holds what arrives, reads what it missed from the
 recovery buffer once subscribed again, and delivers both in order, none twice, none missing.
 """
@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import struct
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 from uuid import uuid4
 
 import msgspec
@@ -25,15 +25,9 @@ from rtm2.server.recovery import Recovery
 from rtm2.server.redisio import RedisClient, hash_tag, key_slot
 from rtm2.server.replay import Replay
 
-from ..redis_cluster import LocalCluster, local_cluster
+from ..redis_cluster import LocalCluster
 
 KEEP, KEEP_SECONDS = 1000, 30.0
-
-
-@pytest.fixture(scope="module")
-def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]:
-    with local_cluster(tmp_path_factory.mktemp("catch-up-cluster")) as running:
-        yield running
 
 
 def _message(text: str) -> BusEvent:
@@ -147,5 +141,41 @@ async def test_a_channel_that_moves_again_after_the_catch_up_read_its_buffer_los
         assert node.got == list(range(first, first + 5))  # "between" too, once, in order
         assert len(reads) == 2  # caught up once more, from what the first catch-up delivered
         assert reads[1] == first + 2
+    finally:
+        await owner.close()
+
+
+async def test_a_channel_that_moves_before_any_message_reached_the_node_loses_nothing(
+    cluster: LocalCluster, node: _Node
+) -> None:
+    """A subscriber's node has received nothing of the channel yet when its slot moves: the
+    catch-up starts from the position its subscription was given."""
+    subject = f"msg:{uuid4().hex}"
+    channel = node.channel(subject)
+    slot = key_slot(channel)
+    owner = RedisClient(f"redis://127.0.0.1:{cluster.owner_of(slot)}/0")
+    await owner.connect()
+    try:
+        owner_id = (await owner.call("CLUSTER", "MYID")).decode()
+        counter, buffer = recovery_keys(node.prefix, subject, "")
+        node.broker.subscribe(subject)
+        await node.broker.ready(subject)
+        for i in range(2):  # before the subscription: none of the node's concern
+            node.broker.publish_message(subject, _message(f"old {i}"), KEEP, KEEP_SECONDS)
+        await _until(lambda: len(node.got) == 2, lambda: node.got)
+        node.got.clear()
+        node.recovery.forget(subject)  # as on a node whose subscriber came after them
+        start = await node.replay.position(subject, "")  # what a subscribe does
+        assert start >= 2
+        # The drop and a message in one pipelined write: the node cannot be subscribed again
+        # before the message is published.
+        dropped = owner.send("CLUSTER", "SETSLOT", slot, "NODE", owner_id)
+        published = owner.send(
+            "EVAL", publish_numbered(sharded=True).source, 2, counter, buffer, channel, KEEP,
+            int(KEEP_SECONDS * 1000), 1, msgspec.msgpack.encode([_message("during")]),
+        )  # fmt: skip
+        await dropped
+        await published
+        await _until(lambda: node.got == [start + 1], lambda: node.got)
     finally:
         await owner.close()

@@ -74,6 +74,17 @@ class Recovery:
         if known.limit:  # the deque drops the oldest itself; the sweep drops the too old
             buffer.entries.append((offset, self._clock(), publisher, frame))
 
+    def mark(self, subject: str, topic: str, offset: int) -> None:
+        """The engine's position of (subject, topic), read while this node listens to it: what
+        came before is no concern of this node's subscribers (a buffer this node has already,
+        of messages it received, is kept as it is)."""
+        known = self._subjects.get(subject)
+        if known is None:
+            known = self._subjects[subject] = _Subject(*self._limits(subject))
+        if topic not in known.topics and offset > 0:
+            buffer = known.topics[topic] = _Buffer(known.limit)
+            buffer.last = offset
+
     def lasts(self, subject: str) -> dict[str, int]:
         """The newest offset received here of each topic of ``subject``."""
         known = self._subjects.get(subject)

@@ -106,8 +106,16 @@ class Replay:
             await pending
 
     async def position(self, subject: str, topic: str) -> int:
-        """Where (subject, topic) is now: messages after it are a new subscriber's."""
-        return self.recovery.position((subject, topic)) or await self.store.position(subject, topic)
+        """Where (subject, topic) is now: messages after it are a new subscriber's. The node
+        listens to ``subject`` by then, and remembers the position as the last message it has
+        (unless one came meanwhile): a catch-up after the channel moves (``on_gap``) starts
+        there, even if no message of that topic reached this node before the move."""
+        known = self.recovery.position((subject, topic))
+        if known:
+            return known
+        offset = await self.store.position(subject, topic)
+        self.recovery.mark(subject, topic, offset)
+        return offset
 
     def replay(
         self, s: Session, positions: list[Position], answer: Callable[[list[Position]], bytes]
