@@ -98,11 +98,12 @@ compile: $(VENV)/.dev-installed
 clean-compiled:
 	rm -rf build/mypyc build/mypyc.work
 
-## compile-test: build, then the unit layer and the publish path's e2e tests on the build.
+## compile-test: build, then the unit layer, the publish path's e2e tests and history (what it
+## stores must read back alike on either build) on the build.
 ## Left out: unit tests that hand the compiled classes stand-ins (a fake connection, a
 ## SimpleNamespace hub) or replace their methods; the build checks the declared types.
 COMPILE_TESTS ?= tests/e2e/test_message_channels.py tests/e2e/test_reliability.py \
-                 tests/e2e/test_compiled.py tests/server/test_fan_out.py
+                 tests/e2e/test_compiled.py tests/server/test_fan_out.py tests/e2e/test_history.py
 COMPILE_UNIT_SKIP := --ignore tests/server/test_session_backlog.py \
     --ignore tests/server/test_session_lifecycle.py --ignore tests/server/test_session_table.py \
     --deselect tests/server/test_bus.py::test_a_node_routes_messages_by_the_kind_of_their_subject \

@@ -9,6 +9,7 @@ manifest written as ``make compile`` writes it. ``make compile-test`` runs the r
 from __future__ import annotations
 
 import _bisect
+import ast
 import importlib
 import itertools
 import os
@@ -22,6 +23,7 @@ import pytest
 from rtm2 import _compiled
 from rtm2._compiled import (
     MODULES,
+    PACKAGE_DIR,
     CompiledFinder,
     State,
     activate,
@@ -161,3 +163,14 @@ def test_the_hot_modules_run_compiled_exactly_when_rtm2_compiled_is_1() -> None:
     else:
         assert compiled_modules() == []
         assert _compiled.state == State((), "")
+
+
+def test_no_compiled_module_defines_a_msgspec_struct() -> None:
+    # mypyc drops a class's keywords (array_like, frozen, gc): a Struct compiled would change
+    # what a node writes on the bus and into storage.
+    for name in MODULES:
+        path = PACKAGE_DIR.parent / (name.replace(".", "/") + ".py")
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ClassDef):
+                bases = [ast.unparse(base) for base in node.bases]
+                assert not any(b.endswith("Struct") for b in bases), f"{name}.{node.name}"
