@@ -139,6 +139,9 @@ class StreamService:
         self.recovery = recovery
         # (subject, topic, publisher) -> local sessions subscribed to that publisher
         self.routes: dict[tuple[str, str, str], set[Session]] = {}
+        # the same keys -> their channel's app id: deliveries are counted per app without
+        # reading it from a recipient on every fan-out (as MessageService does)
+        self._route_app: dict[tuple[str, str, str], str] = {}
         # subject -> local sessions in that channel
         self.local: dict[str, set[Session]] = {}
         self._clock = time.monotonic
@@ -352,12 +355,13 @@ class StreamService:
         self.recovery.receive(
             subject, event.topic, frame_offset(event.frame), event.user, event.frame
         )
-        recipients = self.routes.get((subject, event.topic, event.user))
+        key = (subject, event.topic, event.user)
+        recipients = self.routes.get(key)
         if recipients:
             self.fan_out(recipients, ws_binary_frame(event.frame))
             n = len(recipients)  # counted once per fan-out, never per delivery
             self.counts.delivered_stream += n
-            self.counts.delivered_by_app[next(iter(recipients)).app_config.app_id] += n
+            self.counts.delivered_by_app[self._route_app[key]] += n
 
     def on_topic_event(self, subject: str, event: BusEvent) -> None:
         """Tell this node's members of the channel, but the publisher it is about."""
@@ -407,7 +411,9 @@ class StreamService:
         subs = member.subs.setdefault(f.topic, set())
         for user in new:
             subs.add(user)
-            self.routes.setdefault((member.subject, f.topic, user), set()).add(s)
+            key = (member.subject, f.topic, user)
+            self.routes.setdefault(key, set()).add(s)
+            self._route_app[key] = s.app_config.app_id
         since = None
         if f.epoch:
             since = Position(ChannelType.STREAM, f.channel, f.topic, f.since, f.epoch)
@@ -440,6 +446,7 @@ class StreamService:
             sessions.discard(s)
             if not sessions:
                 del self.routes[key]
+                self._route_app.pop(key, None)
 
     # --- helpers ---------------------------------------------------------------------------
 
