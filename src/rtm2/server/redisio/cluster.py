@@ -90,11 +90,9 @@ class RedisClusterClient:
         self._tasks: set[asyncio.Task[Any]] = set()
         self._closing = False
         self.scripts: list[str] = []  # shared with every master's connection
-        # Slots whose new commands wait behind redirections (see _hold), and how many
-        # redirections of each slot are under way.
+        # Slots whose new commands wait behind redirections (see _hold), and per slot the end
+        # of the latest redirection under way: the next one waits for it (see _redirect).
         self._held: dict[int, list[tuple[Sequence[Arg], asyncio.Future[Any]]]] = {}
-        self._redirecting: dict[int | None, int] = {}
-        # Per slot, the end of the latest redirection: the next one waits for it (see _redirect).
         self._last_redirect: dict[int, asyncio.Future[None]] = {}
 
     @property
@@ -250,7 +248,6 @@ class RedisClusterClient:
             slot = self._slot_of(args)
             if slot is not None and not error.startswith("ASK "):
                 self._hold(slot, node)
-            self._redirecting[slot] = self._redirecting.get(slot, 0) + 1
             previous = self._last_redirect.get(slot) if slot is not None else None
             mine: asyncio.Future[None] | None = None
             if slot is not None:
@@ -271,8 +268,9 @@ class RedisClusterClient:
     async def _release(self, slot: int, old: RedisClient) -> None:
         with contextlib.suppress(RedisError):
             await old.call("PING")  # answered after everything sent to it before
-        while self._redirecting.get(slot):  # noqa: ASYNC110 (rare: a resharding)
-            await asyncio.sleep(0.002)
+        # Redirections run one after another: once the latest is over, all are.
+        while (last := self._last_redirect.get(slot)) is not None:
+            await asyncio.shield(last)
         for args, result in self._held.pop(slot, []):
             if result.done():
                 continue
@@ -300,11 +298,6 @@ class RedisClusterClient:
                 await asyncio.shield(previous)
             await self._redirect_once(error, result, args)
         finally:
-            left = self._redirecting.get(slot, 1) - 1
-            if left > 0:
-                self._redirecting[slot] = left
-            else:
-                self._redirecting.pop(slot, None)
             if mine is not None:
                 if not mine.done():
                     mine.set_result(None)
