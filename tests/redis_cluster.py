@@ -177,13 +177,28 @@ class LocalCluster:
         source = self.owner_of(slot)
         if source == target:
             return
+        target_id = self.begin_migration(slot, target)
+        while keys := self.cli(source, "CLUSTER", "GETKEYSINSLOT", str(slot), "100").split():
+            self.cli(source, "MIGRATE", "127.0.0.1", str(target), "", "0", "5000", "KEYS", *keys)
+        for port in (target, source, *self.ports):
+            self.cli(port, "CLUSTER", "SETSLOT", str(slot), "NODE", target_id)
+
+    def begin_migration(self, slot: int, target: int) -> str:
+        """Mark ``slot`` as moving from its owner to the master on port ``target`` (IMPORTING
+        there, MIGRATING on the owner), no key moved yet; the target's node id."""
+        source = self.owner_of(slot)
         source_id = self.cli(source, "CLUSTER", "MYID").strip()
         target_id = self.cli(target, "CLUSTER", "MYID").strip()
         self.cli(target, "CLUSTER", "SETSLOT", str(slot), "IMPORTING", source_id)
         self.cli(source, "CLUSTER", "SETSLOT", str(slot), "MIGRATING", target_id)
-        while keys := self.cli(source, "CLUSTER", "GETKEYSINSLOT", str(slot), "100").split():
-            self.cli(source, "MIGRATE", "127.0.0.1", str(target), "", "0", "5000", "KEYS", *keys)
-        for port in (target, source, *self.ports):
+        return target_id
+
+    def move_key(self, source: int, target: int, key: str) -> None:
+        self.cli(source, "MIGRATE", "127.0.0.1", str(target), key, "0", "5000")
+
+    def end_migration(self, slot: int, target_id: str) -> None:
+        """Tell every master that the node ``target_id`` owns ``slot`` now."""
+        for port in self.ports:
             self.cli(port, "CLUSTER", "SETSLOT", str(slot), "NODE", target_id)
 
     def _log(self, port: int) -> str:

@@ -21,6 +21,7 @@ from rtm2.server.subjects import subject as make_subject
 
 from ..conftest import APP_SMALL, APP_TINY, CERT_SMALL, ServerProcess
 from ..redis_cluster import LocalCluster, local_cluster
+from .nodes import forget
 from .proxy import TcpProxy
 from .util import client_for, next_event, unique
 
@@ -54,17 +55,7 @@ def nodes(
     for node in (a, b):
         node.stop()
     if request.param == "redis":
-        _forget(prefix)
-
-
-def _forget(prefix: str) -> None:
-    import subprocess
-
-    keys = subprocess.run(
-        ["redis-cli", "--scan", "--pattern", f"{prefix}*"], capture_output=True, text=True
-    ).stdout.split()
-    if keys:
-        subprocess.run(["redis-cli", "DEL", *keys], capture_output=True)
+        forget(prefix)
 
 
 class Clients:
@@ -231,7 +222,7 @@ def mortal_nodes(tmp_path: Path) -> Iterator[tuple[ServerProcess, ServerProcess]
     yield pair[0], pair[1]
     for node in pair:
         node.stop()
-    _forget(prefix)
+    forget(prefix)
 
 
 async def test_the_users_of_a_crashed_node_time_out_and_their_locks_expire_after_the_ttl(

@@ -324,18 +324,14 @@ async def test_a_script_on_keys_being_migrated_is_retried_not_failed(
     await client.call("MSET", keys[0], "1", keys[1], "2")
     source = cluster.owner_of(slot)
     target = next(p for p in cluster.ports if p != source)
-    source_id = cluster.cli(source, "CLUSTER", "MYID").strip()
-    target_id = cluster.cli(target, "CLUSTER", "MYID").strip()
-    cluster.cli(target, "CLUSTER", "SETSLOT", str(slot), "IMPORTING", source_id)
-    cluster.cli(source, "CLUSTER", "SETSLOT", str(slot), "MIGRATING", target_id)
-    cluster.cli(source, "MIGRATE", "127.0.0.1", str(target), keys[0], "0", "5000")
+    target_id = cluster.begin_migration(slot, target)
+    cluster.move_key(source, target, keys[0])
     script = "return redis.call('GET', KEYS[1]) .. redis.call('GET', KEYS[2])"
     pending = asyncio.ensure_future(client.call("EVAL", script, 2, *keys))  # keys split
     await asyncio.sleep(0.1)
     assert not pending.done()  # TRYAGAIN, retried
-    cluster.cli(source, "MIGRATE", "127.0.0.1", str(target), keys[1], "0", "5000")
-    for port in cluster.ports:
-        cluster.cli(port, "CLUSTER", "SETSLOT", str(slot), "NODE", target_id)
+    cluster.move_key(source, target, keys[1])
+    cluster.end_migration(slot, target_id)
     assert await asyncio.wait_for(pending, 5) == b"12"
     await client.call("DEL", *keys)
 
@@ -352,20 +348,16 @@ async def test_a_command_answered_ask_waits_for_an_earlier_one_answered_tryagain
     await client.call("MSET", a, "1", b, "2")
     source = cluster.owner_of(slot)
     target = next(p for p in cluster.ports if p != source)
-    source_id = cluster.cli(source, "CLUSTER", "MYID").strip()
-    target_id = cluster.cli(target, "CLUSTER", "MYID").strip()
-    cluster.cli(target, "CLUSTER", "SETSLOT", str(slot), "IMPORTING", source_id)
-    cluster.cli(source, "CLUSTER", "SETSLOT", str(slot), "MIGRATING", target_id)
-    cluster.cli(source, "MIGRATE", "127.0.0.1", str(target), a, "0", "5000")
+    target_id = cluster.begin_migration(slot, target)
+    cluster.move_key(source, target, a)
     push = "return redis.call('RPUSH', KEYS[#KEYS], ARGV[1])"
     first = client.send("EVAL", push, 3, a, b, log, "first")  # a moved, b not: TRYAGAIN
     second = client.send("EVAL", push, 1, log, "second")  # log on neither: ASK
     await asyncio.sleep(0.1)
     assert not first.done()
     assert not second.done()  # behind the first's redirection
-    cluster.cli(source, "MIGRATE", "127.0.0.1", str(target), b, "0", "5000")
-    for port in cluster.ports:
-        cluster.cli(port, "CLUSTER", "SETSLOT", str(slot), "NODE", target_id)
+    cluster.move_key(source, target, b)
+    cluster.end_migration(slot, target_id)
     await asyncio.wait_for(asyncio.gather(first, second), 5)
     assert await client.call("LRANGE", log, 0, -1) == [b"first", b"second"]
     await client.call("DEL", a, b, log)
