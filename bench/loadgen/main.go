@@ -731,15 +731,7 @@ func (c *conn) stream(handle func(now int64) bool) error {
 	var ioErr error
 	err = raw.Read(func(fd uintptr) bool {
 		for {
-			if c.r > 0 {
-				c.w = copy(c.buf, c.buf[c.r:c.w])
-				c.r = 0
-			}
-			if c.w == len(c.buf) {
-				grown := make([]byte, 2*len(c.buf))
-				copy(grown, c.buf[:c.w])
-				c.buf = grown
-			}
+			c.room()
 			n, err := syscall.Read(int(fd), c.buf[c.w:])
 			now := mono()
 			switch {
@@ -773,9 +765,9 @@ func (c *conn) stream(handle func(now int64) bool) error {
 	return err
 }
 
-// fill reads what the socket has (at least one byte) after the unparsed bytes, and returns the
-// time the read returned: the receive time of every delivery in it.
-func (c *conn) fill() (int64, error) {
+// room moves the unparsed bytes to the front of the buffer and doubles the buffer when they
+// fill it, so that a read has room after them.
+func (c *conn) room() {
 	if c.r > 0 {
 		c.w = copy(c.buf, c.buf[c.r:c.w])
 		c.r = 0
@@ -785,6 +777,12 @@ func (c *conn) fill() (int64, error) {
 		copy(grown, c.buf[:c.w])
 		c.buf = grown
 	}
+}
+
+// fill reads what the socket has (at least one byte) after the unparsed bytes, and returns the
+// time the read returned: the receive time of every delivery in it.
+func (c *conn) fill() (int64, error) {
+	c.room()
 	n, err := c.c.Read(c.buf[c.w:])
 	now := mono()
 	if n > 0 {
