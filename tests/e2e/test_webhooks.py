@@ -18,8 +18,8 @@ import rtm2
 from rtm2 import ChannelType
 
 from ..conftest import APP_A, CERT_A, ServerProcess
+from .nodes import forget
 from .proxy import TcpProxy
-from .test_scaling import _forget
 from .util import client_for, token_for, unique
 from .webhook_receiver import Receiver
 
@@ -403,7 +403,7 @@ async def test_a_live_node_emits_the_timeouts_of_a_killed_nodes_users_and_their_
         assert expired["node"] not in (dead, "")
         assert receiver.bad_signatures == 0
     finally:
-        _forget(prefix)
+        forget(prefix)
 
 
 REDIS = "redis://127.0.0.1:6379/0"
